@@ -1,0 +1,372 @@
+//! Batch background removal: file → decode → preprocess → infer → postprocess → PNG on disk.
+//!
+//! Three stages overlap on their own threads, joined by bounded channels: decoding and
+//! preprocessing the next photo, running the network on the current one, and resizing the mask and
+//! encoding the previous one. A photo that fails at any stage becomes an [`Outcome`] with the
+//! reason; the rest of the batch goes on.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use image::{ExtendedColorType, GrayImage, RgbImage};
+
+use crate::{
+    engine::{EngineError, Segmenter},
+    image_ops::{self, DecodeLimits, ImageError, Normalization, decode::DecodedImage},
+};
+
+/// What to write for each photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputKind {
+    /// Transparent PNG: the photo's colours with the mask as alpha.
+    #[default]
+    Cutout,
+    /// The mask alone, as an 8-bit grey PNG.
+    MaskOnly,
+    /// The subject over an opaque colour.
+    OverColor([u8; 3]),
+}
+
+/// One photo and where its result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The photo.
+    pub input: PathBuf,
+    /// The PNG to write.
+    pub output: PathBuf,
+}
+
+/// Milliseconds spent in each stage for one photo.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StageTimings {
+    /// Reading and decoding the file.
+    pub decode_ms: f64,
+    /// Resizing to the model size and normalising.
+    pub preprocess_ms: f64,
+    /// The network.
+    pub infer_ms: f64,
+    /// Mask back to full size and compositing.
+    pub postprocess_ms: f64,
+    /// PNG encoding and the atomic write.
+    pub encode_ms: f64,
+}
+
+/// Why one photo failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Reading, decoding or writing.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The network.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What happened to one photo.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The job.
+    pub job: Job,
+    /// Timings, or why it failed.
+    pub result: Result<StageTimings, JobError>,
+}
+
+/// Why the inputs could not be turned into jobs.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Several inputs but `-o` names a file.
+    #[error("{count} inputs need an output folder, but -o names a file: {}", .output.display())]
+    OutputNotAFolder {
+        /// How many inputs.
+        count: usize,
+        /// The `-o` path.
+        output: PathBuf,
+    },
+    /// A folder could not be listed or created.
+    #[error("{action} ({source}): {}", .path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Nothing to do.
+    #[error("no images found in the given inputs")]
+    Empty,
+}
+
+/// File extensions picked up when a folder is given.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"];
+
+fn is_image_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// Expands folders (their image files, sorted, not recursive) and keeps files as given.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PlanError> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let entries = std::fs::read_dir(input).map_err(|source| PlanError::Io { action: "cannot list the folder", path: input.clone(), source })?;
+            let mut found: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file() && is_image_name(p)).collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Decides the output path of every input. With no `-o`, results go beside the photo as
+/// `NAME.cutout.png`; with `-o FILE` (one input) exactly there; with `-o DIR` (a folder, an
+/// existing one or a path ending in `/`) as `DIR/NAME.png`. Names are kept, clashes get the
+/// original extension added, and an input is never overwritten.
+pub fn plan_jobs(inputs: &[PathBuf], output: Option<&Path>, kind: OutputKind) -> Result<Vec<Job>, PlanError> {
+    let files = expand_inputs(inputs)?;
+    if files.is_empty() {
+        return Err(PlanError::Empty);
+    }
+    let suffix = if kind == OutputKind::MaskOnly { "mask" } else { "cutout" };
+    let out_dir = match output {
+        None => None,
+        Some(out) => {
+            let names_folder = out.is_dir() || out.as_os_str().to_string_lossy().ends_with(['/', '\\']);
+            let several = files.len() > 1 || inputs.iter().any(|i| i.is_dir());
+            if !names_folder && !several {
+                return Ok(vec![Job { input: files[0].clone(), output: out.to_owned() }]);
+            }
+            if !names_folder && out.exists() {
+                return Err(PlanError::OutputNotAFolder { count: files.len(), output: out.to_owned() });
+            }
+            std::fs::create_dir_all(out).map_err(|source| PlanError::Io { action: "cannot create the output folder", path: out.to_owned(), source })?;
+            Some(out.to_owned())
+        }
+    };
+    // Inputs count as taken, so no output ever lands on a photo of the batch.
+    let mut taken: HashSet<PathBuf> = files.iter().cloned().collect();
+    let mut jobs = Vec::with_capacity(files.len());
+    for input in files {
+        let stem = input.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let name = input.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let candidates = match &out_dir {
+            Some(dir) => vec![dir.join(format!("{stem}.png")), dir.join(format!("{name}.png")), dir.join(format!("{stem}.{suffix}.png"))],
+            None => {
+                let dir = input.parent().unwrap_or(Path::new(""));
+                vec![dir.join(format!("{stem}.{suffix}.png")), dir.join(format!("{name}.{suffix}.png"))]
+            }
+        };
+        let output = candidates
+            .into_iter()
+            .find(|c| !taken.contains(c))
+            .unwrap_or_else(|| input.with_extension(format!("{}.{suffix}.png", taken.len())));
+        taken.insert(output.clone());
+        jobs.push(Job { input, output });
+    }
+    Ok(jobs)
+}
+
+/// Settings for [`run`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchOptions {
+    /// What to write.
+    pub kind: OutputKind,
+    /// Decoder limits.
+    pub limits: DecodeLimits,
+}
+
+struct Prepared {
+    job: Job,
+    rgb: RgbImage,
+    input: Vec<f32>,
+    timings: StageTimings,
+}
+
+struct Inferred {
+    job: Job,
+    rgb: RgbImage,
+    raw: Vec<f32>,
+    timings: StageTimings,
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Decodes and preprocesses one photo for `side_px`.
+fn prepare(job: Job, side_px: u32, norm: Normalization, limits: DecodeLimits) -> Result<Prepared, (Job, JobError)> {
+    let t = Instant::now();
+    let decoded: DecodedImage = match image_ops::decode_file(&job.input, limits) {
+        Ok(d) => d,
+        Err(e) => return Err((job, e.into())),
+    };
+    let decode_ms = ms_since(t);
+    let t = Instant::now();
+    let input = match image_ops::to_model_input(&decoded.rgb, side_px, norm) {
+        Ok(i) => i,
+        Err(e) => return Err((job, e.into())),
+    };
+    let timings = StageTimings { decode_ms, preprocess_ms: ms_since(t), ..StageTimings::default() };
+    Ok(Prepared { job, rgb: decoded.rgb, input, timings })
+}
+
+/// The 8-bit pixels to write for one photo and their layout.
+pub fn render(rgb: &RgbImage, mask: GrayImage, kind: OutputKind) -> (Vec<u8>, ExtendedColorType) {
+    match kind {
+        OutputKind::Cutout => (image_ops::cutout_rgba(rgb, &mask).into_raw(), ExtendedColorType::Rgba8),
+        OutputKind::MaskOnly => (mask.into_raw(), ExtendedColorType::L8),
+        OutputKind::OverColor(color) => (image_ops::over_background(rgb, &mask, color).into_raw(), ExtendedColorType::Rgb8),
+    }
+}
+
+fn finish(item: Inferred, side_px: u32, kind: OutputKind) -> Outcome {
+    let Inferred { job, rgb, raw, mut timings } = item;
+    let t = Instant::now();
+    let mask = match image_ops::mask_from_output(&raw, side_px, rgb.width(), rgb.height()) {
+        Ok(m) => m,
+        Err(e) => return Outcome { job, result: Err(e.into()) },
+    };
+    let (pixels, color) = render(&rgb, mask, kind);
+    timings.postprocess_ms = ms_since(t);
+    let t = Instant::now();
+    let written = image_ops::write_png_atomic(&job.output, &pixels, rgb.width(), rgb.height(), color);
+    timings.encode_ms = ms_since(t);
+    Outcome { job, result: written.map(|()| timings).map_err(JobError::from) }
+}
+
+/// Runs every job through the overlapped pipeline; `on_done` sees each outcome as it completes
+/// (in input order). Returns all outcomes.
+pub fn run(segmenter: &mut Segmenter, jobs: Vec<Job>, options: BatchOptions, mut on_done: impl FnMut(&Outcome)) -> Vec<Outcome> {
+    let side_px = segmenter.input_side_px();
+    let norm = Normalization::from(&segmenter.model().spec);
+    let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Result<Prepared, (Job, JobError)>>(1);
+    let (infer_tx, infer_rx) = crossbeam_channel::bounded::<Result<Inferred, (Job, JobError)>>(1);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
+    let mut outcomes = Vec::new();
+    std::thread::scope(|scope| {
+        let limits = options.limits;
+        std::thread::Builder::new()
+            .name("cutout-decode".into())
+            .spawn_scoped(scope, move || {
+                for job in jobs {
+                    if prep_tx.send(prepare(job, side_px, norm, limits)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| tracing::error!("cannot start the decoding thread: {e}"))
+            .ok();
+        let kind = options.kind;
+        std::thread::Builder::new()
+            .name("cutout-encode".into())
+            .spawn_scoped(scope, move || {
+                for item in infer_rx {
+                    let outcome = match item {
+                        Ok(inferred) => finish(inferred, side_px, kind),
+                        Err((job, e)) => Outcome { job, result: Err(e) },
+                    };
+                    if done_tx.send(outcome).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| tracing::error!("cannot start the encoding thread: {e}"))
+            .ok();
+        for prepared in prep_rx {
+            let next = prepared.and_then(|p| {
+                let t = Instant::now();
+                match segmenter.infer(&p.input) {
+                    Ok(raw) => {
+                        let mut timings = p.timings;
+                        timings.infer_ms = ms_since(t);
+                        Ok(Inferred { job: p.job, rgb: p.rgb, raw, timings })
+                    }
+                    Err(e) => Err((p.job, e.into())),
+                }
+            });
+            if infer_tx.send(next).is_err() {
+                break;
+            }
+            for outcome in done_rx.try_iter() {
+                on_done(&outcome);
+                outcomes.push(outcome);
+            }
+        }
+        drop(infer_tx);
+        for outcome in &done_rx {
+            on_done(&outcome);
+            outcomes.push(outcome);
+        }
+    });
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::write(path, b"x").expect("write");
+    }
+
+    #[test]
+    fn default_outputs_go_beside_the_inputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.jpg");
+        touch(&a);
+        let jobs = plan_jobs(&[a.clone()], None, OutputKind::Cutout).expect("plan");
+        assert_eq!(jobs, vec![Job { input: a, output: dir.path().join("a.cutout.png") }]);
+    }
+
+    #[test]
+    fn one_input_and_a_file_name_writes_exactly_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.jpg");
+        touch(&a);
+        let out = dir.path().join("result.png");
+        let jobs = plan_jobs(&[a], Some(&out), OutputKind::Cutout).expect("plan");
+        assert_eq!(jobs[0].output, out);
+    }
+
+    #[test]
+    fn folders_keep_names_and_resolve_clashes_without_overwriting_inputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).expect("mkdir");
+        for name in ["b.jpg", "b.png", "c.webp", "notes.txt"] {
+            touch(&src.join(name));
+        }
+        let out = dir.path().join("out/");
+        let jobs = plan_jobs(&[src.clone()], Some(&out), OutputKind::Cutout).expect("plan");
+        let names: Vec<String> = jobs.iter().map(|j| j.output.file_name().expect("name").to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["b.png", "b.png.png", "c.png"]);
+        // Writing into the input folder never targets any input file.
+        let jobs = plan_jobs(&[src.clone()], Some(&src), OutputKind::MaskOnly).expect("plan");
+        for job in &jobs {
+            assert!(jobs.iter().all(|other| other.input != job.output), "{job:?}");
+        }
+    }
+
+    #[test]
+    fn several_inputs_and_an_existing_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, out) = (dir.path().join("a.jpg"), dir.path().join("b.jpg"), dir.path().join("x.png"));
+        for p in [&a, &b, &out] {
+            touch(p);
+        }
+        assert!(matches!(plan_jobs(&[a, b], Some(&out), OutputKind::Cutout), Err(PlanError::OutputNotAFolder { .. })));
+    }
+
+    #[test]
+    fn an_empty_folder_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(plan_jobs(&[dir.path().to_owned()], None, OutputKind::Cutout), Err(PlanError::Empty)));
+    }
+}

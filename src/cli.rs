@@ -1,0 +1,278 @@
+//! The command line: `cutout remove`, `cutout setup`, `cutout doctor`.
+
+use std::{
+    io::IsTerminal as _,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{
+    batch::{self, BatchOptions, OutputKind},
+    engine::{self, ModelChoice, Precision, ProviderRequest, SegmenterOptions, doctor, runtime},
+    image_ops::DecodeLimits,
+    paths::AppDirs,
+};
+
+/// Removes photo backgrounds with a segmentation network on the GPU (or CPU), and says which ran.
+#[derive(Debug, Parser)]
+#[command(name = "cutout", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cut out the subject of photos and write transparent PNGs.
+    Remove(RemoveArgs),
+    /// Fetch the official ONNX Runtime build from PyPI (needs Python's pip once; not to run).
+    Setup(SetupArgs),
+    /// Report ONNX Runtime, execution providers, GPU, libraries, models and folders.
+    Doctor,
+}
+
+/// `cutout remove`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Photos or folders of photos.
+    #[arg(required = true, value_name = "IN")]
+    pub inputs: Vec<PathBuf>,
+    /// Output file (one input) or folder (ends in `/` or exists). Default: NAME.cutout.png beside each photo.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub output: Option<PathBuf>,
+    /// Write the mask as a grey PNG instead of the cutout.
+    #[arg(long, conflicts_with = "bg")]
+    pub mask_only: bool,
+    /// Put the subject on an opaque colour, e.g. '#ffffff'.
+    #[arg(long, value_name = "#RRGGBB", value_parser = parse_hex_color)]
+    pub bg: Option<[u8; 3]>,
+    /// Model and execution settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Refuse images larger than this many megapixels (decompression-bomb guard).
+    #[arg(long, default_value_t = DecodeLimits::default().max_megapixels, value_name = "MP")]
+    pub max_megapixels: u32,
+    /// Print per-stage timings for every photo.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Model and execution settings shared by the commands that run the network.
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// Model from the manifest.
+    #[arg(long, default_value = engine::models::DEFAULT_MODEL)]
+    pub model: String,
+    /// Your own ONNX segmentation model (input [N,3,H,W], mask output); its checksum is not checked.
+    #[arg(long, value_name = "FILE", conflicts_with = "model")]
+    pub custom_model: Option<PathBuf>,
+    /// Side of the square model input in pixels (default: the model's native size).
+    #[arg(long, value_name = "N")]
+    pub size: Option<u32>,
+    /// Network precision.
+    #[arg(long, default_value = "fp32", value_name = "fp32|fp16")]
+    pub precision: Precision,
+    /// Execution provider: auto tries TensorRT, CUDA, then CPU and says why it passed each over.
+    #[arg(long, default_value = "auto", value_name = "auto|tensorrt|cuda|cpu")]
+    pub ep: ProviderRequest,
+    /// CPU threads for the CPU provider (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl EngineArgs {
+    /// The model to load.
+    pub fn model_choice(&self) -> ModelChoice {
+        self.custom_model.clone().map_or_else(|| ModelChoice::Named(self.model.clone()), ModelChoice::Custom)
+    }
+
+    /// Session settings.
+    pub fn segmenter_options(&self) -> SegmenterOptions {
+        SegmenterOptions { provider: self.ep, precision: self.precision, input_side_px: self.size, intra_threads: self.threads }
+    }
+}
+
+/// `cutout setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Install onnxruntime-gpu (CUDA and TensorRT providers). Default when an NVIDIA GPU is present.
+    #[arg(long, conflicts_with = "cpu")]
+    pub gpu: bool,
+    /// Install the CPU-only onnxruntime.
+    #[arg(long)]
+    pub cpu: bool,
+    /// With --gpu: also fetch the CUDA 13 and cuDNN 9 runtime wheels (about 1 GB), and try TensorRT.
+    #[arg(long)]
+    pub cuda_libs: bool,
+    /// Python interpreter with pip (default: python3 on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Install again even if this version is already there.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Parses `#RRGGBB` or `RRGGBB`.
+pub fn parse_hex_color(text: &str) -> Result<[u8; 3], String> {
+    let hex = text.trim().trim_start_matches('#');
+    let bad = || format!("`{text}` is not a colour; use #RRGGBB, e.g. #ffffff");
+    if hex.len() != 6 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let channel = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad());
+    Ok([channel(0)?, channel(2)?, channel(4)?])
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let dirs = AppDirs::from_env();
+    match cli.command {
+        Command::Remove(args) => remove(&dirs, &args),
+        Command::Setup(args) => setup(&dirs, &args),
+        Command::Doctor => {
+            print!("{}", doctor::report(&dirs));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn fail(message: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn download_progress() -> impl FnMut(u64, Option<u64>) {
+    let mut bar: Option<ProgressBar> = None;
+    move |done, total| {
+        let bar = bar.get_or_insert_with(|| {
+            eprintln!("Downloading the model (first use only) …");
+            let bar = ProgressBar::new(total.unwrap_or(0));
+            bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+            bar
+        });
+        bar.set_position(done);
+        if total == Some(done) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
+    let kind = match (args.mask_only, args.bg) {
+        (true, _) => OutputKind::MaskOnly,
+        (false, Some(color)) => OutputKind::OverColor(color),
+        (false, None) => OutputKind::Cutout,
+    };
+    let jobs = match batch::plan_jobs(&args.inputs, args.output.as_deref(), kind) {
+        Ok(jobs) => jobs,
+        Err(e) => return fail(&e),
+    };
+    let started = Instant::now();
+    let mut progress = download_progress();
+    let mut segmenter = match engine::open(dirs, &args.engine.model_choice(), &args.engine.segmenter_options(), &mut progress) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    eprintln!("Running {} at {} px on the {}", segmenter.model().spec.name, segmenter.input_side_px(), segmenter.report().summary());
+    if segmenter.model().origin == engine::models::ModelOrigin::Custom {
+        eprintln!("Custom model (checksum not checked): {}", segmenter.describe_io());
+    }
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let total = jobs.len();
+    let bar = if total > 1 && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let options = BatchOptions {
+        kind,
+        limits: DecodeLimits { max_megapixels: args.max_megapixels, ..DecodeLimits::default() },
+    };
+    let verbose = args.verbose;
+    let outcomes = batch::run(&mut segmenter, jobs, options, |outcome| {
+        bar.inc(1);
+        match &outcome.result {
+            Ok(t) if verbose => bar.suspend(|| eprintln!(
+                "{} → {}  decode {:.0} ms, preprocess {:.0} ms, infer {:.0} ms, postprocess {:.0} ms, encode {:.0} ms",
+                outcome.job.input.display(),
+                outcome.job.output.display(),
+                t.decode_ms,
+                t.preprocess_ms,
+                t.infer_ms,
+                t.postprocess_ms,
+                t.encode_ms
+            )),
+            Ok(_) => bar.set_message(outcome.job.input.file_name().unwrap_or_default().to_string_lossy().into_owned()),
+            Err(e) => bar.suspend(|| eprintln!("error: {e}")),
+        }
+    });
+    bar.finish_and_clear();
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    let elapsed = started.elapsed().as_secs_f64();
+    if verbose {
+        eprintln!("Start-up (runtime, model, session) {load_ms:.0} ms");
+    }
+    if failed == 0 {
+        if total > 1 || verbose {
+            eprintln!("{total} done in {elapsed:.1} s");
+        }
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} done, {failed} failed (listed above) in {elapsed:.1} s", total - failed);
+        ExitCode::from(1)
+    }
+}
+
+fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
+    let gpu_present = doctor::nvidia_gpu();
+    let flavor = if args.gpu || (!args.cpu && gpu_present.is_some()) { runtime::RuntimeFlavor::Gpu } else { runtime::RuntimeFlavor::Cpu };
+    match &gpu_present {
+        Some(gpu) => eprintln!("NVIDIA GPU: {gpu}"),
+        None => eprintln!("No NVIDIA GPU found."),
+    }
+    let existing = runtime::managed_dir(dirs, flavor).join(runtime::core_library_name());
+    if existing.is_file() && !args.force {
+        eprintln!("ONNX Runtime {} ({}) is already installed: {}", runtime::ORT_VERSION, flavor.package(), existing.display());
+        return ExitCode::SUCCESS;
+    }
+    let options = runtime::SetupOptions { flavor, cuda_libs: args.cuda_libs, python: args.python.clone() };
+    match runtime::install(dirs, &options, &mut |line| eprintln!("{line}")) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_parse() {
+        assert_eq!(parse_hex_color("#ff8000"), Ok([255, 128, 0]));
+        assert_eq!(parse_hex_color("00FF7f"), Ok([0, 255, 127]));
+        assert!(parse_hex_color("#fff").is_err());
+        assert!(parse_hex_color("#gg0000").is_err());
+        assert!(parse_hex_color("#ééé").is_err());
+    }
+
+    #[test]
+    fn command_line_parses() {
+        let cli = Cli::try_parse_from(["cutout", "remove", "a.jpg", "-o", "out/", "--ep", "cpu", "--precision", "fp16", "--size", "512"]).expect("parses");
+        let Command::Remove(args) = cli.command else { panic!("remove expected") };
+        assert_eq!(args.engine.ep, ProviderRequest::Only(engine::ProviderKind::Cpu));
+        assert_eq!(args.engine.precision, Precision::Fp16);
+        assert_eq!(args.engine.size, Some(512));
+        assert!(Cli::try_parse_from(["cutout", "remove", "a.jpg", "--ep", "gpu"]).is_err());
+        assert!(Cli::try_parse_from(["cutout", "remove", "a.jpg", "--mask-only", "--bg", "#000000"]).is_err());
+    }
+}

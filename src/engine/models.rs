@@ -1,0 +1,362 @@
+//! The model manifest, finding a model file, checking it, and the pinned download.
+
+use std::{
+    fs,
+    io::{self, Read, Write},
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::paths::AppDirs;
+
+/// The manifest shipped with cutout (`models/manifest.toml`).
+pub const BUILTIN_MANIFEST: &str = include_str!("../../models/manifest.toml");
+
+/// The model used when none is named.
+pub const DEFAULT_MODEL: &str = "u2netp";
+
+/// How pixel values are scaled to [0, 1] before mean/std normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Scale {
+    /// Divide by the image's own maximum value (rembg's u2net family).
+    #[serde(rename = "image_max")]
+    ImageMax,
+    /// Divide by 255.
+    #[serde(rename = "255")]
+    Unit,
+}
+
+/// One supported model, as the manifest describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelSpec {
+    /// Short name (`u2netp`).
+    pub name: String,
+    /// One line for humans.
+    #[serde(default)]
+    pub description: String,
+    /// File name in a models folder.
+    pub file: String,
+    /// Pinned download address.
+    pub url: String,
+    /// Accepted SHA-256 checksums, lower-case hex.
+    pub sha256: Vec<String>,
+    /// Licence of the weights.
+    pub licence: String,
+    /// Native square input side, in pixels.
+    pub input_size: u32,
+    /// Per-channel mean subtracted after scaling.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by after subtracting the mean.
+    pub std: [f32; 3],
+    /// How values are scaled to [0, 1].
+    pub scale: Scale,
+    /// Index of the output that holds the mask.
+    pub output: usize,
+}
+
+impl ModelSpec {
+    /// A spec for a user's own model file: rembg's u2net-family preprocessing at `input_size`,
+    /// first output; nothing to check the file against.
+    pub fn custom(path: &Path, input_size: u32) -> Self {
+        Self {
+            name: path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+            description: "custom model".to_owned(),
+            file: path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            url: String::new(),
+            sha256: Vec::new(),
+            licence: "unknown".to_owned(),
+            input_size,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            scale: Scale::ImageMax,
+            output: 0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ManifestFile {
+    model: Vec<ModelSpec>,
+}
+
+/// The list of supported models.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The models, in manifest order.
+    pub models: Vec<ModelSpec>,
+}
+
+/// Why a model could not be found, checked or fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The manifest text is malformed.
+    #[error("the model manifest is malformed: {0}")]
+    Manifest(String),
+    /// No model of that name.
+    #[error("unknown model `{name}`; known models: {known}")]
+    Unknown {
+        /// What was asked for.
+        name: String,
+        /// Comma-separated list of names.
+        known: String,
+    },
+    /// A file is there but its checksum matches none of the accepted ones.
+    #[error(
+        "refusing {name}: its SHA-256 {found} matches no known release of this model. Delete it \
+         to download the pinned file, or run it as your own model with --custom-model: {}",
+        .path.display()
+    )]
+    ChecksumMismatch {
+        /// Model name.
+        name: String,
+        /// SHA-256 of the file.
+        found: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The download failed.
+    #[error(
+        "could not download {name} ({reason}). If this machine is offline, put {file} in a folder \
+         and set CUTOUT_MODELS_DIR to it: {url}"
+    )]
+    Download {
+        /// Model name.
+        name: String,
+        /// Its file name.
+        file: String,
+        /// What failed.
+        reason: String,
+        /// The address.
+        url: String,
+    },
+    /// The downloaded bytes do not match.
+    #[error("the download of {name} is corrupt or not the pinned file (SHA-256 {found}); nothing was kept: {url}")]
+    DownloadMismatch {
+        /// Model name.
+        name: String,
+        /// SHA-256 of what arrived.
+        found: String,
+        /// The address.
+        url: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{action}: {source}: {}", .path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl Manifest {
+    /// The manifest compiled into cutout.
+    pub fn builtin() -> Result<Self, ModelError> {
+        Self::parse(BUILTIN_MANIFEST)
+    }
+
+    /// Parses manifest TOML.
+    pub fn parse(text: &str) -> Result<Self, ModelError> {
+        let file: ManifestFile = toml::from_str(text).map_err(|e| ModelError::Manifest(e.to_string()))?;
+        for model in &file.model {
+            if model.sha256.is_empty() || model.sha256.iter().any(|s| s.len() != 64) {
+                return Err(ModelError::Manifest(format!("model `{}` needs 64-hex-digit sha256 entries", model.name)));
+            }
+            if model.input_size == 0 || model.std.contains(&0.0) {
+                return Err(ModelError::Manifest(format!("model `{}` has a zero input_size or std", model.name)));
+            }
+        }
+        Ok(Self { models: file.model })
+    }
+
+    /// The model called `name`.
+    pub fn get(&self, name: &str) -> Result<&ModelSpec, ModelError> {
+        self.models.iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown {
+            name: name.to_owned(),
+            known: self.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+/// How a model file was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelOrigin {
+    /// In `$CUTOUT_MODELS_DIR`.
+    EnvDir,
+    /// In the user data folder.
+    DataDir,
+    /// Just downloaded into the user data folder.
+    Downloaded,
+    /// Given by the user with `--custom-model`; checked by its inputs and outputs, not its checksum.
+    Custom,
+}
+
+/// A model file ready to load.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    /// What the manifest (or the custom-model defaults) says about it.
+    pub spec: ModelSpec,
+    /// The file.
+    pub path: PathBuf,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// How it was found.
+    pub origin: ModelOrigin,
+}
+
+/// SHA-256 of a file, lower-case hex.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Checks a file against the spec's accepted checksums; returns its SHA-256.
+pub fn verify(spec: &ModelSpec, path: &Path) -> Result<String, ModelError> {
+    let found = sha256_file(path).map_err(|source| ModelError::Io { action: "cannot read the model", path: path.to_owned(), source })?;
+    if spec.sha256.iter().any(|s| s.eq_ignore_ascii_case(&found)) {
+        Ok(found)
+    } else {
+        Err(ModelError::ChecksumMismatch { name: spec.name.clone(), found, path: path.to_owned() })
+    }
+}
+
+/// The folders searched for model files, in order: `$CUTOUT_MODELS_DIR`, then the data folder.
+pub fn search_dirs(dirs: &AppDirs) -> Vec<(PathBuf, ModelOrigin)> {
+    let mut out = Vec::new();
+    if let Some(dir) = std::env::var_os("CUTOUT_MODELS_DIR").filter(|d| !d.is_empty()) {
+        out.push((PathBuf::from(dir), ModelOrigin::EnvDir));
+    }
+    out.push((dirs.models_dir(), ModelOrigin::DataDir));
+    out
+}
+
+/// Download progress: bytes so far and the total when the server says it.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
+
+/// Finds `spec`'s file in the search folders and checks it, or downloads it into the data folder.
+/// A file that is present but fails its checksum is refused, never replaced silently.
+pub fn resolve(spec: &ModelSpec, dirs: &AppDirs, progress: Progress<'_>) -> Result<ResolvedModel, ModelError> {
+    for (dir, origin) in search_dirs(dirs) {
+        let path = dir.join(&spec.file);
+        if path.is_file() {
+            let sha256 = verify(spec, &path)?;
+            return Ok(ResolvedModel { spec: spec.clone(), path, sha256, origin });
+        }
+    }
+    let path = dirs.models_dir().join(&spec.file);
+    let sha256 = download(spec, &path, progress)?;
+    Ok(ResolvedModel { spec: spec.clone(), path, sha256, origin: ModelOrigin::Downloaded })
+}
+
+/// A user's own model: no checksum, its inputs and outputs are checked when it is loaded.
+pub fn custom(path: &Path, input_size: u32) -> Result<ResolvedModel, ModelError> {
+    let sha256 = sha256_file(path).map_err(|source| ModelError::Io { action: "cannot read the model", path: path.to_owned(), source })?;
+    Ok(ResolvedModel { spec: ModelSpec::custom(path, input_size), path: path.to_owned(), sha256, origin: ModelOrigin::Custom })
+}
+
+/// Downloads `spec.url` to `dest`, checking the checksum while the bytes arrive. The file appears
+/// only when complete and verified (temporary file, then rename). Returns its SHA-256.
+pub fn download(spec: &ModelSpec, dest: &Path, progress: Progress<'_>) -> Result<String, ModelError> {
+    let fail = |reason: String| ModelError::Download {
+        name: spec.name.clone(),
+        file: spec.file.clone(),
+        reason,
+        url: spec.url.clone(),
+    };
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|source| ModelError::Io { action: "cannot create the models folder", path: dir.to_owned(), source })?;
+    let mut response = ureq::get(&spec.url).call().map_err(|e| fail(e.to_string()))?;
+    let total = response.body().content_length();
+    let mut reader = response.body_mut().as_reader();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempfile_in(dir)
+        .map_err(|source| ModelError::Io { action: "cannot create a temporary file", path: dir.to_owned(), source })?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done = 0u64;
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        tmp.write_all(&buf[..n])
+            .map_err(|source| ModelError::Io { action: "cannot write the download", path: tmp.path().to_owned(), source })?;
+        done += n as u64;
+        progress(done, total);
+    }
+    if total.is_some_and(|t| t != done) {
+        return Err(fail(format!("the connection closed after {done} of {} bytes", total.unwrap_or(0))));
+    }
+    let found = hex(&hasher.finalize());
+    if !spec.sha256.iter().any(|s| s.eq_ignore_ascii_case(&found)) {
+        return Err(ModelError::DownloadMismatch { name: spec.name.clone(), found, url: spec.url.clone() });
+    }
+    tmp.persist(dest)
+        .map_err(|e| ModelError::Io { action: "cannot move the download into place", path: dest.to_owned(), source: e.error })?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_manifest_parses_and_has_the_default_model() {
+        let manifest = Manifest::builtin().expect("manifest parses");
+        let spec = manifest.get(DEFAULT_MODEL).expect("default model listed");
+        assert_eq!(spec.input_size, 320);
+        assert_eq!(spec.scale, Scale::ImageMax);
+        assert!(spec.sha256.iter().any(|s| s.starts_with("309c8469")));
+        assert!(spec.sha256.iter().any(|s| s.starts_with("c491fbd9")));
+    }
+
+    #[test]
+    fn unknown_models_list_the_known_ones() {
+        let manifest = Manifest::builtin().expect("manifest parses");
+        let err = manifest.get("nope").expect_err("unknown");
+        assert!(err.to_string().contains("u2netp"), "{err}");
+    }
+
+    #[test]
+    fn manifest_rejects_bad_checksums() {
+        let text = BUILTIN_MANIFEST.replace("309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8", "abc");
+        assert!(matches!(Manifest::parse(&text), Err(ModelError::Manifest(_))));
+    }
+
+    #[test]
+    fn checksums_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.onnx");
+        fs::write(&path, b"abc").expect("write");
+        // SHA-256("abc")
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_file(&path).expect("hash"), abc);
+        let mut spec = Manifest::builtin().expect("manifest").models[0].clone();
+        assert!(matches!(verify(&spec, &path), Err(ModelError::ChecksumMismatch { .. })));
+        spec.sha256.push(abc.to_owned());
+        assert_eq!(verify(&spec, &path).expect("accepted"), abc);
+    }
+}

@@ -1,0 +1,241 @@
+//! Execution providers: what the user asks for, what actually runs, and why the faster ones did not.
+//!
+//! ONNX Runtime silently falls back to the CPU when a GPU provider cannot load. cutout registers
+//! one provider at a time with `error_on_failure`, so it always knows which one was accepted, and
+//! keeps the reason for every provider it had to pass over.
+
+use std::{fmt, str::FromStr};
+
+/// An ONNX Runtime execution provider cutout can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// NVIDIA TensorRT (builds an optimised engine per model, shape and precision).
+    TensorRt,
+    /// NVIDIA CUDA with cuDNN.
+    Cuda,
+    /// ONNX Runtime's own CPU kernels.
+    Cpu,
+}
+
+impl ProviderKind {
+    /// Fastest first: the order `auto` tries them in.
+    pub const PREFERENCE: [Self; 3] = [Self::TensorRt, Self::Cuda, Self::Cpu];
+
+    /// Short lower-case name, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TensorRt => "tensorrt",
+            Self::Cuda => "cuda",
+            Self::Cpu => "cpu",
+        }
+    }
+
+    /// Name for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TensorRt => "TensorRT",
+            Self::Cuda => "CUDA",
+            Self::Cpu => "CPU",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Which provider the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProviderRequest {
+    /// The fastest that works, falling back in order and saying why.
+    #[default]
+    Auto,
+    /// Exactly this one, or an error that says why not.
+    Only(ProviderKind),
+}
+
+impl FromStr for ProviderRequest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "tensorrt" | "trt" => Ok(Self::Only(ProviderKind::TensorRt)),
+            "cuda" => Ok(Self::Only(ProviderKind::Cuda)),
+            "cpu" => Ok(Self::Only(ProviderKind::Cpu)),
+            other => Err(format!("unknown execution provider `{other}`; use auto, tensorrt, cuda or cpu")),
+        }
+    }
+}
+
+impl fmt::Display for ProviderRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Only(kind) => f.write_str(kind.as_str()),
+        }
+    }
+}
+
+impl ProviderRequest {
+    /// The providers to try, in order.
+    pub fn candidates(self) -> Vec<ProviderKind> {
+        match self {
+            Self::Auto => ProviderKind::PREFERENCE.to_vec(),
+            Self::Only(kind) => vec![kind],
+        }
+    }
+}
+
+/// Numeric precision of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats throughout (the model as published).
+    #[default]
+    Fp32,
+    /// 16-bit floats inside the network, 32-bit inputs and outputs.
+    Fp16,
+}
+
+impl Precision {
+    /// Lower-case name, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Fp16 => "fp16",
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fp32 => "FP32",
+            Self::Fp16 => "FP16",
+        })
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fp32" | "float32" => Ok(Self::Fp32),
+            "fp16" | "float16" | "half" => Ok(Self::Fp16),
+            other => Err(format!("unknown precision `{other}`; use fp32 or fp16")),
+        }
+    }
+}
+
+/// A provider that was tried and not used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedProvider {
+    /// Which one.
+    pub provider: ProviderKind,
+    /// Why, in words the user can act on.
+    pub reason: String,
+}
+
+/// What actually ran, and why the faster providers did not.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProviderReport {
+    /// What the user asked for.
+    #[serde(serialize_with = "serialize_display")]
+    pub requested: ProviderRequest,
+    /// The provider the session runs on.
+    pub provider: ProviderKind,
+    /// The precision the network runs in.
+    pub precision: Precision,
+    /// Faster providers that were passed over, with reasons.
+    pub skipped: Vec<SkippedProvider>,
+}
+
+fn serialize_display<S: serde::Serializer, T: fmt::Display>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+impl ProviderReport {
+    /// One line: `CPU provider, FP32 — TensorRT: …; CUDA: …`.
+    pub fn summary(&self) -> String {
+        let mut line = format!("{} provider, {}", self.provider, self.precision);
+        if !self.skipped.is_empty() {
+            let reasons: Vec<String> = self.skipped.iter().map(|s| format!("{}: {}", s.provider, s.reason)).collect();
+            line.push_str(" — not used: ");
+            line.push_str(&reasons.join("; "));
+        }
+        line
+    }
+}
+
+/// Turns ONNX Runtime's registration error into a reason with a next step.
+pub fn explain_failure(provider: ProviderKind, message: &str) -> String {
+    let missing = |lib: &str| message.contains(lib);
+    let hint = if missing("libnvinfer") || missing("nvinfer") {
+        "TensorRT 10 is not installed (libnvinfer.so.10 not found); install TensorRT 10 for CUDA 13 \
+         and make it visible to the loader (LD_LIBRARY_PATH)"
+    } else if missing("libcudnn") || missing("cudnn64") {
+        "cuDNN 9 is not installed; run `cutout setup --gpu --cuda-libs` or install cuDNN 9 for CUDA 13"
+    } else if missing("libcudart") || missing("libcublas") || missing("libcurand") || missing("libcufft") || missing("cudart64") {
+        "the CUDA 13 runtime libraries are missing; run `cutout setup --gpu --cuda-libs` or install the CUDA 13 toolkit"
+    } else if missing("CUDA driver") || missing("no CUDA-capable device") || missing("cudaErrorNoDevice") || missing("cudaErrorInsufficientDriver") {
+        "no usable NVIDIA GPU or driver was found"
+    } else if missing("not enabled") || missing("Unknown Provider") || missing("not available") || missing("not supported in this build") {
+        "this ONNX Runtime build has no such provider; run `cutout setup --gpu` to install onnxruntime-gpu"
+    } else {
+        ""
+    };
+    let message = message.trim();
+    if hint.is_empty() {
+        format!("{provider} failed: {message}")
+    } else {
+        format!("{hint} ({message})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_print() {
+        assert_eq!("auto".parse::<ProviderRequest>(), Ok(ProviderRequest::Auto));
+        assert_eq!("CUDA".parse::<ProviderRequest>(), Ok(ProviderRequest::Only(ProviderKind::Cuda)));
+        assert_eq!("trt".parse::<ProviderRequest>(), Ok(ProviderRequest::Only(ProviderKind::TensorRt)));
+        assert!("gpu".parse::<ProviderRequest>().is_err());
+        assert_eq!(ProviderRequest::Only(ProviderKind::TensorRt).to_string(), "tensorrt");
+        assert_eq!("fp16".parse::<Precision>(), Ok(Precision::Fp16));
+        assert!("int8".parse::<Precision>().is_err());
+    }
+
+    #[test]
+    fn auto_tries_fastest_first() {
+        assert_eq!(ProviderRequest::Auto.candidates(), vec![ProviderKind::TensorRt, ProviderKind::Cuda, ProviderKind::Cpu]);
+        assert_eq!(ProviderRequest::Only(ProviderKind::Cuda).candidates(), vec![ProviderKind::Cuda]);
+    }
+
+    #[test]
+    fn failures_name_the_missing_library() {
+        let msg = "Failed to load library libonnxruntime_providers_tensorrt.so with error: libnvinfer.so.10: cannot open shared object file";
+        let reason = explain_failure(ProviderKind::TensorRt, msg);
+        assert!(reason.contains("TensorRT 10 is not installed"), "{reason}");
+        assert!(reason.contains("libnvinfer.so.10"), "{reason}");
+        let reason = explain_failure(ProviderKind::Cuda, "libcudnn.so.9: cannot open shared object file");
+        assert!(reason.contains("cuDNN 9"), "{reason}");
+        let reason = explain_failure(ProviderKind::Cuda, "something odd");
+        assert_eq!(reason, "CUDA failed: something odd");
+    }
+
+    #[test]
+    fn summary_names_what_ran_and_why_not_the_others() {
+        let report = ProviderReport {
+            requested: ProviderRequest::Auto,
+            provider: ProviderKind::Cpu,
+            precision: Precision::Fp32,
+            skipped: vec![SkippedProvider { provider: ProviderKind::Cuda, reason: "no GPU".into() }],
+        };
+        assert_eq!(report.summary(), "CPU provider, FP32 — not used: CUDA: no GPU");
+    }
+}

@@ -1,0 +1,67 @@
+//! Pixels in and out: decoding with limits and EXIF orientation, rembg-compatible pre- and
+//! post-processing, compositing the cutout, and atomic PNG export. No UI and no ONNX Runtime here.
+
+pub mod decode;
+pub mod export;
+pub mod postprocess;
+pub mod preprocess;
+pub mod resize;
+
+use std::path::PathBuf;
+
+pub use decode::{DecodeLimits, decode_file};
+pub use export::write_png_atomic;
+pub use postprocess::{cutout_rgba, mask_from_output, over_background};
+pub use preprocess::{Normalization, to_model_input};
+
+/// Why an image could not be read, processed or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The file could not be opened or read.
+    #[error("cannot read the file ({source}): {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Zero bytes.
+    #[error("the file is empty: {}", .0.display())]
+    Empty(PathBuf),
+    /// Not a format cutout reads.
+    #[error("not a supported image (JPEG, PNG, WebP, BMP, TIFF or GIF): {}", .0.display())]
+    NotAnImage(PathBuf),
+    /// The header declares more pixels than allowed.
+    #[error("the image is too large ({width}×{height} px; the limit is {max_side_px} px a side and {max_megapixels} megapixels): {}", .path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// The side limit.
+        max_side_px: u32,
+        /// The area limit.
+        max_megapixels: u32,
+    },
+    /// The data is corrupt or cut short.
+    #[error("the image is corrupt or truncated ({reason}): {}", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// Resizing failed (only on impossible sizes).
+    #[error("cannot resize the image: {0}")]
+    Resize(String),
+    /// The output could not be written; nothing was left behind.
+    #[error("cannot write the output ({reason}): {}", .path.display())]
+    Write {
+        /// The destination.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+}

@@ -1,0 +1,97 @@
+//! Network output → mask at the photo's size, and the cutout composites.
+//!
+//! rembg's u2net post-processing: min-max normalise `d0`, scale to 0–255 truncating (numpy's
+//! `astype(uint8)`), Lanczos3 back to the original size.
+
+use image::{GrayImage, RgbImage, RgbaImage};
+
+use super::{ImageError, resize::lanczos3};
+
+/// Turns the raw `side × side` map into an 8-bit mask of `width × height`.
+pub fn mask_from_output(raw: &[f32], side_px: u32, width: u32, height: u32) -> Result<GrayImage, ImageError> {
+    let small = quantize_min_max(raw);
+    let full = lanczos3(&small, side_px, side_px, 1, width, height)?;
+    GrayImage::from_raw(width, height, full).ok_or_else(|| ImageError::Resize("mask buffer has the wrong size".to_owned()))
+}
+
+/// Min-max normalises to [0, 1] and maps to 0–255 by truncation. A constant map becomes all zero.
+pub fn quantize_min_max(raw: &[f32]) -> Vec<u8> {
+    let (lo, hi) = raw.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = hi - lo;
+    if !(range.is_finite() && range > 0.0) {
+        return vec![0; raw.len()];
+    }
+    // Same operation order as rembg: ((v - min) / (max - min)) * 255, then truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    raw.iter().map(|&v| (((v - lo) / range) * 255.0) as u8).collect()
+}
+
+/// The cutout: the photo's own colours, the mask as alpha (straight, not premultiplied).
+pub fn cutout_rgba(rgb: &RgbImage, mask: &GrayImage) -> RgbaImage {
+    debug_assert_eq!(rgb.dimensions(), mask.dimensions());
+    let mut out = Vec::with_capacity(rgb.as_raw().len() / 3 * 4);
+    for (px, &a) in rgb.as_raw().chunks_exact(3).zip(mask.as_raw()) {
+        out.extend_from_slice(&[px[0], px[1], px[2], a]);
+    }
+    RgbaImage::from_raw(rgb.width(), rgb.height(), out).unwrap_or_else(|| RgbaImage::new(0, 0))
+}
+
+/// The photo over a solid colour: `photo × α + colour × (1 − α)`, rounded.
+pub fn over_background(rgb: &RgbImage, mask: &GrayImage, background: [u8; 3]) -> RgbImage {
+    let mut out = Vec::with_capacity(rgb.as_raw().len());
+    for (px, &a) in rgb.as_raw().chunks_exact(3).zip(mask.as_raw()) {
+        for c in 0..3 {
+            out.push(blend(px[c], background[c], a));
+        }
+    }
+    RgbImage::from_raw(rgb.width(), rgb.height(), out).unwrap_or_else(|| RgbImage::new(0, 0))
+}
+
+/// `(fg × a + bg × (255 − a)) / 255`, rounded to nearest.
+fn blend(fg: u8, bg: u8, a: u8) -> u8 {
+    let v = u32::from(fg) * u32::from(a) + u32::from(bg) * (255 - u32::from(a));
+    #[allow(clippy::cast_possible_truncation)]
+    let rounded = ((v + 127) / 255) as u8;
+    rounded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_max_truncates_like_numpy() {
+        // (0.5 - 0) / 1 * 255 = 127.5 → 127, not 128.
+        assert_eq!(quantize_min_max(&[0.0, 0.5, 1.0]), vec![0, 127, 255]);
+        assert_eq!(quantize_min_max(&[2.0, 3.0, 4.0]), vec![0, 127, 255]);
+        assert_eq!(quantize_min_max(&[0.3; 4]), vec![0; 4]);
+        assert_eq!(quantize_min_max(&[0.0, f32::NAN]), vec![0, 0]);
+    }
+
+    #[test]
+    fn mask_is_resized_to_the_photo() {
+        let raw: Vec<f32> = (0..16).map(|i| if i % 4 < 2 { 0.0 } else { 1.0 }).collect();
+        let mask = mask_from_output(&raw, 4, 40, 30).expect("mask");
+        assert_eq!(mask.dimensions(), (40, 30));
+        assert_eq!(mask.get_pixel(0, 15).0[0], 0);
+        assert_eq!(mask.get_pixel(39, 15).0[0], 255);
+    }
+
+    #[test]
+    fn cutout_keeps_colour_and_uses_mask_as_alpha() {
+        let rgb = RgbImage::from_raw(2, 1, vec![10, 20, 30, 40, 50, 60]).expect("rgb");
+        let mask = GrayImage::from_raw(2, 1, vec![0, 200]).expect("mask");
+        assert_eq!(cutout_rgba(&rgb, &mask).into_raw(), vec![10, 20, 30, 0, 40, 50, 60, 200]);
+    }
+
+    #[test]
+    fn background_blend_rounds() {
+        assert_eq!(blend(255, 0, 255), 255);
+        assert_eq!(blend(255, 0, 0), 0);
+        assert_eq!(blend(255, 0, 128), 128);
+        assert_eq!(blend(0, 255, 128), 127);
+        let rgb = RgbImage::from_raw(1, 1, vec![200, 100, 0]).expect("rgb");
+        let mask = GrayImage::from_raw(1, 1, vec![255]).expect("mask");
+        assert_eq!(over_background(&rgb, &mask, [0, 255, 0]).into_raw(), vec![200, 100, 0]);
+    }
+}

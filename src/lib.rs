@@ -1,0 +1,11 @@
+//! cutout: photo background removal with a segmentation network through ONNX Runtime.
+//!
+//! Data flows one way: file → [`image_ops::decode`] → [`image_ops::preprocess`] →
+//! [`engine::Segmenter`] → [`image_ops::postprocess`] → [`image_ops::export`]. The command line
+//! ([`cli`]) and the batch pipeline ([`batch`]) drive the same engine and image functions.
+
+pub mod batch;
+pub mod cli;
+pub mod engine;
+pub mod image_ops;
+pub mod paths;
