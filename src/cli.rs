@@ -228,7 +228,9 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         }
         ExitCode::SUCCESS
     } else {
-        eprintln!("{} done, {failed} failed (listed above) in {elapsed:.1} s", total - failed);
+        if total > 1 {
+            eprintln!("{} done, {failed} failed (listed above) in {elapsed:.1} s", total - failed);
+        }
         ExitCode::from(1)
     }
 }

@@ -1,0 +1,270 @@
+//! The `cutout` binary on real and broken files: one clear line per failure, a non-zero exit, no
+//! output file, the rest of a batch still processed, and honest provider reports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+fn cutout(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .args(args)
+        .env("CUTOUT_MODELS_DIR", common::models_dir())
+        .env_remove("CUTOUT_LOG")
+        .output()
+        .expect("run cutout")
+}
+
+fn run(args: &[&str]) -> Output {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    cutout(&args)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn error_lines(out: &Output) -> Vec<String> {
+    stderr(out).lines().filter(|l| l.starts_with("error:")).map(str::to_owned).collect()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).expect("list").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn photo() -> PathBuf {
+    common::shared_dir().join("testdata/rembg/fixtures/car-1.jpg")
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(kind);
+    crc.update(data);
+    out.extend_from_slice(&crc.finalize().to_be_bytes());
+    out
+}
+
+/// A valid PNG header declaring 100 000 × 100 000 pixels (a decompression bomb's calling card).
+fn huge_png() -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(png_chunk(b"IHDR", &ihdr));
+    out.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    out.extend(png_chunk(b"IEND", &[]));
+    out
+}
+
+fn encoded(format: image::ImageFormat) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(96, 64, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encode");
+    out.into_inner()
+}
+
+/// Every kind of bad input: named file and its bytes.
+fn bad_inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let png = encoded(image::ImageFormat::Png);
+    let jpeg = encoded(image::ImageFormat::Jpeg);
+    let mut corrupt_png = png.clone();
+    for b in &mut corrupt_png[60..90] {
+        *b ^= 0x5a;
+    }
+    let mut corrupt_jpeg = jpeg.clone();
+    let n = corrupt_jpeg.len();
+    corrupt_jpeg[n - 50] = 0xFF;
+    corrupt_jpeg[n - 49] = 0x12;
+    vec![
+        ("zero-byte.jpg", Vec::new()),
+        ("not-an-image.jpg", b"Dear diary, today I was not a photo.\n".to_vec()),
+        ("truncated.jpg", jpeg[..jpeg.len() / 2].to_vec()),
+        ("truncated.png", png[..png.len() / 2].to_vec()),
+        ("corrupt.png", corrupt_png),
+        ("corrupt.jpg", corrupt_jpeg),
+        ("huge-declared.png", huge_png()),
+    ]
+}
+
+#[test]
+fn every_bad_input_gets_one_reason_a_failing_exit_and_no_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, bytes) in bad_inputs() {
+        let input = dir.path().join(name);
+        std::fs::write(&input, &bytes).expect("write input");
+        let out_dir = dir.path().join(format!("out-{name}"));
+        std::fs::create_dir(&out_dir).expect("mkdir");
+        let output = out_dir.join("result.png");
+        let result = run(&["remove", input.to_str().unwrap(), "-o", output.to_str().unwrap()]);
+        let err = stderr(&result);
+        assert!(!result.status.success(), "{name}: must fail\n{err}");
+        assert!(!err.contains("panicked"), "{name}: panicked\n{err}");
+        let lines = error_lines(&result);
+        assert_eq!(lines.len(), 1, "{name}: exactly one error line expected\n{err}");
+        assert!(lines[0].contains(name), "{name}: the message names the file: {}", lines[0]);
+        assert!(files_in(&out_dir).is_empty(), "{name}: nothing may be written, found {:?}", files_in(&out_dir));
+        println!("{name:<20} {}", lines[0]);
+    }
+}
+
+#[test]
+fn the_reasons_say_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expectations = [
+        ("zero-byte.jpg", "empty"),
+        ("not-an-image.jpg", "not a supported image"),
+        ("truncated.jpg", "truncated"),
+        ("huge-declared.png", "too large (100000×100000 px"),
+    ];
+    let inputs = bad_inputs();
+    for (name, needle) in expectations {
+        let bytes = &inputs.iter().find(|(n, _)| *n == name).expect("known input").1;
+        let input = dir.path().join(name);
+        std::fs::write(&input, bytes).expect("write");
+        let result = run(&["remove", input.to_str().unwrap(), "-o", dir.path().join("x.png").to_str().unwrap()]);
+        assert!(stderr(&result).contains(needle), "{name}: expected `{needle}` in\n{}", stderr(&result));
+    }
+}
+
+#[test]
+fn an_unwritable_destination_is_reported_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no/such/folder/out.png");
+    let result = run(&["remove", photo().to_str().unwrap(), "-o", missing.to_str().unwrap()]);
+    assert!(!result.status.success());
+    let lines = error_lines(&result);
+    assert_eq!(lines.len(), 1, "{}", stderr(&result));
+    assert!(lines[0].contains("cannot write the output") && lines[0].contains("out.png"), "{}", lines[0]);
+    assert!(!missing.exists());
+
+    // A destination whose "folder" is a file.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").expect("write");
+    let result = run(&["remove", photo().to_str().unwrap(), "-o", file.join("out.png").to_str().unwrap()]);
+    assert!(!result.status.success());
+    assert_eq!(error_lines(&result).len(), 1, "{}", stderr(&result));
+    assert_eq!(files_in(dir.path()), vec!["plain-file"]);
+}
+
+#[test]
+fn a_bad_file_in_a_batch_is_skipped_and_the_rest_are_done() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).expect("mkdir");
+    std::fs::copy(photo(), inputs.join("a-car.jpg")).expect("copy");
+    std::fs::write(inputs.join("b-broken.jpg"), b"\xFF\xD8\xFF\xE0 not really").expect("write");
+    std::fs::copy(common::shared_dir().join("testdata/rembg/fixtures/cloth-1.jpg"), inputs.join("c-cloth.jpg")).expect("copy");
+    let out = dir.path().join("out");
+    let result = run(&["remove", inputs.to_str().unwrap(), "-o", &format!("{}/", out.display())]);
+    let err = stderr(&result);
+    assert_eq!(result.status.code(), Some(1), "{err}");
+    assert_eq!(error_lines(&result).len(), 1, "{err}");
+    assert!(err.contains("2 done, 1 failed"), "{err}");
+    assert_eq!(files_in(&out), vec!["a-car.png", "c-cloth.png"]);
+    let cutout = image::open(out.join("a-car.png")).expect("readable PNG").into_rgba8();
+    assert_eq!(cutout.dimensions(), (480, 360), "original resolution kept");
+    // Transparent corners, opaque car, and the photo's own colours in the opaque part.
+    assert!(cutout.get_pixel(2, 2).0[3] < 30);
+    assert!(cutout.get_pixel(240, 200).0[3] > 225);
+    let source = image::open(photo()).expect("photo").into_rgb8();
+    assert_eq!(&cutout.get_pixel(240, 200).0[..3], &source.get_pixel(240, 200).0);
+}
+
+#[test]
+fn mask_only_and_background_colour_outputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mask = dir.path().join("mask.png");
+    let result = run(&["remove", photo().to_str().unwrap(), "-o", mask.to_str().unwrap(), "--mask-only"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let mask_img = image::open(&mask).expect("mask");
+    assert_eq!(mask_img.color(), image::ColorType::L8);
+
+    let white = dir.path().join("white.png");
+    let result = run(&["remove", photo().to_str().unwrap(), "-o", white.to_str().unwrap(), "--bg", "#ffffff"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let white_img = image::open(&white).expect("composite").into_rgb8();
+    assert_eq!(white_img.get_pixel(1, 1).0, [255, 255, 255], "background replaced by white");
+
+    let result = run(&["remove", photo().to_str().unwrap(), "--bg", "white"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(stderr(&result).contains("#RRGGBB"), "{}", stderr(&result));
+}
+
+#[test]
+fn auto_says_the_cpu_ran_and_why_not_the_gpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = run(&["remove", photo().to_str().unwrap(), "-o", dir.path().join("o.png").to_str().unwrap(), "--ep", "auto"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let err = stderr(&result);
+    let line = err.lines().find(|l| l.starts_with("Running")).expect("a line saying what runs");
+    assert!(line.contains("CPU provider, FP32"), "{line}");
+    assert!(line.contains("TensorRT:") && line.contains("CUDA:"), "the faster providers and why they were not used: {line}");
+}
+
+#[test]
+fn forcing_a_gpu_provider_that_cannot_run_fails_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("o.png");
+    for (ep, label) in [("cuda", "CUDA"), ("tensorrt", "TensorRT")] {
+        let result = run(&["remove", photo().to_str().unwrap(), "-o", output.to_str().unwrap(), "--ep", ep]);
+        assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+        let lines = error_lines(&result);
+        assert_eq!(lines.len(), 1, "{}", stderr(&result));
+        assert!(lines[0].contains(&format!("the {label} execution provider cannot run")), "{}", lines[0]);
+        assert!(!output.exists());
+    }
+}
+
+#[test]
+fn a_model_file_with_the_wrong_checksum_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("mkdir");
+    std::fs::write(models.join("u2netp.onnx"), b"not the real weights").expect("write");
+    let result = Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .args(["remove", photo().to_str().unwrap(), "-o", dir.path().join("o.png").to_str().unwrap()])
+        .env("CUTOUT_MODELS_DIR", &models)
+        .output()
+        .expect("run");
+    assert_eq!(result.status.code(), Some(2));
+    let err = stderr(&result);
+    assert!(err.contains("refusing u2netp") && err.contains("--custom-model"), "{err}");
+    assert!(!dir.path().join("o.png").exists());
+}
+
+#[test]
+fn a_custom_model_is_checked_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = common::models_dir().join("u2netp.onnx");
+    let output = dir.path().join("o.png");
+    let result = run(&["remove", photo().to_str().unwrap(), "-o", output.to_str().unwrap(), "--custom-model", model.to_str().unwrap()]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let err = stderr(&result);
+    assert!(err.contains("Custom model") && err.contains("inputs: input") && err.contains("d0"), "{err}");
+    assert!(output.exists());
+
+    let not_a_model = dir.path().join("fake.onnx");
+    std::fs::write(&not_a_model, b"definitely not protobuf").expect("write");
+    let result = run(&["remove", photo().to_str().unwrap(), "-o", output.to_str().unwrap(), "--custom-model", not_a_model.to_str().unwrap()]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(stderr(&result).contains("could not load the model"), "{}", stderr(&result));
+}
+
+#[test]
+fn doctor_reports_runtime_providers_and_folders() {
+    let result = run(&["doctor"]);
+    assert!(result.status.success());
+    let text = String::from_utf8_lossy(&result.stdout);
+    for needle in ["ONNX Runtime", "version   1.31.1", "CPU       compiled in: yes  usable: yes", "libnvinfer.so.10", "u2netp    ok", "runtimes"] {
+        assert!(text.contains(needle), "doctor output lacks `{needle}`:\n{text}");
+    }
+}
