@@ -114,8 +114,16 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PlanError> {
     let mut files = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            let entries = std::fs::read_dir(input).map_err(|source| PlanError::Io { action: "cannot list the folder", path: input.clone(), source })?;
-            let mut found: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file() && is_image_name(p)).collect();
+            let entries = std::fs::read_dir(input).map_err(|source| PlanError::Io {
+                action: "cannot list the folder",
+                path: input.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && is_image_name(p))
+                .collect();
             found.sort();
             files.extend(found);
         } else {
@@ -129,24 +137,43 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PlanError> {
 /// `NAME.cutout.png`; with `-o FILE` (one input) exactly there; with `-o DIR` (a folder, an
 /// existing one or a path ending in `/`) as `DIR/NAME.png`. Names are kept, clashes get the
 /// original extension added, and an input is never overwritten.
-pub fn plan_jobs(inputs: &[PathBuf], output: Option<&Path>, kind: OutputKind) -> Result<Vec<Job>, PlanError> {
+pub fn plan_jobs(
+    inputs: &[PathBuf],
+    output: Option<&Path>,
+    kind: OutputKind,
+) -> Result<Vec<Job>, PlanError> {
     let files = expand_inputs(inputs)?;
     if files.is_empty() {
         return Err(PlanError::Empty);
     }
-    let suffix = if kind == OutputKind::MaskOnly { "mask" } else { "cutout" };
+    let suffix = if kind == OutputKind::MaskOnly {
+        "mask"
+    } else {
+        "cutout"
+    };
     let out_dir = match output {
         None => None,
         Some(out) => {
-            let names_folder = out.is_dir() || out.as_os_str().to_string_lossy().ends_with(['/', '\\']);
+            let names_folder =
+                out.is_dir() || out.as_os_str().to_string_lossy().ends_with(['/', '\\']);
             let several = files.len() > 1 || inputs.iter().any(|i| i.is_dir());
             if !names_folder && !several {
-                return Ok(vec![Job { input: files[0].clone(), output: out.to_owned() }]);
+                return Ok(vec![Job {
+                    input: files[0].clone(),
+                    output: out.to_owned(),
+                }]);
             }
             if !names_folder && out.exists() {
-                return Err(PlanError::OutputNotAFolder { count: files.len(), output: out.to_owned() });
+                return Err(PlanError::OutputNotAFolder {
+                    count: files.len(),
+                    output: out.to_owned(),
+                });
             }
-            std::fs::create_dir_all(out).map_err(|source| PlanError::Io { action: "cannot create the output folder", path: out.to_owned(), source })?;
+            std::fs::create_dir_all(out).map_err(|source| PlanError::Io {
+                action: "cannot create the output folder",
+                path: out.to_owned(),
+                source,
+            })?;
             Some(out.to_owned())
         }
     };
@@ -154,13 +181,28 @@ pub fn plan_jobs(inputs: &[PathBuf], output: Option<&Path>, kind: OutputKind) ->
     let mut taken: HashSet<PathBuf> = files.iter().cloned().collect();
     let mut jobs = Vec::with_capacity(files.len());
     for input in files {
-        let stem = input.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-        let name = input.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let stem = input
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let name = input
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let candidates = match &out_dir {
-            Some(dir) => vec![dir.join(format!("{stem}.png")), dir.join(format!("{name}.png")), dir.join(format!("{stem}.{suffix}.png"))],
+            Some(dir) => vec![
+                dir.join(format!("{stem}.png")),
+                dir.join(format!("{name}.png")),
+                dir.join(format!("{stem}.{suffix}.png")),
+            ],
             None => {
                 let dir = input.parent().unwrap_or(Path::new(""));
-                vec![dir.join(format!("{stem}.{suffix}.png")), dir.join(format!("{name}.{suffix}.png"))]
+                vec![
+                    dir.join(format!("{stem}.{suffix}.png")),
+                    dir.join(format!("{name}.{suffix}.png")),
+                ]
             }
         };
         let output = candidates
@@ -196,58 +238,104 @@ struct Inferred {
     timings: StageTimings,
 }
 
+fn failed(job: Job, error: JobError) -> Box<Outcome> {
+    Box::new(Outcome {
+        job,
+        result: Err(error),
+    })
+}
+
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
 /// Decodes and preprocesses one photo for `side_px`.
-fn prepare(job: Job, side_px: u32, norm: Normalization, limits: DecodeLimits) -> Result<Prepared, (Job, JobError)> {
+fn prepare(
+    job: Job,
+    side_px: u32,
+    norm: Normalization,
+    limits: DecodeLimits,
+) -> Result<Prepared, Box<Outcome>> {
     let t = Instant::now();
     let decoded: DecodedImage = match image_ops::decode_file(&job.input, limits) {
         Ok(d) => d,
-        Err(e) => return Err((job, e.into())),
+        Err(e) => return Err(failed(job, e.into())),
     };
     let decode_ms = ms_since(t);
     let t = Instant::now();
     let input = match image_ops::to_model_input(&decoded.rgb, side_px, norm) {
         Ok(i) => i,
-        Err(e) => return Err((job, e.into())),
+        Err(e) => return Err(failed(job, e.into())),
     };
-    let timings = StageTimings { decode_ms, preprocess_ms: ms_since(t), ..StageTimings::default() };
-    Ok(Prepared { job, rgb: decoded.rgb, input, timings })
+    let timings = StageTimings {
+        decode_ms,
+        preprocess_ms: ms_since(t),
+        ..StageTimings::default()
+    };
+    Ok(Prepared {
+        job,
+        rgb: decoded.rgb,
+        input,
+        timings,
+    })
 }
 
 /// The 8-bit pixels to write for one photo and their layout.
 pub fn render(rgb: &RgbImage, mask: GrayImage, kind: OutputKind) -> (Vec<u8>, ExtendedColorType) {
     match kind {
-        OutputKind::Cutout => (image_ops::cutout_rgba(rgb, &mask).into_raw(), ExtendedColorType::Rgba8),
+        OutputKind::Cutout => (
+            image_ops::cutout_rgba(rgb, &mask).into_raw(),
+            ExtendedColorType::Rgba8,
+        ),
         OutputKind::MaskOnly => (mask.into_raw(), ExtendedColorType::L8),
-        OutputKind::OverColor(color) => (image_ops::over_background(rgb, &mask, color).into_raw(), ExtendedColorType::Rgb8),
+        OutputKind::OverColor(color) => (
+            image_ops::over_background(rgb, &mask, color).into_raw(),
+            ExtendedColorType::Rgb8,
+        ),
     }
 }
 
 fn finish(item: Inferred, side_px: u32, kind: OutputKind) -> Outcome {
-    let Inferred { job, rgb, raw, mut timings } = item;
+    let Inferred {
+        job,
+        rgb,
+        raw,
+        mut timings,
+    } = item;
     let t = Instant::now();
     let mask = match image_ops::mask_from_output(&raw, side_px, rgb.width(), rgb.height()) {
         Ok(m) => m,
-        Err(e) => return Outcome { job, result: Err(e.into()) },
+        Err(e) => {
+            return Outcome {
+                job,
+                result: Err(e.into()),
+            };
+        }
     };
     let (pixels, color) = render(&rgb, mask, kind);
     timings.postprocess_ms = ms_since(t);
     let t = Instant::now();
-    let written = image_ops::write_png_atomic(&job.output, &pixels, rgb.width(), rgb.height(), color);
+    let written =
+        image_ops::write_png_atomic(&job.output, &pixels, rgb.width(), rgb.height(), color);
     timings.encode_ms = ms_since(t);
-    Outcome { job, result: written.map(|()| timings).map_err(JobError::from) }
+    Outcome {
+        job,
+        result: written.map(|()| timings).map_err(JobError::from),
+    }
 }
 
 /// Runs every job through the overlapped pipeline; `on_done` sees each outcome as it completes
 /// (in input order). Returns all outcomes.
-pub fn run(segmenter: &mut Segmenter, jobs: Vec<Job>, options: BatchOptions, mut on_done: impl FnMut(&Outcome)) -> Vec<Outcome> {
+pub fn run(
+    segmenter: &mut Segmenter,
+    jobs: Vec<Job>,
+    options: BatchOptions,
+    mut on_done: impl FnMut(&Outcome),
+) -> Vec<Outcome> {
     let side_px = segmenter.input_side_px();
     let norm = Normalization::from(&segmenter.model().spec);
-    let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Result<Prepared, (Job, JobError)>>(1);
-    let (infer_tx, infer_rx) = crossbeam_channel::bounded::<Result<Inferred, (Job, JobError)>>(1);
+    let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Result<Prepared, Box<Outcome>>>(1);
+    let (infer_tx, infer_rx) = crossbeam_channel::bounded::<Result<Inferred, Box<Outcome>>>(1);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
     let mut outcomes = Vec::new();
     std::thread::scope(|scope| {
@@ -270,7 +358,7 @@ pub fn run(segmenter: &mut Segmenter, jobs: Vec<Job>, options: BatchOptions, mut
                 for item in infer_rx {
                     let outcome = match item {
                         Ok(inferred) => finish(inferred, side_px, kind),
-                        Err((job, e)) => Outcome { job, result: Err(e) },
+                        Err(failed) => *failed,
                     };
                     if done_tx.send(outcome).is_err() {
                         break;
@@ -286,9 +374,14 @@ pub fn run(segmenter: &mut Segmenter, jobs: Vec<Job>, options: BatchOptions, mut
                     Ok(raw) => {
                         let mut timings = p.timings;
                         timings.infer_ms = ms_since(t);
-                        Ok(Inferred { job: p.job, rgb: p.rgb, raw, timings })
+                        Ok(Inferred {
+                            job: p.job,
+                            rgb: p.rgb,
+                            raw,
+                            timings,
+                        })
                     }
-                    Err(e) => Err((p.job, e.into())),
+                    Err(e) => Err(failed(p.job, e.into())),
                 }
             });
             if infer_tx.send(next).is_err() {
@@ -321,8 +414,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = dir.path().join("a.jpg");
         touch(&a);
-        let jobs = plan_jobs(&[a.clone()], None, OutputKind::Cutout).expect("plan");
-        assert_eq!(jobs, vec![Job { input: a, output: dir.path().join("a.cutout.png") }]);
+        let jobs = plan_jobs(std::slice::from_ref(&a), None, OutputKind::Cutout).expect("plan");
+        assert_eq!(
+            jobs,
+            vec![Job {
+                input: a,
+                output: dir.path().join("a.cutout.png")
+            }]
+        );
     }
 
     #[test]
@@ -344,29 +443,53 @@ mod tests {
             touch(&src.join(name));
         }
         let out = dir.path().join("out/");
-        let jobs = plan_jobs(&[src.clone()], Some(&out), OutputKind::Cutout).expect("plan");
-        let names: Vec<String> = jobs.iter().map(|j| j.output.file_name().expect("name").to_string_lossy().into_owned()).collect();
+        let jobs =
+            plan_jobs(std::slice::from_ref(&src), Some(&out), OutputKind::Cutout).expect("plan");
+        let names: Vec<String> = jobs
+            .iter()
+            .map(|j| {
+                j.output
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
         assert_eq!(names, vec!["b.png", "b.png.png", "c.png"]);
         // Writing into the input folder never targets any input file.
-        let jobs = plan_jobs(&[src.clone()], Some(&src), OutputKind::MaskOnly).expect("plan");
+        let jobs =
+            plan_jobs(std::slice::from_ref(&src), Some(&src), OutputKind::MaskOnly).expect("plan");
         for job in &jobs {
-            assert!(jobs.iter().all(|other| other.input != job.output), "{job:?}");
+            assert!(
+                jobs.iter().all(|other| other.input != job.output),
+                "{job:?}"
+            );
         }
     }
 
     #[test]
     fn several_inputs_and_an_existing_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b, out) = (dir.path().join("a.jpg"), dir.path().join("b.jpg"), dir.path().join("x.png"));
+        let (a, b, out) = (
+            dir.path().join("a.jpg"),
+            dir.path().join("b.jpg"),
+            dir.path().join("x.png"),
+        );
         for p in [&a, &b, &out] {
             touch(p);
         }
-        assert!(matches!(plan_jobs(&[a, b], Some(&out), OutputKind::Cutout), Err(PlanError::OutputNotAFolder { .. })));
+        assert!(matches!(
+            plan_jobs(&[a, b], Some(&out), OutputKind::Cutout),
+            Err(PlanError::OutputNotAFolder { .. })
+        ));
     }
 
     #[test]
     fn an_empty_folder_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(plan_jobs(&[dir.path().to_owned()], None, OutputKind::Cutout), Err(PlanError::Empty)));
+        assert!(matches!(
+            plan_jobs(&[dir.path().to_owned()], None, OutputKind::Cutout),
+            Err(PlanError::Empty)
+        ));
     }
 }

@@ -89,12 +89,20 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The model to load.
     pub fn model_choice(&self) -> ModelChoice {
-        self.custom_model.clone().map_or_else(|| ModelChoice::Named(self.model.clone()), ModelChoice::Custom)
+        self.custom_model.clone().map_or_else(
+            || ModelChoice::Named(self.model.clone()),
+            ModelChoice::Custom,
+        )
     }
 
     /// Session settings.
     pub fn segmenter_options(&self) -> SegmenterOptions {
-        SegmenterOptions { provider: self.ep, precision: self.precision, input_side_px: self.size, intra_threads: self.threads }
+        SegmenterOptions {
+            provider: self.ep,
+            precision: self.precision,
+            input_side_px: self.size,
+            intra_threads: self.threads,
+        }
     }
 }
 
@@ -153,7 +161,10 @@ fn download_progress() -> impl FnMut(u64, Option<u64>) {
         let bar = bar.get_or_insert_with(|| {
             eprintln!("Downloading the model (first use only) …");
             let bar = ProgressBar::new(total.unwrap_or(0));
-            bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
             bar
         });
         bar.set_position(done);
@@ -175,20 +186,36 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     };
     let started = Instant::now();
     let mut progress = download_progress();
-    let mut segmenter = match engine::open(dirs, &args.engine.model_choice(), &args.engine.segmenter_options(), &mut progress) {
+    let mut segmenter = match engine::open(
+        dirs,
+        &args.engine.model_choice(),
+        &args.engine.segmenter_options(),
+        &mut progress,
+    ) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    eprintln!("Running {} at {} px on the {}", segmenter.model().spec.name, segmenter.input_side_px(), segmenter.report().summary());
+    eprintln!(
+        "Running {} at {} px on the {}",
+        segmenter.model().spec.name,
+        segmenter.input_side_px(),
+        segmenter.report().summary()
+    );
     if segmenter.model().origin == engine::models::ModelOrigin::Custom {
-        eprintln!("Custom model (checksum not checked): {}", segmenter.describe_io());
+        eprintln!(
+            "Custom model (checksum not checked): {}",
+            segmenter.describe_io()
+        );
     }
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let total = jobs.len();
     let bar = if total > 1 && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total as u64);
-        bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     } else {
@@ -196,7 +223,10 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     };
     let options = BatchOptions {
         kind,
-        limits: DecodeLimits { max_megapixels: args.max_megapixels, ..DecodeLimits::default() },
+        limits: DecodeLimits {
+            max_megapixels: args.max_megapixels,
+            ..DecodeLimits::default()
+        },
     };
     let verbose = args.verbose;
     let outcomes = batch::run(&mut segmenter, jobs, options, |outcome| {
@@ -229,7 +259,10 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         if total > 1 {
-            eprintln!("{} done, {failed} failed (listed above) in {elapsed:.1} s", total - failed);
+            eprintln!(
+                "{} done, {failed} failed (listed above) in {elapsed:.1} s",
+                total - failed
+            );
         }
         ExitCode::from(1)
     }
@@ -237,17 +270,30 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
 
 fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
     let gpu_present = doctor::nvidia_gpu();
-    let flavor = if args.gpu || (!args.cpu && gpu_present.is_some()) { runtime::RuntimeFlavor::Gpu } else { runtime::RuntimeFlavor::Cpu };
+    let flavor = if args.gpu || (!args.cpu && gpu_present.is_some()) {
+        runtime::RuntimeFlavor::Gpu
+    } else {
+        runtime::RuntimeFlavor::Cpu
+    };
     match &gpu_present {
         Some(gpu) => eprintln!("NVIDIA GPU: {gpu}"),
         None => eprintln!("No NVIDIA GPU found."),
     }
     let existing = runtime::managed_dir(dirs, flavor).join(runtime::core_library_name());
     if existing.is_file() && !args.force {
-        eprintln!("ONNX Runtime {} ({}) is already installed: {}", runtime::ORT_VERSION, flavor.package(), existing.display());
+        eprintln!(
+            "ONNX Runtime {} ({}) is already installed: {}",
+            runtime::ORT_VERSION,
+            flavor.package(),
+            existing.display()
+        );
         return ExitCode::SUCCESS;
     }
-    let options = runtime::SetupOptions { flavor, cuda_libs: args.cuda_libs, python: args.python.clone() };
+    let options = runtime::SetupOptions {
+        flavor,
+        cuda_libs: args.cuda_libs,
+        python: args.python.clone(),
+    };
     match runtime::install(dirs, &options, &mut |line| eprintln!("{line}")) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
@@ -269,12 +315,40 @@ mod tests {
 
     #[test]
     fn command_line_parses() {
-        let cli = Cli::try_parse_from(["cutout", "remove", "a.jpg", "-o", "out/", "--ep", "cpu", "--precision", "fp16", "--size", "512"]).expect("parses");
-        let Command::Remove(args) = cli.command else { panic!("remove expected") };
-        assert_eq!(args.engine.ep, ProviderRequest::Only(engine::ProviderKind::Cpu));
+        let cli = Cli::try_parse_from([
+            "cutout",
+            "remove",
+            "a.jpg",
+            "-o",
+            "out/",
+            "--ep",
+            "cpu",
+            "--precision",
+            "fp16",
+            "--size",
+            "512",
+        ])
+        .expect("parses");
+        let Command::Remove(args) = cli.command else {
+            panic!("remove expected")
+        };
+        assert_eq!(
+            args.engine.ep,
+            ProviderRequest::Only(engine::ProviderKind::Cpu)
+        );
         assert_eq!(args.engine.precision, Precision::Fp16);
         assert_eq!(args.engine.size, Some(512));
         assert!(Cli::try_parse_from(["cutout", "remove", "a.jpg", "--ep", "gpu"]).is_err());
-        assert!(Cli::try_parse_from(["cutout", "remove", "a.jpg", "--mask-only", "--bg", "#000000"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "cutout",
+                "remove",
+                "a.jpg",
+                "--mask-only",
+                "--bg",
+                "#000000"
+            ])
+            .is_err()
+        );
     }
 }

@@ -30,9 +30,21 @@ impl AppDirs {
                 .unwrap_or_else(|| fallback.join(leaf))
         };
         Self {
-            data_dir: pick("CUTOUT_DATA_DIR", project.as_ref().map(|p| p.data_dir()), "data"),
-            cache_dir: pick("CUTOUT_CACHE_DIR", project.as_ref().map(|p| p.cache_dir()), "cache"),
-            config_dir: pick("CUTOUT_CONFIG_DIR", project.as_ref().map(|p| p.config_dir()), "config"),
+            data_dir: pick(
+                "CUTOUT_DATA_DIR",
+                project.as_ref().map(|p| p.data_dir()),
+                "data",
+            ),
+            cache_dir: pick(
+                "CUTOUT_CACHE_DIR",
+                project.as_ref().map(|p| p.cache_dir()),
+                "cache",
+            ),
+            config_dir: pick(
+                "CUTOUT_CONFIG_DIR",
+                project.as_ref().map(|p| p.config_dir()),
+                "config",
+            ),
         }
     }
 

@@ -28,11 +28,18 @@ fn stderr(out: &Output) -> String {
 }
 
 fn error_lines(out: &Output) -> Vec<String> {
-    stderr(out).lines().filter(|l| l.starts_with("error:")).map(str::to_owned).collect()
+    stderr(out)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).expect("list").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     names
 }
@@ -60,13 +67,18 @@ fn huge_png() -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     out.extend(png_chunk(b"IHDR", &ihdr));
-    out.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    out.extend(png_chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     out.extend(png_chunk(b"IEND", &[]));
     out
 }
 
 fn encoded(format: image::ImageFormat) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(96, 64, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8]));
+    let img = image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, format).expect("encode");
     out.into_inner()
@@ -86,7 +98,10 @@ fn bad_inputs() -> Vec<(&'static str, Vec<u8>)> {
     corrupt_jpeg[n - 49] = 0x12;
     vec![
         ("zero-byte.jpg", Vec::new()),
-        ("not-an-image.jpg", b"Dear diary, today I was not a photo.\n".to_vec()),
+        (
+            "not-an-image.jpg",
+            b"Dear diary, today I was not a photo.\n".to_vec(),
+        ),
         ("truncated.jpg", jpeg[..jpeg.len() / 2].to_vec()),
         ("truncated.png", png[..png.len() / 2].to_vec()),
         ("corrupt.png", corrupt_png),
@@ -104,14 +119,31 @@ fn every_bad_input_gets_one_reason_a_failing_exit_and_no_output() {
         let out_dir = dir.path().join(format!("out-{name}"));
         std::fs::create_dir(&out_dir).expect("mkdir");
         let output = out_dir.join("result.png");
-        let result = run(&["remove", input.to_str().unwrap(), "-o", output.to_str().unwrap()]);
+        let result = run(&[
+            "remove",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ]);
         let err = stderr(&result);
         assert!(!result.status.success(), "{name}: must fail\n{err}");
         assert!(!err.contains("panicked"), "{name}: panicked\n{err}");
         let lines = error_lines(&result);
-        assert_eq!(lines.len(), 1, "{name}: exactly one error line expected\n{err}");
-        assert!(lines[0].contains(name), "{name}: the message names the file: {}", lines[0]);
-        assert!(files_in(&out_dir).is_empty(), "{name}: nothing may be written, found {:?}", files_in(&out_dir));
+        assert_eq!(
+            lines.len(),
+            1,
+            "{name}: exactly one error line expected\n{err}"
+        );
+        assert!(
+            lines[0].contains(name),
+            "{name}: the message names the file: {}",
+            lines[0]
+        );
+        assert!(
+            files_in(&out_dir).is_empty(),
+            "{name}: nothing may be written, found {:?}",
+            files_in(&out_dir)
+        );
         println!("{name:<20} {}", lines[0]);
     }
 }
@@ -127,11 +159,24 @@ fn the_reasons_say_what_is_wrong() {
     ];
     let inputs = bad_inputs();
     for (name, needle) in expectations {
-        let bytes = &inputs.iter().find(|(n, _)| *n == name).expect("known input").1;
+        let bytes = &inputs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("known input")
+            .1;
         let input = dir.path().join(name);
         std::fs::write(&input, bytes).expect("write");
-        let result = run(&["remove", input.to_str().unwrap(), "-o", dir.path().join("x.png").to_str().unwrap()]);
-        assert!(stderr(&result).contains(needle), "{name}: expected `{needle}` in\n{}", stderr(&result));
+        let result = run(&[
+            "remove",
+            input.to_str().unwrap(),
+            "-o",
+            dir.path().join("x.png").to_str().unwrap(),
+        ]);
+        assert!(
+            stderr(&result).contains(needle),
+            "{name}: expected `{needle}` in\n{}",
+            stderr(&result)
+        );
     }
 }
 
@@ -139,17 +184,31 @@ fn the_reasons_say_what_is_wrong() {
 fn an_unwritable_destination_is_reported_and_leaves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("no/such/folder/out.png");
-    let result = run(&["remove", photo().to_str().unwrap(), "-o", missing.to_str().unwrap()]);
+    let result = run(&[
+        "remove",
+        photo().to_str().unwrap(),
+        "-o",
+        missing.to_str().unwrap(),
+    ]);
     assert!(!result.status.success());
     let lines = error_lines(&result);
     assert_eq!(lines.len(), 1, "{}", stderr(&result));
-    assert!(lines[0].contains("cannot write the output") && lines[0].contains("out.png"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("cannot write the output") && lines[0].contains("out.png"),
+        "{}",
+        lines[0]
+    );
     assert!(!missing.exists());
 
     // A destination whose "folder" is a file.
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").expect("write");
-    let result = run(&["remove", photo().to_str().unwrap(), "-o", file.join("out.png").to_str().unwrap()]);
+    let result = run(&[
+        "remove",
+        photo().to_str().unwrap(),
+        "-o",
+        file.join("out.png").to_str().unwrap(),
+    ]);
     assert!(!result.status.success());
     assert_eq!(error_lines(&result).len(), 1, "{}", stderr(&result));
     assert_eq!(files_in(dir.path()), vec!["plain-file"]);
@@ -162,37 +221,68 @@ fn a_bad_file_in_a_batch_is_skipped_and_the_rest_are_done() {
     std::fs::create_dir(&inputs).expect("mkdir");
     std::fs::copy(photo(), inputs.join("a-car.jpg")).expect("copy");
     std::fs::write(inputs.join("b-broken.jpg"), b"\xFF\xD8\xFF\xE0 not really").expect("write");
-    std::fs::copy(common::shared_dir().join("testdata/rembg/fixtures/cloth-1.jpg"), inputs.join("c-cloth.jpg")).expect("copy");
+    std::fs::copy(
+        common::shared_dir().join("testdata/rembg/fixtures/cloth-1.jpg"),
+        inputs.join("c-cloth.jpg"),
+    )
+    .expect("copy");
     let out = dir.path().join("out");
-    let result = run(&["remove", inputs.to_str().unwrap(), "-o", &format!("{}/", out.display())]);
+    let result = run(&[
+        "remove",
+        inputs.to_str().unwrap(),
+        "-o",
+        &format!("{}/", out.display()),
+    ]);
     let err = stderr(&result);
     assert_eq!(result.status.code(), Some(1), "{err}");
     assert_eq!(error_lines(&result).len(), 1, "{err}");
     assert!(err.contains("2 done, 1 failed"), "{err}");
     assert_eq!(files_in(&out), vec!["a-car.png", "c-cloth.png"]);
-    let cutout = image::open(out.join("a-car.png")).expect("readable PNG").into_rgba8();
+    let cutout = image::open(out.join("a-car.png"))
+        .expect("readable PNG")
+        .into_rgba8();
     assert_eq!(cutout.dimensions(), (480, 360), "original resolution kept");
     // Transparent corners, opaque car, and the photo's own colours in the opaque part.
     assert!(cutout.get_pixel(2, 2).0[3] < 30);
     assert!(cutout.get_pixel(240, 200).0[3] > 225);
     let source = image::open(photo()).expect("photo").into_rgb8();
-    assert_eq!(&cutout.get_pixel(240, 200).0[..3], &source.get_pixel(240, 200).0);
+    assert_eq!(
+        &cutout.get_pixel(240, 200).0[..3],
+        &source.get_pixel(240, 200).0
+    );
 }
 
 #[test]
 fn mask_only_and_background_colour_outputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mask = dir.path().join("mask.png");
-    let result = run(&["remove", photo().to_str().unwrap(), "-o", mask.to_str().unwrap(), "--mask-only"]);
+    let result = run(&[
+        "remove",
+        photo().to_str().unwrap(),
+        "-o",
+        mask.to_str().unwrap(),
+        "--mask-only",
+    ]);
     assert!(result.status.success(), "{}", stderr(&result));
     let mask_img = image::open(&mask).expect("mask");
     assert_eq!(mask_img.color(), image::ColorType::L8);
 
     let white = dir.path().join("white.png");
-    let result = run(&["remove", photo().to_str().unwrap(), "-o", white.to_str().unwrap(), "--bg", "#ffffff"]);
+    let result = run(&[
+        "remove",
+        photo().to_str().unwrap(),
+        "-o",
+        white.to_str().unwrap(),
+        "--bg",
+        "#ffffff",
+    ]);
     assert!(result.status.success(), "{}", stderr(&result));
     let white_img = image::open(&white).expect("composite").into_rgb8();
-    assert_eq!(white_img.get_pixel(1, 1).0, [255, 255, 255], "background replaced by white");
+    assert_eq!(
+        white_img.get_pixel(1, 1).0,
+        [255, 255, 255],
+        "background replaced by white"
+    );
 
     let result = run(&["remove", photo().to_str().unwrap(), "--bg", "white"]);
     assert_eq!(result.status.code(), Some(2));
@@ -202,12 +292,25 @@ fn mask_only_and_background_colour_outputs() {
 #[test]
 fn auto_says_the_cpu_ran_and_why_not_the_gpu() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let result = run(&["remove", photo().to_str().unwrap(), "-o", dir.path().join("o.png").to_str().unwrap(), "--ep", "auto"]);
+    let result = run(&[
+        "remove",
+        photo().to_str().unwrap(),
+        "-o",
+        dir.path().join("o.png").to_str().unwrap(),
+        "--ep",
+        "auto",
+    ]);
     assert!(result.status.success(), "{}", stderr(&result));
     let err = stderr(&result);
-    let line = err.lines().find(|l| l.starts_with("Running")).expect("a line saying what runs");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("Running"))
+        .expect("a line saying what runs");
     assert!(line.contains("CPU provider, FP32"), "{line}");
-    assert!(line.contains("TensorRT:") && line.contains("CUDA:"), "the faster providers and why they were not used: {line}");
+    assert!(
+        line.contains("TensorRT:") && line.contains("CUDA:"),
+        "the faster providers and why they were not used: {line}"
+    );
 }
 
 #[test]
@@ -215,11 +318,22 @@ fn forcing_a_gpu_provider_that_cannot_run_fails_and_says_why() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("o.png");
     for (ep, label) in [("cuda", "CUDA"), ("tensorrt", "TensorRT")] {
-        let result = run(&["remove", photo().to_str().unwrap(), "-o", output.to_str().unwrap(), "--ep", ep]);
+        let result = run(&[
+            "remove",
+            photo().to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+            "--ep",
+            ep,
+        ]);
         assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
         let lines = error_lines(&result);
         assert_eq!(lines.len(), 1, "{}", stderr(&result));
-        assert!(lines[0].contains(&format!("the {label} execution provider cannot run")), "{}", lines[0]);
+        assert!(
+            lines[0].contains(&format!("the {label} execution provider cannot run")),
+            "{}",
+            lines[0]
+        );
         assert!(!output.exists());
     }
 }
@@ -231,13 +345,21 @@ fn a_model_file_with_the_wrong_checksum_is_refused() {
     std::fs::create_dir(&models).expect("mkdir");
     std::fs::write(models.join("u2netp.onnx"), b"not the real weights").expect("write");
     let result = Command::new(env!("CARGO_BIN_EXE_cutout"))
-        .args(["remove", photo().to_str().unwrap(), "-o", dir.path().join("o.png").to_str().unwrap()])
+        .args([
+            "remove",
+            photo().to_str().unwrap(),
+            "-o",
+            dir.path().join("o.png").to_str().unwrap(),
+        ])
         .env("CUTOUT_MODELS_DIR", &models)
         .output()
         .expect("run");
     assert_eq!(result.status.code(), Some(2));
     let err = stderr(&result);
-    assert!(err.contains("refusing u2netp") && err.contains("--custom-model"), "{err}");
+    assert!(
+        err.contains("refusing u2netp") && err.contains("--custom-model"),
+        "{err}"
+    );
     assert!(!dir.path().join("o.png").exists());
 }
 
@@ -246,17 +368,38 @@ fn a_custom_model_is_checked_and_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = common::models_dir().join("u2netp.onnx");
     let output = dir.path().join("o.png");
-    let result = run(&["remove", photo().to_str().unwrap(), "-o", output.to_str().unwrap(), "--custom-model", model.to_str().unwrap()]);
+    let result = run(&[
+        "remove",
+        photo().to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--custom-model",
+        model.to_str().unwrap(),
+    ]);
     assert!(result.status.success(), "{}", stderr(&result));
     let err = stderr(&result);
-    assert!(err.contains("Custom model") && err.contains("inputs: input") && err.contains("d0"), "{err}");
+    assert!(
+        err.contains("Custom model") && err.contains("inputs: input") && err.contains("d0"),
+        "{err}"
+    );
     assert!(output.exists());
 
     let not_a_model = dir.path().join("fake.onnx");
     std::fs::write(&not_a_model, b"definitely not protobuf").expect("write");
-    let result = run(&["remove", photo().to_str().unwrap(), "-o", output.to_str().unwrap(), "--custom-model", not_a_model.to_str().unwrap()]);
+    let result = run(&[
+        "remove",
+        photo().to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--custom-model",
+        not_a_model.to_str().unwrap(),
+    ]);
     assert_eq!(result.status.code(), Some(2));
-    assert!(stderr(&result).contains("could not load the model"), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("could not load the model"),
+        "{}",
+        stderr(&result)
+    );
 }
 
 #[test]
@@ -264,7 +407,17 @@ fn doctor_reports_runtime_providers_and_folders() {
     let result = run(&["doctor"]);
     assert!(result.status.success());
     let text = String::from_utf8_lossy(&result.stdout);
-    for needle in ["ONNX Runtime", "version   1.31.1", "CPU       compiled in: yes  usable: yes", "libnvinfer.so.10", "u2netp    ok", "runtimes"] {
-        assert!(text.contains(needle), "doctor output lacks `{needle}`:\n{text}");
+    for needle in [
+        "ONNX Runtime",
+        "version   1.31.1",
+        "CPU       compiled in: yes  usable: yes",
+        "libnvinfer.so.10",
+        "u2netp    ok",
+        "runtimes",
+    ] {
+        assert!(
+            text.contains(needle),
+            "doctor output lacks `{needle}`:\n{text}"
+        );
     }
 }

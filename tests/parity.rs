@@ -9,14 +9,24 @@ use image::GrayImage;
 fn mask_for(segmenter: &mut cutout::engine::Segmenter, path: &std::path::Path) -> GrayImage {
     let decoded = image_ops::decode_file(path, DecodeLimits::default()).expect("decode");
     let side = segmenter.input_side_px();
-    let input = image_ops::to_model_input(&decoded.rgb, side, Normalization::from(&segmenter.model().spec)).expect("preprocess");
+    let input = image_ops::to_model_input(
+        &decoded.rgb,
+        side,
+        Normalization::from(&segmenter.model().spec),
+    )
+    .expect("preprocess");
     let raw = segmenter.infer(&input).expect("infer");
-    image_ops::mask_from_output(&raw, side, decoded.rgb.width(), decoded.rgb.height()).expect("mask")
+    image_ops::mask_from_output(&raw, side, decoded.rgb.width(), decoded.rgb.height())
+        .expect("mask")
 }
 
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(&x, &y)| f64::from(x.abs_diff(y))).sum::<f64>() / a.len() as f64
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x.abs_diff(y)))
+        .sum::<f64>()
+        / a.len() as f64
 }
 
 #[test]
@@ -26,12 +36,21 @@ fn masks_match_rembg_within_one_grey_level() {
     let mut worst: f64 = 0.0;
     for name in ["anime-girl-1", "car-1", "cloth-1", "plants-1"] {
         let mask = mask_for(&mut segmenter, &root.join(format!("fixtures/{name}.jpg")));
-        let expected = image::open(root.join(format!("expected_u2netp/{name}.u2netp.png"))).expect("expected mask").into_rgba8();
-        assert_eq!(mask.dimensions(), expected.dimensions(), "{name}: mask must be at the photo's size");
+        let expected = image::open(root.join(format!("expected_u2netp/{name}.u2netp.png")))
+            .expect("expected mask")
+            .into_rgba8();
+        assert_eq!(
+            mask.dimensions(),
+            expected.dimensions(),
+            "{name}: mask must be at the photo's size"
+        );
         let expected_alpha: Vec<u8> = expected.pixels().map(|p| p.0[3]).collect();
         let diff = mean_abs_diff(mask.as_raw(), &expected_alpha);
         println!("{name:<14} mean |alpha - rembg| = {diff:.3} grey levels");
-        assert!(diff <= 1.0, "{name}: mean difference {diff:.3} exceeds 1.0 grey level");
+        assert!(
+            diff <= 1.0,
+            "{name}: mean difference {diff:.3} exceeds 1.0 grey level"
+        );
         worst = worst.max(diff);
     }
     println!("worst {worst:.3}");
@@ -43,7 +62,14 @@ fn quality_on_ecssd_ground_truth() {
     let root = common::shared_dir().join("testdata/ecssd");
     let mut names: Vec<String> = std::fs::read_dir(root.join("images"))
         .expect("ecssd images")
-        .map(|e| e.expect("entry").path().file_stem().expect("stem").to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     assert!(!names.is_empty());
@@ -51,7 +77,9 @@ fn quality_on_ecssd_ground_truth() {
     println!("{:<12} {:>6} {:>7}", "image", "IoU", "MAE");
     for name in &names {
         let mask = mask_for(&mut segmenter, &root.join(format!("images/{name}.jpg")));
-        let truth = image::open(root.join(format!("masks/{name}.png"))).expect("truth").into_luma8();
+        let truth = image::open(root.join(format!("masks/{name}.png")))
+            .expect("truth")
+            .into_luma8();
         assert_eq!(mask.dimensions(), truth.dimensions());
         let (mut inter, mut union, mut abs) = (0u64, 0u64, 0.0f64);
         for (&m, &t) in mask.as_raw().iter().zip(truth.as_raw()) {
@@ -68,10 +96,19 @@ fn quality_on_ecssd_ground_truth() {
     }
     let n = names.len() as f64;
     let (iou, mae) = (iou_sum / n, mae_sum / n);
-    println!("{:<12} {iou:>6.3} {mae:>7.4}   (rembg with the same weights: IoU 0.978, MAE 0.0129)", "mean");
+    println!(
+        "{:<12} {iou:>6.3} {mae:>7.4}   (rembg with the same weights: IoU 0.978, MAE 0.0129)",
+        "mean"
+    );
     // Same weights and preprocessing as rembg, so the same quality within rounding.
-    assert!(iou >= 0.97, "mean IoU {iou:.3} is below rembg's 0.978 by more than rounding");
-    assert!(mae <= 0.015, "mean MAE {mae:.4} is above rembg's 0.0129 by more than rounding");
+    assert!(
+        iou >= 0.97,
+        "mean IoU {iou:.3} is below rembg's 0.978 by more than rounding"
+    );
+    assert!(
+        mae <= 0.015,
+        "mean MAE {mae:.4} is above rembg's 0.0129 by more than rounding"
+    );
 }
 
 #[test]
@@ -83,7 +120,10 @@ fn larger_input_sizes_run_on_the_dynamic_model() {
     };
     let mut segmenter = common::segmenter(&options).expect("segmenter at 160 px");
     assert_eq!(segmenter.input_side_px(), 160);
-    let mask = mask_for(&mut segmenter, &common::shared_dir().join("testdata/rembg/fixtures/car-1.jpg"));
+    let mask = mask_for(
+        &mut segmenter,
+        &common::shared_dir().join("testdata/rembg/fixtures/car-1.jpg"),
+    );
     assert_eq!(mask.dimensions(), (480, 360));
     // The car fills the middle of the photo: the centre is foreground, the top-left corner is not.
     assert!(mask.get_pixel(240, 200).0[0] > 200);

@@ -14,7 +14,10 @@ use crate::paths::AppDirs;
 /// The NVIDIA GPU and driver, if any: `nvidia-smi`'s answer, else the kernel driver's version line.
 pub fn nvidia_gpu() -> Option<String> {
     let smi = Command::new("nvidia-smi")
-        .args(["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+        .args([
+            "--query-gpu=name,driver_version,memory.total",
+            "--format=csv,noheader",
+        ])
         .output()
         .ok()
         .filter(|out| out.status.success())
@@ -53,12 +56,29 @@ pub fn report(dirs: &AppDirs) -> String {
         Ok(rt) => {
             let source = match rt.location.source {
                 RuntimeSource::EnvVar => "from ORT_DYLIB_PATH".to_owned(),
-                RuntimeSource::Managed(flavor) => format!("managed by cutout, PyPI {}", flavor.package()),
+                RuntimeSource::Managed(flavor) => {
+                    format!("managed by cutout, PyPI {}", flavor.package())
+                }
             };
-            let _ = writeln!(out, "  version   {} (cutout expects {})", rt.version, runtime::ORT_VERSION);
-            let _ = writeln!(out, "  library   {} ({source})", rt.location.library.display());
+            let _ = writeln!(
+                out,
+                "  version   {} (cutout expects {})",
+                rt.version,
+                runtime::ORT_VERSION
+            );
+            let _ = writeln!(
+                out,
+                "  library   {} ({source})",
+                rt.location.library.display()
+            );
             for (name, result) in &rt.preloaded {
-                let _ = writeln!(out, "  preloaded {name}: {}", result.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_owned()));
+                let _ = writeln!(
+                    out,
+                    "  preloaded {name}: {}",
+                    result
+                        .as_ref()
+                        .map_or_else(|e| e.clone(), |()| "ok".to_owned())
+                );
             }
         }
         Err(e) => {
@@ -83,32 +103,51 @@ pub fn report(dirs: &AppDirs) -> String {
                     Err(reason) => format!("no: {reason}"),
                 }
             };
-            let _ = writeln!(out, "  {:<9} compiled in: {:<3}  usable: {usable}", kind.label(), if compiled { "yes" } else { "no" });
+            let _ = writeln!(
+                out,
+                "  {:<9} compiled in: {:<3}  usable: {usable}",
+                kind.label(),
+                if compiled { "yes" } else { "no" }
+            );
         }
     } else {
         let _ = writeln!(out, "  unknown until ONNX Runtime loads");
     }
 
     let _ = writeln!(out, "\nGPU");
-    let _ = writeln!(out, "  {}", nvidia_gpu().unwrap_or_else(|| "no NVIDIA GPU or driver found".to_owned()));
+    let _ = writeln!(
+        out,
+        "  {}",
+        nvidia_gpu().unwrap_or_else(|| "no NVIDIA GPU or driver found".to_owned())
+    );
 
     let _ = writeln!(out, "\nGPU libraries (CUDA 13, cuDNN 9, TensorRT 10)");
     let managed_cuda = runtime::managed_dir(dirs, runtime::RuntimeFlavor::Gpu).join("cuda");
     for name in CUDA_LIBRARIES.iter().chain(TENSORRT_LIBRARIES) {
-        let _ = writeln!(out, "  {name:<40} {}", probe_library(name, Some(&managed_cuda)));
+        let _ = writeln!(
+            out,
+            "  {name:<40} {}",
+            probe_library(name, Some(&managed_cuda))
+        );
     }
 
     let _ = writeln!(out, "\nModels");
     match Manifest::builtin() {
         Ok(manifest) => {
             for spec in &manifest.models {
-                let found = models::search_dirs(dirs).into_iter().map(|(d, _)| d.join(&spec.file)).find(|p| p.is_file());
+                let found = models::search_dirs(dirs)
+                    .into_iter()
+                    .map(|(d, _)| d.join(&spec.file))
+                    .find(|p| p.is_file());
                 let state = match found {
                     Some(path) => match models::verify(spec, &path) {
                         Ok(_) => format!("ok {}", path.display()),
                         Err(e) => e.to_string(),
                     },
-                    None => format!("not downloaded yet (fetched on first use from {})", spec.url),
+                    None => format!(
+                        "not downloaded yet (fetched on first use from {})",
+                        spec.url
+                    ),
                 };
                 let _ = writeln!(out, "  {:<9} {state}", spec.name);
             }
@@ -122,7 +161,11 @@ pub fn report(dirs: &AppDirs) -> String {
     let _ = writeln!(out, "  runtimes  {}", dirs.runtime_dir().display());
     let _ = writeln!(out, "  models    {}", dirs.models_dir().display());
     if let Some(env) = std::env::var_os("CUTOUT_MODELS_DIR") {
-        let _ = writeln!(out, "  models    {} (CUTOUT_MODELS_DIR, searched first)", Path::new(&env).display());
+        let _ = writeln!(
+            out,
+            "  models    {} (CUTOUT_MODELS_DIR, searched first)",
+            Path::new(&env).display()
+        );
     }
     let _ = writeln!(out, "  cache     {}", dirs.cache_dir.display());
     let _ = writeln!(out, "  settings  {}", dirs.config_dir.display());

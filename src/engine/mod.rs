@@ -62,7 +62,9 @@ pub enum EngineError {
         what: String,
     },
     /// `--size` on a model whose input size is fixed.
-    #[error("the model's input is fixed at {fixed}×{fixed} px, so --size {requested} cannot be used; pick a model with dynamic height and width")]
+    #[error(
+        "the model's input is fixed at {fixed}×{fixed} px, so --size {requested} cannot be used; pick a model with dynamic height and width"
+    )]
     FixedInputSize {
         /// The model's side.
         fixed: i64,
@@ -98,7 +100,10 @@ pub enum EngineError {
 
 impl EngineError {
     pub(crate) fn ort(action: &'static str, e: &dyn std::fmt::Display) -> Self {
-        Self::Ort { action, message: e.to_string() }
+        Self::Ort {
+            action,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -118,7 +123,11 @@ impl Default for ModelChoice {
 }
 
 /// Finds (or downloads) the model file for `choice`.
-pub fn resolve_model(dirs: &AppDirs, choice: &ModelChoice, progress: models::Progress<'_>) -> Result<ResolvedModel, EngineError> {
+pub fn resolve_model(
+    dirs: &AppDirs,
+    choice: &ModelChoice,
+    progress: models::Progress<'_>,
+) -> Result<ResolvedModel, EngineError> {
     Ok(match choice {
         ModelChoice::Named(name) => {
             let manifest = Manifest::builtin()?;
@@ -133,7 +142,12 @@ pub fn resolve_model(dirs: &AppDirs, choice: &ModelChoice, progress: models::Pro
 
 /// Loads ONNX Runtime, resolves the model and builds a [`Segmenter`]: the one call the CLI, the
 /// worker thread and the tests use.
-pub fn open(dirs: &AppDirs, choice: &ModelChoice, options: &SegmenterOptions, progress: models::Progress<'_>) -> Result<Segmenter, EngineError> {
+pub fn open(
+    dirs: &AppDirs,
+    choice: &ModelChoice,
+    options: &SegmenterOptions,
+    progress: models::Progress<'_>,
+) -> Result<Segmenter, EngineError> {
     let runtime = runtime::load(dirs)?;
     let model = resolve_model(dirs, choice, progress)?;
     Segmenter::new(&runtime, &model, options)

@@ -61,9 +61,17 @@ impl ModelSpec {
     /// first output; nothing to check the file against.
     pub fn custom(path: &Path, input_size: u32) -> Self {
         Self {
-            name: path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+            name: path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             description: "custom model".to_owned(),
-            file: path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            file: path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             url: String::new(),
             sha256: Vec::new(),
             licence: "unknown".to_owned(),
@@ -132,7 +140,9 @@ pub enum ModelError {
         url: String,
     },
     /// The downloaded bytes do not match.
-    #[error("the download of {name} is corrupt or not the pinned file (SHA-256 {found}); nothing was kept: {url}")]
+    #[error(
+        "the download of {name} is corrupt or not the pinned file (SHA-256 {found}); nothing was kept: {url}"
+    )]
     DownloadMismatch {
         /// Model name.
         name: String,
@@ -161,13 +171,20 @@ impl Manifest {
 
     /// Parses manifest TOML.
     pub fn parse(text: &str) -> Result<Self, ModelError> {
-        let file: ManifestFile = toml::from_str(text).map_err(|e| ModelError::Manifest(e.to_string()))?;
+        let file: ManifestFile =
+            toml::from_str(text).map_err(|e| ModelError::Manifest(e.to_string()))?;
         for model in &file.model {
             if model.sha256.is_empty() || model.sha256.iter().any(|s| s.len() != 64) {
-                return Err(ModelError::Manifest(format!("model `{}` needs 64-hex-digit sha256 entries", model.name)));
+                return Err(ModelError::Manifest(format!(
+                    "model `{}` needs 64-hex-digit sha256 entries",
+                    model.name
+                )));
             }
             if model.input_size == 0 || model.std.contains(&0.0) {
-                return Err(ModelError::Manifest(format!("model `{}` has a zero input_size or std", model.name)));
+                return Err(ModelError::Manifest(format!(
+                    "model `{}` has a zero input_size or std",
+                    model.name
+                )));
             }
         }
         Ok(Self { models: file.model })
@@ -175,10 +192,18 @@ impl Manifest {
 
     /// The model called `name`.
     pub fn get(&self, name: &str) -> Result<&ModelSpec, ModelError> {
-        self.models.iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown {
-            name: name.to_owned(),
-            known: self.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.models
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ModelError::Unknown {
+                name: name.to_owned(),
+                known: self
+                    .models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 }
 
@@ -225,19 +250,29 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Checks a file against the spec's accepted checksums; returns its SHA-256.
 pub fn verify(spec: &ModelSpec, path: &Path) -> Result<String, ModelError> {
-    let found = sha256_file(path).map_err(|source| ModelError::Io { action: "cannot read the model", path: path.to_owned(), source })?;
+    let found = sha256_file(path).map_err(|source| ModelError::Io {
+        action: "cannot read the model",
+        path: path.to_owned(),
+        source,
+    })?;
     if spec.sha256.iter().any(|s| s.eq_ignore_ascii_case(&found)) {
         Ok(found)
     } else {
-        Err(ModelError::ChecksumMismatch { name: spec.name.clone(), found, path: path.to_owned() })
+        Err(ModelError::ChecksumMismatch {
+            name: spec.name.clone(),
+            found,
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -256,28 +291,65 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
 
 /// Finds `spec`'s file in the search folders and checks it, or downloads it into the data folder.
 /// A file that is present but fails its checksum is refused, never replaced silently.
-pub fn resolve(spec: &ModelSpec, dirs: &AppDirs, progress: Progress<'_>) -> Result<ResolvedModel, ModelError> {
-    for (dir, origin) in search_dirs(dirs) {
+pub fn resolve(
+    spec: &ModelSpec,
+    dirs: &AppDirs,
+    progress: Progress<'_>,
+) -> Result<ResolvedModel, ModelError> {
+    resolve_in(spec, &search_dirs(dirs), &dirs.models_dir(), progress)
+}
+
+/// [`resolve`] with explicit folders: `search` in order, then a download into `download_dir`.
+pub fn resolve_in(
+    spec: &ModelSpec,
+    search: &[(PathBuf, ModelOrigin)],
+    download_dir: &Path,
+    progress: Progress<'_>,
+) -> Result<ResolvedModel, ModelError> {
+    for (dir, origin) in search {
         let path = dir.join(&spec.file);
         if path.is_file() {
             let sha256 = verify(spec, &path)?;
-            return Ok(ResolvedModel { spec: spec.clone(), path, sha256, origin });
+            return Ok(ResolvedModel {
+                spec: spec.clone(),
+                path,
+                sha256,
+                origin: *origin,
+            });
         }
     }
-    let path = dirs.models_dir().join(&spec.file);
+    let path = download_dir.join(&spec.file);
     let sha256 = download(spec, &path, progress)?;
-    Ok(ResolvedModel { spec: spec.clone(), path, sha256, origin: ModelOrigin::Downloaded })
+    Ok(ResolvedModel {
+        spec: spec.clone(),
+        path,
+        sha256,
+        origin: ModelOrigin::Downloaded,
+    })
 }
 
 /// A user's own model: no checksum, its inputs and outputs are checked when it is loaded.
 pub fn custom(path: &Path, input_size: u32) -> Result<ResolvedModel, ModelError> {
-    let sha256 = sha256_file(path).map_err(|source| ModelError::Io { action: "cannot read the model", path: path.to_owned(), source })?;
-    Ok(ResolvedModel { spec: ModelSpec::custom(path, input_size), path: path.to_owned(), sha256, origin: ModelOrigin::Custom })
+    let sha256 = sha256_file(path).map_err(|source| ModelError::Io {
+        action: "cannot read the model",
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(ResolvedModel {
+        spec: ModelSpec::custom(path, input_size),
+        path: path.to_owned(),
+        sha256,
+        origin: ModelOrigin::Custom,
+    })
 }
 
 /// Downloads `spec.url` to `dest`, checking the checksum while the bytes arrive. The file appears
 /// only when complete and verified (temporary file, then rename). Returns its SHA-256.
-pub fn download(spec: &ModelSpec, dest: &Path, progress: Progress<'_>) -> Result<String, ModelError> {
+pub fn download(
+    spec: &ModelSpec,
+    dest: &Path,
+    progress: Progress<'_>,
+) -> Result<String, ModelError> {
     let fail = |reason: String| ModelError::Download {
         name: spec.name.clone(),
         file: spec.file.clone(),
@@ -285,14 +357,24 @@ pub fn download(spec: &ModelSpec, dest: &Path, progress: Progress<'_>) -> Result
         url: spec.url.clone(),
     };
     let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|source| ModelError::Io { action: "cannot create the models folder", path: dir.to_owned(), source })?;
-    let mut response = ureq::get(&spec.url).call().map_err(|e| fail(e.to_string()))?;
+    fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        action: "cannot create the models folder",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut response = ureq::get(&spec.url)
+        .call()
+        .map_err(|e| fail(e.to_string()))?;
     let total = response.body().content_length();
     let mut reader = response.body_mut().as_reader();
     let mut tmp = tempfile::Builder::new()
         .prefix(".download-")
         .tempfile_in(dir)
-        .map_err(|source| ModelError::Io { action: "cannot create a temporary file", path: dir.to_owned(), source })?;
+        .map_err(|source| ModelError::Io {
+            action: "cannot create a temporary file",
+            path: dir.to_owned(),
+            source,
+        })?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut done = 0u64;
@@ -302,20 +384,33 @@ pub fn download(spec: &ModelSpec, dest: &Path, progress: Progress<'_>) -> Result
             break;
         }
         hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n])
-            .map_err(|source| ModelError::Io { action: "cannot write the download", path: tmp.path().to_owned(), source })?;
+        tmp.write_all(&buf[..n]).map_err(|source| ModelError::Io {
+            action: "cannot write the download",
+            path: tmp.path().to_owned(),
+            source,
+        })?;
         done += n as u64;
         progress(done, total);
     }
     if total.is_some_and(|t| t != done) {
-        return Err(fail(format!("the connection closed after {done} of {} bytes", total.unwrap_or(0))));
+        return Err(fail(format!(
+            "the connection closed after {done} of {} bytes",
+            total.unwrap_or(0)
+        )));
     }
     let found = hex(&hasher.finalize());
     if !spec.sha256.iter().any(|s| s.eq_ignore_ascii_case(&found)) {
-        return Err(ModelError::DownloadMismatch { name: spec.name.clone(), found, url: spec.url.clone() });
+        return Err(ModelError::DownloadMismatch {
+            name: spec.name.clone(),
+            found,
+            url: spec.url.clone(),
+        });
     }
-    tmp.persist(dest)
-        .map_err(|e| ModelError::Io { action: "cannot move the download into place", path: dest.to_owned(), source: e.error })?;
+    tmp.persist(dest).map_err(|e| ModelError::Io {
+        action: "cannot move the download into place",
+        path: dest.to_owned(),
+        source: e.error,
+    })?;
     Ok(found)
 }
 
@@ -342,8 +437,14 @@ mod tests {
 
     #[test]
     fn manifest_rejects_bad_checksums() {
-        let text = BUILTIN_MANIFEST.replace("309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8", "abc");
-        assert!(matches!(Manifest::parse(&text), Err(ModelError::Manifest(_))));
+        let text = BUILTIN_MANIFEST.replace(
+            "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8",
+            "abc",
+        );
+        assert!(matches!(
+            Manifest::parse(&text),
+            Err(ModelError::Manifest(_))
+        ));
     }
 
     #[test]
@@ -355,7 +456,10 @@ mod tests {
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(sha256_file(&path).expect("hash"), abc);
         let mut spec = Manifest::builtin().expect("manifest").models[0].clone();
-        assert!(matches!(verify(&spec, &path), Err(ModelError::ChecksumMismatch { .. })));
+        assert!(matches!(
+            verify(&spec, &path),
+            Err(ModelError::ChecksumMismatch { .. })
+        ));
         spec.sha256.push(abc.to_owned());
         assert_eq!(verify(&spec, &path).expect("accepted"), abc);
     }

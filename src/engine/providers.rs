@@ -65,7 +65,9 @@ impl FromStr for ProviderRequest {
             "tensorrt" | "trt" => Ok(Self::Only(ProviderKind::TensorRt)),
             "cuda" => Ok(Self::Only(ProviderKind::Cuda)),
             "cpu" => Ok(Self::Only(ProviderKind::Cpu)),
-            other => Err(format!("unknown execution provider `{other}`; use auto, tensorrt, cuda or cpu")),
+            other => Err(format!(
+                "unknown execution provider `{other}`; use auto, tensorrt, cuda or cpu"
+            )),
         }
     }
 }
@@ -153,7 +155,10 @@ pub struct ProviderReport {
     pub skipped: Vec<SkippedProvider>,
 }
 
-fn serialize_display<S: serde::Serializer, T: fmt::Display>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_display<S: serde::Serializer, T: fmt::Display>(
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
 
@@ -162,7 +167,11 @@ impl ProviderReport {
     pub fn summary(&self) -> String {
         let mut line = format!("{} provider, {}", self.provider, self.precision);
         if !self.skipped.is_empty() {
-            let reasons: Vec<String> = self.skipped.iter().map(|s| format!("{}: {}", s.provider, s.reason)).collect();
+            let reasons: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.provider, s.reason))
+                .collect();
             line.push_str(" — not used: ");
             line.push_str(&reasons.join("; "));
         }
@@ -178,11 +187,24 @@ pub fn explain_failure(provider: ProviderKind, message: &str) -> String {
          and make it visible to the loader (LD_LIBRARY_PATH)"
     } else if missing("libcudnn") || missing("cudnn64") {
         "cuDNN 9 is not installed; run `cutout setup --gpu --cuda-libs` or install cuDNN 9 for CUDA 13"
-    } else if missing("libcudart") || missing("libcublas") || missing("libcurand") || missing("libcufft") || missing("cudart64") {
+    } else if missing("libcudart")
+        || missing("libcublas")
+        || missing("libcurand")
+        || missing("libcufft")
+        || missing("cudart64")
+    {
         "the CUDA 13 runtime libraries are missing; run `cutout setup --gpu --cuda-libs` or install the CUDA 13 toolkit"
-    } else if missing("CUDA driver") || missing("no CUDA-capable device") || missing("cudaErrorNoDevice") || missing("cudaErrorInsufficientDriver") {
+    } else if missing("CUDA driver")
+        || missing("no CUDA-capable device")
+        || missing("cudaErrorNoDevice")
+        || missing("cudaErrorInsufficientDriver")
+    {
         "no usable NVIDIA GPU or driver was found"
-    } else if missing("not enabled") || missing("Unknown Provider") || missing("not available") || missing("not supported in this build") {
+    } else if missing("not enabled")
+        || missing("Unknown Provider")
+        || missing("not available")
+        || missing("not supported in this build")
+    {
         "this ONNX Runtime build has no such provider; run `cutout setup --gpu` to install onnxruntime-gpu"
     } else {
         ""
@@ -202,18 +224,37 @@ mod tests {
     #[test]
     fn requests_parse_and_print() {
         assert_eq!("auto".parse::<ProviderRequest>(), Ok(ProviderRequest::Auto));
-        assert_eq!("CUDA".parse::<ProviderRequest>(), Ok(ProviderRequest::Only(ProviderKind::Cuda)));
-        assert_eq!("trt".parse::<ProviderRequest>(), Ok(ProviderRequest::Only(ProviderKind::TensorRt)));
+        assert_eq!(
+            "CUDA".parse::<ProviderRequest>(),
+            Ok(ProviderRequest::Only(ProviderKind::Cuda))
+        );
+        assert_eq!(
+            "trt".parse::<ProviderRequest>(),
+            Ok(ProviderRequest::Only(ProviderKind::TensorRt))
+        );
         assert!("gpu".parse::<ProviderRequest>().is_err());
-        assert_eq!(ProviderRequest::Only(ProviderKind::TensorRt).to_string(), "tensorrt");
+        assert_eq!(
+            ProviderRequest::Only(ProviderKind::TensorRt).to_string(),
+            "tensorrt"
+        );
         assert_eq!("fp16".parse::<Precision>(), Ok(Precision::Fp16));
         assert!("int8".parse::<Precision>().is_err());
     }
 
     #[test]
     fn auto_tries_fastest_first() {
-        assert_eq!(ProviderRequest::Auto.candidates(), vec![ProviderKind::TensorRt, ProviderKind::Cuda, ProviderKind::Cpu]);
-        assert_eq!(ProviderRequest::Only(ProviderKind::Cuda).candidates(), vec![ProviderKind::Cuda]);
+        assert_eq!(
+            ProviderRequest::Auto.candidates(),
+            vec![
+                ProviderKind::TensorRt,
+                ProviderKind::Cuda,
+                ProviderKind::Cpu
+            ]
+        );
+        assert_eq!(
+            ProviderRequest::Only(ProviderKind::Cuda).candidates(),
+            vec![ProviderKind::Cuda]
+        );
     }
 
     #[test]
@@ -222,7 +263,10 @@ mod tests {
         let reason = explain_failure(ProviderKind::TensorRt, msg);
         assert!(reason.contains("TensorRT 10 is not installed"), "{reason}");
         assert!(reason.contains("libnvinfer.so.10"), "{reason}");
-        let reason = explain_failure(ProviderKind::Cuda, "libcudnn.so.9: cannot open shared object file");
+        let reason = explain_failure(
+            ProviderKind::Cuda,
+            "libcudnn.so.9: cannot open shared object file",
+        );
         assert!(reason.contains("cuDNN 9"), "{reason}");
         let reason = explain_failure(ProviderKind::Cuda, "something odd");
         assert_eq!(reason, "CUDA failed: something odd");
@@ -234,8 +278,14 @@ mod tests {
             requested: ProviderRequest::Auto,
             provider: ProviderKind::Cpu,
             precision: Precision::Fp32,
-            skipped: vec![SkippedProvider { provider: ProviderKind::Cuda, reason: "no GPU".into() }],
+            skipped: vec![SkippedProvider {
+                provider: ProviderKind::Cuda,
+                reason: "no GPU".into(),
+            }],
         };
-        assert_eq!(report.summary(), "CPU provider, FP32 — not used: CUDA: no GPU");
+        assert_eq!(
+            report.summary(),
+            "CPU provider, FP32 — not used: CUDA: no GPU"
+        );
     }
 }

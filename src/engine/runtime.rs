@@ -135,7 +135,10 @@ pub fn locate(dirs: &AppDirs) -> Result<RuntimeLocation, RuntimeError> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
-            Ok(RuntimeLocation { library: path, source: RuntimeSource::EnvVar })
+            Ok(RuntimeLocation {
+                library: path,
+                source: RuntimeSource::EnvVar,
+            })
         } else {
             Err(RuntimeError::EnvPathMissing(path))
         };
@@ -143,7 +146,10 @@ pub fn locate(dirs: &AppDirs) -> Result<RuntimeLocation, RuntimeError> {
     for flavor in [RuntimeFlavor::Gpu, RuntimeFlavor::Cpu] {
         let library = managed_dir(dirs, flavor).join(core_library_name());
         if library.is_file() {
-            return Ok(RuntimeLocation { library, source: RuntimeSource::Managed(flavor) });
+            return Ok(RuntimeLocation {
+                library,
+                source: RuntimeSource::Managed(flavor),
+            });
         }
     }
     Err(RuntimeError::NotInstalled)
@@ -155,12 +161,17 @@ static RUNTIME: OnceLock<Result<Arc<Runtime>, RuntimeError>> = OnceLock::new();
 ///
 /// The first call decides which library is used; later calls return the same runtime.
 pub fn load(dirs: &AppDirs) -> Result<Arc<Runtime>, RuntimeError> {
-    RUNTIME.get_or_init(|| load_uncached(dirs).map(Arc::new)).clone()
+    RUNTIME
+        .get_or_init(|| load_uncached(dirs).map(Arc::new))
+        .clone()
 }
 
 fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
     let location = locate(dirs)?;
-    let load_error = |reason: String| RuntimeError::Load { path: location.library.clone(), reason };
+    let load_error = |reason: String| RuntimeError::Load {
+        path: location.library.clone(),
+        reason,
+    };
     // CUDA libraries that `cutout setup --cuda-libs` placed beside a managed GPU build are loaded
     // first, so that the CUDA provider finds them without LD_LIBRARY_PATH.
     let preloaded = match location.source {
@@ -175,9 +186,19 @@ fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
         .build()
         .map_err(|e| load_error(e.to_string()))?;
     let version = parse_build_version(ort::info())
-        .or_else(|| fs::canonicalize(&location.library).ok().as_deref().and_then(version_from_file_name))
+        .or_else(|| {
+            fs::canonicalize(&location.library)
+                .ok()
+                .as_deref()
+                .and_then(version_from_file_name)
+        })
         .unwrap_or_else(|| format!("unknown ({})", ort::info()));
-    Ok(Runtime { env, location, version, preloaded })
+    Ok(Runtime {
+        env,
+        location,
+        version,
+        preloaded,
+    })
 }
 
 /// Pulls the release version out of ONNX Runtime's build string
@@ -194,7 +215,10 @@ pub fn version_from_file_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     let parts: Vec<&str> = name.split('.').collect();
     let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    parts.windows(3).find(|w| w.iter().all(|p| numeric(p))).map(|w| w.join("."))
+    parts
+        .windows(3)
+        .find(|w| w.iter().all(|p| numeric(p)))
+        .map(|w| w.join("."))
 }
 
 /// Libraries the CUDA provider needs, in load order (dependencies first).
@@ -215,7 +239,11 @@ pub const CUDA_LIBRARIES: &[&str] = &[
 ];
 
 /// Libraries the TensorRT provider needs beyond CUDA's.
-pub const TENSORRT_LIBRARIES: &[&str] = &["libnvinfer.so.10", "libnvinfer_plugin.so.10", "libnvonnxparser.so.10"];
+pub const TENSORRT_LIBRARIES: &[&str] = &[
+    "libnvinfer.so.10",
+    "libnvinfer_plugin.so.10",
+    "libnvonnxparser.so.10",
+];
 
 fn preload_gpu_libraries(dir: &Path) -> Vec<(String, Result<(), String>)> {
     if !dir.is_dir() {
@@ -227,8 +255,15 @@ fn preload_gpu_libraries(dir: &Path) -> Vec<(String, Result<(), String>)> {
         .map(|name| dir.join(name))
         .filter(|path| path.is_file())
         .map(|path| {
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            (name, ort::util::preload_dylib(&path).map_err(|e| e.to_string()))
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            (
+                name,
+                ort::util::preload_dylib(&path).map_err(|e| e.to_string()),
+            )
         })
         .collect()
 }
@@ -246,8 +281,13 @@ pub struct SetupOptions {
 
 /// Downloads the official ONNX Runtime wheel with pip and keeps its native libraries in the managed
 /// folder. Returns the installed core library. `log` receives one line per step.
-pub fn install(dirs: &AppDirs, options: &SetupOptions, log: &mut dyn FnMut(&str)) -> Result<PathBuf, RuntimeError> {
-    let setup_err = |what: &str, e: &dyn std::fmt::Display| RuntimeError::Setup(format!("{what}: {e}"));
+pub fn install(
+    dirs: &AppDirs,
+    options: &SetupOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<PathBuf, RuntimeError> {
+    let setup_err =
+        |what: &str, e: &dyn std::fmt::Display| RuntimeError::Setup(format!("{what}: {e}"));
     let python = match &options.python {
         Some(p) => p.clone(),
         None => find_python().ok_or_else(|| {
@@ -259,7 +299,8 @@ pub fn install(dirs: &AppDirs, options: &SetupOptions, log: &mut dyn FnMut(&str)
         })?,
     };
     let runtime_dir = dirs.runtime_dir();
-    fs::create_dir_all(&runtime_dir).map_err(|e| setup_err(&format!("cannot create {}", runtime_dir.display()), &e))?;
+    fs::create_dir_all(&runtime_dir)
+        .map_err(|e| setup_err(&format!("cannot create {}", runtime_dir.display()), &e))?;
     let work = tempfile::Builder::new()
         .prefix(".setup-")
         .tempdir_in(&runtime_dir)
@@ -269,12 +310,26 @@ pub fn install(dirs: &AppDirs, options: &SetupOptions, log: &mut dyn FnMut(&str)
     fs::create_dir_all(&staging).map_err(|e| setup_err("cannot create a staging folder", &e))?;
 
     let package = format!("{}=={ORT_VERSION}", options.flavor.package());
-    log(&format!("Downloading {package} from PyPI with {} …", python.display()));
+    log(&format!(
+        "Downloading {package} from PyPI with {} …",
+        python.display()
+    ));
     pip_download(&python, &[package.as_str()], &wheels)?;
-    let wheel = find_file(&wheels, |name| name.starts_with("onnxruntime") && name.ends_with(".whl"))
-        .ok_or_else(|| RuntimeError::Setup(format!("pip reported success but left no onnxruntime wheel in {}", wheels.display())))?;
+    let wheel = find_file(&wheels, |name| {
+        name.starts_with("onnxruntime") && name.ends_with(".whl")
+    })
+    .ok_or_else(|| {
+        RuntimeError::Setup(format!(
+            "pip reported success but left no onnxruntime wheel in {}",
+            wheels.display()
+        ))
+    })?;
     let kept = extract_native_libraries(&wheel, "onnxruntime/capi/", &staging)?;
-    log(&format!("Kept {} native libraries: {}", kept.len(), kept.join(", ")));
+    log(&format!(
+        "Kept {} native libraries: {}",
+        kept.len(),
+        kept.join(", ")
+    ));
     if !staging.join(core_library_name()).is_file() {
         return Err(RuntimeError::Setup(format!(
             "the wheel {} holds no {}; is this platform supported by ONNX Runtime {ORT_VERSION}?",
@@ -289,25 +344,46 @@ pub fn install(dirs: &AppDirs, options: &SetupOptions, log: &mut dyn FnMut(&str)
 
     let target = managed_dir(dirs, options.flavor);
     if target.exists() {
-        fs::remove_dir_all(&target).map_err(|e| setup_err(&format!("cannot replace {}", target.display()), &e))?;
+        fs::remove_dir_all(&target)
+            .map_err(|e| setup_err(&format!("cannot replace {}", target.display()), &e))?;
     }
-    fs::rename(&staging, &target).map_err(|e| setup_err(&format!("cannot move the runtime into {}", target.display()), &e))?;
-    log(&format!("ONNX Runtime {ORT_VERSION} ({}) installed in {}", options.flavor.package(), target.display()));
+    fs::rename(&staging, &target).map_err(|e| {
+        setup_err(
+            &format!("cannot move the runtime into {}", target.display()),
+            &e,
+        )
+    })?;
+    log(&format!(
+        "ONNX Runtime {ORT_VERSION} ({}) installed in {}",
+        options.flavor.package(),
+        target.display()
+    ));
     Ok(target.join(core_library_name()))
 }
 
 fn find_python() -> Option<PathBuf> {
-    ["python3", "python", "py"].into_iter().map(PathBuf::from).find(|candidate| {
-        Command::new(candidate)
-            .args(["-m", "pip", "--version"])
-            .output()
-            .is_ok_and(|out| out.status.success())
-    })
+    ["python3", "python", "py"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|candidate| {
+            Command::new(candidate)
+                .args(["-m", "pip", "--version"])
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
 }
 
 fn pip_download(python: &Path, requirements: &[&str], dest: &Path) -> Result<(), RuntimeError> {
     let status = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--dest"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--dest",
+        ])
         .arg(dest)
         .args(requirements)
         .status()
@@ -334,12 +410,19 @@ fn find_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Option<PathBuf> {
 /// Whether a file name inside a wheel is a native library cutout needs.
 fn is_native_library(file_name: &str) -> bool {
     let lower = file_name.to_ascii_lowercase();
-    (lower.starts_with("lib") && (lower.contains(".so") || lower.ends_with(".dylib"))) || lower.ends_with(".dll")
+    (lower.starts_with("lib") && (lower.contains(".so") || lower.ends_with(".dylib")))
+        || lower.ends_with(".dll")
 }
 
 /// Copies the native libraries under `prefix` in a wheel (a zip file) flat into `dest`.
-fn extract_native_libraries(wheel: &Path, prefix: &str, dest: &Path) -> Result<Vec<String>, RuntimeError> {
-    let err = |e: &dyn std::fmt::Display| RuntimeError::Setup(format!("cannot read {}: {e}", wheel.display()));
+fn extract_native_libraries(
+    wheel: &Path,
+    prefix: &str,
+    dest: &Path,
+) -> Result<Vec<String>, RuntimeError> {
+    let err = |e: &dyn std::fmt::Display| {
+        RuntimeError::Setup(format!("cannot read {}: {e}", wheel.display()))
+    };
     let file = fs::File::open(wheel).map_err(|e| err(&e))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| err(&e))?;
     fs::create_dir_all(dest).map_err(|e| err(&e))?;
@@ -347,7 +430,9 @@ fn extract_native_libraries(wheel: &Path, prefix: &str, dest: &Path) -> Result<V
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index).map_err(|e| err(&e))?;
         let name = entry.name().map_err(|e| err(&e))?.into_owned();
-        let Some(rest) = name.strip_prefix(prefix) else { continue };
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
         let file_name = rest.rsplit('/').next().unwrap_or(rest);
         if entry.is_dir() || !is_native_library(file_name) {
             continue;
@@ -362,7 +447,9 @@ fn extract_native_libraries(wheel: &Path, prefix: &str, dest: &Path) -> Result<V
 
 /// The `Requires-Dist` entries of a wheel that belong to one of `extras`.
 fn wheel_extras(wheel: &Path, extras: &[&str]) -> Result<Vec<String>, RuntimeError> {
-    let err = |e: &dyn std::fmt::Display| RuntimeError::Setup(format!("cannot read {}: {e}", wheel.display()));
+    let err = |e: &dyn std::fmt::Display| {
+        RuntimeError::Setup(format!("cannot read {}: {e}", wheel.display()))
+    };
     let file = fs::File::open(wheel).map_err(|e| err(&e))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| err(&e))?;
     let metadata_name = archive
@@ -372,7 +459,11 @@ fn wheel_extras(wheel: &Path, extras: &[&str]) -> Result<Vec<String>, RuntimeErr
         .map(std::borrow::Cow::into_owned)
         .ok_or_else(|| err(&"no METADATA"))?;
     let mut text = String::new();
-    archive.by_name(&metadata_name).map_err(|e| err(&e))?.read_to_string(&mut text).map_err(|e| err(&e))?;
+    archive
+        .by_name(&metadata_name)
+        .map_err(|e| err(&e))?
+        .read_to_string(&mut text)
+        .map_err(|e| err(&e))?;
     Ok(requirements_for_extras(&text, extras))
 }
 
@@ -384,7 +475,8 @@ pub fn requirements_for_extras(metadata: &str, extras: &[&str]) -> Vec<String> {
         .filter_map(|req| {
             let (spec, marker) = req.split_once(';')?;
             let wanted = extras.iter().any(|extra| {
-                marker.contains(&format!("extra == \"{extra}\"")) || marker.contains(&format!("extra == '{extra}'"))
+                marker.contains(&format!("extra == \"{extra}\""))
+                    || marker.contains(&format!("extra == '{extra}'"))
             });
             wanted.then(|| spec.trim().replace([' ', '(', ')'], ""))
         })
@@ -400,11 +492,16 @@ fn fetch_cuda_libraries(
 ) -> Result<(), RuntimeError> {
     let requirements = wheel_extras(ort_wheel, &["cuda", "cudnn"])?;
     if requirements.is_empty() {
-        log("The onnxruntime-gpu wheel names no CUDA runtime wheels; use a system CUDA 13 and cuDNN 9.");
+        log(
+            "The onnxruntime-gpu wheel names no CUDA runtime wheels; use a system CUDA 13 and cuDNN 9.",
+        );
         return Ok(());
     }
     let cuda_wheels = work.join("cuda-wheels");
-    log(&format!("Downloading the CUDA runtime wheels: {} …", requirements.join(" ")));
+    log(&format!(
+        "Downloading the CUDA runtime wheels: {} …",
+        requirements.join(" ")
+    ));
     let refs: Vec<&str> = requirements.iter().map(String::as_str).collect();
     pip_download(python, &refs, &cuda_wheels)?;
     log("Trying TensorRT 10 (tensorrt-cu13-libs) …");
@@ -418,7 +515,11 @@ fn fetch_cuda_libraries(
     for wheel in entries.filter_map(Result::ok).map(|e| e.path()) {
         if wheel.extension().and_then(OsStr::to_str) == Some("whl") {
             let kept = extract_native_libraries(&wheel, "", dest)?;
-            log(&format!("  {}: {} libraries", wheel.file_name().unwrap_or_default().to_string_lossy(), kept.len()));
+            log(&format!(
+                "  {}: {} libraries",
+                wheel.file_name().unwrap_or_default().to_string_lossy(),
+                kept.len()
+            ));
         }
     }
     Ok(())
@@ -432,9 +533,18 @@ mod tests {
     fn build_version_is_read_from_the_build_string() {
         let info = "ORT Build Info: git-branch=rel-1.31.1, git-commit-id=abc, build type=Release";
         assert_eq!(parse_build_version(info).as_deref(), Some("1.31.1"));
-        assert_eq!(parse_build_version("ORT Build Info: git-branch=HEAD, git-commit-id=6af1a93"), None);
-        assert_eq!(version_from_file_name(Path::new("/x/libonnxruntime.so.1.31.1")).as_deref(), Some("1.31.1"));
-        assert_eq!(version_from_file_name(Path::new("libonnxruntime.1.31.1.dylib")).as_deref(), Some("1.31.1"));
+        assert_eq!(
+            parse_build_version("ORT Build Info: git-branch=HEAD, git-commit-id=6af1a93"),
+            None
+        );
+        assert_eq!(
+            version_from_file_name(Path::new("/x/libonnxruntime.so.1.31.1")).as_deref(),
+            Some("1.31.1")
+        );
+        assert_eq!(
+            version_from_file_name(Path::new("libonnxruntime.1.31.1.dylib")).as_deref(),
+            Some("1.31.1")
+        );
         assert_eq!(version_from_file_name(Path::new("onnxruntime.dll")), None);
     }
 
@@ -444,7 +554,9 @@ mod tests {
         assert!(is_native_library("libonnxruntime_providers_cuda.so"));
         assert!(is_native_library("onnxruntime.dll"));
         assert!(is_native_library("libonnxruntime.1.31.1.dylib"));
-        assert!(!is_native_library("onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so"));
+        assert!(!is_native_library(
+            "onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so"
+        ));
         assert!(!is_native_library("__init__.py"));
     }
 
@@ -456,7 +568,10 @@ mod tests {
             Requires-Dist: pytest; extra == \"test\"\n";
         assert_eq!(
             requirements_for_extras(metadata, &["cuda", "cudnn"]),
-            vec!["nvidia-cuda-runtime~=13.0".to_owned(), "nvidia-cudnn-cu13~=9.0".to_owned()]
+            vec![
+                "nvidia-cuda-runtime~=13.0".to_owned(),
+                "nvidia-cudnn-cu13~=9.0".to_owned()
+            ]
         );
     }
 

@@ -11,7 +11,9 @@ use ort::{
 use super::{
     EngineError,
     models::ResolvedModel,
-    providers::{Precision, ProviderKind, ProviderReport, ProviderRequest, SkippedProvider, explain_failure},
+    providers::{
+        Precision, ProviderKind, ProviderReport, ProviderRequest, SkippedProvider, explain_failure,
+    },
     runtime::Runtime,
 };
 
@@ -52,7 +54,11 @@ impl Segmenter {
     /// Loads `model` on the requested provider. With [`ProviderRequest::Auto`] it tries TensorRT,
     /// CUDA and CPU in turn and records why each faster one was passed over; with a single provider
     /// it fails with that reason instead.
-    pub fn new(runtime: &Runtime, model: &ResolvedModel, options: &SegmenterOptions) -> Result<Self, EngineError> {
+    pub fn new(
+        runtime: &Runtime,
+        model: &ResolvedModel,
+        options: &SegmenterOptions,
+    ) -> Result<Self, EngineError> {
         if options.precision == Precision::Fp16 {
             return Err(EngineError::PrecisionUnavailable {
                 precision: Precision::Fp16,
@@ -80,37 +86,83 @@ impl Segmenter {
         }
         match skipped.pop() {
             Some(last) if options.provider != ProviderRequest::Auto => {
-                Err(EngineError::ProviderUnavailable { provider: last.provider, reason: last.reason })
+                Err(EngineError::ProviderUnavailable {
+                    provider: last.provider,
+                    reason: last.reason,
+                })
             }
-            _ => Err(EngineError::NoProvider(skipped.iter().map(|s| format!("{}: {}", s.provider, s.reason)).collect::<Vec<_>>().join("; "))),
+            _ => Err(EngineError::NoProvider(
+                skipped
+                    .iter()
+                    .map(|s| format!("{}: {}", s.provider, s.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
         }
     }
 
-    fn from_session(session: Session, model: &ResolvedModel, options: &SegmenterOptions, report: ProviderReport) -> Result<Self, EngineError> {
-        let bad = |what: String| EngineError::UnsupportedModel { path: model.path.clone(), what };
-        let input = session.inputs().first().ok_or_else(|| bad("it has no inputs".to_owned()))?;
-        let input_dims = float_tensor_dims(input.dtype()).ok_or_else(|| bad(format!("input `{}` is not a float32 tensor", input.name())))?;
+    fn from_session(
+        session: Session,
+        model: &ResolvedModel,
+        options: &SegmenterOptions,
+        report: ProviderReport,
+    ) -> Result<Self, EngineError> {
+        let bad = |what: String| EngineError::UnsupportedModel {
+            path: model.path.clone(),
+            what,
+        };
+        let input = session
+            .inputs()
+            .first()
+            .ok_or_else(|| bad("it has no inputs".to_owned()))?;
+        let input_dims = float_tensor_dims(input.dtype())
+            .ok_or_else(|| bad(format!("input `{}` is not a float32 tensor", input.name())))?;
         if input_dims.len() != 4 || !(input_dims[1] == 3 || input_dims[1] < 0) {
-            return Err(bad(format!("input `{}` has shape {input_dims:?}; expected [N, 3, H, W]", input.name())));
+            return Err(bad(format!(
+                "input `{}` has shape {input_dims:?}; expected [N, 3, H, W]",
+                input.name()
+            )));
         }
         let output = session.outputs().get(model.spec.output).ok_or_else(|| {
-            bad(format!("it has {} outputs; the manifest uses output #{}", session.outputs().len(), model.spec.output))
+            bad(format!(
+                "it has {} outputs; the manifest uses output #{}",
+                session.outputs().len(),
+                model.spec.output
+            ))
         })?;
-        let output_dims = float_tensor_dims(output.dtype()).ok_or_else(|| bad(format!("output `{}` is not a float32 tensor", output.name())))?;
-        if !(output_dims.len() == 4 && (output_dims[1] == 1 || output_dims[1] < 0) || output_dims.len() == 3) {
-            return Err(bad(format!("output `{}` has shape {output_dims:?}; expected [N, 1, H, W]", output.name())));
+        let output_dims = float_tensor_dims(output.dtype()).ok_or_else(|| {
+            bad(format!(
+                "output `{}` is not a float32 tensor",
+                output.name()
+            ))
+        })?;
+        if !(output_dims.len() == 4 && (output_dims[1] == 1 || output_dims[1] < 0)
+            || output_dims.len() == 3)
+        {
+            return Err(bad(format!(
+                "output `{}` has shape {output_dims:?}; expected [N, 1, H, W]",
+                output.name()
+            )));
         }
         let requested = options.input_side_px.unwrap_or(model.spec.input_size);
         let (fixed_h, fixed_w) = (input_dims[2], input_dims[3]);
         let input_side_px = match (fixed_h > 0, fixed_w > 0) {
-            (true, true) if fixed_h != fixed_w => return Err(bad(format!("its input is fixed at {fixed_w}×{fixed_h}, which is not square"))),
-            (true, true) if i64::from(requested) != fixed_h && options.input_side_px.is_some() => {
-                return Err(EngineError::FixedInputSize { fixed: fixed_h, requested });
+            (true, true) if fixed_h != fixed_w => {
+                return Err(bad(format!(
+                    "its input is fixed at {fixed_w}×{fixed_h}, which is not square"
+                )));
             }
-            (true, true) => u32::try_from(fixed_h).map_err(|_| bad("its input size is out of range".to_owned()))?,
+            (true, true) if i64::from(requested) != fixed_h && options.input_side_px.is_some() => {
+                return Err(EngineError::FixedInputSize {
+                    fixed: fixed_h,
+                    requested,
+                });
+            }
+            (true, true) => u32::try_from(fixed_h)
+                .map_err(|_| bad("its input size is out of range".to_owned()))?,
             _ => requested,
         };
-        if input_side_px < 32 || input_side_px > 4096 {
+        if !(32..=4096).contains(&input_side_px) {
             return Err(EngineError::InvalidInputSize(input_side_px));
         }
         Ok(Self {
@@ -141,26 +193,52 @@ impl Segmenter {
     /// Input and output names and shapes, as the session reports them.
     pub fn describe_io(&self) -> String {
         let describe = |name: &str, dtype: &ValueType| format!("{name} {dtype}");
-        let inputs: Vec<String> = self.session.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect();
-        let outputs: Vec<String> = self.session.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect();
-        format!("inputs: {}; outputs: {} (mask from `{}`)", inputs.join(", "), outputs.join(", "), self.output_name)
+        let inputs: Vec<String> = self
+            .session
+            .inputs()
+            .iter()
+            .map(|o| describe(o.name(), o.dtype()))
+            .collect();
+        let outputs: Vec<String> = self
+            .session
+            .outputs()
+            .iter()
+            .map(|o| describe(o.name(), o.dtype()))
+            .collect();
+        format!(
+            "inputs: {}; outputs: {} (mask from `{}`)",
+            inputs.join(", "),
+            outputs.join(", "),
+            self.output_name
+        )
     }
 
     /// Runs the network on one `[1, 3, side, side]` tensor and returns the raw `side × side` map.
     pub fn infer(&mut self, input_nchw: &[f32]) -> Result<Vec<f32>, EngineError> {
         let side = self.input_side_px as usize;
         if input_nchw.len() != 3 * side * side {
-            return Err(EngineError::BadInput { expected: 3 * side * side, got: input_nchw.len() });
+            return Err(EngineError::BadInput {
+                expected: 3 * side * side,
+                got: input_nchw.len(),
+            });
         }
-        let tensor = TensorRef::from_array_view(([1usize, 3, side, side], input_nchw)).map_err(|e| EngineError::ort("wrap the input", &e))?;
+        let tensor = TensorRef::from_array_view(([1usize, 3, side, side], input_nchw))
+            .map_err(|e| EngineError::ort("wrap the input", &e))?;
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(|e| EngineError::ort("run the model", &e))?;
-        let value = outputs.get(&self.output_name).ok_or_else(|| EngineError::BadOutput(format!("output `{}` missing", self.output_name)))?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| EngineError::ort("read the output", &e))?;
+        let value = outputs.get(&self.output_name).ok_or_else(|| {
+            EngineError::BadOutput(format!("output `{}` missing", self.output_name))
+        })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| EngineError::ort("read the output", &e))?;
         if data.len() != side * side {
-            return Err(EngineError::BadOutput(format!("output `{}` has shape {shape:?}; expected {side}×{side}", self.output_name)));
+            return Err(EngineError::BadOutput(format!(
+                "output `{}` has shape {shape:?}; expected {side}×{side}",
+                self.output_name
+            )));
         }
         Ok(data.to_vec())
     }
@@ -168,7 +246,11 @@ impl Segmenter {
 
 fn float_tensor_dims(dtype: &ValueType) -> Option<Vec<i64>> {
     match dtype {
-        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Some(shape.iter().copied().collect()),
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape,
+            ..
+        } => Some(shape.iter().copied().collect()),
         _ => None,
     }
 }
@@ -180,8 +262,14 @@ enum SessionFailure {
     Model(EngineError),
 }
 
-fn build_session(runtime: &Runtime, model_path: &Path, provider: ProviderKind, options: &SegmenterOptions) -> Result<Session, SessionFailure> {
-    let setup = |e: &dyn std::fmt::Display| SessionFailure::Model(EngineError::Setup(e.to_string()));
+fn build_session(
+    runtime: &Runtime,
+    model_path: &Path,
+    provider: ProviderKind,
+    options: &SegmenterOptions,
+) -> Result<Session, SessionFailure> {
+    let setup =
+        |e: &dyn std::fmt::Display| SessionFailure::Model(EngineError::Setup(e.to_string()));
     let mut builder = Session::builder(&runtime.env)
         .map_err(|e| setup(&e))?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -216,7 +304,10 @@ fn build_session(runtime: &Runtime, model_path: &Path, provider: ProviderKind, o
         // A GPU provider that registered can still fail when the session starts (no device, a
         // library loaded lazily); the CPU provider failing means the model itself is bad.
         if provider == ProviderKind::Cpu {
-            SessionFailure::Model(EngineError::LoadModel { path: model_path.to_owned(), reason: message })
+            SessionFailure::Model(EngineError::LoadModel {
+                path: model_path.to_owned(),
+                reason: message,
+            })
         } else {
             SessionFailure::Provider(explain_failure(provider, &message))
         }

@@ -19,7 +19,10 @@ pub struct DecodeLimits {
 impl Default for DecodeLimits {
     /// 30 000 px a side and 200 MP: well beyond any camera, far below what would exhaust memory.
     fn default() -> Self {
-        Self { max_side_px: 30_000, max_megapixels: 200 }
+        Self {
+            max_side_px: 30_000,
+            max_megapixels: 200,
+        }
     }
 }
 
@@ -37,10 +40,16 @@ const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// Reads and decodes an image file within `limits`.
 pub fn decode_file(path: &Path, limits: DecodeLimits) -> Result<DecodedImage, ImageError> {
-    let read_err = |source| ImageError::Read { path: path.to_owned(), source };
+    let read_err = |source| ImageError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let len = std::fs::metadata(path).map_err(read_err)?.len();
     if len > MAX_FILE_BYTES {
-        return Err(ImageError::Corrupt { path: path.to_owned(), reason: format!("the file is {} MB, beyond any photo", len >> 20) });
+        return Err(ImageError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("the file is {} MB, beyond any photo", len >> 20),
+        });
     }
     let bytes = std::fs::read(path).map_err(read_err)?;
     decode_bytes(&bytes, path, limits)
@@ -48,13 +57,20 @@ pub fn decode_file(path: &Path, limits: DecodeLimits) -> Result<DecodedImage, Im
 
 /// Decodes an image held in memory (files, clipboard, drag-and-drop payloads); `name` is used in
 /// messages. The format is taken from the content, never from the file name.
-pub fn decode_bytes(bytes: &[u8], name: &Path, limits: DecodeLimits) -> Result<DecodedImage, ImageError> {
+pub fn decode_bytes(
+    bytes: &[u8],
+    name: &Path,
+    limits: DecodeLimits,
+) -> Result<DecodedImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty(name.to_owned()));
     }
     let format = image::guess_format(bytes).map_err(|_| ImageError::NotAnImage(name.to_owned()))?;
     if format == image::ImageFormat::Jpeg {
-        check_jpeg_structure(bytes).map_err(|reason| ImageError::Corrupt { path: name.to_owned(), reason })?;
+        check_jpeg_structure(bytes).map_err(|reason| ImageError::Corrupt {
+            path: name.to_owned(),
+            reason,
+        })?;
     }
     let mut reader = ImageReader::new(std::io::Cursor::new(bytes));
     reader.set_format(format);
@@ -80,7 +96,10 @@ pub fn check_jpeg_structure(bytes: &[u8]) -> Result<(), String> {
             return Err(TRUNCATED.to_owned());
         }
         if bytes[pos] != 0xFF {
-            return Err(format!("expected a marker at byte {pos}, found 0x{:02X}", bytes[pos]));
+            return Err(format!(
+                "expected a marker at byte {pos}, found 0x{:02X}",
+                bytes[pos]
+            ));
         }
         let marker = bytes[pos + 1];
         pos += 2;
@@ -89,11 +108,16 @@ pub fn check_jpeg_structure(bytes: &[u8]) -> Result<(), String> {
             0xD0..=0xD7 | 0x01 => continue,
             _ => {}
         }
-        let Some(len) = bytes.get(pos..pos + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+        let Some(len) = bytes
+            .get(pos..pos + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
             return Err(TRUNCATED.to_owned());
         };
         if len < 2 {
-            return Err(format!("marker 0x{marker:02X} has an impossible length {len}"));
+            return Err(format!(
+                "marker 0x{marker:02X} has an impossible length {len}"
+            ));
         }
         pos += len;
         if pos > bytes.len() {
@@ -109,15 +133,35 @@ pub fn check_jpeg_structure(bytes: &[u8]) -> Result<(), String> {
                 match bytes.get(pos + 1) {
                     None => return Err(TRUNCATED.to_owned()),
                     Some(0x00 | 0xD0..=0xD7 | 0xFF) => pos += 1,
-                    Some(0xC4 | 0xCC | 0xD9 | 0xDA | 0xDB | 0xDC | 0xDD | 0xDE | 0xDF | 0xE0..=0xEF | 0xFE) => break,
-                    Some(other) => return Err(format!("damaged scan data (marker 0x{other:02X} at byte {pos})")),
+                    Some(
+                        0xC4
+                        | 0xCC
+                        | 0xD9
+                        | 0xDA
+                        | 0xDB
+                        | 0xDC
+                        | 0xDD
+                        | 0xDE
+                        | 0xDF
+                        | 0xE0..=0xEF
+                        | 0xFE,
+                    ) => break,
+                    Some(other) => {
+                        return Err(format!(
+                            "damaged scan data (marker 0x{other:02X} at byte {pos})"
+                        ));
+                    }
                 }
             }
         }
     }
 }
 
-fn decode_reader<R: std::io::BufRead + std::io::Seek>(mut reader: ImageReader<R>, path: &Path, limits: DecodeLimits) -> Result<DecodedImage, ImageError> {
+fn decode_reader<R: std::io::BufRead + std::io::Seek>(
+    mut reader: ImageReader<R>,
+    path: &Path,
+    limits: DecodeLimits,
+) -> Result<DecodedImage, ImageError> {
     let mut decoder_limits = Limits::default();
     // Sides and area are checked below against the header, with a message naming both; the
     // allocation cap is the backstop for decoders that allocate while reading headers.
@@ -132,15 +176,29 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(mut reader: ImageReader<R>
     let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     image.apply_orientation(orientation);
     let had_alpha = image.color().has_alpha();
-    Ok(DecodedImage { rgb: image.into_rgb8(), had_alpha })
+    Ok(DecodedImage {
+        rgb: image.into_rgb8(),
+        had_alpha,
+    })
 }
 
-fn check_size(width: u32, height: u32, path: &Path, limits: DecodeLimits) -> Result<(), ImageError> {
+fn check_size(
+    width: u32,
+    height: u32,
+    path: &Path,
+    limits: DecodeLimits,
+) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
-        return Err(ImageError::Corrupt { path: path.to_owned(), reason: format!("it declares {width}×{height} pixels") });
+        return Err(ImageError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("it declares {width}×{height} pixels"),
+        });
     }
     let area = u64::from(width) * u64::from(height);
-    if width > limits.max_side_px || height > limits.max_side_px || area > u64::from(limits.max_megapixels) * 1_000_000 {
+    if width > limits.max_side_px
+        || height > limits.max_side_px
+        || area > u64::from(limits.max_megapixels) * 1_000_000
+    {
         return Err(ImageError::TooLarge {
             path: path.to_owned(),
             width,
@@ -156,11 +214,23 @@ fn classify(e: image::ImageError, path: &Path, limits: DecodeLimits) -> ImageErr
     match e {
         image::ImageError::Limits(limit) => ImageError::Corrupt {
             path: path.to_owned(),
-            reason: format!("it needs more memory than the {} MP limit allows ({limit})", limits.max_megapixels),
+            reason: format!(
+                "it needs more memory than the {} MP limit allows ({limit})",
+                limits.max_megapixels
+            ),
         },
-        image::ImageError::Unsupported(u) => ImageError::Corrupt { path: path.to_owned(), reason: format!("unsupported variant: {u}") },
-        image::ImageError::IoError(io) => ImageError::Corrupt { path: path.to_owned(), reason: format!("data ends early or cannot be read: {io}") },
-        other => ImageError::Corrupt { path: path.to_owned(), reason: other.to_string() },
+        image::ImageError::Unsupported(u) => ImageError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("unsupported variant: {u}"),
+        },
+        image::ImageError::IoError(io) => ImageError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("data ends early or cannot be read: {io}"),
+        },
+        other => ImageError::Corrupt {
+            path: path.to_owned(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -169,9 +239,13 @@ mod tests {
     use super::*;
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {
-        let img = RgbImage::from_fn(width, height, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 90]));
+        let img = RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 5) as u8, 90])
+        });
         let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&img).expect("encode");
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+            .encode_image(&img)
+            .expect("encode");
         out
     }
 
@@ -183,10 +257,11 @@ mod tests {
     #[test]
     fn truncated_jpegs_are_caught() {
         let full = jpeg(64, 48);
-        for cut in [3, 20, full.len() / 2, full.len() - 2] {
+        for cut in [20, full.len() / 2, full.len() - 2] {
             let err = check_jpeg_structure(&full[..cut]).expect_err("truncated");
             assert!(err.contains("truncated"), "cut at {cut}: {err}");
         }
+        assert!(check_jpeg_structure(&full[..1]).is_err());
     }
 
     #[test]
@@ -195,21 +270,45 @@ mod tests {
         let n = bytes.len();
         bytes[n - 40] = 0xFF;
         bytes[n - 39] = 0xC0;
-        assert!(check_jpeg_structure(&bytes).expect_err("damaged").contains("damaged"));
+        assert!(
+            check_jpeg_structure(&bytes)
+                .expect_err("damaged")
+                .contains("damaged")
+        );
     }
 
     #[test]
     fn content_decides_the_format_not_the_name() {
-        let err = decode_bytes(b"hello, not an image", Path::new("photo.jpg"), DecodeLimits::default()).expect_err("not an image");
+        let err = decode_bytes(
+            b"hello, not an image",
+            Path::new("photo.jpg"),
+            DecodeLimits::default(),
+        )
+        .expect_err("not an image");
         assert!(matches!(err, ImageError::NotAnImage(_)), "{err}");
-        let ok = decode_bytes(&jpeg(8, 6), Path::new("photo.png"), DecodeLimits::default()).expect("a JPEG named .png decodes");
+        let ok = decode_bytes(&jpeg(8, 6), Path::new("photo.png"), DecodeLimits::default())
+            .expect("a JPEG named .png decodes");
         assert_eq!(ok.rgb.dimensions(), (8, 6));
     }
 
     #[test]
     fn declared_size_is_checked_before_decoding() {
-        let limits = DecodeLimits { max_side_px: 100, max_megapixels: 1 };
-        let err = decode_bytes(&jpeg(120, 10), Path::new("wide.jpg"), limits).expect_err("too wide");
-        assert!(matches!(err, ImageError::TooLarge { width: 120, height: 10, .. }), "{err}");
+        let limits = DecodeLimits {
+            max_side_px: 100,
+            max_megapixels: 1,
+        };
+        let err =
+            decode_bytes(&jpeg(120, 10), Path::new("wide.jpg"), limits).expect_err("too wide");
+        assert!(
+            matches!(
+                err,
+                ImageError::TooLarge {
+                    width: 120,
+                    height: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -11,8 +11,17 @@ use image::{
 use super::ImageError;
 
 /// Encodes 8-bit pixels (`color` says which layout) as PNG at `path`, atomically.
-pub fn write_png_atomic(path: &Path, pixels: &[u8], width: u32, height: u32, color: ExtendedColorType) -> Result<(), ImageError> {
-    let fail = |reason: String| ImageError::Write { path: path.to_owned(), reason };
+pub fn write_png_atomic(
+    path: &Path,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    color: ExtendedColorType,
+) -> Result<(), ImageError> {
+    let fail = |reason: String| ImageError::Write {
+        path: path.to_owned(),
+        reason,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -47,16 +56,36 @@ mod tests {
     fn writes_a_readable_png_and_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.png");
-        write_png_atomic(&path, &[1, 2, 3, 4, 5, 6, 7, 8], 2, 1, ExtendedColorType::Rgba8).expect("write");
+        write_png_atomic(
+            &path,
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            2,
+            1,
+            ExtendedColorType::Rgba8,
+        )
+        .expect("write");
         let back = image::open(&path).expect("read back").into_rgba8();
         assert_eq!(back.into_raw(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.png")]);
     }
 
     #[test]
     fn a_missing_folder_is_an_error_not_a_panic() {
-        let err = write_png_atomic(Path::new("/definitely/not/here/out.png"), &[0; 4], 1, 1, ExtendedColorType::Rgba8).expect_err("must fail");
-        assert!(err.to_string().contains("/definitely/not/here/out.png"), "{err}");
+        let err = write_png_atomic(
+            Path::new("/definitely/not/here/out.png"),
+            &[0; 4],
+            1,
+            1,
+            ExtendedColorType::Rgba8,
+        )
+        .expect_err("must fail");
+        assert!(
+            err.to_string().contains("/definitely/not/here/out.png"),
+            "{err}"
+        );
     }
 }

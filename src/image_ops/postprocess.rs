@@ -8,22 +8,34 @@ use image::{GrayImage, RgbImage, RgbaImage};
 use super::{ImageError, resize::lanczos3};
 
 /// Turns the raw `side × side` map into an 8-bit mask of `width × height`.
-pub fn mask_from_output(raw: &[f32], side_px: u32, width: u32, height: u32) -> Result<GrayImage, ImageError> {
+pub fn mask_from_output(
+    raw: &[f32],
+    side_px: u32,
+    width: u32,
+    height: u32,
+) -> Result<GrayImage, ImageError> {
     let small = quantize_min_max(raw);
     let full = lanczos3(&small, side_px, side_px, 1, width, height)?;
-    GrayImage::from_raw(width, height, full).ok_or_else(|| ImageError::Resize("mask buffer has the wrong size".to_owned()))
+    GrayImage::from_raw(width, height, full)
+        .ok_or_else(|| ImageError::Resize("mask buffer has the wrong size".to_owned()))
 }
 
 /// Min-max normalises to [0, 1] and maps to 0–255 by truncation. A constant map becomes all zero.
 pub fn quantize_min_max(raw: &[f32]) -> Vec<u8> {
-    let (lo, hi) = raw.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = raw
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     let range = hi - lo;
     if !(range.is_finite() && range > 0.0) {
         return vec![0; raw.len()];
     }
     // Same operation order as rembg: ((v - min) / (max - min)) * 255, then truncate.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    raw.iter().map(|&v| (((v - lo) / range) * 255.0) as u8).collect()
+    raw.iter()
+        .map(|&v| (((v - lo) / range) * 255.0) as u8)
+        .collect()
 }
 
 /// The cutout: the photo's own colours, the mask as alpha (straight, not premultiplied).
@@ -70,18 +82,25 @@ mod tests {
 
     #[test]
     fn mask_is_resized_to_the_photo() {
-        let raw: Vec<f32> = (0..16).map(|i| if i % 4 < 2 { 0.0 } else { 1.0 }).collect();
-        let mask = mask_from_output(&raw, 4, 40, 30).expect("mask");
-        assert_eq!(mask.dimensions(), (40, 30));
-        assert_eq!(mask.get_pixel(0, 15).0[0], 0);
-        assert_eq!(mask.get_pixel(39, 15).0[0], 255);
+        // Left half background, right half subject, on a 16 × 16 map.
+        let raw: Vec<f32> = (0..256)
+            .map(|i| if i % 16 < 8 { 0.0 } else { 1.0 })
+            .collect();
+        let mask = mask_from_output(&raw, 16, 64, 48).expect("mask");
+        assert_eq!(mask.dimensions(), (64, 48));
+        assert_eq!(mask.get_pixel(0, 20).0[0], 0);
+        assert_eq!(mask.get_pixel(63, 20).0[0], 255);
+        assert!(mask.get_pixel(30, 20).0[0] < 60 && mask.get_pixel(33, 20).0[0] > 195);
     }
 
     #[test]
     fn cutout_keeps_colour_and_uses_mask_as_alpha() {
         let rgb = RgbImage::from_raw(2, 1, vec![10, 20, 30, 40, 50, 60]).expect("rgb");
         let mask = GrayImage::from_raw(2, 1, vec![0, 200]).expect("mask");
-        assert_eq!(cutout_rgba(&rgb, &mask).into_raw(), vec![10, 20, 30, 0, 40, 50, 60, 200]);
+        assert_eq!(
+            cutout_rgba(&rgb, &mask).into_raw(),
+            vec![10, 20, 30, 0, 40, 50, 60, 200]
+        );
     }
 
     #[test]
@@ -92,6 +111,9 @@ mod tests {
         assert_eq!(blend(0, 255, 128), 127);
         let rgb = RgbImage::from_raw(1, 1, vec![200, 100, 0]).expect("rgb");
         let mask = GrayImage::from_raw(1, 1, vec![255]).expect("mask");
-        assert_eq!(over_background(&rgb, &mask, [0, 255, 0]).into_raw(), vec![200, 100, 0]);
+        assert_eq!(
+            over_background(&rgb, &mask, [0, 255, 0]).into_raw(),
+            vec![200, 100, 0]
+        );
     }
 }

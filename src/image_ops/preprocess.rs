@@ -19,12 +19,20 @@ pub struct Normalization {
 
 impl From<&ModelSpec> for Normalization {
     fn from(spec: &ModelSpec) -> Self {
-        Self { mean: spec.mean, std: spec.std, scale: spec.scale }
+        Self {
+            mean: spec.mean,
+            std: spec.std,
+            scale: spec.scale,
+        }
     }
 }
 
 /// Resizes `rgb` to `side × side` and returns the `[1, 3, side, side]` float tensor, row-major.
-pub fn to_model_input(rgb: &RgbImage, side_px: u32, norm: Normalization) -> Result<Vec<f32>, ImageError> {
+pub fn to_model_input(
+    rgb: &RgbImage,
+    side_px: u32,
+    norm: Normalization,
+) -> Result<Vec<f32>, ImageError> {
     let small = lanczos3(rgb.as_raw(), rgb.width(), rgb.height(), 3, side_px, side_px)?;
     Ok(normalize_nchw(&small, norm))
 }
@@ -52,14 +60,25 @@ pub fn normalize_nchw(rgb: &[u8], norm: Normalization) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    const IMAGENET: Normalization = Normalization { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], scale: Scale::ImageMax };
+    const IMAGENET: Normalization = Normalization {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+        scale: Scale::ImageMax,
+    };
 
     #[test]
     fn divides_by_the_image_maximum_then_mean_std() {
         // Two pixels; the maximum is 200, so 200 → 1.0 and 100 → 0.5.
         let out = normalize_nchw(&[200, 100, 0, 100, 200, 50], IMAGENET);
         let expect = |v: f32, c: usize| (v - IMAGENET.mean[c]) / IMAGENET.std[c];
-        let want = [expect(1.0, 0), expect(0.5, 0), expect(0.5, 1), expect(1.0, 1), expect(0.0, 2), expect(0.25, 2)];
+        let want = [
+            expect(1.0, 0),
+            expect(0.5, 0),
+            expect(0.5, 1),
+            expect(1.0, 1),
+            expect(0.0, 2),
+            expect(0.25, 2),
+        ];
         for (got, want) in out.iter().zip(want) {
             assert!((got - want).abs() < 1e-6, "{got} vs {want}");
         }
@@ -67,7 +86,11 @@ mod tests {
 
     #[test]
     fn unit_scale_divides_by_255() {
-        let norm = Normalization { mean: [0.0; 3], std: [1.0; 3], scale: Scale::Unit };
+        let norm = Normalization {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            scale: Scale::Unit,
+        };
         let out = normalize_nchw(&[255, 0, 51], norm);
         assert_eq!(out, vec![1.0, 0.0, 0.2]);
     }

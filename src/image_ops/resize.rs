@@ -1,22 +1,36 @@
 //! Lanczos3 resizing through fast_image_resize (SIMD, multi-threaded), matching Pillow's
 //! `Image.resize(…, LANCZOS)`: a convolution whose support widens when shrinking (antialiasing).
 
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image, images::ImageRef};
+use fast_image_resize::{
+    FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image, images::ImageRef,
+};
 
 use super::ImageError;
 
 /// Resizes an 8-bit image with `channels` interleaved channels (1 or 3) to `dst_w × dst_h`.
-pub fn lanczos3(src: &[u8], width: u32, height: u32, channels: u8, dst_w: u32, dst_h: u32) -> Result<Vec<u8>, ImageError> {
+pub fn lanczos3(
+    src: &[u8],
+    width: u32,
+    height: u32,
+    channels: u8,
+    dst_w: u32,
+    dst_h: u32,
+) -> Result<Vec<u8>, ImageError> {
     let pixel_type = match channels {
         1 => PixelType::U8,
         3 => PixelType::U8x3,
         4 => PixelType::U8x4,
-        other => return Err(ImageError::Resize(format!("{other} channels are not supported"))),
+        other => {
+            return Err(ImageError::Resize(format!(
+                "{other} channels are not supported"
+            )));
+        }
     };
     if width == dst_w && height == dst_h {
         return Ok(src.to_vec());
     }
-    let src_image = ImageRef::new(width, height, src, pixel_type).map_err(|e| ImageError::Resize(e.to_string()))?;
+    let src_image = ImageRef::new(width, height, src, pixel_type)
+        .map_err(|e| ImageError::Resize(e.to_string()))?;
     let mut dst_image = Image::new(dst_w, dst_h, pixel_type);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     Resizer::new()

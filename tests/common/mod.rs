@@ -25,20 +25,30 @@ pub fn shared_model() -> engine::ResolvedModel {
     let manifest = engine::Manifest::builtin().expect("manifest");
     let spec = manifest.get("u2netp").expect("u2netp in manifest");
     let path = models_dir().join(&spec.file);
-    let sha256 = engine::models::verify(spec, &path).unwrap_or_else(|e| panic!("the shared model must be present and genuine: {e}"));
-    engine::ResolvedModel { spec: spec.clone(), path, sha256, origin: engine::models::ModelOrigin::EnvDir }
+    let sha256 = engine::models::verify(spec, &path)
+        .unwrap_or_else(|e| panic!("the shared model must be present and genuine: {e}"));
+    engine::ResolvedModel {
+        spec: spec.clone(),
+        path,
+        sha256,
+        origin: engine::models::ModelOrigin::EnvDir,
+    }
 }
 
 /// A segmenter on the real model with the given options. Fails loudly when ONNX Runtime is not
 /// installed: these tests never skip.
 pub fn segmenter(options: &SegmenterOptions) -> Result<Segmenter, engine::EngineError> {
-    let runtime = engine::runtime::load(&AppDirs::from_env())
-        .unwrap_or_else(|e| panic!("ONNX Runtime is needed for this test ({e}); run `cargo run --release -- setup`"));
+    let runtime = engine::runtime::load(&AppDirs::from_env()).unwrap_or_else(|e| {
+        panic!("ONNX Runtime is needed for this test ({e}); run `cargo run --release -- setup`")
+    });
     Segmenter::new(&runtime, &shared_model(), options)
 }
 
 /// A CPU-provider segmenter on the real model.
 pub fn cpu_segmenter() -> Segmenter {
-    let options = SegmenterOptions { provider: ProviderRequest::Only(ProviderKind::Cpu), ..SegmenterOptions::default() };
+    let options = SegmenterOptions {
+        provider: ProviderRequest::Only(ProviderKind::Cpu),
+        ..SegmenterOptions::default()
+    };
     segmenter(&options).expect("segmenter on CPU")
 }
