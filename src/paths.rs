@@ -67,3 +67,16 @@ impl AppDirs {
         self.data_dir.join("models")
     }
 }
+
+/// A builder for temporary files that become user files by rename: created with the mode a new
+/// file normally gets (0666 less the umask), not tempfile's private 0600.
+pub fn temp_file_builder<'a>(prefix: &'a str, suffix: &'a str) -> tempfile::Builder<'a, 'a> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder
+}

@@ -367,8 +367,7 @@ pub fn download(
         .map_err(|e| fail(e.to_string()))?;
     let total = response.body().content_length();
     let mut reader = response.body_mut().as_reader();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".download-")
+    let mut tmp = crate::paths::temp_file_builder(".download-", ".tmp")
         .tempfile_in(dir)
         .map_err(|source| ModelError::Io {
             action: "cannot create a temporary file",

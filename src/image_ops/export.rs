@@ -29,9 +29,7 @@ pub fn write_png_atomic(
     if !dir.is_dir() {
         return Err(fail("the folder does not exist".to_owned()));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cutout-")
-        .suffix(".png.tmp")
+    let mut tmp = crate::paths::temp_file_builder(".cutout-", ".png.tmp")
         .tempfile_in(dir)
         .map_err(|e| fail(format!("cannot create a file in that folder: {e}")))?;
     {
@@ -71,6 +69,12 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.png")]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+            assert_ne!(mode & 0o044, 0, "readable by others as the umask allows, not 0600: {mode:o}");
+        }
     }
 
     #[test]

@@ -39,11 +39,17 @@ pub fn quantize_min_max(raw: &[f32]) -> Vec<u8> {
 }
 
 /// The cutout: the photo's own colours, the mask as alpha (straight, not premultiplied).
+/// Fully transparent pixels get black colour: invisible, and it keeps the old background's
+/// detail out of the file (a 12 MP cutout shrinks several-fold).
 pub fn cutout_rgba(rgb: &RgbImage, mask: &GrayImage) -> RgbaImage {
     debug_assert_eq!(rgb.dimensions(), mask.dimensions());
     let mut out = Vec::with_capacity(rgb.as_raw().len() / 3 * 4);
     for (px, &a) in rgb.as_raw().chunks_exact(3).zip(mask.as_raw()) {
-        out.extend_from_slice(&[px[0], px[1], px[2], a]);
+        if a == 0 {
+            out.extend_from_slice(&[0, 0, 0, 0]);
+        } else {
+            out.extend_from_slice(&[px[0], px[1], px[2], a]);
+        }
     }
     RgbaImage::from_raw(rgb.width(), rgb.height(), out).unwrap_or_else(|| RgbaImage::new(0, 0))
 }
