@@ -73,7 +73,11 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
-            assert_ne!(mode & 0o044, 0, "readable by others as the umask allows, not 0600: {mode:o}");
+            assert_ne!(
+                mode & 0o044,
+                0,
+                "readable by others as the umask allows, not 0600: {mode:o}"
+            );
         }
     }
 

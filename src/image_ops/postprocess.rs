@@ -101,11 +101,12 @@ mod tests {
 
     #[test]
     fn cutout_keeps_colour_and_uses_mask_as_alpha() {
-        let rgb = RgbImage::from_raw(2, 1, vec![10, 20, 30, 40, 50, 60]).expect("rgb");
-        let mask = GrayImage::from_raw(2, 1, vec![0, 200]).expect("mask");
+        let rgb = RgbImage::from_raw(3, 1, vec![10, 20, 30, 40, 50, 60, 70, 80, 90]).expect("rgb");
+        let mask = GrayImage::from_raw(3, 1, vec![0, 1, 200]).expect("mask");
+        // Invisible pixels carry no colour; every visible one keeps the photo's.
         assert_eq!(
             cutout_rgba(&rgb, &mask).into_raw(),
-            vec![10, 20, 30, 0, 40, 50, 60, 200]
+            vec![0, 0, 0, 0, 40, 50, 60, 1, 70, 80, 90, 200]
         );
     }
 
