@@ -395,10 +395,10 @@ fn a_custom_model_is_checked_and_reported() {
         not_a_model.to_str().unwrap(),
     ]);
     assert_eq!(result.status.code(), Some(2));
+    let err = stderr(&result);
     assert!(
-        stderr(&result).contains("could not load the model"),
-        "{}",
-        stderr(&result)
+        err.contains("not a readable ONNX model") && err.contains("fake.onnx"),
+        "{err}"
     );
 }
 

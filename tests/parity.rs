@@ -129,3 +129,56 @@ fn larger_input_sizes_run_on_the_dynamic_model() {
     assert!(mask.get_pixel(240, 200).0[0] > 200);
     assert!(mask.get_pixel(2, 2).0[0] < 50);
 }
+
+#[test]
+fn fp16_masks_agree_with_fp32_on_the_shared_photos() {
+    use cutout::engine::{Precision, ProviderKind, ProviderRequest, SegmenterOptions};
+    let options = |precision| SegmenterOptions {
+        provider: ProviderRequest::Only(ProviderKind::Cpu),
+        precision,
+        ..SegmenterOptions::default()
+    };
+    let mut fp32 = common::segmenter(&options(Precision::Fp32)).expect("fp32");
+    let mut fp16 = common::segmenter(&options(Precision::Fp16)).expect("fp16");
+    assert_eq!(fp16.report().precision, Precision::Fp16);
+    let root = common::shared_dir().join("testdata");
+    let mut photos: Vec<std::path::PathBuf> = ["rembg/fixtures", "u2net/images", "ecssd/images"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(root.join(d))
+                .expect("photos")
+                .map(|e| e.expect("entry").path())
+        })
+        .collect();
+    photos.sort();
+    let (mut worst_diff, mut worst_iou) = (0.0f64, 1.0f64);
+    for photo in &photos {
+        let a = mask_for(&mut fp32, photo);
+        let b = mask_for(&mut fp16, photo);
+        let diff = mean_abs_diff(a.as_raw(), b.as_raw());
+        let (mut inter, mut union) = (0u64, 0u64);
+        for (&x, &y) in a.as_raw().iter().zip(b.as_raw()) {
+            inter += u64::from(x >= 128 && y >= 128);
+            union += u64::from(x >= 128 || y >= 128);
+        }
+        let iou = inter as f64 / union.max(1) as f64;
+        println!(
+            "{:<20} FP16 vs FP32: mean diff {diff:.3}, IoU {iou:.4}",
+            photo.file_name().expect("name").to_string_lossy()
+        );
+        worst_diff = worst_diff.max(diff);
+        worst_iou = worst_iou.min(iou);
+    }
+    println!(
+        "{} photos: worst mean diff {worst_diff:.3} grey levels, worst IoU {worst_iou:.4}",
+        photos.len()
+    );
+    assert!(
+        worst_diff <= 0.5,
+        "FP16 differs from FP32 by {worst_diff:.3} grey levels"
+    );
+    assert!(
+        worst_iou >= 0.99,
+        "FP16 IoU against FP32 fell to {worst_iou:.4}"
+    );
+}

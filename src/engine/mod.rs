@@ -4,6 +4,7 @@
 
 pub mod doctor;
 pub mod models;
+pub mod prepare;
 pub mod providers;
 pub mod runtime;
 pub mod segmenter;
@@ -34,6 +35,9 @@ pub enum EngineError {
         /// Why, with a next step.
         reason: String,
     },
+    /// The fixed-size or FP16 copy of the model could not be made.
+    #[error(transparent)]
+    Prepare(#[from] prepare::PrepareError),
     /// Not even the CPU provider could start.
     #[error("no execution provider could run the model: {0}")]
     NoProvider(String),
@@ -60,16 +64,6 @@ pub enum EngineError {
         path: PathBuf,
         /// What is wrong with it.
         what: String,
-    },
-    /// `--size` on a model whose input size is fixed.
-    #[error(
-        "the model's input is fixed at {fixed}×{fixed} px, so --size {requested} cannot be used; pick a model with dynamic height and width"
-    )]
-    FixedInputSize {
-        /// The model's side.
-        fixed: i64,
-        /// What was asked for.
-        requested: u32,
     },
     /// An input side outside what makes sense.
     #[error("input size {0} px is out of range; use 32 to 4096")]
@@ -150,5 +144,5 @@ pub fn open(
 ) -> Result<Segmenter, EngineError> {
     let runtime = runtime::load(dirs)?;
     let model = resolve_model(dirs, choice, progress)?;
-    Segmenter::new(&runtime, &model, options)
+    Segmenter::new(&runtime, &model, options, &dirs.cache_dir)
 }

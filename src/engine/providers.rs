@@ -166,6 +166,9 @@ impl ProviderReport {
     /// One line: `CPU provider, FP32 — TensorRT: …; CUDA: …`.
     pub fn summary(&self) -> String {
         let mut line = format!("{} provider, {}", self.provider, self.precision);
+        if let Some(note) = self.note() {
+            line.push_str(&format!(" ({note})"));
+        }
         if !self.skipped.is_empty() {
             let reasons: Vec<String> = self
                 .skipped
@@ -176,6 +179,14 @@ impl ProviderReport {
             line.push_str(&reasons.join("; "));
         }
         line
+    }
+}
+
+impl ProviderReport {
+    /// What the precision label alone would hide.
+    pub fn note(&self) -> Option<&'static str> {
+        (self.provider == ProviderKind::Cpu && self.precision == Precision::Fp16)
+            .then_some("FP16 model; the CPU provider computes it in FP32, so expect FP32 speed")
     }
 }
 

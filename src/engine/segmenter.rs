@@ -11,6 +11,7 @@ use ort::{
 use super::{
     EngineError,
     models::ResolvedModel,
+    prepare::{self, PrepareKey},
     providers::{
         Precision, ProviderKind, ProviderReport, ProviderRequest, SkippedProvider, explain_failure,
     },
@@ -53,21 +54,28 @@ impl std::fmt::Debug for Segmenter {
 impl Segmenter {
     /// Loads `model` on the requested provider. With [`ProviderRequest::Auto`] it tries TensorRT,
     /// CUDA and CPU in turn and records why each faster one was passed over; with a single provider
-    /// it fails with that reason instead.
+    /// it fails with that reason instead. The session runs a prepared copy of the model (fixed
+    /// input size, mask output only, FP16 when asked), made once and kept in `cache_dir`.
     pub fn new(
         runtime: &Runtime,
         model: &ResolvedModel,
         options: &SegmenterOptions,
+        cache_dir: &Path,
     ) -> Result<Self, EngineError> {
-        if options.precision == Precision::Fp16 {
-            return Err(EngineError::PrecisionUnavailable {
-                precision: Precision::Fp16,
-                reason: "FP16 needs a prepared FP16 copy of the model, which this build cannot make yet; use --precision fp32".to_owned(),
-            });
+        let side_px = options.input_side_px.unwrap_or(model.spec.input_size);
+        if !(32..=4096).contains(&side_px) {
+            return Err(EngineError::InvalidInputSize(side_px));
         }
+        let key = PrepareKey {
+            model_sha256: &model.sha256,
+            side_px,
+            precision: options.precision,
+            output_index: model.spec.output,
+        };
+        let prepared = prepare::prepared_model(&model.path, key, cache_dir)?;
         let mut skipped = Vec::new();
         for provider in options.provider.candidates() {
-            match build_session(runtime, &model.path, provider, options) {
+            match build_session(runtime, &prepared, provider, options) {
                 Ok(session) => {
                     let report = ProviderReport {
                         requested: options.provider,
@@ -80,6 +88,16 @@ impl Segmenter {
                 Err(SessionFailure::Provider(reason)) => {
                     tracing::debug!(%provider, %reason, "execution provider not used");
                     skipped.push(SkippedProvider { provider, reason });
+                }
+                Err(SessionFailure::Model(EngineError::LoadModel { reason, .. }))
+                    if options.precision == Precision::Fp16 =>
+                {
+                    return Err(EngineError::PrecisionUnavailable {
+                        precision: Precision::Fp16,
+                        reason: format!(
+                            "the {provider} provider cannot run this model in FP16 ({reason}); use --precision fp32 or a GPU provider"
+                        ),
+                    });
                 }
                 Err(SessionFailure::Model(e)) => return Err(e),
             }
@@ -144,33 +162,18 @@ impl Segmenter {
                 output.name()
             )));
         }
-        let requested = options.input_side_px.unwrap_or(model.spec.input_size);
-        let (fixed_h, fixed_w) = (input_dims[2], input_dims[3]);
-        let input_side_px = match (fixed_h > 0, fixed_w > 0) {
-            (true, true) if fixed_h != fixed_w => {
-                return Err(bad(format!(
-                    "its input is fixed at {fixed_w}×{fixed_h}, which is not square"
-                )));
-            }
-            (true, true) if i64::from(requested) != fixed_h && options.input_side_px.is_some() => {
-                return Err(EngineError::FixedInputSize {
-                    fixed: fixed_h,
-                    requested,
-                });
-            }
-            (true, true) => u32::try_from(fixed_h)
-                .map_err(|_| bad("its input size is out of range".to_owned()))?,
-            _ => requested,
-        };
-        if !(32..=4096).contains(&input_side_px) {
-            return Err(EngineError::InvalidInputSize(input_side_px));
+        let side_px = options.input_side_px.unwrap_or(model.spec.input_size);
+        if input_dims[2] != i64::from(side_px) || input_dims[3] != i64::from(side_px) {
+            return Err(bad(format!(
+                "its prepared input is {input_dims:?}, expected {side_px}×{side_px}"
+            )));
         }
         Ok(Self {
             input_name: input.name().to_owned(),
             output_name: output.name().to_owned(),
             session,
             model: model.clone(),
-            input_side_px,
+            input_side_px: side_px,
             report,
         })
     }

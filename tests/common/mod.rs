@@ -20,6 +20,11 @@ pub fn models_dir() -> PathBuf {
     shared_dir().join("models")
 }
 
+/// Prepared models made by the tests (kept apart from the user's cache).
+pub fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("cutout-test-cache")
+}
+
 /// The real u2netp from ../shared, checked against the manifest.
 pub fn shared_model() -> engine::ResolvedModel {
     let manifest = engine::Manifest::builtin().expect("manifest");
@@ -41,7 +46,7 @@ pub fn segmenter(options: &SegmenterOptions) -> Result<Segmenter, engine::Engine
     let runtime = engine::runtime::load(&AppDirs::from_env()).unwrap_or_else(|e| {
         panic!("ONNX Runtime is needed for this test ({e}); run `cargo run --release -- setup`")
     });
-    Segmenter::new(&runtime, &shared_model(), options)
+    Segmenter::new(&runtime, &shared_model(), options, &cache_dir())
 }
 
 /// A CPU-provider segmenter on the real model.
