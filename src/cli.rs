@@ -35,6 +35,43 @@ pub enum Command {
     Setup(SetupArgs),
     /// Report ONNX Runtime, execution providers, GPU, libraries, models and folders.
     Doctor,
+    /// Measure the network the seed's way: warm-up, synchronised runs, min and median.
+    Bench(BenchArgs),
+}
+
+/// `cutout bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Input sides in pixels.
+    #[arg(long, value_delimiter = ',', default_value = "160,320,512,1024")]
+    pub sizes: Vec<u32>,
+    /// Precisions.
+    #[arg(long, value_delimiter = ',', default_value = "fp32,fp16")]
+    pub precisions: Vec<Precision>,
+    /// Execution providers, each measured in turn (auto measures what auto picks).
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    pub ep: Vec<ProviderRequest>,
+    /// Timed runs per row.
+    #[arg(long, default_value_t = 100)]
+    pub runs: usize,
+    /// Untimed warm-up runs per row, after the first run.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
+    /// A photo for pre/post-processing times and the whole path to a PNG on disk.
+    #[arg(long, value_name = "FILE")]
+    pub photo: Option<PathBuf>,
+    /// Write the rows as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the rows as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Model from the manifest.
+    #[arg(long, default_value = engine::models::DEFAULT_MODEL)]
+    pub model: String,
+    /// Your own ONNX segmentation model.
+    #[arg(long, value_name = "FILE", conflicts_with = "model")]
+    pub custom_model: Option<PathBuf>,
 }
 
 /// `cutout remove`.
@@ -102,6 +139,7 @@ impl EngineArgs {
             precision: self.precision,
             input_side_px: self.size,
             intra_threads: self.threads,
+            ..SegmenterOptions::default()
         }
     }
 }
@@ -143,6 +181,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Remove(args) => remove(&dirs, &args),
         Command::Setup(args) => setup(&dirs, &args),
+        Command::Bench(args) => bench(&dirs, &args),
         Command::Doctor => {
             print!("{}", doctor::report(&dirs));
             ExitCode::SUCCESS
@@ -265,6 +304,64 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             );
         }
         ExitCode::from(1)
+    }
+}
+
+fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
+    let config = crate::bench::BenchConfig {
+        sizes: args.sizes.clone(),
+        precisions: args.precisions.clone(),
+        providers: args.ep.clone(),
+        runs: args.runs.max(1),
+        warmup: args.warmup,
+        photo: args.photo.clone(),
+        model: args.custom_model.clone().map_or_else(
+            || ModelChoice::Named(args.model.clone()),
+            ModelChoice::Custom,
+        ),
+    };
+    let gpu = doctor::nvidia_gpu();
+    eprintln!("GPU: {}", gpu.as_deref().unwrap_or("none found"));
+    println!("{}", crate::bench::TABLE_HEADER);
+    let rows = match crate::bench::run(dirs, &config, &mut |line| println!("{line}")) {
+        Ok(rows) => rows,
+        Err(e) => return fail(&e),
+    };
+    for row in rows.iter().filter(|r| r.error.is_none()) {
+        eprintln!(
+            "{} {} {} px: {}",
+            row.provider, row.precision, row.size_px, row.report
+        );
+    }
+    let runtime_version = engine::runtime::load(dirs)
+        .map(|r| r.version.clone())
+        .unwrap_or_default();
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "cutout": env!("CARGO_PKG_VERSION"),
+            "onnxruntime": runtime_version,
+            "gpu": gpu,
+            "cpu_threads": std::thread::available_parallelism().map(std::num::NonZero::get).unwrap_or(1),
+            "method": "prepared fixed-shape model; first run timed apart; warm-up runs; network alone \
+                       synchronised with input resident on the device (IO binding); min and median over runs",
+            "runs": config.runs,
+            "warmup": config.warmup,
+            "rows": rows,
+        });
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            return fail(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if let Some(path) = &args.csv
+        && let Err(e) = std::fs::write(path, crate::bench::to_csv(&rows))
+    {
+        return fail(&format!("cannot write {}: {e}", path.display()));
+    }
+    if rows.iter().all(|r| r.error.is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -5,6 +5,7 @@
 //! ([`cli`]) and the batch pipeline ([`batch`]) drive the same engine and image functions.
 
 pub mod batch;
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod image_ops;

@@ -421,3 +421,50 @@ fn doctor_reports_runtime_providers_and_folders() {
         );
     }
 }
+
+#[test]
+fn bench_on_the_cpu_writes_json_rows_with_the_seed_method_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let csv = dir.path().join("bench.csv");
+    let result = run(&[
+        "bench",
+        "--ep",
+        "cpu",
+        "--sizes",
+        "160",
+        "--runs",
+        "3",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid json");
+    let rows = doc["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "fp32 and fp16 by default");
+    for row in rows {
+        assert_eq!(row["provider"], "cpu");
+        assert_eq!(row["size_px"], 160);
+        assert_eq!(row["runs"], 3);
+        for field in ["min_ms", "median_ms", "first_run_ms", "session_ms"] {
+            let v = row[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} missing in {row}"));
+            assert!(v > 0.0, "{field} = {v}");
+        }
+        assert!(row["min_ms"].as_f64() <= row["median_ms"].as_f64());
+    }
+    let precisions: Vec<&str> = rows
+        .iter()
+        .map(|r| r["precision"].as_str().expect("precision"))
+        .collect();
+    assert_eq!(precisions, vec!["fp32", "fp16"]);
+    assert_eq!(
+        std::fs::read_to_string(&csv).expect("csv").lines().count(),
+        3
+    );
+}

@@ -153,6 +153,9 @@ pub struct ProviderReport {
     pub precision: Precision,
     /// Faster providers that were passed over, with reasons.
     pub skipped: Vec<SkippedProvider>,
+    /// What is switched on for speed (IO binding, CUDA graphs, …), and anything that had to be
+    /// switched off, with the reason.
+    pub features: Vec<String>,
 }
 
 fn serialize_display<S: serde::Serializer, T: fmt::Display>(
@@ -168,6 +171,9 @@ impl ProviderReport {
         let mut line = format!("{} provider, {}", self.provider, self.precision);
         if let Some(note) = self.note() {
             line.push_str(&format!(" ({note})"));
+        }
+        if !self.features.is_empty() {
+            line.push_str(&format!(" [{}]", self.features.join(", ")));
         }
         if !self.skipped.is_empty() {
             let reasons: Vec<String> = self
@@ -293,6 +299,7 @@ mod tests {
                 provider: ProviderKind::Cuda,
                 reason: "no GPU".into(),
             }],
+            features: Vec::new(),
         };
         assert_eq!(
             report.summary(),

@@ -1,11 +1,19 @@
 //! The Segmenter: owns one ONNX Runtime session and turns a preprocessed tensor into a mask.
+//!
+//! On a GPU provider the input and output tensors live on the device, allocated once and bound
+//! with IO binding, so the network runs with fixed addresses (what CUDA graphs need) and the host
+//! copies can be timed apart from the network, as the seed's benchmark method asks.
 
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use ort::{
     ep::{self, ExecutionProvider as _},
-    session::{Session, builder::GraphOptimizationLevel},
-    value::{TensorElementType, TensorRef, ValueType},
+    memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType},
+    session::{IoBinding, Session, builder::GraphOptimizationLevel},
+    value::{Tensor, TensorElementType, TensorRef, ValueType},
 };
 
 use super::{
@@ -19,7 +27,7 @@ use super::{
 };
 
 /// How to build a [`Segmenter`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SegmenterOptions {
     /// Which execution provider.
     pub provider: ProviderRequest,
@@ -29,16 +37,68 @@ pub struct SegmenterOptions {
     pub input_side_px: Option<u32>,
     /// CPU threads for the CPU provider; ONNX Runtime's default (one per core) when `None`.
     pub intra_threads: Option<usize>,
+    /// Capture the network in a CUDA graph on the CUDA provider (replays skip per-kernel launch
+    /// costs). If capture fails the session is rebuilt without it and the report says why.
+    pub cuda_graphs: bool,
+    /// Cap on TensorRT's builder workspace, in bytes (the compositor shares the GPU).
+    pub tensorrt_workspace_bytes: usize,
+}
+
+impl Default for SegmenterOptions {
+    fn default() -> Self {
+        Self {
+            provider: ProviderRequest::Auto,
+            precision: Precision::Fp32,
+            input_side_px: None,
+            intra_threads: None,
+            cuda_graphs: true,
+            tensorrt_workspace_bytes: 2 << 30,
+        }
+    }
+}
+
+/// What starting the session cost, in milliseconds: the seed's "first-run cost" reported apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StartupTimings {
+    /// Making or finding the prepared model.
+    pub prepare_ms: f64,
+    /// Creating the session (graph optimisation; TensorRT engine build or cache load).
+    pub session_ms: f64,
+    /// The first inference (cuDNN algorithm search, CUDA graph capture, lazy allocations).
+    pub first_run_ms: f64,
+}
+
+/// One inference, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct InferTimings {
+    /// Host → device copy of the input (zero on the CPU provider).
+    pub upload_ms: f64,
+    /// The network alone, synchronised.
+    pub run_ms: f64,
+    /// Device → host copy of the mask (zero on the CPU provider).
+    pub download_ms: f64,
+}
+
+/// Input and output tensors on the GPU, bound once.
+struct DeviceIo {
+    binding: IoBinding,
+    device_input: Tensor<f32>,
+    device_output: Tensor<f32>,
+    host_input: Tensor<f32>,
+    host_output: Tensor<f32>,
 }
 
 /// A loaded model on one execution provider. Not shared between threads: one owner runs it.
 pub struct Segmenter {
     session: Session,
+    device: Option<DeviceIo>,
     model: ResolvedModel,
+    prepared_path: PathBuf,
     input_name: String,
     output_name: String,
     input_side_px: u32,
     report: ProviderReport,
+    startup: StartupTimings,
 }
 
 impl std::fmt::Debug for Segmenter {
@@ -55,7 +115,8 @@ impl Segmenter {
     /// Loads `model` on the requested provider. With [`ProviderRequest::Auto`] it tries TensorRT,
     /// CUDA and CPU in turn and records why each faster one was passed over; with a single provider
     /// it fails with that reason instead. The session runs a prepared copy of the model (fixed
-    /// input size, mask output only, FP16 when asked), made once and kept in `cache_dir`.
+    /// input size, mask output only, FP16 when asked), made once and kept in `cache_dir`, and
+    /// one warm-up inference is run so that its cost is known and never lands on a user's photo.
     pub fn new(
         runtime: &Runtime,
         model: &ResolvedModel,
@@ -66,24 +127,47 @@ impl Segmenter {
         if !(32..=4096).contains(&side_px) {
             return Err(EngineError::InvalidInputSize(side_px));
         }
-        let key = PrepareKey {
-            model_sha256: &model.sha256,
-            side_px,
-            precision: options.precision,
-            output_index: model.spec.output,
-        };
-        let prepared = prepare::prepared_model(&model.path, key, cache_dir)?;
         let mut skipped = Vec::new();
         for provider in options.provider.candidates() {
-            match build_session(runtime, &prepared, provider, options) {
-                Ok(session) => {
+            // TensorRT makes its own FP16 engine from the FP32 graph (its FP16 flag); the other
+            // providers run the FP16 graph.
+            let graph_precision = if provider == ProviderKind::TensorRt {
+                Precision::Fp32
+            } else {
+                options.precision
+            };
+            let started = Instant::now();
+            let key = PrepareKey {
+                model_sha256: &model.sha256,
+                side_px,
+                precision: graph_precision,
+                output_index: model.spec.output,
+            };
+            let prepared = prepare::prepared_model(&model.path, key, cache_dir)?;
+            let prepare_ms = ms_since(started);
+            let mut features = Vec::new();
+            match start(
+                runtime,
+                &prepared,
+                provider,
+                options,
+                cache_dir,
+                model,
+                &mut features,
+            ) {
+                Ok((session, device, mut startup)) => {
+                    startup.prepare_ms = prepare_ms;
                     let report = ProviderReport {
                         requested: options.provider,
                         provider,
                         precision: options.precision,
                         skipped,
+                        features,
                     };
-                    return Self::from_session(session, model, options, report);
+                    let mut segmenter =
+                        Self::from_session(session, device, model, prepared, side_px, report)?;
+                    segmenter.startup = startup;
+                    return Ok(segmenter);
                 }
                 Err(SessionFailure::Provider(reason)) => {
                     tracing::debug!(%provider, %reason, "execution provider not used");
@@ -95,7 +179,7 @@ impl Segmenter {
                     return Err(EngineError::PrecisionUnavailable {
                         precision: Precision::Fp16,
                         reason: format!(
-                            "the {provider} provider cannot run this model in FP16 ({reason}); use --precision fp32 or a GPU provider"
+                            "the {provider} provider cannot run this model in FP16 ({reason}); use --precision fp32"
                         ),
                     });
                 }
@@ -121,60 +205,23 @@ impl Segmenter {
 
     fn from_session(
         session: Session,
+        device: Option<DeviceIo>,
         model: &ResolvedModel,
-        options: &SegmenterOptions,
+        prepared_path: PathBuf,
+        side_px: u32,
         report: ProviderReport,
     ) -> Result<Self, EngineError> {
-        let bad = |what: String| EngineError::UnsupportedModel {
-            path: model.path.clone(),
-            what,
-        };
-        let input = session
-            .inputs()
-            .first()
-            .ok_or_else(|| bad("it has no inputs".to_owned()))?;
-        let input_dims = float_tensor_dims(input.dtype())
-            .ok_or_else(|| bad(format!("input `{}` is not a float32 tensor", input.name())))?;
-        if input_dims.len() != 4 || !(input_dims[1] == 3 || input_dims[1] < 0) {
-            return Err(bad(format!(
-                "input `{}` has shape {input_dims:?}; expected [N, 3, H, W]",
-                input.name()
-            )));
-        }
-        let output = session.outputs().get(model.spec.output).ok_or_else(|| {
-            bad(format!(
-                "it has {} outputs; the manifest uses output #{}",
-                session.outputs().len(),
-                model.spec.output
-            ))
-        })?;
-        let output_dims = float_tensor_dims(output.dtype()).ok_or_else(|| {
-            bad(format!(
-                "output `{}` is not a float32 tensor",
-                output.name()
-            ))
-        })?;
-        if !(output_dims.len() == 4 && (output_dims[1] == 1 || output_dims[1] < 0)
-            || output_dims.len() == 3)
-        {
-            return Err(bad(format!(
-                "output `{}` has shape {output_dims:?}; expected [N, 1, H, W]",
-                output.name()
-            )));
-        }
-        let side_px = options.input_side_px.unwrap_or(model.spec.input_size);
-        if input_dims[2] != i64::from(side_px) || input_dims[3] != i64::from(side_px) {
-            return Err(bad(format!(
-                "its prepared input is {input_dims:?}, expected {side_px}×{side_px}"
-            )));
-        }
+        let (input_name, output_name) = check_io(&session, &model.path, side_px)?;
         Ok(Self {
-            input_name: input.name().to_owned(),
-            output_name: output.name().to_owned(),
             session,
+            device,
             model: model.clone(),
+            prepared_path,
+            input_name,
+            output_name,
             input_side_px: side_px,
             report,
+            startup: StartupTimings::default(),
         })
     }
 
@@ -183,9 +230,19 @@ impl Segmenter {
         &self.report
     }
 
+    /// What starting this session cost.
+    pub fn startup(&self) -> StartupTimings {
+        self.startup
+    }
+
     /// The model this session runs.
     pub fn model(&self) -> &ResolvedModel {
         &self.model
+    }
+
+    /// The prepared model file the session was built from.
+    pub fn prepared_path(&self) -> &Path {
+        &self.prepared_path
     }
 
     /// Side of the square input tensor, in pixels.
@@ -218,6 +275,14 @@ impl Segmenter {
 
     /// Runs the network on one `[1, 3, side, side]` tensor and returns the raw `side × side` map.
     pub fn infer(&mut self, input_nchw: &[f32]) -> Result<Vec<f32>, EngineError> {
+        self.infer_timed(input_nchw).map(|(mask, _)| mask)
+    }
+
+    /// [`Self::infer`], also returning the upload, network and download times.
+    pub fn infer_timed(
+        &mut self,
+        input_nchw: &[f32],
+    ) -> Result<(Vec<f32>, InferTimings), EngineError> {
         let side = self.input_side_px as usize;
         if input_nchw.len() != 3 * side * side {
             return Err(EngineError::BadInput {
@@ -225,26 +290,185 @@ impl Segmenter {
                 got: input_nchw.len(),
             });
         }
-        let tensor = TensorRef::from_array_view(([1usize, 3, side, side], input_nchw))
-            .map_err(|e| EngineError::ort("wrap the input", &e))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| EngineError::ort("run the model", &e))?;
-        let value = outputs.get(&self.output_name).ok_or_else(|| {
-            EngineError::BadOutput(format!("output `{}` missing", self.output_name))
-        })?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| EngineError::ort("read the output", &e))?;
-        if data.len() != side * side {
-            return Err(EngineError::BadOutput(format!(
-                "output `{}` has shape {shape:?}; expected {side}×{side}",
-                self.output_name
-            )));
+        match &mut self.device {
+            Some(device) => {
+                let started = Instant::now();
+                device.upload(input_nchw)?;
+                let upload_ms = ms_since(started);
+                let run_ms = run_bound(&mut self.session, device)?;
+                let started = Instant::now();
+                let mask = device.download()?;
+                Ok((
+                    mask,
+                    InferTimings {
+                        upload_ms,
+                        run_ms,
+                        download_ms: ms_since(started),
+                    },
+                ))
+            }
+            None => {
+                let started = Instant::now();
+                let tensor = TensorRef::from_array_view(([1usize, 3, side, side], input_nchw))
+                    .map_err(|e| EngineError::ort("wrap the input", &e))?;
+                let outputs = self
+                    .session
+                    .run(ort::inputs![self.input_name.as_str() => tensor])
+                    .map_err(|e| EngineError::ort("run the model", &e))?;
+                let value = outputs.get(&self.output_name).ok_or_else(|| {
+                    EngineError::BadOutput(format!("output `{}` missing", self.output_name))
+                })?;
+                let (shape, data) = value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| EngineError::ort("read the output", &e))?;
+                if data.len() != side * side {
+                    return Err(EngineError::BadOutput(format!(
+                        "output `{}` has shape {shape:?}; expected {side}×{side}",
+                        self.output_name
+                    )));
+                }
+                let mask = data.to_vec();
+                Ok((
+                    mask,
+                    InferTimings {
+                        run_ms: ms_since(started),
+                        ..InferTimings::default()
+                    },
+                ))
+            }
         }
-        Ok(data.to_vec())
     }
+
+    /// Runs the network again on the input already on the device and returns the synchronised time
+    /// of the network alone (the benchmark's inner loop). On the CPU provider this includes
+    /// nothing but the run either, as there is no copy.
+    pub fn run_resident(&mut self) -> Result<f64, EngineError> {
+        match &mut self.device {
+            Some(device) => run_bound(&mut self.session, device),
+            None => Err(EngineError::Setup(
+                "run_resident needs a GPU provider; use infer_timed on the CPU".to_owned(),
+            )),
+        }
+    }
+
+    /// Whether input and output live on a GPU.
+    pub fn is_device_resident(&self) -> bool {
+        self.device.is_some()
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn run_bound(session: &mut Session, device: &mut DeviceIo) -> Result<f64, EngineError> {
+    let started = Instant::now();
+    session
+        .run_binding(&device.binding)
+        .map_err(|e| EngineError::ort("run the model", &e))?;
+    device
+        .binding
+        .synchronize_outputs()
+        .map_err(|e| EngineError::ort("wait for the GPU", &e))?;
+    Ok(ms_since(started))
+}
+
+impl DeviceIo {
+    fn new(
+        session: &Session,
+        input_name: &str,
+        output_name: &str,
+        side: usize,
+    ) -> ort::Result<Self> {
+        let info = MemoryInfo::new(
+            AllocationDevice::CUDA,
+            0,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )?;
+        let allocator = Allocator::new(session, info)?;
+        let device_input = Tensor::<f32>::new(&allocator, [1usize, 3, side, side])?;
+        let mut device_output = Tensor::<f32>::new(&allocator, [1usize, 1, side, side])?;
+        let host_input =
+            Tensor::<f32>::from_array(([1usize, 3, side, side], vec![0f32; 3 * side * side]))?;
+        let host_output =
+            Tensor::<f32>::from_array(([1usize, 1, side, side], vec![0f32; side * side]))?;
+        let mut binding = session.create_binding()?;
+        binding.bind_input(input_name, &device_input)?;
+        binding.bind_output(output_name, &mut device_output)?;
+        Ok(Self {
+            binding,
+            device_input,
+            device_output,
+            host_input,
+            host_output,
+        })
+    }
+
+    fn upload(&mut self, input: &[f32]) -> Result<(), EngineError> {
+        let (_, host) = self
+            .host_input
+            .try_extract_tensor_mut::<f32>()
+            .map_err(|e| EngineError::ort("stage the input", &e))?;
+        host.copy_from_slice(input);
+        self.host_input
+            .copy_into(&mut self.device_input)
+            .map_err(|e| EngineError::ort("copy the input to the GPU", &e))
+    }
+
+    fn download(&mut self) -> Result<Vec<f32>, EngineError> {
+        self.device_output
+            .copy_into(&mut self.host_output)
+            .map_err(|e| EngineError::ort("copy the mask from the GPU", &e))?;
+        let (_, host) = self
+            .host_output
+            .try_extract_tensor::<f32>()
+            .map_err(|e| EngineError::ort("read the mask", &e))?;
+        Ok(host.to_vec())
+    }
+}
+
+/// Checks that the session takes one `[1, 3, side, side]` float input and gives a one-channel
+/// float map; returns the input and output names (never assumed, always read from the session).
+fn check_io(
+    session: &Session,
+    model_path: &Path,
+    side_px: u32,
+) -> Result<(String, String), EngineError> {
+    let bad = |what: String| EngineError::UnsupportedModel {
+        path: model_path.to_owned(),
+        what,
+    };
+    let input = session
+        .inputs()
+        .first()
+        .ok_or_else(|| bad("it has no inputs".to_owned()))?;
+    let input_dims = float_tensor_dims(input.dtype())
+        .ok_or_else(|| bad(format!("input `{}` is not a float32 tensor", input.name())))?;
+    let side = i64::from(side_px);
+    if input_dims != [1, 3, side, side] {
+        return Err(bad(format!(
+            "input `{}` has shape {input_dims:?}; expected [N, 3, H, W]",
+            input.name()
+        )));
+    }
+    let output = session
+        .outputs()
+        .first()
+        .ok_or_else(|| bad("it has no outputs".to_owned()))?;
+    let output_dims = float_tensor_dims(output.dtype()).ok_or_else(|| {
+        bad(format!(
+            "output `{}` is not a float32 tensor",
+            output.name()
+        ))
+    })?;
+    if output_dims.iter().product::<i64>() != side * side {
+        return Err(bad(format!(
+            "output `{}` has shape {output_dims:?}; expected a {side}×{side} map",
+            output.name()
+        )));
+    }
+    Ok((input.name().to_owned(), output.name().to_owned()))
 }
 
 fn float_tensor_dims(dtype: &ValueType) -> Option<Vec<i64>> {
@@ -265,11 +489,120 @@ enum SessionFailure {
     Model(EngineError),
 }
 
+/// Builds the session for one provider, sets up device IO on a GPU and runs the first inference.
+/// On the CUDA provider a failed CUDA-graph capture rebuilds the session without graphs, noted in
+/// `features`.
+fn start(
+    runtime: &Runtime,
+    prepared: &Path,
+    provider: ProviderKind,
+    options: &SegmenterOptions,
+    cache_dir: &Path,
+    model: &ResolvedModel,
+    features: &mut Vec<String>,
+) -> Result<(Session, Option<DeviceIo>, StartupTimings), SessionFailure> {
+    let mut graphs = provider == ProviderKind::Cuda && options.cuda_graphs;
+    loop {
+        let started = Instant::now();
+        let session = build_session(
+            runtime, prepared, provider, options, cache_dir, model, graphs,
+        )?;
+        let session_ms = ms_since(started);
+        let outcome = if provider == ProviderKind::Cpu {
+            Ok((session, None, session_ms))
+        } else {
+            first_device_run(session, options, model).map(|(s, d)| (s, Some(d), session_ms))
+        };
+        match outcome {
+            Ok((session, device, session_ms)) => {
+                let first_run_ms = ms_since(started) - session_ms;
+                features.extend(provider_features(provider, options.precision, graphs));
+                return Ok((
+                    session,
+                    device,
+                    StartupTimings {
+                        prepare_ms: 0.0,
+                        session_ms,
+                        first_run_ms,
+                    },
+                ));
+            }
+            Err(reason) if graphs => {
+                tracing::warn!("CUDA graph capture failed, running without it: {reason}");
+                features.push(format!("CUDA graphs off ({reason})"));
+                graphs = false;
+            }
+            Err(reason) => {
+                return Err(SessionFailure::Provider(explain_failure(provider, &reason)));
+            }
+        }
+    }
+}
+
+fn provider_features(provider: ProviderKind, precision: Precision, graphs: bool) -> Vec<String> {
+    let mut out = vec!["fixed-shape prepared model".to_owned()];
+    match provider {
+        ProviderKind::Cuda => {
+            out.extend([
+                "IO binding".to_owned(),
+                "cuDNN exhaustive search".to_owned(),
+                "NHWC".to_owned(),
+            ]);
+            if graphs {
+                out.push("CUDA graphs".to_owned());
+            }
+        }
+        ProviderKind::TensorRt => {
+            out.extend([
+                "IO binding".to_owned(),
+                "engine and timing cache".to_owned(),
+            ]);
+            if precision == Precision::Fp16 {
+                out.push("TensorRT FP16".to_owned());
+            }
+        }
+        ProviderKind::Cpu => {}
+    }
+    out
+}
+
+/// Binds device tensors and runs once (for CUDA graphs, this is the capture).
+fn first_device_run(
+    mut session: Session,
+    options: &SegmenterOptions,
+    model: &ResolvedModel,
+) -> Result<(Session, DeviceIo), String> {
+    let side = options.input_side_px.unwrap_or(model.spec.input_size) as usize;
+    let (input_name, output_name) = {
+        let input = session
+            .inputs()
+            .first()
+            .map(|o| o.name().to_owned())
+            .ok_or("the model has no input")?;
+        let output = session
+            .outputs()
+            .first()
+            .map(|o| o.name().to_owned())
+            .ok_or("the model has no output")?;
+        (input, output)
+    };
+    let mut device = DeviceIo::new(&session, &input_name, &output_name, side)
+        .map_err(|e| format!("cannot bind GPU buffers: {e}"))?;
+    // A mid-grey image: realistic values, not zeros (which can take faster paths).
+    let grey = vec![0.1f32; 3 * side * side];
+    device.upload(&grey).map_err(|e| e.to_string())?;
+    run_bound(&mut session, &mut device).map_err(|e| e.to_string())?;
+    Ok((session, device))
+}
+
 fn build_session(
     runtime: &Runtime,
     model_path: &Path,
     provider: ProviderKind,
     options: &SegmenterOptions,
+    cache_dir: &Path,
+    model: &ResolvedModel,
+    cuda_graphs: bool,
 ) -> Result<Session, SessionFailure> {
     let setup =
         |e: &dyn std::fmt::Display| SessionFailure::Model(EngineError::Setup(e.to_string()));
@@ -289,11 +622,50 @@ fn build_session(
     let dispatch = match provider {
         ProviderKind::TensorRt => {
             provider_available(ep::TensorRT::is_available(), "TensorRT")?;
-            Some(ep::TensorRT::default().with_device_id(0).build())
+            let cache = cache_dir.join("tensorrt");
+            let _ = std::fs::create_dir_all(&cache);
+            let side = options.input_side_px.unwrap_or(model.spec.input_size);
+            // Engines are tied to model, precision, shape, TensorRT version and GPU: the prefix
+            // carries the first three and ONNX Runtime's version; TensorRT adds its own
+            // hardware and version checks and rebuilds on mismatch.
+            let gpu = super::doctor::nvidia_gpu().unwrap_or_default();
+            let gpu_tag: String = gpu
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect();
+            let prefix = format!(
+                "{}_{side}px_{}_ort{}_{gpu_tag}",
+                model.sha256.get(..16).unwrap_or(&model.sha256),
+                options.precision.as_str(),
+                runtime.version.replace('.', "_")
+            );
+            Some(
+                ep::TensorRT::default()
+                    .with_device_id(0)
+                    .with_fp16(options.precision == Precision::Fp16)
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(cache.display())
+                    .with_engine_cache_prefix(prefix)
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(cache.display())
+                    .with_max_workspace_size(options.tensorrt_workspace_bytes)
+                    .build(),
+            )
         }
         ProviderKind::Cuda => {
             provider_available(ep::CUDA::is_available(), "CUDA")?;
-            Some(ep::CUDA::default().with_device_id(0).build())
+            Some(
+                ep::CUDA::default()
+                    .with_device_id(0)
+                    // One fixed shape: the exhaustive search runs once, at the first inference.
+                    .with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Exhaustive)
+                    .with_prefer_nhwc(true)
+                    .with_cuda_graph(cuda_graphs)
+                    .build(),
+            )
         }
         ProviderKind::Cpu => None,
     };
