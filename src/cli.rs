@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// Write the rows as CSV.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Draw latency and FP16 speed-up per size as a PNG chart.
+    #[arg(long, value_name = "FILE.png")]
+    pub chart: Option<PathBuf>,
+
     /// Model from the manifest.
     #[arg(long, default_value = engine::models::DEFAULT_MODEL)]
     pub model: String,
@@ -213,6 +217,9 @@ fn download_progress() -> impl FnMut(u64, Option<u64>) {
     }
 }
 
+/// Batches at least this long get cuDNN's exhaustive algorithm search on the CUDA provider.
+const EXHAUSTIVE_SEARCH_MIN_PHOTOS: usize = 200;
+
 fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     let kind = match (args.mask_only, args.bg) {
         (true, _) => OutputKind::MaskOnly,
@@ -225,15 +232,17 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     };
     let started = Instant::now();
     let mut progress = download_progress();
-    let mut segmenter = match engine::open(
-        dirs,
-        &args.engine.model_choice(),
-        &args.engine.segmenter_options(),
-        &mut progress,
-    ) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
+    let mut options = args.engine.segmenter_options();
+    // An exhaustive cuDNN search costs seconds once and saves a fraction of a millisecond per
+    // photo: worth it only for long batches.
+    if jobs.len() < EXHAUSTIVE_SEARCH_MIN_PHOTOS {
+        options.conv_search = engine::ConvSearch::Heuristic;
+    }
+    let mut segmenter =
+        match engine::open(dirs, &args.engine.model_choice(), &options, &mut progress) {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        };
     eprintln!(
         "Running {} at {} px on the {}",
         segmenter.model().spec.name,
@@ -358,11 +367,45 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
     {
         return fail(&format!("cannot write {}: {e}", path.display()));
     }
+    if let Some(path) = &args.chart {
+        // The anchors were measured on an H100 (../shared/CONTEXT.md): drawn only beside H100 rows.
+        let anchors = if gpu.as_deref().is_some_and(|g| g.contains("H100")) {
+            h100_anchors()
+        } else {
+            Vec::new()
+        };
+        let title = format!(
+            "cutout {} · u2netp · {}",
+            env!("CARGO_PKG_VERSION"),
+            gpu.as_deref()
+                .unwrap_or("CPU")
+                .split(',')
+                .next()
+                .unwrap_or("CPU")
+        );
+        if let Err(e) = crate::chart::draw(&rows, &anchors, &title, path) {
+            return fail(&format!("cannot draw the chart: {e}"));
+        }
+    }
     if rows.iter().all(|r| r.error.is_some()) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Published reference points on the lent H100 (u2netp, batch 1, input on the GPU, min ms).
+fn h100_anchors() -> Vec<crate::chart::Anchor> {
+    vec![
+        crate::chart::Anchor {
+            label: "torch.compile FP16, CUDA graphs (anchor)".to_owned(),
+            points: vec![(160, 1.43), (320, 1.73), (1024, 4.99)],
+        },
+        crate::chart::Anchor {
+            label: "PyTorch eager FP32 (anchor)".to_owned(),
+            points: vec![(160, 9.37), (320, 9.44), (1024, 21.69)],
+        },
+    ]
 }
 
 fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {

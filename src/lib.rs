@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod chart;
 pub mod cli;
 pub mod engine;
 pub mod image_ops;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub use models::{Manifest, ModelError, ModelSpec, ResolvedModel};
 pub use providers::{Precision, ProviderKind, ProviderReport, ProviderRequest};
 pub use runtime::{Runtime, RuntimeError};
-pub use segmenter::{Segmenter, SegmenterOptions};
+pub use segmenter::{ConvSearch, Segmenter, SegmenterOptions};
 
 use crate::paths::AppDirs;
 

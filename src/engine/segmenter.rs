@@ -42,6 +42,19 @@ pub struct SegmenterOptions {
     pub cuda_graphs: bool,
     /// Cap on TensorRT's builder workspace, in bytes (the compositor shares the GPU).
     pub tensorrt_workspace_bytes: usize,
+    /// How cuDNN picks convolution algorithms on the CUDA provider.
+    pub conv_search: ConvSearch,
+}
+
+/// How cuDNN picks convolution algorithms: a trade between the first run and every later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvSearch {
+    /// Time every algorithm at the first run (the seed's autotuner): slow start (1–3 s for
+    /// u2netp on an H100), fastest runs. For long sessions: the app, batches, benchmarks.
+    #[default]
+    Exhaustive,
+    /// cuDNN's heuristics: fast start, slightly slower runs. For a handful of photos.
+    Heuristic,
 }
 
 impl Default for SegmenterOptions {
@@ -53,6 +66,7 @@ impl Default for SegmenterOptions {
             intra_threads: None,
             cuda_graphs: true,
             tensorrt_workspace_bytes: 2 << 30,
+            conv_search: ConvSearch::Exhaustive,
         }
     }
 }
@@ -516,7 +530,7 @@ fn start(
         match outcome {
             Ok((session, device, session_ms)) => {
                 let first_run_ms = ms_since(started) - session_ms;
-                features.extend(provider_features(provider, options.precision, graphs));
+                features.extend(provider_features(provider, options, graphs));
                 return Ok((
                     session,
                     device,
@@ -539,13 +553,21 @@ fn start(
     }
 }
 
-fn provider_features(provider: ProviderKind, precision: Precision, graphs: bool) -> Vec<String> {
+fn provider_features(
+    provider: ProviderKind,
+    options: &SegmenterOptions,
+    graphs: bool,
+) -> Vec<String> {
     let mut out = vec!["fixed-shape prepared model".to_owned()];
     match provider {
         ProviderKind::Cuda => {
+            let search = match options.conv_search {
+                ConvSearch::Exhaustive => "cuDNN exhaustive search",
+                ConvSearch::Heuristic => "cuDNN heuristic search",
+            };
             out.extend([
                 "IO binding".to_owned(),
-                "cuDNN exhaustive search".to_owned(),
+                search.to_owned(),
                 "NHWC".to_owned(),
             ]);
             if graphs {
@@ -557,7 +579,7 @@ fn provider_features(provider: ProviderKind, precision: Precision, graphs: bool)
                 "IO binding".to_owned(),
                 "engine and timing cache".to_owned(),
             ]);
-            if precision == Precision::Fp16 {
+            if options.precision == Precision::Fp16 {
                 out.push("TensorRT FP16".to_owned());
             }
         }
@@ -660,8 +682,11 @@ fn build_session(
             Some(
                 ep::CUDA::default()
                     .with_device_id(0)
-                    // One fixed shape: the exhaustive search runs once, at the first inference.
-                    .with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Exhaustive)
+                    // One fixed shape: an exhaustive search runs once, at the first inference.
+                    .with_conv_algorithm_search(match options.conv_search {
+                        ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+                        ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+                    })
                     .with_prefer_nhwc(true)
                     .with_cuda_graph(cuda_graphs)
                     .build(),
