@@ -34,6 +34,10 @@ pub struct BenchConfig {
     pub photo: Option<PathBuf>,
     /// Model.
     pub model: ModelChoice,
+    /// Channels-last variants to measure on the CUDA provider (`true` = NHWC).
+    pub nhwc: Vec<bool>,
+    /// Capture CUDA graphs on the CUDA provider.
+    pub cuda_graphs: bool,
 }
 
 /// One row: one provider, precision and size.
@@ -47,6 +51,8 @@ pub struct BenchRow {
     pub precision: String,
     /// Input side in pixels.
     pub size_px: u32,
+    /// Convolution layout asked for on the CUDA provider (`nhwc` or `nchw`).
+    pub layout: String,
     /// Timed runs.
     pub runs: usize,
     /// Network alone: fastest run, ms.
@@ -133,17 +139,24 @@ pub fn run(
     let mut rows = Vec::new();
     for &requested in &config.providers {
         for &precision in &config.precisions {
-            for &size_px in &config.sizes {
+            let variants = config
+                .sizes
+                .iter()
+                .flat_map(|&s| config.nhwc.iter().map(move |&n| (s, n)));
+            for (size_px, nhwc) in variants {
                 let options = SegmenterOptions {
                     provider: requested,
                     precision,
                     input_side_px: Some(size_px),
+                    prefer_nhwc: nhwc,
+                    cuda_graphs: config.cuda_graphs,
                     ..SegmenterOptions::default()
                 };
                 let mut row = BenchRow {
                     requested: requested.to_string(),
                     precision: precision.as_str().to_owned(),
                     size_px,
+                    layout: if nhwc { "nhwc" } else { "nchw" }.to_owned(),
                     ..BenchRow::default()
                 };
                 match engine::Segmenter::new(&runtime, &model, &options, &dirs.cache_dir) {
@@ -261,7 +274,7 @@ fn measure(
 }
 
 /// The table header matching [`format_row`].
-pub const TABLE_HEADER: &str = "provider   prec  size  runs    min ms  median ms  first-run ms  upload ms  download ms  pre ms  post ms  photo→PNG ms";
+pub const TABLE_HEADER: &str = "provider   prec  layout  size  runs    min ms  median ms  first-run ms  upload ms  download ms  pre ms  post ms  photo→PNG ms";
 
 /// One table line.
 pub fn format_row(row: &BenchRow) -> String {
@@ -271,9 +284,10 @@ pub fn format_row(row: &BenchRow) -> String {
             row.requested, row.precision, row.size_px
         ),
         None => format!(
-            "{:<10} {:<5} {:>4}  {:>4}  {:>8.3}  {:>9.3}  {:>12.1}  {:>9.3}  {:>11.3}  {:>6.2}  {:>7.2}  {:>12}",
+            "{:<10} {:<5} {:<6} {:>5}  {:>4}  {:>8.3}  {:>9.3}  {:>12.1}  {:>9.3}  {:>11.3}  {:>6.2}  {:>7.2}  {:>12}",
             row.provider,
             row.precision,
+            row.layout,
             row.size_px,
             row.runs,
             row.min_ms,
@@ -292,15 +306,16 @@ pub fn format_row(row: &BenchRow) -> String {
 /// CSV with a header line.
 pub fn to_csv(rows: &[BenchRow]) -> String {
     let mut out = String::from(
-        "requested,provider,precision,size_px,runs,min_ms,median_ms,prepare_ms,session_ms,first_run_ms,upload_ms,download_ms,preprocess_ms,postprocess_ms,end_to_end_ms,error\n",
+        "requested,provider,precision,layout,size_px,runs,min_ms,median_ms,prepare_ms,session_ms,first_run_ms,upload_ms,download_ms,preprocess_ms,postprocess_ms,end_to_end_ms,error\n",
     );
     for r in rows {
         let error = r.error.as_deref().unwrap_or("").replace('"', "'");
         out.push_str(&format!(
-            "{},{},{},{},{},{:.4},{:.4},{:.2},{:.2},{:.2},{:.4},{:.4},{:.3},{:.3},{},\"{error}\"\n",
+            "{},{},{},{},{},{},{:.4},{:.4},{:.2},{:.2},{:.2},{:.4},{:.4},{:.3},{:.3},{},\"{error}\"\n",
             r.requested,
             r.provider,
             r.precision,
+            r.layout,
             r.size_px,
             r.runs,
             r.min_ms,

@@ -60,6 +60,16 @@ pub fn draw(rows: &[BenchRow], anchors: &[Anchor], title: &str, path: &Path) -> 
 
 type Series = BTreeMap<String, Vec<(u32, f64)>>;
 
+/// `CUDA FP16`, or `CUDA FP16 NCHW` for the non-default layout.
+fn series_name(row: &BenchRow) -> String {
+    let layout = if row.layout == "nchw" { " NCHW" } else { "" };
+    format!(
+        "{} {}{layout}",
+        row.provider.to_uppercase(),
+        row.precision.to_uppercase()
+    )
+}
+
 fn series_of(rows: &[BenchRow]) -> Series {
     let mut series: Series = BTreeMap::new();
     for row in rows
@@ -67,11 +77,7 @@ fn series_of(rows: &[BenchRow]) -> Series {
         .filter(|r| r.error.is_none() && r.median_ms.is_finite())
     {
         series
-            .entry(format!(
-                "{} {}",
-                row.provider.to_uppercase(),
-                row.precision.to_uppercase()
-            ))
+            .entry(series_name(row))
             .or_default()
             .push((row.size_px, row.median_ms));
     }
@@ -220,9 +226,10 @@ fn speedup_panel(
                 && r.precision == "fp32"
                 && r.provider == fp16.provider
                 && r.size_px == fp16.size_px
+                && r.layout == fp16.layout
         }) {
             by_provider
-                .entry(fp16.provider.to_uppercase())
+                .entry(series_name(fp16).replace(" FP16", ""))
                 .or_default()
                 .push((fp16.size_px, fp32.median_ms / fp16.median_ms));
         }

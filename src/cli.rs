@@ -66,6 +66,12 @@ pub struct BenchArgs {
     /// Write the rows as CSV.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Convolution layouts to measure on the CUDA provider (nhwc = channels-last).
+    #[arg(long, value_delimiter = ',', default_value = "nhwc", value_parser = ["nhwc", "nchw"])]
+    pub layouts: Vec<String>,
+    /// Measure without CUDA graphs on the CUDA provider.
+    #[arg(long)]
+    pub no_cuda_graphs: bool,
     /// Draw latency and FP16 speed-up per size as a PNG chart.
     #[arg(long, value_name = "FILE.png")]
     pub chart: Option<PathBuf>,
@@ -328,6 +334,8 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
             || ModelChoice::Named(args.model.clone()),
             ModelChoice::Custom,
         ),
+        nhwc: args.layouts.iter().map(|l| l == "nhwc").collect(),
+        cuda_graphs: !args.no_cuda_graphs,
     };
     let gpu = doctor::nvidia_gpu();
     eprintln!("GPU: {}", gpu.as_deref().unwrap_or("none found"));

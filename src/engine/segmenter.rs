@@ -44,6 +44,8 @@ pub struct SegmenterOptions {
     pub tensorrt_workspace_bytes: usize,
     /// How cuDNN picks convolution algorithms on the CUDA provider.
     pub conv_search: ConvSearch,
+    /// Run convolutions channels-last (NHWC) on the CUDA provider, as tensor cores prefer.
+    pub prefer_nhwc: bool,
 }
 
 /// How cuDNN picks convolution algorithms: a trade between the first run and every later one.
@@ -67,6 +69,7 @@ impl Default for SegmenterOptions {
             cuda_graphs: true,
             tensorrt_workspace_bytes: 2 << 30,
             conv_search: ConvSearch::Exhaustive,
+            prefer_nhwc: true,
         }
     }
 }
@@ -687,7 +690,7 @@ fn build_session(
                         ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
                         ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
                     })
-                    .with_prefer_nhwc(true)
+                    .with_prefer_nhwc(options.prefer_nhwc)
                     .with_cuda_graph(cuda_graphs)
                     .build(),
             )
