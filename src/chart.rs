@@ -185,23 +185,45 @@ fn latency_panel(
             });
     }
     for (i, (name, points)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points: Vec<(f64, f64)> = points.iter().map(|&(s, ms)| (f64::from(s), ms)).collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
-            .map_err(|e| e.to_string())?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-            });
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 4, color.filled())),
-            )
-            .map_err(|e| e.to_string())?;
+        plot_series(&mut chart, name, points, COLORS[i % COLORS.len()])?;
     }
+    draw_legend(&mut chart)
+}
+
+/// One measured series: a line with a dot per point, and its legend entry.
+fn plot_series<X, Y>(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<X, Y>>,
+    name: &str,
+    points: &[(u32, f64)],
+    color: RGBColor,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let points: Vec<(f64, f64)> = points.iter().map(|&(s, v)| (f64::from(s), v)).collect();
+    chart
+        .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
+        .map_err(|e| e.to_string())?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+    chart
+        .draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 4, color.filled())),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn draw_legend<'a, X, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -273,31 +295,9 @@ fn speedup_panel(
         .map_err(|e| e.to_string())?;
     for (i, (name, points)) in by_provider.iter_mut().enumerate() {
         points.sort_by_key(|p| p.0);
-        let color = COLORS[(i + 3) % COLORS.len()];
-        let points: Vec<(f64, f64)> = points.iter().map(|&(s, x)| (f64::from(s), x)).collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
-            .map_err(|e| e.to_string())?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-            });
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 4, color.filled())),
-            )
-            .map_err(|e| e.to_string())?;
+        plot_series(&mut chart, name, points, COLORS[(i + 3) % COLORS.len()])?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())
+    draw_legend(&mut chart)
 }
 
 #[cfg(test)]
