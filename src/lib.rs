@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: file → [`image_ops::decode`] → [`image_ops::preprocess`] →
 //! [`engine::Segmenter`] → [`image_ops::postprocess`] → [`image_ops::export`]. The command line
-//! ([`cli`]) and the batch pipeline ([`batch`]) drive the same engine and image functions.
+//! ([`cli`]), the batch pipeline ([`batch`]) and the [`worker`] thread that the desktop app drives
+//! all use the same engine and image functions.
 
 pub mod batch;
 pub mod bench;
@@ -11,3 +12,4 @@ pub mod cli;
 pub mod engine;
 pub mod image_ops;
 pub mod paths;
+pub mod worker;

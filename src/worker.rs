@@ -1,0 +1,382 @@
+//! The worker thread: the one owner of the inference session.
+//!
+//! The UI (or any other front end) sends [`Request`]s and drains [`Response`]s without ever
+//! waiting: the channel to the worker is bounded, the way back is drained with
+//! [`Worker::try_iter`], and the worker calls the `notify` callback (e.g. `ctx.request_repaint()`)
+//! after each response. Every photo job carries a [`JobId`]; a newer job supersedes older ones,
+//! which the worker skips. A panic while handling a request becomes [`Response::Panicked`] and the
+//! worker keeps serving.
+
+use std::{
+    panic::AssertUnwindSafe,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use image::{GrayImage, RgbImage};
+
+use crate::{
+    batch::StageTimings,
+    engine::{
+        self, ModelChoice, ProviderReport, Segmenter, SegmenterOptions, segmenter::StartupTimings,
+    },
+    image_ops::{self, DecodeLimits, Normalization},
+    paths::AppDirs,
+};
+
+/// Identifies one photo job; larger is newer.
+pub type JobId = u64;
+
+/// Whether a newer job makes a job pointless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// What is on screen: a newer preview job supersedes it, and it is skipped.
+    Preview,
+    /// A queued photo (thumbnails, export all): always processed.
+    Queue,
+}
+
+/// What the front end asks of the worker.
+#[derive(Debug)]
+pub enum Request {
+    /// Load (or switch) model, provider, precision or input size. Can take seconds to minutes
+    /// (a TensorRT engine build); [`Response::Configuring`] says it started.
+    Configure {
+        /// Model to load.
+        model: ModelChoice,
+        /// Session settings.
+        options: SegmenterOptions,
+    },
+    /// Decode a photo file and compute its mask.
+    SegmentFile {
+        /// Job id (from [`Worker::next_id`]).
+        id: JobId,
+        /// Preview or queue.
+        kind: JobKind,
+        /// The photo.
+        path: PathBuf,
+    },
+    /// Compute the mask of pixels already in memory (clipboard, or re-running the current photo).
+    SegmentImage {
+        /// Job id.
+        id: JobId,
+        /// Preview or queue.
+        kind: JobKind,
+        /// A name for messages.
+        name: String,
+        /// The pixels.
+        rgb: Arc<RgbImage>,
+    },
+}
+
+/// What the worker reports back.
+#[derive(Debug)]
+pub enum Response {
+    /// A configuration started.
+    Configuring {
+        /// What is being loaded, for a progress line.
+        what: String,
+    },
+    /// The session is ready: what runs, and what starting it cost.
+    Ready {
+        /// Provider, precision, features, and why faster providers are not used.
+        report: ProviderReport,
+        /// Prepared model, session and first-run costs.
+        startup: StartupTimings,
+        /// Input side in pixels.
+        input_side_px: u32,
+    },
+    /// The configuration failed; the previous session (if any) is gone.
+    ConfigureFailed {
+        /// Why, in words the user can act on.
+        error: String,
+    },
+    /// A photo was decoded (sent before its mask, so the front end can show it at once).
+    Decoded {
+        /// Job id.
+        id: JobId,
+        /// The upright photo.
+        rgb: Arc<RgbImage>,
+    },
+    /// A mask is ready.
+    Mask {
+        /// Job id.
+        id: JobId,
+        /// The mask at the photo's size.
+        mask: GrayImage,
+        /// Per-stage times.
+        timings: StageTimings,
+    },
+    /// A job failed; the worker goes on.
+    Failed {
+        /// Job id.
+        id: JobId,
+        /// Why, with the file named.
+        error: String,
+    },
+    /// Handling a request panicked; the session was dropped and must be configured again.
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// Handle to the worker thread. Dropping it shuts the thread down and joins it.
+pub struct Worker {
+    requests: Option<Sender<Request>>,
+    responses: Receiver<Response>,
+    ids: AtomicU64,
+    latest_preview: Arc<AtomicU64>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// The worker is gone (it can only end by a panic outside request handling, or shutdown).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The request queue is full: the worker is busy.
+    #[error("the worker is busy; try again in a moment")]
+    Busy(Request),
+    /// The thread has ended.
+    #[error("the worker thread has stopped")]
+    Stopped,
+}
+
+/// Requests waiting for the worker at most; more are refused with [`SendError::Busy`].
+const QUEUE_DEPTH: usize = 16;
+
+impl Worker {
+    /// Starts the worker thread. `notify` is called after every response (wake the UI).
+    pub fn spawn(
+        dirs: AppDirs,
+        limits: DecodeLimits,
+        notify: impl Fn() + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(QUEUE_DEPTH);
+        let (resp_tx, resp_rx) = crossbeam_channel::unbounded::<Response>();
+        let latest_preview = Arc::new(AtomicU64::new(0));
+        let latest_seen = Arc::clone(&latest_preview);
+        let handle = std::thread::Builder::new()
+            .name("cutout-worker".into())
+            .spawn(move || {
+                let mut state = State {
+                    dirs,
+                    limits,
+                    segmenter: None,
+                    latest_preview: latest_seen,
+                };
+                for request in req_rx {
+                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        state.handle(request, &mut |r| {
+                            let _ = resp_tx.send(r);
+                            notify();
+                        });
+                    }));
+                    if let Err(payload) = outcome {
+                        state.segmenter = None;
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".to_owned());
+                        let _ = resp_tx.send(Response::Panicked { message });
+                        notify();
+                    }
+                }
+            })?;
+        Ok(Self {
+            requests: Some(req_tx),
+            responses: resp_rx,
+            ids: AtomicU64::new(0),
+            latest_preview,
+            handle: Some(handle),
+        })
+    }
+
+    /// A fresh job id, newer than every earlier one. For [`JobKind::Preview`] it also becomes the
+    /// current preview, so older preview jobs still queued are skipped.
+    pub fn next_id(&self, kind: JobKind) -> JobId {
+        let id = self.ids.fetch_add(1, Ordering::SeqCst) + 1;
+        if kind == JobKind::Preview {
+            self.latest_preview.fetch_max(id, Ordering::SeqCst);
+        }
+        id
+    }
+
+    /// The current preview job; responses for older preview jobs can be ignored.
+    pub fn current_preview(&self) -> JobId {
+        self.latest_preview.load(Ordering::SeqCst)
+    }
+
+    /// Queues a request without blocking.
+    pub fn send(&self, request: Request) -> Result<(), SendError> {
+        let Some(tx) = &self.requests else {
+            return Err(SendError::Stopped);
+        };
+        tx.try_send(request).map_err(|e| match e {
+            TrySendError::Full(r) => SendError::Busy(r),
+            TrySendError::Disconnected(_) => SendError::Stopped,
+        })
+    }
+
+    /// Responses that have arrived, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = Response> + '_ {
+        self.responses.try_iter()
+    }
+
+    /// Waits for the next response (tests and command-line front ends only; a UI must not).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Response> {
+        self.responses.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread's loop after the request in hand.
+        self.requests = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+struct State {
+    dirs: AppDirs,
+    limits: DecodeLimits,
+    segmenter: Option<Segmenter>,
+    latest_preview: Arc<AtomicU64>,
+}
+
+impl State {
+    fn superseded(&self, id: JobId, kind: JobKind) -> bool {
+        kind == JobKind::Preview && id < self.latest_preview.load(Ordering::SeqCst)
+    }
+
+    fn handle(&mut self, request: Request, send: &mut dyn FnMut(Response)) {
+        match request {
+            Request::Configure { model, options } => {
+                send(Response::Configuring {
+                    what: format!(
+                        "{} on {}, {}",
+                        model_name(&model),
+                        options.provider,
+                        options.precision
+                    ),
+                });
+                self.segmenter = None;
+                match engine::open(&self.dirs, &model, &options, &mut |_, _| {}) {
+                    Ok(segmenter) => {
+                        send(Response::Ready {
+                            report: segmenter.report().clone(),
+                            startup: segmenter.startup(),
+                            input_side_px: segmenter.input_side_px(),
+                        });
+                        self.segmenter = Some(segmenter);
+                    }
+                    Err(e) => send(Response::ConfigureFailed {
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            Request::SegmentFile { id, kind, path } => {
+                if self.superseded(id, kind) {
+                    return;
+                }
+                let started = Instant::now();
+                match image_ops::decode_file(&path, self.limits) {
+                    Ok(decoded) => {
+                        let decode_ms = started.elapsed().as_secs_f64() * 1e3;
+                        let rgb = Arc::new(decoded.rgb);
+                        send(Response::Decoded {
+                            id,
+                            rgb: Arc::clone(&rgb),
+                        });
+                        self.segment(id, kind, &path.display().to_string(), &rgb, decode_ms, send);
+                    }
+                    Err(e) => send(Response::Failed {
+                        id,
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            Request::SegmentImage {
+                id,
+                kind,
+                name,
+                rgb,
+            } => self.segment(id, kind, &name, &rgb, 0.0, send),
+        }
+    }
+
+    fn segment(
+        &mut self,
+        id: JobId,
+        kind: JobKind,
+        name: &str,
+        rgb: &RgbImage,
+        decode_ms: f64,
+        send: &mut dyn FnMut(Response),
+    ) {
+        if self.superseded(id, kind) {
+            return;
+        }
+        let Some(segmenter) = self.segmenter.as_mut() else {
+            send(Response::Failed {
+                id,
+                error: format!("no model is loaded yet, so {name} cannot be processed"),
+            });
+            return;
+        };
+        let side = segmenter.input_side_px();
+        let norm = Normalization::from(&segmenter.model().spec);
+        let t = Instant::now();
+        let input = match image_ops::to_model_input(rgb, side, norm) {
+            Ok(input) => input,
+            Err(e) => {
+                return send(Response::Failed {
+                    id,
+                    error: format!("{e}: {name}"),
+                });
+            }
+        };
+        let preprocess_ms = t.elapsed().as_secs_f64() * 1e3;
+        let (raw, infer) = match segmenter.infer_timed(&input) {
+            Ok(out) => out,
+            Err(e) => {
+                return send(Response::Failed {
+                    id,
+                    error: format!("{e}: {name}"),
+                });
+            }
+        };
+        let t = Instant::now();
+        match image_ops::mask_from_output(&raw, side, rgb.width(), rgb.height()) {
+            Ok(mask) => {
+                let timings = StageTimings {
+                    decode_ms,
+                    preprocess_ms: preprocess_ms + infer.upload_ms,
+                    infer_ms: infer.run_ms,
+                    postprocess_ms: t.elapsed().as_secs_f64() * 1e3 + infer.download_ms,
+                    encode_ms: 0.0,
+                };
+                send(Response::Mask { id, mask, timings });
+            }
+            Err(e) => send(Response::Failed {
+                id,
+                error: format!("{e}: {name}"),
+            }),
+        }
+    }
+}
+
+fn model_name(model: &ModelChoice) -> String {
+    match model {
+        ModelChoice::Named(name) => name.clone(),
+        ModelChoice::Custom(path) => path.display().to_string(),
+    }
+}

@@ -1,0 +1,212 @@
+//! The worker thread with the real model on the CPU provider: requests in, responses out, stale
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! previews skipped, failures reported and survived.
+
+mod common;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use cutout::{
+    engine::{ModelChoice, ProviderKind, ProviderRequest, SegmenterOptions},
+    image_ops::DecodeLimits,
+    paths::AppDirs,
+    worker::{JobKind, Request, Response, Worker},
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A worker whose data folder holds a copy of the real model (ONNX Runtime itself comes from the
+/// user's runtime folder, loaded once per process).
+fn worker() -> (Worker, tempfile::TempDir) {
+    cutout::engine::runtime::load(&AppDirs::from_env()).unwrap_or_else(|e| {
+        panic!("ONNX Runtime is needed ({e}); run `cargo run --release -- setup`")
+    });
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = AppDirs {
+        data_dir: root.path().join("data"),
+        cache_dir: common::cache_dir(),
+        config_dir: root.path().join("config"),
+    };
+    std::fs::create_dir_all(dirs.models_dir()).expect("mkdir");
+    std::fs::copy(
+        common::models_dir().join("u2netp.onnx"),
+        dirs.models_dir().join("u2netp.onnx"),
+    )
+    .expect("copy model");
+    let worker = Worker::spawn(dirs, DecodeLimits::default(), || {}).expect("spawn");
+    (worker, root)
+}
+
+fn configure_cpu(worker: &Worker) {
+    let options = SegmenterOptions {
+        provider: ProviderRequest::Only(ProviderKind::Cpu),
+        ..SegmenterOptions::default()
+    };
+    worker
+        .send(Request::Configure {
+            model: ModelChoice::default(),
+            options,
+        })
+        .expect("send");
+    assert!(matches!(
+        worker.recv_timeout(WAIT),
+        Some(Response::Configuring { .. })
+    ));
+    match worker.recv_timeout(WAIT) {
+        Some(Response::Ready {
+            report,
+            input_side_px,
+            ..
+        }) => {
+            assert_eq!(report.provider, ProviderKind::Cpu);
+            assert_eq!(input_side_px, 320);
+        }
+        other => panic!("expected Ready, got {other:?}"),
+    }
+}
+
+fn photo(name: &str) -> PathBuf {
+    common::shared_dir()
+        .join("testdata/rembg/fixtures")
+        .join(name)
+}
+
+#[test]
+fn a_photo_is_decoded_then_masked() {
+    let (worker, _root) = worker();
+    configure_cpu(&worker);
+    let id = worker.next_id(JobKind::Preview);
+    worker
+        .send(Request::SegmentFile {
+            id,
+            kind: JobKind::Preview,
+            path: photo("car-1.jpg"),
+        })
+        .expect("send");
+    match worker.recv_timeout(WAIT) {
+        Some(Response::Decoded { id: got, rgb }) => {
+            assert_eq!(got, id);
+            assert_eq!(rgb.dimensions(), (480, 360));
+        }
+        other => panic!("expected Decoded, got {other:?}"),
+    }
+    match worker.recv_timeout(WAIT) {
+        Some(Response::Mask {
+            id: got,
+            mask,
+            timings,
+        }) => {
+            assert_eq!(got, id);
+            assert_eq!(mask.dimensions(), (480, 360));
+            assert!(mask.get_pixel(240, 200).0[0] > 200 && mask.get_pixel(2, 2).0[0] < 50);
+            assert!(timings.infer_ms > 0.0 && timings.decode_ms > 0.0);
+        }
+        other => panic!("expected Mask, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_file_in_the_queue_fails_alone() {
+    let (worker, root) = worker();
+    configure_cpu(&worker);
+    let broken = root.path().join("broken.jpg");
+    std::fs::write(&broken, b"\xFF\xD8\xFF\xE0 truncated").expect("write");
+    let paths = [photo("car-1.jpg"), broken, photo("cloth-1.jpg")];
+    let ids: Vec<u64> = paths
+        .iter()
+        .map(|_| worker.next_id(JobKind::Queue))
+        .collect();
+    for (id, path) in ids.iter().zip(&paths) {
+        worker
+            .send(Request::SegmentFile {
+                id: *id,
+                kind: JobKind::Queue,
+                path: path.clone(),
+            })
+            .expect("send");
+    }
+    let (mut masks, mut failures) = (Vec::new(), Vec::new());
+    while masks.len() + failures.len() < 3 {
+        match worker.recv_timeout(WAIT).expect("a response") {
+            Response::Mask { id, .. } => masks.push(id),
+            Response::Failed { id, error } => failures.push((id, error)),
+            Response::Decoded { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(masks, vec![ids[0], ids[2]], "queue jobs are never skipped");
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].0, ids[1]);
+    assert!(failures[0].1.contains("broken.jpg"), "{}", failures[0].1);
+}
+
+#[test]
+fn superseded_previews_are_skipped() {
+    let (worker, _root) = worker();
+    configure_cpu(&worker);
+    let rgb = Arc::new(image::open(photo("car-1.jpg")).expect("photo").into_rgb8());
+    // Ids are handed out before any job is sent, so the first two are stale when they run.
+    let ids: Vec<u64> = (0..3).map(|_| worker.next_id(JobKind::Preview)).collect();
+    assert_eq!(worker.current_preview(), ids[2]);
+    for &id in &ids {
+        worker
+            .send(Request::SegmentImage {
+                id,
+                kind: JobKind::Preview,
+                name: "clipboard".into(),
+                rgb: Arc::clone(&rgb),
+            })
+            .expect("send");
+    }
+    match worker.recv_timeout(WAIT) {
+        Some(Response::Mask { id, .. }) => assert_eq!(id, ids[2], "only the newest preview runs"),
+        other => panic!("expected the newest mask, got {other:?}"),
+    }
+    assert!(
+        worker.recv_timeout(Duration::from_millis(500)).is_none(),
+        "nothing else arrives"
+    );
+}
+
+#[test]
+fn work_before_a_model_and_a_bad_model_are_reported() {
+    let (worker, root) = worker();
+    let id = worker.next_id(JobKind::Queue);
+    worker
+        .send(Request::SegmentFile {
+            id,
+            kind: JobKind::Queue,
+            path: photo("car-1.jpg"),
+        })
+        .expect("send");
+    assert!(matches!(
+        worker.recv_timeout(WAIT),
+        Some(Response::Decoded { .. })
+    ));
+    match worker.recv_timeout(WAIT) {
+        Some(Response::Failed { error, .. }) => {
+            assert!(error.contains("no model is loaded"), "{error}");
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    let fake = root.path().join("fake.onnx");
+    std::fs::write(&fake, b"not a model").expect("write");
+    worker
+        .send(Request::Configure {
+            model: ModelChoice::Custom(fake),
+            options: SegmenterOptions::default(),
+        })
+        .expect("send");
+    assert!(matches!(
+        worker.recv_timeout(WAIT),
+        Some(Response::Configuring { .. })
+    ));
+    match worker.recv_timeout(WAIT) {
+        Some(Response::ConfigureFailed { error }) => {
+            assert!(error.contains("not a readable ONNX model"), "{error}");
+        }
+        other => panic!("expected ConfigureFailed, got {other:?}"),
+    }
+    // Still serving: a good configuration afterwards works.
+    configure_cpu(&worker);
+}
