@@ -1,6 +1,6 @@
 //! The worker thread with the real model on the CPU provider: requests in, responses out, stale
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! previews skipped, failures reported and survived.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
