@@ -335,6 +335,7 @@ pub fn to_csv(rows: &[BenchRow]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -449,6 +449,7 @@ fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -396,6 +396,7 @@ fn tensor_to_f16(tensor: &mut TensorProto) -> Result<bool, TransformError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -235,6 +235,7 @@ pub fn explain_failure(provider: ProviderKind, message: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -526,6 +526,7 @@ fn fetch_cuda_libraries(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -235,6 +235,7 @@ fn classify(e: image::ImageError, path: &Path, limits: DecodeLimits) -> ImageErr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

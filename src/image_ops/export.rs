@@ -47,6 +47,7 @@ pub fn write_png_atomic(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -74,6 +74,7 @@ fn blend(fg: u8, bg: u8, a: u8) -> u8 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -57,6 +57,7 @@ pub fn normalize_nchw(rgb: &[u8], norm: Normalization) -> Vec<f32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
