@@ -490,7 +490,12 @@ fn fetch_cuda_libraries(
     dest: &Path,
     log: &mut dyn FnMut(&str),
 ) -> Result<(), RuntimeError> {
-    let requirements = wheel_extras(ort_wheel, &["cuda", "cudnn"])?;
+    let mut requirements = wheel_extras(ort_wheel, &["cuda", "cudnn"])?;
+    // cuBLAS is needed by the CUDA provider but reaches pip only as a dependency of the cuDNN
+    // wheel, which `--no-deps` does not follow.
+    if !requirements.is_empty() && !requirements.iter().any(|r| r.starts_with("nvidia-cublas")) {
+        requirements.push("nvidia-cublas~=13.0".to_owned());
+    }
     if requirements.is_empty() {
         log(
             "The onnxruntime-gpu wheel names no CUDA runtime wheels; use a system CUDA 13 and cuDNN 9.",
