@@ -202,6 +202,9 @@ pub fn explain_failure(provider: ProviderKind, message: &str) -> String {
     let hint = if missing("libnvinfer") || missing("nvinfer") {
         "TensorRT 10 is not installed (libnvinfer.so.10 not found); install TensorRT 10 for CUDA 13 \
          and make it visible to the loader (LD_LIBRARY_PATH)"
+    } else if missing("libcuda.so") || missing("nvcuda.dll") {
+        "the NVIDIA driver is not installed (libcuda.so.1 not found): this machine has no usable \
+         NVIDIA GPU, or needs the NVIDIA driver (580 or newer for CUDA 13)"
     } else if missing("libcudnn") || missing("cudnn64") {
         "cuDNN 9 is not installed; run `cutout setup --gpu --cuda-libs` or install cuDNN 9 for CUDA 13"
     } else if missing("libcudart")
@@ -281,6 +284,19 @@ mod tests {
         let reason = explain_failure(ProviderKind::TensorRt, msg);
         assert!(reason.contains("TensorRT 10 is not installed"), "{reason}");
         assert!(reason.contains("libnvinfer.so.10"), "{reason}");
+        let reason = explain_failure(
+            ProviderKind::Cuda,
+            "Failed to load library libonnxruntime_providers_cuda.so with error: libcuda.so.1: cannot open shared object file",
+        );
+        assert!(
+            reason.starts_with("the NVIDIA driver is not installed"),
+            "{reason}"
+        );
+        let reason = explain_failure(
+            ProviderKind::Cuda,
+            "libcudart.so.13: cannot open shared object file",
+        );
+        assert!(reason.contains("CUDA 13 runtime"), "{reason}");
         let reason = explain_failure(
             ProviderKind::Cuda,
             "libcudnn.so.9: cannot open shared object file",
