@@ -301,7 +301,14 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         }
     });
     bar.finish_and_clear();
-    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    // Every photo must come back as done or failed; anything else is reported, never hidden.
+    let missing = total.saturating_sub(outcomes.len());
+    if missing > 0 {
+        eprintln!(
+            "error: {missing} photos were not processed because a pipeline thread could not start"
+        );
+    }
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count() + missing;
     let elapsed = started.elapsed().as_secs_f64();
     if verbose {
         eprintln!("Start-up (runtime, model, session) {load_ms:.0} ms");
