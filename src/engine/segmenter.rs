@@ -574,7 +574,8 @@ fn provider_features(
                 "NHWC".to_owned(),
             ]);
             if graphs {
-                out.push("CUDA graphs".to_owned());
+                // ONNX Runtime captures a CUDA graph only when every node runs on CUDA.
+                out.push("CUDA graphs (all nodes on the GPU)".to_owned());
             }
         }
         ProviderKind::TensorRt => {
