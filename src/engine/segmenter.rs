@@ -568,10 +568,11 @@ fn provider_features(
                 ConvSearch::Exhaustive => "cuDNN exhaustive search",
                 ConvSearch::Heuristic => "cuDNN heuristic search",
             };
+            let layout = if options.prefer_nhwc { "NHWC" } else { "NCHW" };
             out.extend([
                 "IO binding".to_owned(),
                 search.to_owned(),
-                "NHWC".to_owned(),
+                layout.to_owned(),
             ]);
             if graphs {
                 // ONNX Runtime captures a CUDA graph only when every node runs on CUDA.
