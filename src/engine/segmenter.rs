@@ -718,3 +718,46 @@ fn build_session(
         }
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_what_is_really_switched_on() {
+        let mut options = SegmenterOptions::default();
+        let cuda = provider_features(ProviderKind::Cuda, &options, true);
+        assert_eq!(
+            cuda,
+            [
+                "fixed-shape prepared model",
+                "IO binding",
+                "cuDNN exhaustive search",
+                "NHWC",
+                "CUDA graphs (all nodes on the GPU)"
+            ]
+        );
+        options.prefer_nhwc = false;
+        options.conv_search = ConvSearch::Heuristic;
+        let cuda = provider_features(ProviderKind::Cuda, &options, false);
+        assert_eq!(
+            cuda,
+            [
+                "fixed-shape prepared model",
+                "IO binding",
+                "cuDNN heuristic search",
+                "NCHW"
+            ]
+        );
+        options.precision = Precision::Fp16;
+        assert!(
+            provider_features(ProviderKind::TensorRt, &options, false)
+                .contains(&"TensorRT FP16".to_owned())
+        );
+        assert_eq!(
+            provider_features(ProviderKind::Cpu, &options, false),
+            ["fixed-shape prepared model"]
+        );
+    }
+}
