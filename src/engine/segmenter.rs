@@ -599,20 +599,10 @@ fn first_device_run(
     options: &SegmenterOptions,
     model: &ResolvedModel,
 ) -> Result<(Session, DeviceIo), String> {
-    let side = options.input_side_px.unwrap_or(model.spec.input_size) as usize;
-    let (input_name, output_name) = {
-        let input = session
-            .inputs()
-            .first()
-            .map(|o| o.name().to_owned())
-            .ok_or("the model has no input")?;
-        let output = session
-            .outputs()
-            .first()
-            .map(|o| o.name().to_owned())
-            .ok_or("the model has no output")?;
-        (input, output)
-    };
+    let side_px = options.input_side_px.unwrap_or(model.spec.input_size);
+    let side = side_px as usize;
+    let (input_name, output_name) =
+        check_io(&session, &model.path, side_px).map_err(|e| e.to_string())?;
     let mut device = DeviceIo::new(&session, &input_name, &output_name, side)
         .map_err(|e| format!("cannot bind GPU buffers: {e}"))?;
     // A mid-grey image: realistic values, not zeros (which can take faster paths).
