@@ -19,11 +19,21 @@ use crate::{
 
 /// Removes photo backgrounds with a segmentation network on the GPU (or CPU), and says which ran.
 #[derive(Debug, Parser)]
-#[command(name = "cutout", version, about, long_about = None)]
+#[command(
+    name = "cutout",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "With no subcommand, cutout opens the desktop app on the photos and folders given."
+)]
 pub struct Cli {
-    /// What to do.
+    /// What to do; none opens the desktop app.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Photos or folders to open in the app.
+    #[arg(value_name = "PHOTO")]
+    pub paths: Vec<PathBuf>,
 }
 
 /// Subcommands.
@@ -189,10 +199,11 @@ pub fn parse_hex_color(text: &str) -> Result<[u8; 3], String> {
 pub fn run(cli: Cli) -> ExitCode {
     let dirs = AppDirs::from_env();
     match cli.command {
-        Command::Remove(args) => remove(&dirs, &args),
-        Command::Setup(args) => setup(&dirs, &args),
-        Command::Bench(args) => bench(&dirs, &args),
-        Command::Doctor => {
+        None => crate::app::run_native(crate::app::AppOptions::new(dirs, cli.paths)),
+        Some(Command::Remove(args)) => remove(&dirs, &args),
+        Some(Command::Setup(args)) => setup(&dirs, &args),
+        Some(Command::Bench(args)) => bench(&dirs, &args),
+        Some(Command::Doctor) => {
             print!("{}", doctor::report(&dirs));
             ExitCode::SUCCESS
         }

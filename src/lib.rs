@@ -3,8 +3,11 @@
 //! Data flows one way: file → [`image_ops::decode`] → [`image_ops::preprocess`] →
 //! [`engine::Segmenter`] → [`image_ops::postprocess`] → [`image_ops::export`]. The command line
 //! ([`cli`]), the batch pipeline ([`batch`]) and the [`worker`] thread that the desktop app drives
-//! all use the same engine and image functions.
+//! all use the same engine and image functions. The desktop app ([`app`], drawn by [`ui`]) drives
+//! the worker and composites on the GPU with [`render`]; nothing in `engine` or `image_ops`
+//! depends on the UI.
 
+pub mod app;
 pub mod batch;
 pub mod bench;
 pub mod chart;
@@ -12,4 +15,6 @@ pub mod cli;
 pub mod engine;
 pub mod image_ops;
 pub mod paths;
+pub mod render;
+pub mod ui;
 pub mod worker;

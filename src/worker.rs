@@ -22,13 +22,63 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use image::{GrayImage, RgbImage};
 
 use crate::{
-    batch::StageTimings,
     engine::{
-        self, ModelChoice, ProviderReport, Segmenter, SegmenterOptions, segmenter::StartupTimings,
+        self, ModelChoice, Precision, ProviderKind, ProviderReport, Segmenter, SegmenterOptions,
+        segmenter::StartupTimings,
     },
-    image_ops::{self, DecodeLimits, Normalization},
+    image_ops::{self, CompositeSettings, DecodeLimits, ImageError, Normalization},
     paths::AppDirs,
 };
+
+/// Longer side of the thumbnails sent with [`Response::Decoded`].
+pub const THUMBNAIL_SIDE_PX: u32 = 96;
+
+/// Where one mask's time went, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MaskTimings {
+    /// Reading and decoding the file (0 for pixels already in memory).
+    pub decode_ms: f64,
+    /// Resize and normalisation to the network's input.
+    pub preprocess_ms: f64,
+    /// Copying the input to the device (0 on the CPU provider).
+    pub upload_ms: f64,
+    /// The network alone, synchronised.
+    pub infer_ms: f64,
+    /// Copying the output back, min-max scaling and resizing the mask to the photo.
+    pub postprocess_ms: f64,
+}
+
+/// What produced a mask: the provider and precision that actually ran, at which input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunInfo {
+    /// The execution provider of the session.
+    pub provider: ProviderKind,
+    /// The precision of the network.
+    pub precision: Precision,
+    /// The network's input side in pixels.
+    pub input_side_px: u32,
+}
+
+/// The pixels an export starts from.
+#[derive(Debug, Clone)]
+pub enum ExportSource {
+    /// A photo whose mask is already computed.
+    Segmented {
+        /// The photo.
+        rgb: Arc<RgbImage>,
+        /// Its mask, same size.
+        mask: Arc<GrayImage>,
+    },
+    /// A file to decode and segment first.
+    File(PathBuf),
+    /// Pixels in memory (a pasted image) to segment first.
+    Pixels {
+        /// A name for messages.
+        name: String,
+        /// The pixels.
+        rgb: Arc<RgbImage>,
+    },
+}
 
 /// Identifies one photo job; larger is newer.
 pub type JobId = u64;
@@ -73,6 +123,17 @@ pub enum Request {
         /// The pixels.
         rgb: Arc<RgbImage>,
     },
+    /// Composite and write a PNG atomically (never superseded).
+    Export {
+        /// Job id.
+        id: JobId,
+        /// The photo (and mask, if known).
+        source: ExportSource,
+        /// Threshold, softness and background, as in the preview.
+        settings: CompositeSettings,
+        /// The PNG to write.
+        output: PathBuf,
+    },
 }
 
 /// What the worker reports back.
@@ -103,15 +164,28 @@ pub enum Response {
         id: JobId,
         /// The upright photo.
         rgb: Arc<RgbImage>,
+        /// A small copy, at most [`THUMBNAIL_SIDE_PX`] a side.
+        thumbnail: RgbImage,
     },
     /// A mask is ready.
     Mask {
         /// Job id.
         id: JobId,
         /// The mask at the photo's size.
-        mask: GrayImage,
+        mask: Arc<GrayImage>,
         /// Per-stage times.
-        timings: StageTimings,
+        timings: MaskTimings,
+        /// What ran.
+        ran: RunInfo,
+    },
+    /// An export was written.
+    Exported {
+        /// Job id.
+        id: JobId,
+        /// The file written.
+        path: PathBuf,
+        /// Compositing and encoding time (after any segmentation), in milliseconds.
+        write_ms: f64,
     },
     /// A job failed; the worker goes on.
     Failed {
@@ -292,11 +366,35 @@ impl State {
                     Ok(decoded) => {
                         let decode_ms = started.elapsed().as_secs_f64() * 1e3;
                         let rgb = Arc::new(decoded.rgb);
+                        let thumbnail =
+                            match image_ops::resize::shrink_to_fit(&rgb, THUMBNAIL_SIDE_PX) {
+                                Ok(t) => t,
+                                Err(e) => {
+                                    return send(Response::Failed {
+                                        id,
+                                        error: e.to_string(),
+                                    });
+                                }
+                            };
                         send(Response::Decoded {
                             id,
                             rgb: Arc::clone(&rgb),
+                            thumbnail,
                         });
-                        self.segment(id, kind, &path.display().to_string(), &rgb, decode_ms, send);
+                        let name = path.display().to_string();
+                        if let Some((mask, timings, ran)) =
+                            self.segment(id, kind, &name, &rgb, send)
+                        {
+                            send(Response::Mask {
+                                id,
+                                mask: Arc::new(mask),
+                                timings: MaskTimings {
+                                    decode_ms,
+                                    ..timings
+                                },
+                                ran,
+                            });
+                        }
                     }
                     Err(e) => send(Response::Failed {
                         id,
@@ -309,28 +407,91 @@ impl State {
                 kind,
                 name,
                 rgb,
-            } => self.segment(id, kind, &name, &rgb, 0.0, send),
+            } => {
+                if let Some((mask, timings, ran)) = self.segment(id, kind, &name, &rgb, send) {
+                    send(Response::Mask {
+                        id,
+                        mask: Arc::new(mask),
+                        timings,
+                        ran,
+                    });
+                }
+            }
+            Request::Export {
+                id,
+                source,
+                settings,
+                output,
+            } => self.export(id, source, &settings, &output, send),
         }
     }
 
+    fn export(
+        &mut self,
+        id: JobId,
+        source: ExportSource,
+        settings: &CompositeSettings,
+        output: &std::path::Path,
+        send: &mut dyn FnMut(Response),
+    ) {
+        let (rgb, mask) = match source {
+            ExportSource::Segmented { rgb, mask } => (rgb, mask),
+            ExportSource::File(path) => match image_ops::decode_file(&path, self.limits) {
+                Ok(decoded) => {
+                    let rgb = Arc::new(decoded.rgb);
+                    let name = path.display().to_string();
+                    let Some((mask, ..)) = self.segment(id, JobKind::Queue, &name, &rgb, send)
+                    else {
+                        return;
+                    };
+                    (rgb, Arc::new(mask))
+                }
+                Err(e) => {
+                    return send(Response::Failed {
+                        id,
+                        error: e.to_string(),
+                    });
+                }
+            },
+            ExportSource::Pixels { name, rgb } => {
+                let Some((mask, ..)) = self.segment(id, JobKind::Queue, &name, &rgb, send) else {
+                    return;
+                };
+                (rgb, Arc::new(mask))
+            }
+        };
+        let started = Instant::now();
+        match write_composite(&rgb, &mask, settings, output) {
+            Ok(()) => send(Response::Exported {
+                id,
+                path: output.to_owned(),
+                write_ms: started.elapsed().as_secs_f64() * 1e3,
+            }),
+            Err(e) => send(Response::Failed {
+                id,
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// Preprocess, infer and postprocess one photo. Failures are sent; `None` then.
     fn segment(
         &mut self,
         id: JobId,
         kind: JobKind,
         name: &str,
         rgb: &RgbImage,
-        decode_ms: f64,
         send: &mut dyn FnMut(Response),
-    ) {
+    ) -> Option<(GrayImage, MaskTimings, RunInfo)> {
         if self.superseded(id, kind) {
-            return;
+            return None;
         }
         let Some(segmenter) = self.segmenter.as_mut() else {
             send(Response::Failed {
                 id,
                 error: format!("no model is loaded yet, so {name} cannot be processed"),
             });
-            return;
+            return None;
         };
         let side = segmenter.input_side_px();
         let norm = Normalization::from(&segmenter.model().spec);
@@ -338,38 +499,49 @@ impl State {
         let input = match image_ops::to_model_input(rgb, side, norm) {
             Ok(input) => input,
             Err(e) => {
-                return send(Response::Failed {
+                send(Response::Failed {
                     id,
                     error: format!("{e}: {name}"),
                 });
+                return None;
             }
         };
         let preprocess_ms = t.elapsed().as_secs_f64() * 1e3;
         let (raw, infer) = match segmenter.infer_timed(&input) {
             Ok(out) => out,
             Err(e) => {
-                return send(Response::Failed {
+                send(Response::Failed {
                     id,
                     error: format!("{e}: {name}"),
                 });
+                return None;
             }
+        };
+        let report = segmenter.report();
+        let ran = RunInfo {
+            provider: report.provider,
+            precision: report.precision,
+            input_side_px: side,
         };
         let t = Instant::now();
         match image_ops::mask_from_output(&raw, side, rgb.width(), rgb.height()) {
             Ok(mask) => {
-                let timings = StageTimings {
-                    decode_ms,
-                    preprocess_ms: preprocess_ms + infer.upload_ms,
+                let timings = MaskTimings {
+                    decode_ms: 0.0,
+                    preprocess_ms,
+                    upload_ms: infer.upload_ms,
                     infer_ms: infer.run_ms,
                     postprocess_ms: t.elapsed().as_secs_f64() * 1e3 + infer.download_ms,
-                    encode_ms: 0.0,
                 };
-                send(Response::Mask { id, mask, timings });
+                Some((mask, timings, ran))
             }
-            Err(e) => send(Response::Failed {
-                id,
-                error: format!("{e}: {name}"),
-            }),
+            Err(e) => {
+                send(Response::Failed {
+                    id,
+                    error: format!("{e}: {name}"),
+                });
+                None
+            }
         }
     }
 }
@@ -378,5 +550,27 @@ fn model_name(model: &ModelChoice) -> String {
     match model {
         ModelChoice::Named(name) => name.clone(),
         ModelChoice::Custom(path) => path.display().to_string(),
+    }
+}
+
+/// Composites with the preview's definition and writes the PNG atomically: RGBA over a
+/// transparent background, RGB otherwise.
+pub fn write_composite(
+    rgb: &RgbImage,
+    mask: &GrayImage,
+    settings: &CompositeSettings,
+    output: &std::path::Path,
+) -> Result<(), ImageError> {
+    let rgba = image_ops::composite::composite(rgb, mask, settings)?;
+    let (w, h) = rgba.dimensions();
+    if settings.has_alpha() {
+        image_ops::write_png_atomic(output, rgba.as_raw(), w, h, image::ExtendedColorType::Rgba8)
+    } else {
+        let rgb_out: Vec<u8> = rgba
+            .as_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        image_ops::write_png_atomic(output, &rgb_out, w, h, image::ExtendedColorType::Rgb8)
     }
 }

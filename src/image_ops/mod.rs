@@ -1,6 +1,7 @@
 //! Pixels in and out: decoding with limits and EXIF orientation, rembg-compatible pre- and
 //! post-processing, compositing the cutout, and atomic PNG export. No UI and no ONNX Runtime here.
 
+pub mod composite;
 pub mod decode;
 pub mod export;
 pub mod postprocess;
@@ -9,9 +10,12 @@ pub mod resize;
 
 use std::path::PathBuf;
 
+pub use composite::{Background, CompositeSettings};
 pub use decode::{DecodeLimits, decode_file};
 pub use export::write_png_atomic;
-pub use postprocess::{cutout_rgba, mask_from_output, over_background};
+pub use postprocess::{
+    MaskDifference, cutout_rgba, mask_difference, mask_from_output, over_background,
+};
 pub use preprocess::{Normalization, to_model_input};
 
 /// Why an image could not be read, processed or written.

@@ -73,10 +73,59 @@ fn blend(fg: u8, bg: u8, a: u8) -> u8 {
     rounded
 }
 
+/// How much two masks of the same photo differ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskDifference {
+    /// Mean absolute difference in grey levels (0–255).
+    pub mean_abs_levels: f64,
+    /// Largest absolute difference in grey levels.
+    pub max_abs_levels: u8,
+    /// Intersection over union of the two masks cut at 128.
+    pub iou: f64,
+}
+
+/// Compares two masks of the same size; `None` when the sizes differ or they are empty.
+pub fn mask_difference(a: &GrayImage, b: &GrayImage) -> Option<MaskDifference> {
+    if a.dimensions() != b.dimensions() || a.as_raw().is_empty() {
+        return None;
+    }
+    let (mut sum, mut max, mut inter, mut union) = (0u64, 0u8, 0u64, 0u64);
+    for (&x, &y) in a.as_raw().iter().zip(b.as_raw()) {
+        let d = x.abs_diff(y);
+        sum += u64::from(d);
+        max = max.max(d);
+        let (fx, fy) = (x >= 128, y >= 128);
+        inter += u64::from(fx && fy);
+        union += u64::from(fx || fy);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    Some(MaskDifference {
+        mean_abs_levels: sum as f64 / a.as_raw().len() as f64,
+        max_abs_levels: max,
+        iou: if union == 0 {
+            1.0
+        } else {
+            inter as f64 / union as f64
+        },
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mask_difference_counts_levels_and_overlap() {
+        let a = GrayImage::from_raw(4, 1, vec![0, 100, 200, 255]).unwrap();
+        let b = GrayImage::from_raw(4, 1, vec![0, 104, 120, 255]).unwrap();
+        let d = mask_difference(&a, &b).unwrap();
+        assert!((d.mean_abs_levels - 21.0).abs() < 1e-9);
+        assert_eq!(d.max_abs_levels, 80);
+        assert!((d.iou - 0.5).abs() < 1e-9);
+        assert_eq!(mask_difference(&a, &a).unwrap().iou, 1.0);
+        assert!(mask_difference(&a, &GrayImage::new(2, 2)).is_none());
+    }
 
     #[test]
     fn min_max_truncates_like_numpy() {

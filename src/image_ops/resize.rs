@@ -7,7 +7,7 @@ use fast_image_resize::{
 
 use super::ImageError;
 
-/// Resizes an 8-bit image with `channels` interleaved channels (1 or 3) to `dst_w × dst_h`.
+/// Resizes an 8-bit image with `channels` interleaved channels (1, 3 or 4) to `dst_w × dst_h`.
 pub fn lanczos3(
     src: &[u8],
     width: u32,
@@ -15,6 +15,60 @@ pub fn lanczos3(
     channels: u8,
     dst_w: u32,
     dst_h: u32,
+) -> Result<Vec<u8>, ImageError> {
+    resize(
+        src,
+        (width, height),
+        channels,
+        (dst_w, dst_h),
+        FilterType::Lanczos3,
+    )
+}
+
+/// Shrinks with a box filter: each output pixel is the area average of the input pixels it
+/// covers (a cheap, exact blur when the factor is large).
+pub fn box_average(
+    src: &[u8],
+    width: u32,
+    height: u32,
+    channels: u8,
+    dst_w: u32,
+    dst_h: u32,
+) -> Result<Vec<u8>, ImageError> {
+    resize(
+        src,
+        (width, height),
+        channels,
+        (dst_w, dst_h),
+        FilterType::Box,
+    )
+}
+
+/// A copy whose longer side is at most `max_side_px` (area-averaged), for thumbnails.
+pub fn shrink_to_fit(
+    rgb: &image::RgbImage,
+    max_side_px: u32,
+) -> Result<image::RgbImage, ImageError> {
+    let (w, h) = rgb.dimensions();
+    let long = w.max(h).max(1);
+    if long <= max_side_px {
+        return Ok(rgb.clone());
+    }
+    let scale = f64::from(max_side_px) / f64::from(long);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let size = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
+    let (tw, th) = (size(w), size(h));
+    let data = box_average(rgb.as_raw(), w, h, 3, tw, th)?;
+    image::RgbImage::from_raw(tw, th, data)
+        .ok_or_else(|| ImageError::Resize("thumbnail buffer has the wrong size".to_owned()))
+}
+
+fn resize(
+    src: &[u8],
+    (width, height): (u32, u32),
+    channels: u8,
+    (dst_w, dst_h): (u32, u32),
+    filter: FilterType,
 ) -> Result<Vec<u8>, ImageError> {
     let pixel_type = match channels {
         1 => PixelType::U8,
@@ -32,7 +86,7 @@ pub fn lanczos3(
     let src_image = ImageRef::new(width, height, src, pixel_type)
         .map_err(|e| ImageError::Resize(e.to_string()))?;
     let mut dst_image = Image::new(dst_w, dst_h, pixel_type);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
     Resizer::new()
         .resize(&src_image, &mut dst_image, &options)
         .map_err(|e| ImageError::Resize(e.to_string()))?;

@@ -1,0 +1,1235 @@
+//! The desktop app: an eframe [`App`](eframe::App) that turns input into commands, sends work to
+//! the [`Worker`], drains its responses each frame without waiting, and keeps the GPU compositor's
+//! textures in step with the photo on screen.
+//!
+//! Flow: input and `ui/` widgets → [`Command`] → [`Request`] (via a small outbox, because the
+//! worker's queue is bounded) → worker → [`Response`] → [`AppState`] → `ui/` and `render/`.
+
+pub mod settings;
+pub mod state;
+pub mod stats;
+pub mod tasks;
+pub mod view;
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use eframe::egui_wgpu;
+use image::{GrayImage, RgbImage};
+
+pub use settings::Settings;
+pub use state::{AppState, Current, EngineStatus, Entry, EntryId, EntryStatus, Source};
+use tasks::{AfterFolder, TaskResult, Tasks};
+pub use view::ViewState;
+
+use crate::{
+    engine::Precision,
+    image_ops::{self, DecodeLimits, composite},
+    paths::AppDirs,
+    render::Compositor,
+    worker::{ExportSource, JobId, JobKind, Request, Response, RunInfo, SendError, Worker},
+};
+
+/// What the UI asks for (anything that is more than a redraw).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Show the open dialog.
+    OpenDialog,
+    /// Add files and folders to the queue.
+    Add(Vec<PathBuf>),
+    /// Put a photo on screen.
+    Select(EntryId),
+    /// Remove a photo from the queue.
+    Remove(EntryId),
+    /// Export the photo on screen into the export folder.
+    Export,
+    /// Export the photo on screen under a name chosen in a dialog.
+    ExportAs,
+    /// Export every photo of the queue into the export folder.
+    ExportAll,
+    /// Choose the export folder.
+    ChooseExportFolder,
+    /// Copy the cutout to the clipboard.
+    Copy,
+    /// Paste an image (or file paths) from the clipboard.
+    Paste,
+    /// Switch precision (reloads the session on the worker).
+    SetPrecision(Precision),
+    /// Switch provider (`auto`, `tensorrt`, `cuda`, `cpu`).
+    SetProvider(String),
+    /// Turn continuous re-inference on or off.
+    SetLive(bool),
+    /// Zoom in around the canvas centre.
+    ZoomIn,
+    /// Zoom out around the canvas centre.
+    ZoomOut,
+    /// Fit the photo in the canvas.
+    ZoomFit,
+    /// One photo pixel per screen pixel.
+    ZoomActual,
+    /// Close the window.
+    Quit,
+}
+
+/// How the app starts.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Data, cache and config folders.
+    pub dirs: AppDirs,
+    /// Photos (or folders) to open at once.
+    pub paths: Vec<PathBuf>,
+    /// Decoder limits.
+    pub limits: DecodeLimits,
+    /// Settings to start with instead of the saved ones (tests).
+    pub settings: Option<Settings>,
+    /// Whether to write settings back to the config folder.
+    pub persist: bool,
+}
+
+impl AppOptions {
+    /// Options for a normal start on `paths`.
+    pub fn new(dirs: AppDirs, paths: Vec<PathBuf>) -> Self {
+        Self {
+            dirs,
+            paths,
+            limits: DecodeLimits::default(),
+            settings: None,
+            persist: true,
+        }
+    }
+}
+
+/// What a job sent to the worker was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The photo on screen.
+    Preview,
+    /// A queued photo: thumbnail and status.
+    Scan,
+    /// A PNG export.
+    Export,
+}
+
+/// The app.
+pub struct CutoutApp {
+    /// Persisted settings (the UI edits them directly for things that only cost a redraw).
+    pub settings: Settings,
+    /// Runtime state, read by the UI.
+    pub state: AppState,
+    /// Zoom and pan.
+    pub view: ViewState,
+    saved: Settings,
+    persist: bool,
+    last_save: Instant,
+    dirs: AppDirs,
+    worker: Worker,
+    outbox: VecDeque<Request>,
+    jobs: HashMap<JobId, (EntryId, Purpose)>,
+    next_entry: EntryId,
+    pasted: usize,
+    tasks: Tasks,
+    render_state: Option<egui_wgpu::RenderState>,
+    commands: Vec<Command>,
+    canvas_rect: egui::Rect,
+    ctx: egui::Context,
+    started: Instant,
+}
+
+/// How often changed settings are written at most.
+const SAVE_INTERVAL: Duration = Duration::from_secs(2);
+
+impl CutoutApp {
+    /// Creates the app: starts the worker, loads the model, installs the GPU compositor, and
+    /// queues the photos given on the command line.
+    pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> anyhow::Result<Self> {
+        let ctx = cc.egui_ctx.clone();
+        let (settings, settings_warning) = match options.settings {
+            Some(s) => (s, None),
+            None => Settings::load(&options.dirs.config_dir),
+        };
+        let wake = ctx.clone();
+        let worker = Worker::spawn(options.dirs.clone(), options.limits, move || {
+            wake.request_repaint();
+        })?;
+        let render_state = cc.wgpu_render_state.clone();
+        let (adapter, gpu_ready) = match &render_state {
+            Some(rs) => {
+                Compositor::install(rs);
+                let info = rs.adapter.get_info();
+                (
+                    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
+                    true,
+                )
+            }
+            None => ("no wgpu renderer".to_owned(), false),
+        };
+        let mut app = Self {
+            saved: settings.clone(),
+            settings,
+            state: AppState {
+                engine: EngineStatus::Configuring {
+                    what: "starting".to_owned(),
+                    since: Instant::now(),
+                },
+                entries: Vec::new(),
+                current: None,
+                live: false,
+                stats: state::LatencyStats::default(),
+                messages: Vec::new(),
+                export_progress: None,
+                adapter,
+                gpu_ready,
+            },
+            view: ViewState::default(),
+            persist: options.persist,
+            last_save: Instant::now(),
+            dirs: options.dirs,
+            worker,
+            outbox: VecDeque::new(),
+            jobs: HashMap::new(),
+            next_entry: 0,
+            pasted: 0,
+            tasks: Tasks::default(),
+            render_state,
+            commands: Vec::new(),
+            canvas_rect: egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(800.0, 600.0)),
+            ctx,
+            started: Instant::now(),
+        };
+        if let Some(warning) = settings_warning {
+            app.state.post(warning, true);
+        }
+        if !app.state.gpu_ready {
+            app.state.post(
+                "the window has no wgpu renderer, so photos cannot be composited on the GPU",
+                true,
+            );
+        }
+        app.configure();
+        app.add_paths(&options.paths);
+        Ok(app)
+    }
+
+    /// Queues a command (the UI calls this; tests may too).
+    pub fn command(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    /// Entries that finished (done or exported) and failed.
+    pub fn counts(&self) -> (usize, usize) {
+        self.state.counts()
+    }
+
+    fn send(&mut self, request: Request) {
+        self.outbox.push_back(request);
+        self.flush_outbox();
+    }
+
+    fn flush_outbox(&mut self) {
+        while let Some(request) = self.outbox.pop_front() {
+            match self.worker.send(request) {
+                Ok(()) => {}
+                Err(SendError::Busy(request)) => {
+                    self.outbox.push_front(request);
+                    break;
+                }
+                Err(SendError::Stopped) => {
+                    self.outbox.clear();
+                    self.state
+                        .post("the worker thread has stopped; restart cutout", true);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn configure(&mut self) {
+        self.state.engine = EngineStatus::Configuring {
+            what: format!(
+                "{} on {}, {}",
+                self.settings.model,
+                self.settings.provider_request(),
+                self.settings.precision()
+            ),
+            since: Instant::now(),
+        };
+        self.send(Request::Configure {
+            model: self.settings.model_choice(),
+            options: self.settings.segmenter_options(),
+        });
+    }
+
+    // ---- queue ------------------------------------------------------------------------------
+
+    fn add_paths(&mut self, paths: &[PathBuf]) {
+        let mut added = Vec::new();
+        for path in paths {
+            match crate::batch::expand_inputs(std::slice::from_ref(path)) {
+                Ok(files) if files.is_empty() && path.is_dir() => self.state.post(
+                    format!("no photos in that folder: {}", path.display()),
+                    true,
+                ),
+                Ok(files) => {
+                    for file in files {
+                        let name = file.file_name().map_or_else(
+                            || file.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        added.push(self.push_entry(name, Source::File(file)));
+                    }
+                }
+                Err(e) => self.state.post(e.to_string(), true),
+            }
+        }
+        if let Some(dir) = paths.first().and_then(|p| {
+            if p.is_dir() {
+                Some(p.clone())
+            } else {
+                p.parent().map(Path::to_path_buf)
+            }
+        }) {
+            self.settings.open_dir = Some(dir);
+        }
+        self.after_adding(&added);
+    }
+
+    fn push_entry(&mut self, name: String, source: Source) -> EntryId {
+        self.next_entry += 1;
+        let id = self.next_entry;
+        self.state.entries.push(Entry {
+            id,
+            name,
+            source,
+            status: EntryStatus::Pending,
+            thumbnail: None,
+        });
+        id
+    }
+
+    /// The first new photo goes on screen (when nothing is); the others are scanned.
+    fn after_adding(&mut self, added: &[EntryId]) {
+        let Some(&first) = added.first() else {
+            return;
+        };
+        let show = if self.state.current.is_none() {
+            Some(first)
+        } else {
+            None
+        };
+        for &id in added {
+            if Some(id) == show {
+                self.select(id);
+            } else {
+                self.scan(id);
+            }
+        }
+    }
+
+    fn scan(&mut self, entry: EntryId) {
+        let Some(e) = self.state.entry(entry) else {
+            return;
+        };
+        let source = e.source.clone();
+        let name = e.name.clone();
+        let id = self.worker.next_id(JobKind::Queue);
+        self.jobs.insert(id, (entry, Purpose::Scan));
+        self.send(match source {
+            Source::File(path) => Request::SegmentFile {
+                id,
+                kind: JobKind::Queue,
+                path,
+            },
+            Source::Pasted(rgb) => Request::SegmentImage {
+                id,
+                kind: JobKind::Queue,
+                name,
+                rgb,
+            },
+        });
+    }
+
+    fn select(&mut self, entry: EntryId) {
+        let Some(e) = self.state.entry(entry) else {
+            return;
+        };
+        let source = e.source.clone();
+        let name = e.name.clone();
+        // Older preview jobs are superseded: forget them.
+        self.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
+        let id = self.worker.next_id(JobKind::Preview);
+        self.jobs.insert(id, (entry, Purpose::Preview));
+        self.state.current = Some(Current::new(entry, id));
+        self.view = ViewState::default();
+        if let Some(rs) = &self.render_state {
+            Compositor::with(rs, |c, _, _| c.clear());
+        }
+        let request = match source {
+            Source::File(path) => Request::SegmentFile {
+                id,
+                kind: JobKind::Preview,
+                path,
+            },
+            Source::Pasted(rgb) => {
+                self.install_photo(&rgb);
+                if let Some(current) = &mut self.state.current {
+                    current.photo = Some(Arc::clone(&rgb));
+                }
+                Request::SegmentImage {
+                    id,
+                    kind: JobKind::Preview,
+                    name,
+                    rgb,
+                }
+            }
+        };
+        self.send(request);
+    }
+
+    /// Runs the network again on the photo on screen (Live mode, or after a precision switch).
+    fn rerun_current(&mut self) {
+        let Some(current) = &self.state.current else {
+            return;
+        };
+        let entry = current.entry;
+        let Some(photo) = current.photo.clone() else {
+            // Not decoded yet (or it failed): start over from the source.
+            self.select(entry);
+            return;
+        };
+        let name = self
+            .state
+            .entry(entry)
+            .map(|e| e.name.clone())
+            .unwrap_or_default();
+        self.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
+        let id = self.worker.next_id(JobKind::Preview);
+        self.jobs.insert(id, (entry, Purpose::Preview));
+        if let Some(current) = &mut self.state.current {
+            current.job = id;
+            current.busy = true;
+        }
+        self.send(Request::SegmentImage {
+            id,
+            kind: JobKind::Preview,
+            name,
+            rgb: photo,
+        });
+    }
+
+    fn remove(&mut self, entry: EntryId) {
+        self.state.entries.retain(|e| e.id != entry);
+        self.jobs
+            .retain(|_, (e, p)| *e != entry || *p == Purpose::Export);
+        if self
+            .state
+            .current
+            .as_ref()
+            .is_some_and(|c| c.entry == entry)
+        {
+            self.state.current = None;
+            if let Some(rs) = &self.render_state {
+                Compositor::with(rs, |c, _, _| c.clear());
+            }
+            if let Some(next) = self.state.entries.first().map(|e| e.id) {
+                self.select(next);
+            }
+        }
+    }
+
+    fn paste_image(&mut self, image: &egui::ColorImage) {
+        let [w, h] = image.size;
+        #[allow(clippy::cast_possible_truncation)]
+        let rgb: Vec<u8> = image
+            .pixels
+            .iter()
+            .flat_map(|c| {
+                // Transparent clipboard pixels are shown over white.
+                let [r, g, b, a] = c.to_srgba_unmultiplied();
+                let over = |v: u8| {
+                    ((u32::from(v) * u32::from(a) + 255 * (255 - u32::from(a)) + 127) / 255) as u8
+                };
+                [over(r), over(g), over(b)]
+            })
+            .collect();
+        #[allow(clippy::cast_possible_truncation)]
+        let Some(rgb) = RgbImage::from_raw(w as u32, h as u32, rgb) else {
+            self.state
+                .post("the clipboard image has an impossible size", true);
+            return;
+        };
+        self.pasted += 1;
+        let id = self.push_entry(
+            format!("Pasted image {}", self.pasted),
+            Source::Pasted(Arc::new(rgb)),
+        );
+        self.select(id);
+    }
+
+    fn paste_text(&mut self, text: &str) {
+        let paths: Vec<PathBuf> = text
+            .lines()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .map(|l| PathBuf::from(l.strip_prefix("file://").unwrap_or(l)))
+            .filter(|p| p.exists())
+            .collect();
+        if paths.is_empty() {
+            self.state.post(
+                "the clipboard holds text, not an image or photo files; copy an image and paste again",
+                true,
+            );
+        } else {
+            self.add_paths(&paths);
+        }
+    }
+
+    // ---- GPU textures -----------------------------------------------------------------------
+
+    /// Uploads a photo (downscaled only beyond the GPU's texture limit) and its backdrop.
+    fn install_photo(&mut self, photo: &RgbImage) {
+        let Some(rs) = self.render_state.clone() else {
+            return;
+        };
+        let started = Instant::now();
+        let limit = Compositor::max_texture_side_px(&rs.device);
+        let shown = if photo.width() > limit || photo.height() > limit {
+            match image_ops::resize::shrink_to_fit(photo, limit) {
+                Ok(small) => std::borrow::Cow::Owned(small),
+                Err(e) => return self.state.post(e.to_string(), true),
+            }
+        } else {
+            std::borrow::Cow::Borrowed(photo)
+        };
+        let result = composite::backdrop(&shown)
+            .map_err(|e| e.to_string())
+            .and_then(|backdrop| {
+                Compositor::with(&rs, |c, device, queue| {
+                    c.set_photo(device, queue, &shown, &backdrop)
+                })
+                .unwrap_or(Ok(()))
+                .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(()) => {
+                if let Some(current) = &mut self.state.current {
+                    current.texture_size = Some([shown.width(), shown.height()]);
+                    current.uploaded = None;
+                }
+                self.state
+                    .stats
+                    .texture_upload
+                    .push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            Err(e) => self.state.post(e, true),
+        }
+    }
+
+    fn install_mask(&mut self, mask: &GrayImage, ran: RunInfo) {
+        let Some(rs) = self.render_state.clone() else {
+            return;
+        };
+        let Some(current) = &self.state.current else {
+            return;
+        };
+        if current.uploaded == Some(ran) {
+            // Live mode re-runs the same network on the same photo: the mask is the same.
+            return;
+        }
+        let Some([tw, th]) = current.texture_size else {
+            return;
+        };
+        let started = Instant::now();
+        let fitted = if mask.dimensions() == (tw, th) {
+            std::borrow::Cow::Borrowed(mask)
+        } else {
+            match image_ops::resize::box_average(
+                mask.as_raw(),
+                mask.width(),
+                mask.height(),
+                1,
+                tw,
+                th,
+            )
+            .ok()
+            .and_then(|v| GrayImage::from_raw(tw, th, v))
+            {
+                Some(m) => std::borrow::Cow::Owned(m),
+                None => return,
+            }
+        };
+        let result = Compositor::with(&rs, |c, _, queue| c.set_mask(queue, &fitted));
+        if let Some(Err(e)) = result {
+            return self.state.post(e.to_string(), true);
+        }
+        if let Some(current) = &mut self.state.current {
+            current.uploaded = Some(ran);
+        }
+        self.state
+            .stats
+            .texture_upload
+            .push(started.elapsed().as_secs_f64() * 1e3);
+    }
+
+    // ---- worker responses -------------------------------------------------------------------
+
+    fn handle_response(&mut self, response: Response) {
+        match response {
+            Response::Configuring { what } => {
+                self.state.engine = EngineStatus::Configuring {
+                    what,
+                    since: Instant::now(),
+                };
+            }
+            Response::Ready {
+                report,
+                startup,
+                input_side_px,
+            } => {
+                if let Some(note) = report.note() {
+                    self.state.post(note, false);
+                }
+                for skipped in &report.skipped {
+                    self.state.post(
+                        format!("{} is not used: {}", skipped.provider, skipped.reason),
+                        false,
+                    );
+                }
+                self.state.engine = EngineStatus::Ready {
+                    report,
+                    startup,
+                    input_side_px,
+                };
+                self.state.stats.reset_stages();
+                // Photos that failed only because no model was loaded get another go.
+                let retry: Vec<EntryId> = self
+                    .state
+                    .entries
+                    .iter()
+                    .filter(|e| e.status == EntryStatus::Pending)
+                    .map(|e| e.id)
+                    .filter(|id| !self.jobs.values().any(|(e, _)| e == id))
+                    .collect();
+                for id in retry {
+                    if self.state.current.as_ref().is_some_and(|c| c.entry == id) {
+                        continue;
+                    }
+                    self.scan(id);
+                }
+                if self.state.current.is_some() {
+                    self.rerun_current();
+                }
+            }
+            Response::ConfigureFailed { error } => {
+                self.state
+                    .post(format!("the model could not be loaded: {error}"), true);
+                self.state.engine = EngineStatus::Failed(error);
+                if let Some(current) = &mut self.state.current {
+                    current.busy = false;
+                }
+            }
+            Response::Decoded { id, rgb, thumbnail } => self.on_decoded(id, &rgb, &thumbnail),
+            Response::Mask {
+                id,
+                mask,
+                timings,
+                ran,
+            } => self.on_mask(id, mask, &timings, ran),
+            Response::Exported { id, path, write_ms } => {
+                let Some((entry, _)) = self.jobs.remove(&id) else {
+                    return;
+                };
+                if let Some(e) = self.state.entry_mut(entry) {
+                    e.status = EntryStatus::Exported(path.clone());
+                }
+                self.bump_export(true);
+                self.state.post(
+                    format!("exported in {write_ms:.0} ms: {}", path.display()),
+                    false,
+                );
+            }
+            Response::Failed { id, error } => {
+                let Some((entry, purpose)) = self.jobs.remove(&id) else {
+                    return;
+                };
+                let engine_ready = matches!(self.state.engine, EngineStatus::Ready { .. });
+                if let Some(e) = self.state.entry_mut(entry) {
+                    // Without a model every job fails; that is not the photo's fault.
+                    e.status = if engine_ready {
+                        EntryStatus::Failed(error.clone())
+                    } else {
+                        EntryStatus::Pending
+                    };
+                }
+                if purpose == Purpose::Export {
+                    self.bump_export(false);
+                }
+                if let Some(current) = &mut self.state.current
+                    && current.job == id
+                {
+                    current.busy = false;
+                    self.state.live = false;
+                }
+                if engine_ready {
+                    self.state.post(error, true);
+                }
+            }
+            Response::Panicked { message } => {
+                self.state.post(
+                    format!("the worker hit an internal error ({message}); reloading the model"),
+                    true,
+                );
+                self.state.live = false;
+                self.jobs.clear();
+                if let Some(current) = &mut self.state.current {
+                    current.busy = false;
+                }
+                self.configure();
+            }
+        }
+    }
+
+    fn on_decoded(&mut self, id: JobId, rgb: &Arc<RgbImage>, thumbnail: &RgbImage) {
+        let Some(&(entry, purpose)) = self.jobs.get(&id) else {
+            return;
+        };
+        if let Some(e) = self.state.entry_mut(entry)
+            && e.thumbnail.is_none()
+        {
+            let image = egui::ColorImage::from_rgb(
+                [thumbnail.width() as usize, thumbnail.height() as usize],
+                thumbnail.as_raw(),
+            );
+            e.thumbnail = Some(self.ctx.load_texture(
+                format!("thumbnail-{entry}"),
+                image,
+                egui::TextureOptions::LINEAR,
+            ));
+        }
+        let is_current = self.state.current.as_ref().is_some_and(|c| c.job == id);
+        if purpose == Purpose::Preview && is_current {
+            self.install_photo(rgb);
+            if let Some(current) = &mut self.state.current {
+                current.photo = Some(Arc::clone(rgb));
+            }
+        }
+    }
+
+    fn on_mask(
+        &mut self,
+        id: JobId,
+        mask: Arc<GrayImage>,
+        timings: &crate::worker::MaskTimings,
+        ran: RunInfo,
+    ) {
+        let Some((entry, purpose)) = self.jobs.remove(&id) else {
+            return;
+        };
+        if let Some(e) = self.state.entry_mut(entry)
+            && !matches!(e.status, EntryStatus::Exported(_))
+        {
+            e.status = EntryStatus::Done;
+        }
+        if purpose == Purpose::Export {
+            return;
+        }
+        let is_current = self.state.current.as_ref().is_some_and(|c| c.job == id);
+        if !is_current {
+            return;
+        }
+        self.state.stats.record(timings, ran);
+        self.install_mask(&mask, ran);
+        if let Some(current) = &mut self.state.current {
+            current.busy = false;
+            current.ran = Some(ran);
+            current
+                .masks_by_precision
+                .insert(ran.precision, Arc::clone(&mask));
+            if let (Some(a), Some(b)) = (
+                current.masks_by_precision.get(&Precision::Fp32),
+                current.masks_by_precision.get(&Precision::Fp16),
+            ) && (current.difference.is_none()
+                || ran.precision != Precision::Fp32
+                || self.state.live)
+            {
+                current.difference = image_ops::mask_difference(a, b);
+            }
+            current.mask = Some(mask);
+        }
+        if self.state.live && matches!(self.state.engine, EngineStatus::Ready { .. }) {
+            self.rerun_current();
+        }
+    }
+
+    fn bump_export(&mut self, ok: bool) {
+        if let Some(p) = &mut self.state.export_progress {
+            if ok {
+                p.done += 1;
+            } else {
+                p.failed += 1;
+            }
+            if p.done + p.failed >= p.total {
+                let (done, failed) = (p.done, p.failed);
+                self.state.export_progress = None;
+                self.state.post(
+                    format!("export all finished: {done} written, {failed} failed"),
+                    failed > 0,
+                );
+            }
+        }
+    }
+
+    // ---- export -----------------------------------------------------------------------------
+
+    /// The PNG name for an entry in `dir`, never the photo itself and not one in `taken`.
+    fn export_path(dir: &Path, entry: &Entry, taken: &HashSet<PathBuf>) -> PathBuf {
+        let stem = match &entry.source {
+            Source::File(path) => path
+                .file_stem()
+                .map_or_else(|| "photo".to_owned(), |s| s.to_string_lossy().into_owned()),
+            Source::Pasted(_) => entry.name.to_lowercase().replace(' ', "-"),
+        };
+        let input = match &entry.source {
+            Source::File(path) => Some(path.as_path()),
+            Source::Pasted(_) => None,
+        };
+        let mut candidate = dir.join(format!("{stem}.png"));
+        let mut n = 1;
+        while Some(candidate.as_path()) == input || taken.contains(&candidate) {
+            candidate = dir.join(if n == 1 {
+                format!("{stem}.cutout.png")
+            } else {
+                format!("{stem}.cutout-{n}.png")
+            });
+            n += 1;
+        }
+        candidate
+    }
+
+    fn export_current_to(&mut self, output: PathBuf) {
+        let Some(current) = &self.state.current else {
+            return self.state.post("open a photo first, then export it", true);
+        };
+        let (Some(rgb), Some(mask)) = (current.photo.clone(), current.mask.clone()) else {
+            return self.state.post(
+                "the cutout is not ready yet; export again in a moment",
+                true,
+            );
+        };
+        let entry = current.entry;
+        let id = self.worker.next_id(JobKind::Queue);
+        self.jobs.insert(id, (entry, Purpose::Export));
+        self.send(Request::Export {
+            id,
+            source: ExportSource::Segmented { rgb, mask },
+            settings: self.settings.composite,
+            output,
+        });
+    }
+
+    fn export_current(&mut self) {
+        let Some(dir) = self.settings.export_dir.clone() else {
+            return self.ask_export_folder(AfterFolder::ExportCurrent);
+        };
+        let Some(entry) = self.state.current_entry() else {
+            return self.state.post("open a photo first, then export it", true);
+        };
+        let output = Self::export_path(&dir, entry, &HashSet::new());
+        self.export_current_to(output);
+    }
+
+    fn export_all(&mut self) {
+        let Some(dir) = self.settings.export_dir.clone() else {
+            return self.ask_export_folder(AfterFolder::ExportAll);
+        };
+        let mut taken = HashSet::new();
+        let mut requests = Vec::new();
+        for entry in &self.state.entries {
+            if matches!(entry.status, EntryStatus::Failed(_)) {
+                continue;
+            }
+            let output = Self::export_path(&dir, entry, &taken);
+            taken.insert(output.clone());
+            let current = self.state.current.as_ref().filter(|c| c.entry == entry.id);
+            let source = match (
+                current.and_then(|c| c.photo.clone()),
+                current.and_then(|c| c.mask.clone()),
+            ) {
+                (Some(rgb), Some(mask)) => ExportSource::Segmented { rgb, mask },
+                _ => match &entry.source {
+                    Source::File(path) => ExportSource::File(path.clone()),
+                    Source::Pasted(rgb) => ExportSource::Pixels {
+                        name: entry.name.clone(),
+                        rgb: Arc::clone(rgb),
+                    },
+                },
+            };
+            requests.push((entry.id, source, output));
+        }
+        if requests.is_empty() {
+            return self.state.post("there is nothing to export yet", true);
+        }
+        self.state.export_progress = Some(state::ExportProgress {
+            total: requests.len(),
+            ..state::ExportProgress::default()
+        });
+        for (entry, source, output) in requests {
+            let id = self.worker.next_id(JobKind::Queue);
+            self.jobs.insert(id, (entry, Purpose::Export));
+            self.send(Request::Export {
+                id,
+                source,
+                settings: self.settings.composite,
+                output,
+            });
+        }
+    }
+
+    fn ask_export_folder(&mut self, then: AfterFolder) {
+        let start = self
+            .settings
+            .export_dir
+            .clone()
+            .or_else(|| self.settings.open_dir.clone());
+        if let Err(e) = self.tasks.pick_export_folder(&self.ctx, start, then) {
+            self.state.post(e, true);
+        }
+    }
+
+    fn handle_task(&mut self, result: TaskResult) {
+        match result {
+            TaskResult::Opened(files) => self.add_paths(&files),
+            TaskResult::ExportFolder(Some(folder), then) => {
+                self.settings.export_dir = Some(folder);
+                match then {
+                    AfterFolder::ExportCurrent => self.export_current(),
+                    AfterFolder::ExportAll => self.export_all(),
+                    AfterFolder::Remember => {}
+                }
+            }
+            TaskResult::ExportFolder(None, _) | TaskResult::ExportFile(None) => {}
+            TaskResult::ExportFile(Some(path)) => {
+                if let Some(dir) = path.parent() {
+                    self.settings.export_dir = Some(dir.to_owned());
+                }
+                self.export_current_to(path);
+            }
+            TaskResult::Clipboard(Ok(image)) => {
+                self.ctx.copy_image(image);
+                self.state.post("cutout copied to the clipboard", false);
+            }
+            TaskResult::Clipboard(Err(e)) => {
+                self.state
+                    .post(format!("could not copy the cutout: {e}"), true);
+            }
+        }
+    }
+
+    // ---- commands ---------------------------------------------------------------------------
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::OpenDialog => {
+                if let Err(e) = self
+                    .tasks
+                    .open_files(&self.ctx, self.settings.open_dir.clone())
+                {
+                    self.state.post(e, true);
+                }
+            }
+            Command::Add(paths) => self.add_paths(&paths),
+            Command::Select(entry) => {
+                if self.state.current.as_ref().map(|c| c.entry) != Some(entry) {
+                    self.select(entry);
+                }
+            }
+            Command::Remove(entry) => self.remove(entry),
+            Command::Export => self.export_current(),
+            Command::ExportAs => {
+                let Some(entry) = self.state.current_entry() else {
+                    return self.state.post("open a photo first, then export it", true);
+                };
+                let name = Self::export_path(Path::new(""), entry, &HashSet::new());
+                let start = self.settings.export_dir.clone();
+                if let Err(e) =
+                    self.tasks
+                        .save_file(&self.ctx, start, name.to_string_lossy().into_owned())
+                {
+                    self.state.post(e, true);
+                }
+            }
+            Command::ExportAll => self.export_all(),
+            Command::ChooseExportFolder => self.ask_export_folder(AfterFolder::Remember),
+            Command::Copy => {
+                let ready = self
+                    .state
+                    .current
+                    .as_ref()
+                    .and_then(|c| Some((c.photo.clone()?, c.mask.clone()?)));
+                match ready {
+                    Some((photo, mask)) => {
+                        if let Err(e) = self.tasks.prepare_clipboard(
+                            &self.ctx,
+                            photo,
+                            mask,
+                            self.settings.composite,
+                        ) {
+                            self.state.post(e, true);
+                        }
+                    }
+                    None => self.state.post("there is no cutout to copy yet", true),
+                }
+            }
+            Command::Paste => {
+                self.ctx
+                    .send_viewport_cmd(egui::ViewportCommand::RequestPaste);
+            }
+            Command::SetPrecision(precision) => {
+                if self.settings.precision() != precision {
+                    self.settings.set_precision(precision);
+                    self.configure();
+                }
+            }
+            Command::SetProvider(provider) => {
+                if self.settings.provider != provider {
+                    self.settings.provider = provider;
+                    self.configure();
+                }
+            }
+            Command::SetLive(live) => {
+                self.state.live = live;
+                let idle = self.state.current.as_ref().is_some_and(|c| !c.busy);
+                if live && idle && matches!(self.state.engine, EngineStatus::Ready { .. }) {
+                    self.rerun_current();
+                }
+            }
+            Command::ZoomIn | Command::ZoomOut | Command::ZoomFit | Command::ZoomActual => {
+                self.zoom(&command);
+            }
+            Command::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+        }
+    }
+
+    fn zoom(&mut self, command: &Command) {
+        let Some(size) = self.state.current.as_ref().and_then(|c| c.texture_size) else {
+            return;
+        };
+        let canvas = self.canvas_rect;
+        match command {
+            Command::ZoomIn => self.view.zoom_at(canvas, size, canvas.center(), 1.25),
+            Command::ZoomOut => self.view.zoom_at(canvas, size, canvas.center(), 0.8),
+            Command::ZoomFit => self.view = ViewState::default(),
+            _ => self
+                .view
+                .actual_size(canvas, size, self.ctx.pixels_per_point()),
+        }
+    }
+
+    /// Keyboard shortcuts, dropped files and clipboard events.
+    fn handle_input(&mut self, ctx: &egui::Context) {
+        use egui::{Key, KeyboardShortcut, Modifiers};
+        let shortcuts = [
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::O),
+                Command::OpenDialog,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::S),
+                Command::ExportAs,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::S),
+                Command::Export,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::E),
+                Command::ExportAll,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::Q),
+                Command::Quit,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::Plus),
+                Command::ZoomIn,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::Equals),
+                Command::ZoomIn,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::Minus),
+                Command::ZoomOut,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::Num0),
+                Command::ZoomFit,
+            ),
+            (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::Num1),
+                Command::ZoomActual,
+            ),
+        ];
+        let mut commands = Vec::new();
+        ctx.input_mut(|i| {
+            for (shortcut, command) in &shortcuts {
+                if i.consume_shortcut(shortcut) {
+                    commands.push(command.clone());
+                }
+            }
+        });
+        let (dropped, events) = ctx.input(|i| (i.raw.dropped_files.clone(), i.events.clone()));
+        let paths: Vec<PathBuf> = dropped
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !paths.is_empty() {
+            commands.push(Command::Add(paths));
+        }
+        for event in events {
+            match event {
+                egui::Event::Copy => commands.push(Command::Copy),
+                egui::Event::PasteImage(image) => self.paste_image(&image),
+                egui::Event::Paste(text) => self.paste_text(&text),
+                _ => {}
+            }
+        }
+        self.commands.extend(commands);
+    }
+
+    fn save_settings_if_changed(&mut self, force: bool) {
+        if !self.persist || self.settings == self.saved {
+            return;
+        }
+        if !force && self.last_save.elapsed() < SAVE_INTERVAL {
+            return;
+        }
+        self.last_save = Instant::now();
+        match self.settings.save(&self.dirs.config_dir) {
+            Ok(()) => self.saved = self.settings.clone(),
+            Err(e) => {
+                // Say it once; keep running with the settings in memory.
+                self.saved = self.settings.clone();
+                self.state
+                    .post(format!("settings were not saved: {e}"), true);
+            }
+        }
+    }
+
+    /// The per-frame logic: drain the worker and the tasks, apply commands. Never waits.
+    fn update_logic(&mut self, ctx: &egui::Context, frame: &eframe::Frame) {
+        if let Some(cpu_s) = frame.info().cpu_usage {
+            self.state.stats.ui_frame.push(f64::from(cpu_s) * 1e3);
+        }
+        let responses: Vec<Response> = self.worker.try_iter().collect();
+        for response in responses {
+            self.handle_response(response);
+        }
+        let results: Vec<TaskResult> = self.tasks.try_iter().collect();
+        for result in results {
+            self.handle_task(result);
+        }
+        self.handle_input(ctx);
+        for command in std::mem::take(&mut self.commands) {
+            self.apply(command);
+        }
+        self.flush_outbox();
+        if !self.outbox.is_empty() || matches!(self.state.engine, EngineStatus::Configuring { .. })
+        {
+            // Waiting for room in the worker's queue, or animating the progress line.
+            ctx.request_repaint_after(Duration::from_millis(100));
+        }
+        self.save_settings_if_changed(false);
+    }
+
+    /// Whether the composite with a mask has been drawn (set by the paint callback).
+    pub fn cutout_shown(&self) -> bool {
+        self.state
+            .current
+            .as_ref()
+            .is_some_and(|c| c.shown.load(Ordering::Relaxed))
+    }
+
+    /// A line with the UI frame-time statistics, for the log at exit.
+    pub fn frame_time_line(&self) -> Option<String> {
+        let s = self.state.stats.ui_frame.summary()?;
+        Some(format!(
+            "ui frame time over {} frames: median {:.2} ms, p99 {:.2} ms, max {:.2} ms (running {:.0} s)",
+            s.count,
+            s.median,
+            s.p99,
+            s.max,
+            self.started.elapsed().as_secs_f64()
+        ))
+    }
+}
+
+impl eframe::App for CutoutApp {
+    fn logic(&mut self, ctx: &egui::Context, frame: &mut eframe::Frame) {
+        self.update_logic(ctx, frame);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let mut commands = Vec::new();
+        self.canvas_rect = crate::ui::app_ui(
+            ui,
+            &self.state,
+            &mut self.settings,
+            &mut self.view,
+            &mut commands,
+        );
+        let title = match self.state.current_entry() {
+            Some(e) => format!("cutout — {}", e.name),
+            None => "cutout".to_owned(),
+        };
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::Title(title));
+        self.commands.extend(commands);
+        if !self.commands.is_empty() {
+            ui.ctx().request_repaint();
+        }
+    }
+
+    fn on_exit(&mut self) {
+        self.save_settings_if_changed(true);
+        if let Some(line) = self.frame_time_line() {
+            tracing::info!("{line}");
+        }
+    }
+}
+
+/// Opens the window and runs the app until it is closed.
+pub fn run_native(options: AppOptions) -> ExitCode {
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("cutout")
+            .with_app_id("cutout")
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([640.0, 400.0])
+            .with_drag_and_drop(true),
+        renderer: eframe::Renderer::Wgpu,
+        ..eframe::NativeOptions::default()
+    };
+    let result = eframe::run_native(
+        "cutout",
+        native,
+        Box::new(move |cc| {
+            let app = CutoutApp::new(cc, options).map_err(|e| e.to_string())?;
+            Ok(Box::new(app) as Box<dyn eframe::App>)
+        }),
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "error: the window could not be opened ({e}). The command line works without one: `cutout remove PHOTO`"
+            );
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Short-lived background tasks that must not block the UI thread: native file dialogs (rfd with
+//! the xdg-portal backend) and preparing a cutout for the clipboard. Each runs on its own named
+//! thread and reports through one bounded channel, then wakes the UI.
+
+use std::{path::PathBuf, sync::Arc, thread::JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender};
+use image::{GrayImage, RgbImage};
+
+use crate::image_ops::{CompositeSettings, composite};
+
+/// What to do once the export folder is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFolder {
+    /// Export the photo on screen.
+    ExportCurrent,
+    /// Export every photo in the queue.
+    ExportAll,
+    /// Only remember the folder.
+    Remember,
+}
+
+/// A finished task.
+pub enum TaskResult {
+    /// Files chosen in the open dialog (empty when cancelled).
+    Opened(Vec<PathBuf>),
+    /// A folder chosen for exports (`None` when cancelled).
+    ExportFolder(Option<PathBuf>, AfterFolder),
+    /// A file chosen in the "Export as" dialog (`None` when cancelled).
+    ExportFile(Option<PathBuf>),
+    /// The cutout, ready for the clipboard, or why not.
+    Clipboard(Result<egui::ColorImage, String>),
+}
+
+/// Runs tasks and collects their results.
+pub struct Tasks {
+    tx: Sender<TaskResult>,
+    rx: Receiver<TaskResult>,
+    running: Vec<JoinHandle<()>>,
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        Self {
+            tx,
+            rx,
+            running: Vec::new(),
+        }
+    }
+}
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        name: &str,
+        ctx: &egui::Context,
+        work: impl FnOnce() -> TaskResult + Send + 'static,
+    ) -> Result<(), String> {
+        self.running.retain(|h| !h.is_finished());
+        let tx = self.tx.clone();
+        let ctx = ctx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("cutout-{name}"))
+            .spawn(move || {
+                let _ = tx.send(work());
+                ctx.request_repaint();
+            })
+            .map_err(|e| format!("cannot start a thread for the {name}: {e}"))?;
+        self.running.push(handle);
+        Ok(())
+    }
+
+    /// Results that have arrived, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = TaskResult> + '_ {
+        self.rx.try_iter()
+    }
+
+    /// File → Open: several photos at once.
+    pub fn open_files(
+        &mut self,
+        ctx: &egui::Context,
+        start: Option<PathBuf>,
+    ) -> Result<(), String> {
+        self.spawn("open-dialog", ctx, move || {
+            let mut dialog = rfd::AsyncFileDialog::new()
+                .set_title("Open photos")
+                .add_filter("Images", crate::batch::IMAGE_EXTENSIONS);
+            if let Some(dir) = start {
+                dialog = dialog.set_directory(dir);
+            }
+            let files = pollster::block_on(dialog.pick_files()).unwrap_or_default();
+            TaskResult::Opened(files.iter().map(|f| f.path().to_owned()).collect())
+        })
+    }
+
+    /// Asks where exports go.
+    pub fn pick_export_folder(
+        &mut self,
+        ctx: &egui::Context,
+        start: Option<PathBuf>,
+        then: AfterFolder,
+    ) -> Result<(), String> {
+        self.spawn("folder-dialog", ctx, move || {
+            let mut dialog = rfd::AsyncFileDialog::new().set_title("Export cutouts to");
+            if let Some(dir) = start {
+                dialog = dialog.set_directory(dir);
+            }
+            let folder = pollster::block_on(dialog.pick_folder()).map(|f| f.path().to_owned());
+            TaskResult::ExportFolder(folder, then)
+        })
+    }
+
+    /// "Export as…": one PNG, named by the user.
+    pub fn save_file(
+        &mut self,
+        ctx: &egui::Context,
+        start: Option<PathBuf>,
+        file_name: String,
+    ) -> Result<(), String> {
+        self.spawn("save-dialog", ctx, move || {
+            let mut dialog = rfd::AsyncFileDialog::new()
+                .set_title("Export cutout as")
+                .add_filter("PNG", &["png"])
+                .set_file_name(file_name);
+            if let Some(dir) = start {
+                dialog = dialog.set_directory(dir);
+            }
+            TaskResult::ExportFile(
+                pollster::block_on(dialog.save_file()).map(|f| f.path().to_owned()),
+            )
+        })
+    }
+
+    /// Composites the cutout for the clipboard (full resolution, straight alpha).
+    pub fn prepare_clipboard(
+        &mut self,
+        ctx: &egui::Context,
+        photo: Arc<RgbImage>,
+        mask: Arc<GrayImage>,
+        settings: CompositeSettings,
+    ) -> Result<(), String> {
+        self.spawn("clipboard", ctx, move || {
+            TaskResult::Clipboard(
+                composite::composite(&photo, &mask, &settings)
+                    .map(|rgba| {
+                        egui::ColorImage::from_rgba_unmultiplied(
+                            [rgba.width() as usize, rgba.height() as usize],
+                            rgba.as_raw(),
+                        )
+                    })
+                    .map_err(|e| e.to_string()),
+            )
+        })
+    }
+}

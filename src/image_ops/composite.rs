@@ -1,0 +1,324 @@
+//! The compositing definition shared by the preview and the export: how the mask becomes alpha
+//! (threshold and edge softness) and what goes behind the subject.
+//!
+//! This is the CPU reference. The GPU compositor (`render/composite.wgsl`) implements the same
+//! formulas; `tests/compositor.rs` renders both and requires them to agree within one grey level.
+//! With the default settings the result is exactly [`super::cutout_rgba`], i.e. what
+//! `cutout remove` writes.
+
+use image::{GrayImage, Rgb, RgbImage, RgbaImage};
+use serde::{Deserialize, Serialize};
+
+use super::{ImageError, resize};
+
+/// What the subject is placed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Background {
+    /// Nothing: the export keeps an alpha channel; the preview shows a checkerboard.
+    #[default]
+    Transparent,
+    /// A solid colour ([`CompositeSettings::color`]).
+    Color,
+    /// The original photo, darkened to [`CompositeSettings::dim`] of its brightness.
+    Dimmed,
+    /// A strongly blurred copy of the original photo.
+    Blurred,
+}
+
+impl Background {
+    /// Every background, in menu order.
+    pub const ALL: [Self; 4] = [Self::Transparent, Self::Color, Self::Dimmed, Self::Blurred];
+
+    /// A short name for menus.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Transparent => "Transparent",
+            Self::Color => "Colour",
+            Self::Dimmed => "Dimmed photo",
+            Self::Blurred => "Blurred photo",
+        }
+    }
+
+    /// The number the shader uses for this background.
+    pub fn shader_code(self) -> u32 {
+        match self {
+            Self::Transparent => 0,
+            Self::Color => 1,
+            Self::Dimmed => 2,
+            Self::Blurred => 3,
+        }
+    }
+}
+
+/// Everything that decides the composite, apart from the photo and the mask.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompositeSettings {
+    /// What goes behind the subject.
+    pub background: Background,
+    /// The colour for [`Background::Color`], sRGB.
+    pub color: [u8; 3],
+    /// Brightness kept by [`Background::Dimmed`], 0–1.
+    pub dim: f32,
+    /// Mask value (0–1) at the middle of the edge ramp.
+    pub threshold: f32,
+    /// Width of the edge ramp in mask units (0 = hard edge, 1 = the network's own soft mask).
+    pub softness: f32,
+}
+
+impl Default for CompositeSettings {
+    fn default() -> Self {
+        Self {
+            background: Background::Transparent,
+            color: [255, 255, 255],
+            dim: 0.3,
+            threshold: 0.5,
+            softness: 1.0,
+        }
+    }
+}
+
+/// The smallest ramp width; a softness of 0 becomes a step at the threshold.
+pub const MIN_RAMP: f32 = 1e-4;
+
+/// Longer side of the blurred backdrop in pixels. The backdrop is an area average of the photo at
+/// this size, stretched back with bilinear filtering: a blur of about 1/48 of the photo.
+pub const BACKDROP_LONG_SIDE_PX: u32 = 48;
+
+impl CompositeSettings {
+    /// The mask value where alpha starts to rise and where it reaches 1.
+    pub fn ramp(&self) -> (f32, f32) {
+        let half = self.softness.clamp(0.0, 1.0) / 2.0;
+        (self.threshold - half, self.threshold + half)
+    }
+
+    /// Alpha (0–1) for a mask value (0–1).
+    pub fn alpha(&self, mask: f32) -> f32 {
+        let (lo, hi) = self.ramp();
+        ((mask - lo) / (hi - lo).max(MIN_RAMP)).clamp(0.0, 1.0)
+    }
+
+    /// Whether the result keeps an alpha channel (only over a transparent background).
+    pub fn has_alpha(&self) -> bool {
+        self.background == Background::Transparent
+    }
+}
+
+/// The blurred backdrop for [`Background::Blurred`]: the photo averaged down to
+/// [`BACKDROP_LONG_SIDE_PX`] on its longer side.
+pub fn backdrop(photo: &RgbImage) -> Result<RgbImage, ImageError> {
+    let (w, h) = photo.dimensions();
+    let long = w.max(h).max(1);
+    let scale = f64::from(BACKDROP_LONG_SIDE_PX) / f64::from(long);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let size = |v: u32| ((f64::from(v) * scale).round() as u32).clamp(1, v.max(1));
+    let (bw, bh) = (size(w), size(h));
+    let data = resize::box_average(photo.as_raw(), w, h, 3, bw, bh)?;
+    RgbImage::from_raw(bw, bh, data)
+        .ok_or_else(|| ImageError::Resize("backdrop buffer has the wrong size".to_owned()))
+}
+
+/// Bilinear sample of `image` at normalised coordinates (texel centres at `(i + 0.5) / size`,
+/// edges clamped), as a GPU sampler with linear filtering and clamp-to-edge does it.
+pub fn sample_bilinear(image: &RgbImage, u: f32, v: f32) -> [f32; 3] {
+    let (w, h) = image.dimensions();
+    #[allow(clippy::cast_precision_loss)]
+    let (x, y) = (u * w as f32 - 0.5, v * h as f32 - 0.5);
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+    let texel = |xi: f32, yi: f32| -> [f32; 3] {
+        let cx = (xi as i64).clamp(0, i64::from(w) - 1);
+        let cy = (yi as i64).clamp(0, i64::from(h) - 1);
+        #[allow(clippy::cast_sign_loss)]
+        let Rgb(p) = *image.get_pixel(cx as u32, cy as u32);
+        p.map(|c| f32::from(c) / 255.0)
+    };
+    let (a, b) = (texel(x0, y0), texel(x0 + 1.0, y0));
+    let (c, d) = (texel(x0, y0 + 1.0), texel(x0 + 1.0, y0 + 1.0));
+    std::array::from_fn(|i| {
+        let top = a[i] + (b[i] - a[i]) * fx;
+        let bottom = c[i] + (d[i] - c[i]) * fx;
+        top + (bottom - top) * fy
+    })
+}
+
+/// The composite of one pixel, all values 0–1: `fg` the photo, `m` the mask, `behind` the
+/// backdrop sample (used only by [`Background::Blurred`]). Returns RGBA, straight (not
+/// premultiplied) alpha.
+pub fn composite_pixel(
+    settings: &CompositeSettings,
+    fg: [f32; 3],
+    m: f32,
+    behind: [f32; 3],
+) -> [f32; 4] {
+    let a = settings.alpha(m);
+    let over = |bg: [f32; 3]| -> [f32; 4] {
+        [
+            fg[0] * a + bg[0] * (1.0 - a),
+            fg[1] * a + bg[1] * (1.0 - a),
+            fg[2] * a + bg[2] * (1.0 - a),
+            1.0,
+        ]
+    };
+    match settings.background {
+        // Fully transparent pixels are stored black, as `cutout remove` does (smaller files).
+        Background::Transparent if a * 255.0 < 0.5 => [0.0; 4],
+        Background::Transparent => [fg[0], fg[1], fg[2], a],
+        Background::Color => over(settings.color.map(|c| f32::from(c) / 255.0)),
+        Background::Dimmed => over(fg.map(|c| c * settings.dim)),
+        Background::Blurred => over(behind),
+    }
+}
+
+/// Converts a 0–1 value to 8 bits, rounding to nearest (as a GPU writes a unorm8 target).
+pub fn to_u8(v: f32) -> u8 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let q = (v.clamp(0.0, 1.0) * 255.0 + 0.5).floor() as u8;
+    q
+}
+
+/// The full-resolution composite of a photo and its mask (same size), as exported.
+pub fn composite(
+    photo: &RgbImage,
+    mask: &GrayImage,
+    settings: &CompositeSettings,
+) -> Result<RgbaImage, ImageError> {
+    if photo.dimensions() != mask.dimensions() {
+        return Err(ImageError::Resize(format!(
+            "the mask is {}×{} but the photo is {}×{}",
+            mask.width(),
+            mask.height(),
+            photo.width(),
+            photo.height()
+        )));
+    }
+    let behind = match settings.background {
+        Background::Blurred => Some(backdrop(photo)?),
+        _ => None,
+    };
+    let (w, h) = photo.dimensions();
+    let mut out = RgbaImage::new(w, h);
+    #[allow(clippy::cast_precision_loss)]
+    for (y, (row_out, (row_in, row_mask))) in out
+        .rows_mut()
+        .zip(photo.rows().zip(mask.rows()))
+        .enumerate()
+    {
+        let v = (y as f32 + 0.5) / h as f32;
+        for (x, (px_out, (px, m))) in row_out.zip(row_in.zip(row_mask)).enumerate() {
+            let fg = px.0.map(|c| f32::from(c) / 255.0);
+            let b = behind.as_ref().map_or([0.0; 3], |img| {
+                sample_bilinear(img, (x as f32 + 0.5) / w as f32, v)
+            });
+            let rgba = composite_pixel(settings, fg, f32::from(m.0[0]) / 255.0, b);
+            px_out.0 = rgba.map(to_u8);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn photo_and_mask() -> (RgbImage, GrayImage) {
+        let photo = RgbImage::from_fn(64, 48, |x, y| Rgb([(x * 4) as u8, (y * 5) as u8, 200]));
+        let mask = GrayImage::from_fn(64, 48, |x, _| image::Luma([(x * 4) as u8]));
+        (photo, mask)
+    }
+
+    #[test]
+    fn default_settings_equal_the_command_line_cutout() {
+        let (photo, mask) = photo_and_mask();
+        let ours = composite(&photo, &mask, &CompositeSettings::default()).unwrap();
+        assert_eq!(ours, super::super::cutout_rgba(&photo, &mask));
+    }
+
+    #[test]
+    fn colour_background_matches_the_command_line_blend_within_one_level() {
+        let (photo, mask) = photo_and_mask();
+        let settings = CompositeSettings {
+            background: Background::Color,
+            color: [10, 200, 30],
+            ..CompositeSettings::default()
+        };
+        let ours = composite(&photo, &mask, &settings).unwrap();
+        let cli = super::super::over_background(&photo, &mask, [10, 200, 30]);
+        for (a, b) in ours.pixels().zip(cli.pixels()) {
+            assert_eq!(a.0[3], 255);
+            for c in 0..3 {
+                assert!(a.0[c].abs_diff(b.0[c]) <= 1, "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_softness_is_a_hard_threshold() {
+        let s = CompositeSettings {
+            threshold: 0.5,
+            softness: 0.0,
+            ..CompositeSettings::default()
+        };
+        assert_eq!(s.alpha(0.49), 0.0);
+        assert_eq!(s.alpha(0.51), 1.0);
+        let soft = CompositeSettings::default();
+        assert_eq!(soft.alpha(0.25), 0.25);
+        let narrow = CompositeSettings {
+            threshold: 0.6,
+            softness: 0.2,
+            ..CompositeSettings::default()
+        };
+        assert!((narrow.alpha(0.6) - 0.5).abs() < 1e-6);
+        assert_eq!(narrow.alpha(0.45), 0.0);
+    }
+
+    #[test]
+    fn dimmed_and_blurred_backgrounds_are_opaque_and_keep_the_subject() {
+        let (photo, _) = photo_and_mask();
+        let full = GrayImage::from_pixel(64, 48, image::Luma([255]));
+        let none = GrayImage::from_pixel(64, 48, image::Luma([0]));
+        for background in [Background::Dimmed, Background::Blurred] {
+            let settings = CompositeSettings {
+                background,
+                ..CompositeSettings::default()
+            };
+            let kept = composite(&photo, &full, &settings).unwrap();
+            for (a, b) in kept.pixels().zip(photo.pixels()) {
+                assert_eq!(&a.0[..3], &b.0[..]);
+                assert_eq!(a.0[3], 255);
+            }
+            let behind = composite(&photo, &none, &settings).unwrap();
+            assert!(behind.pixels().all(|p| p.0[3] == 255));
+        }
+        let dimmed = composite(
+            &photo,
+            &none,
+            &CompositeSettings {
+                background: Background::Dimmed,
+                dim: 0.5,
+                ..CompositeSettings::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(dimmed.get_pixel(10, 10).0[2], 100);
+    }
+
+    #[test]
+    fn backdrop_is_small_and_flat_for_a_flat_photo() {
+        let photo = RgbImage::from_pixel(4000, 3000, Rgb([90, 120, 30]));
+        let b = backdrop(&photo).unwrap();
+        assert_eq!(b.dimensions(), (48, 36));
+        assert!(b.pixels().all(|p| p.0 == [90, 120, 30]));
+        let s = sample_bilinear(&b, 0.3, 0.9);
+        assert!((s[0] - 90.0 / 255.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mismatched_sizes_are_an_error() {
+        let (photo, _) = photo_and_mask();
+        let mask = GrayImage::new(3, 3);
+        assert!(composite(&photo, &mask, &CompositeSettings::default()).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+// The cutout composite, on screen (preview) and offscreen (tests, export check).
+// Same formulas as src/image_ops/composite.rs (the CPU reference); keep the two in step.
+
+struct Uniforms {
+    // Image coordinates (0–1) at the top-left and bottom-right of the viewport.
+    view_min: vec2<f32>,
+    view_max: vec2<f32>,
+    // Colour behind the subject for background 1, sRGB 0–1.
+    color: vec4<f32>,
+    // Alpha ramp: alpha = clamp((mask - lo) / max(hi - lo, MIN_RAMP), 0, 1).
+    lo: f32,
+    hi: f32,
+    // Brightness kept by the dimmed background.
+    dim: f32,
+    // Viewport x (0–1) left of which the original photo shows; below 0 = no split.
+    split: f32,
+    // 0 transparent, 1 colour, 2 dimmed, 3 blurred.
+    background: u32,
+    // 0 composite, 1 mask only.
+    view: u32,
+    // 0 preview (checkerboard behind transparency, opaque output), 1 export (straight alpha).
+    output: u32,
+    // 1 when the target format is sRGB, so the shader must hand over linear values.
+    target_srgb: u32,
+    // Checkerboard square size in physical pixels.
+    checker_px: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
+};
+
+const MIN_RAMP: f32 = 1e-4;
+
+@group(0) @binding(0) var<uniform> u: Uniforms;
+@group(0) @binding(1) var photo_tex: texture_2d<f32>;
+@group(0) @binding(2) var mask_tex: texture_2d<f32>;
+@group(0) @binding(3) var backdrop_tex: texture_2d<f32>;
+@group(0) @binding(4) var linear_sampler: sampler;
+
+struct VertexOut {
+    @builtin(position) position: vec4<f32>,
+    // 0–1 across the viewport, y down.
+    @location(0) viewport_uv: vec2<f32>,
+};
+
+// One triangle that covers the viewport.
+@vertex
+fn vs_main(@builtin(vertex_index) index: u32) -> VertexOut {
+    let x = f32((index << 1u) & 2u);
+    let y = f32(index & 2u);
+    var out: VertexOut;
+    out.position = vec4<f32>(x * 2.0 - 1.0, 1.0 - y * 2.0, 0.0, 1.0);
+    out.viewport_uv = vec2<f32>(x, y);
+    return out;
+}
+
+fn srgb_to_linear(c: vec3<f32>) -> vec3<f32> {
+    let low = c / 12.92;
+    let high = pow((c + 0.055) / 1.055, vec3<f32>(2.4));
+    return select(high, low, c <= vec3<f32>(0.04045));
+}
+
+fn finish(rgba: vec4<f32>) -> vec4<f32> {
+    if u.target_srgb == 1u {
+        return vec4<f32>(srgb_to_linear(rgba.rgb), rgba.a);
+    }
+    return rgba;
+}
+
+@fragment
+fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
+    let image_uv = mix(u.view_min, u.view_max, in.viewport_uv);
+    if any(image_uv < vec2<f32>(0.0)) || any(image_uv > vec2<f32>(1.0)) {
+        discard;
+    }
+
+    var fg: vec3<f32>;
+    var m: f32;
+    if u.output == 1u {
+        // Export: one output pixel per photo pixel, read exactly.
+        let size = vec2<f32>(textureDimensions(photo_tex));
+        let texel = vec2<i32>(clamp(floor(image_uv * size), vec2<f32>(0.0), size - 1.0));
+        fg = textureLoad(photo_tex, texel, 0).rgb;
+        m = textureLoad(mask_tex, texel, 0).r;
+    } else {
+        fg = textureSampleLevel(photo_tex, linear_sampler, image_uv, 0.0).rgb;
+        m = textureSampleLevel(mask_tex, linear_sampler, image_uv, 0.0).r;
+    }
+
+    if u.output == 0u && in.viewport_uv.x < u.split {
+        return finish(vec4<f32>(fg, 1.0));
+    }
+
+    let a = clamp((m - u.lo) / max(u.hi - u.lo, MIN_RAMP), 0.0, 1.0);
+
+    if u.output == 0u && u.view == 1u {
+        return finish(vec4<f32>(vec3<f32>(a), 1.0));
+    }
+
+    var behind: vec3<f32>;
+    switch u.background {
+        case 1u: {
+            behind = u.color.rgb;
+        }
+        case 2u: {
+            behind = fg * u.dim;
+        }
+        case 3u: {
+            behind = textureSampleLevel(backdrop_tex, linear_sampler, image_uv, 0.0).rgb;
+        }
+        default: {
+            if u.output == 1u {
+                // Straight alpha; fully transparent pixels are stored black.
+                if a * 255.0 < 0.5 {
+                    return vec4<f32>(0.0);
+                }
+                return vec4<f32>(fg, a);
+            }
+            let cell = floor(in.position.xy / u.checker_px);
+            let odd = (i32(cell.x) + i32(cell.y)) & 1;
+            behind = select(vec3<f32>(0.8), vec3<f32>(0.6), odd == 1);
+        }
+    }
+    return finish(vec4<f32>(fg * a + behind * (1.0 - a), 1.0));
+}

@@ -1,0 +1,346 @@
+//! GPU objects: the pipeline (created once per target format) and the image textures.
+
+use image::{GrayImage, RgbImage};
+
+use super::{ImageView, PreviewOptions, RenderError};
+use crate::image_ops::CompositeSettings;
+
+/// The uniform block of `composite.wgsl` (80 bytes, same field order and padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Uniforms {
+    view_min: [f32; 2],
+    view_max: [f32; 2],
+    color: [f32; 4],
+    lo: f32,
+    hi: f32,
+    dim: f32,
+    split: f32,
+    background: u32,
+    view: u32,
+    output: u32,
+    target_srgb: u32,
+    checker_px: f32,
+    pad: [f32; 3],
+}
+
+impl Uniforms {
+    /// Uniforms for the on-screen preview.
+    pub fn preview(
+        settings: &CompositeSettings,
+        view: ImageView,
+        options: PreviewOptions,
+        checker_px: f32,
+    ) -> Self {
+        let split = if options.photo_only {
+            2.0
+        } else {
+            options.split.unwrap_or(-1.0)
+        };
+        Self {
+            split,
+            view: u32::from(options.mask_only),
+            checker_px: checker_px.max(1.0),
+            ..Self::export(settings, view)
+        }
+    }
+
+    /// Uniforms for the export: one pixel per photo pixel, straight alpha.
+    pub fn export(settings: &CompositeSettings, view: ImageView) -> Self {
+        let (lo, hi) = settings.ramp();
+        let [r, g, b] = settings.color.map(|c| f32::from(c) / 255.0);
+        Self {
+            view_min: view.min,
+            view_max: view.max,
+            color: [r, g, b, 1.0],
+            lo,
+            hi,
+            dim: settings.dim,
+            split: -1.0,
+            background: settings.background.shader_code(),
+            view: 0,
+            output: 1,
+            target_srgb: 0,
+            checker_px: 8.0,
+            pad: [0.0; 3],
+        }
+    }
+
+    /// Sets the target's colour space and the output kind (export or preview).
+    fn with_target(mut self, target_srgb: bool, export: bool) -> Self {
+        self.target_srgb = u32::from(target_srgb);
+        self.output = u32::from(export);
+        self
+    }
+}
+
+/// Pipeline, bind group layout, sampler and uniform buffer: created once.
+pub struct Pipeline {
+    pipeline: wgpu::RenderPipeline,
+    layout: wgpu::BindGroupLayout,
+    sampler: wgpu::Sampler,
+    uniforms: wgpu::Buffer,
+    target_srgb: bool,
+}
+
+impl Pipeline {
+    /// Builds the composite pipeline for a target format.
+    pub fn new(device: &wgpu::Device, target: wgpu::TextureFormat) -> Self {
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("cutout composite shader"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("composite.wgsl").into()),
+        });
+        let texture_entry = |binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::FRAGMENT,
+            ty: wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: true },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("cutout composite bind group layout"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(
+                            std::mem::size_of::<Uniforms>() as u64
+                        ),
+                    },
+                    count: None,
+                },
+                texture_entry(1),
+                texture_entry(2),
+                texture_entry(3),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 4,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                    count: None,
+                },
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("cutout composite pipeline layout"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("cutout composite pipeline"),
+            layout: Some(&pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &shader,
+                entry_point: Some("vs_main"),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                buffers: &[],
+            },
+            primitive: wgpu::PrimitiveState::default(),
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            fragment: Some(wgpu::FragmentState {
+                module: &shader,
+                entry_point: Some("fs_main"),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: target,
+                    blend: None,
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
+        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("cutout composite sampler"),
+            address_mode_u: wgpu::AddressMode::ClampToEdge,
+            address_mode_v: wgpu::AddressMode::ClampToEdge,
+            mag_filter: wgpu::FilterMode::Linear,
+            min_filter: wgpu::FilterMode::Linear,
+            ..wgpu::SamplerDescriptor::default()
+        });
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("cutout composite uniforms"),
+            size: std::mem::size_of::<Uniforms>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Self {
+            pipeline,
+            layout,
+            sampler,
+            uniforms,
+            target_srgb: target.is_srgb(),
+        }
+    }
+
+    /// Writes the uniforms for the next draw (`export` selects straight-alpha output).
+    pub fn write_uniforms(&self, queue: &wgpu::Queue, uniforms: Uniforms, export: bool) {
+        let u = uniforms.with_target(self.target_srgb, export);
+        queue.write_buffer(&self.uniforms, 0, bytemuck::bytes_of(&u));
+    }
+
+    /// Draws the composite into the current viewport of `pass`.
+    pub fn draw(&self, pass: &mut wgpu::RenderPass<'_>, images: &ImageTextures) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &images.bind_group, &[]);
+        pass.draw(0..3, 0..1);
+    }
+}
+
+/// The photo, its mask and the blurred backdrop as textures, with their bind group.
+pub struct ImageTextures {
+    mask: wgpu::Texture,
+    bind_group: wgpu::BindGroup,
+    size: [u32; 2],
+}
+
+fn texture(
+    device: &wgpu::Device,
+    label: &str,
+    (width, height): (u32, u32),
+    format: wgpu::TextureFormat,
+) -> wgpu::Texture {
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    })
+}
+
+fn write(queue: &wgpu::Queue, texture: &wgpu::Texture, bytes: &[u8], bytes_per_pixel: u32) {
+    let size = texture.size();
+    queue.write_texture(
+        wgpu::TexelCopyTextureInfo {
+            texture,
+            mip_level: 0,
+            origin: wgpu::Origin3d::ZERO,
+            aspect: wgpu::TextureAspect::All,
+        },
+        bytes,
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(size.width * bytes_per_pixel),
+            rows_per_image: Some(size.height),
+        },
+        size,
+    );
+}
+
+/// RGB → RGBA with opaque alpha (GPUs have no 3-byte texture format).
+pub fn rgba_bytes(rgb: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rgb.as_raw().len() / 3 * 4);
+    for px in rgb.as_raw().chunks_exact(3) {
+        out.extend_from_slice(&[px[0], px[1], px[2], 255]);
+    }
+    out
+}
+
+impl ImageTextures {
+    /// Uploads a photo (with its blurred backdrop) and an empty mask of the same size.
+    pub fn new(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        pipeline: &Pipeline,
+        photo: &RgbImage,
+        backdrop: &RgbImage,
+    ) -> Result<Self, RenderError> {
+        let (width, height) = photo.dimensions();
+        let limit = device.limits().max_texture_dimension_2d;
+        if width > limit || height > limit || width == 0 || height == 0 {
+            return Err(RenderError::TooLarge {
+                width,
+                height,
+                limit,
+            });
+        }
+        let photo_tex = texture(
+            device,
+            "cutout photo",
+            (width, height),
+            wgpu::TextureFormat::Rgba8Unorm,
+        );
+        write(queue, &photo_tex, &rgba_bytes(photo), 4);
+        let backdrop_tex = texture(
+            device,
+            "cutout blurred backdrop",
+            backdrop.dimensions(),
+            wgpu::TextureFormat::Rgba8Unorm,
+        );
+        write(queue, &backdrop_tex, &rgba_bytes(backdrop), 4);
+        let mask = texture(
+            device,
+            "cutout mask",
+            (width, height),
+            wgpu::TextureFormat::R8Unorm,
+        );
+        let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
+        let (photo_view, mask_view, backdrop_view) =
+            (view(&photo_tex), view(&mask), view(&backdrop_tex));
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("cutout composite bind group"),
+            layout: &pipeline.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: pipeline.uniforms.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::TextureView(&photo_view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::TextureView(&mask_view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: wgpu::BindingResource::TextureView(&backdrop_view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: wgpu::BindingResource::Sampler(&pipeline.sampler),
+                },
+            ],
+        });
+        Ok(Self {
+            mask,
+            bind_group,
+            size: [width, height],
+        })
+    }
+
+    /// Replaces the mask (same size as the photo).
+    pub fn write_mask(&self, queue: &wgpu::Queue, mask: &GrayImage) -> Result<(), RenderError> {
+        if mask.dimensions() != (self.size[0], self.size[1]) {
+            return Err(RenderError::Readback(format!(
+                "mask is {}×{}, photo texture is {}×{}",
+                mask.width(),
+                mask.height(),
+                self.size[0],
+                self.size[1]
+            )));
+        }
+        write(queue, &self.mask, mask.as_raw(), 1);
+        Ok(())
+    }
+
+    /// Photo size in pixels.
+    pub fn size(&self) -> [u32; 2] {
+        self.size
+    }
+}

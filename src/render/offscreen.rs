@@ -1,0 +1,159 @@
+//! The offscreen path: the same pipeline and shader, rendered at the photo's full resolution into
+//! a texture and read back. Used to check the GPU against the CPU reference, and by front ends
+//! that have no window.
+
+use image::{GrayImage, RgbImage, RgbaImage};
+
+use super::{ImageTextures, ImageView, Pipeline, RenderError, Uniforms};
+use crate::image_ops::{CompositeSettings, composite};
+
+/// A headless wgpu device with the composite pipeline.
+pub struct Offscreen {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    pipeline: Pipeline,
+    adapter: wgpu::AdapterInfo,
+}
+
+const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
+
+impl Offscreen {
+    /// Opens the default adapter without a window (a GPU, or lavapipe on machines without one).
+    pub fn new() -> Result<Self, RenderError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..wgpu::RequestAdapterOptions::default()
+        }))
+        .map_err(|e| RenderError::NoAdapter(e.to_string()))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("cutout offscreen device"),
+            required_limits: adapter.limits(),
+            ..wgpu::DeviceDescriptor::default()
+        }))
+        .map_err(|e| RenderError::Device(e.to_string()))?;
+        let pipeline = Pipeline::new(&device, FORMAT);
+        Ok(Self {
+            adapter: adapter.get_info(),
+            device,
+            queue,
+            pipeline,
+        })
+    }
+
+    /// Which adapter runs the composite ("llvmpipe (Vulkan, Cpu)", say).
+    pub fn adapter_name(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.adapter.name, self.adapter.backend, self.adapter.device_type
+        )
+    }
+
+    /// The export composite of a photo and its mask, at full resolution.
+    pub fn composite(
+        &self,
+        photo: &RgbImage,
+        mask: &GrayImage,
+        settings: &CompositeSettings,
+    ) -> Result<RgbaImage, RenderError> {
+        let backdrop =
+            composite::backdrop(photo).map_err(|e| RenderError::Readback(e.to_string()))?;
+        let images =
+            ImageTextures::new(&self.device, &self.queue, &self.pipeline, photo, &backdrop)?;
+        images.write_mask(&self.queue, mask)?;
+        let (width, height) = photo.dimensions();
+        let target = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("cutout offscreen target"),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: FORMAT,
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+            view_formats: &[],
+        });
+        let view = target.create_view(&wgpu::TextureViewDescriptor::default());
+        self.pipeline.write_uniforms(
+            &self.queue,
+            Uniforms::export(settings, ImageView::FULL),
+            true,
+        );
+        let row_bytes = width * 4;
+        let padded_row_bytes = row_bytes.div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("cutout offscreen readback"),
+            size: u64::from(padded_row_bytes) * u64::from(height),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("cutout offscreen encoder"),
+            });
+        {
+            let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: Some("cutout offscreen pass"),
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &view,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT),
+                        store: wgpu::StoreOp::Store,
+                    },
+                    depth_slice: None,
+                })],
+                ..wgpu::RenderPassDescriptor::default()
+            });
+            self.pipeline.draw(&mut pass, &images);
+        }
+        encoder.copy_texture_to_buffer(
+            wgpu::TexelCopyTextureInfo {
+                texture: &target,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::TexelCopyBufferInfo {
+                buffer: &readback,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(padded_row_bytes),
+                    rows_per_image: Some(height),
+                },
+            },
+            target.size(),
+        );
+        self.queue.submit([encoder.finish()]);
+        let slice = readback.slice(..);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = tx.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(std::time::Duration::from_secs(60)),
+            })
+            .map_err(|e| RenderError::Readback(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| RenderError::Readback(e.to_string()))?
+            .map_err(|e| RenderError::Readback(e.to_string()))?;
+        let mapped = slice
+            .get_mapped_range()
+            .map_err(|e| RenderError::Readback(e.to_string()))?;
+        let mut pixels = Vec::with_capacity((row_bytes * height) as usize);
+        for row in mapped.chunks_exact(padded_row_bytes as usize) {
+            pixels.extend_from_slice(&row[..row_bytes as usize]);
+        }
+        drop(mapped);
+        readback.unmap();
+        RgbaImage::from_raw(width, height, pixels)
+            .ok_or_else(|| RenderError::Readback("wrong buffer size".to_owned()))
+    }
+}

@@ -1,0 +1,166 @@
+//! The right-hand panel: engine (precision, provider, Live), compositing controls, export.
+
+use crate::{
+    app::{AppState, Command, EngineStatus, Settings},
+    engine::Precision,
+    image_ops::Background,
+};
+
+/// Engine, composite and export controls.
+pub fn controls_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    settings: &mut Settings,
+    commands: &mut Vec<Command>,
+) {
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        engine_ui(ui, state, settings, commands);
+        ui.separator();
+        composite_ui(ui, settings);
+        ui.separator();
+        export_ui(ui, state, settings, commands);
+    });
+}
+
+fn engine_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    settings: &Settings,
+    commands: &mut Vec<Command>,
+) {
+    ui.heading("Engine");
+    let configuring = matches!(state.engine, EngineStatus::Configuring { .. });
+    ui.horizontal(|ui| {
+        ui.label("Precision");
+        let precision = settings.precision();
+        for p in [Precision::Fp32, Precision::Fp16] {
+            let button = egui::Button::selectable(precision == p, p.to_string());
+            if ui.add_enabled(!configuring, button).clicked() {
+                commands.push(Command::SetPrecision(p));
+            }
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.label("Provider");
+        let mut provider = settings.provider.clone();
+        egui::ComboBox::from_id_salt("provider")
+            .selected_text(&provider)
+            .show_ui(ui, |ui| {
+                for p in ["auto", "tensorrt", "cuda", "cpu"] {
+                    ui.selectable_value(&mut provider, p.to_owned(), p);
+                }
+            });
+        if provider != settings.provider {
+            commands.push(Command::SetProvider(provider));
+        }
+    });
+    let mut live = state.live;
+    if ui
+        .add_enabled(
+            state.current.is_some(),
+            egui::Checkbox::new(&mut live, "Live (re-run inference continuously)"),
+        )
+        .changed()
+    {
+        commands.push(Command::SetLive(live));
+    }
+    match &state.engine {
+        EngineStatus::Configuring { what, since } => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!(
+                    "Loading {what}… {:.0} s",
+                    since.elapsed().as_secs_f64()
+                ));
+            });
+        }
+        EngineStatus::Ready { report, .. } => {
+            ui.label(
+                egui::RichText::new(format!(
+                    "Running: {} · {}",
+                    report.provider, report.precision
+                ))
+                .strong(),
+            );
+            if let Some(note) = report.note() {
+                ui.weak(note);
+            }
+            for skipped in &report.skipped {
+                ui.label(format!("{} not used: {}", skipped.provider, skipped.reason));
+            }
+        }
+        EngineStatus::Failed(error) => {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+    }
+}
+
+fn composite_ui(ui: &mut egui::Ui, settings: &mut Settings) {
+    ui.heading("Cutout");
+    let c = &mut settings.composite;
+    ui.add(egui::Slider::new(&mut c.threshold, 0.0..=1.0).text("Threshold"));
+    ui.add(egui::Slider::new(&mut c.softness, 0.0..=1.0).text("Edge softness"));
+    if ui.small_button("Reset edge").clicked() {
+        let defaults = crate::image_ops::CompositeSettings::default();
+        c.threshold = defaults.threshold;
+        c.softness = defaults.softness;
+    }
+    ui.label("Background");
+    for b in Background::ALL {
+        ui.radio_value(&mut c.background, b, b.label());
+    }
+    match c.background {
+        Background::Color => {
+            ui.horizontal(|ui| {
+                ui.label("Colour");
+                ui.color_edit_button_srgb(&mut c.color);
+            });
+        }
+        Background::Dimmed => {
+            ui.add(egui::Slider::new(&mut c.dim, 0.0..=1.0).text("Brightness"));
+        }
+        Background::Transparent | Background::Blurred => {}
+    }
+    ui.checkbox(&mut settings.mask_only, "Show mask only");
+    ui.checkbox(&mut settings.split_enabled, "Before/after split");
+    if settings.split_enabled {
+        ui.add(egui::Slider::new(&mut settings.split, 0.0..=1.0).text("Split"));
+    }
+}
+
+fn export_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    settings: &Settings,
+    commands: &mut Vec<Command>,
+) {
+    ui.heading("Export");
+    let folder = settings
+        .export_dir
+        .as_ref()
+        .map_or_else(|| "not chosen yet".to_owned(), |d| d.display().to_string());
+    ui.horizontal(|ui| {
+        ui.label("Folder:");
+        ui.add(egui::Label::new(folder).truncate());
+    });
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(state.has_cutout(), egui::Button::new("Export PNG"))
+            .on_hover_text(
+                "Full resolution, with the threshold, softness and background above (Ctrl+S)",
+            )
+            .clicked()
+        {
+            commands.push(Command::Export);
+        }
+        if ui
+            .add_enabled(state.has_cutout(), egui::Button::new("Copy"))
+            .clicked()
+        {
+            commands.push(Command::Copy);
+        }
+        if ui.button("Folder…").clicked() {
+            commands.push(Command::ChooseExportFolder);
+        }
+    });
+}

@@ -1,0 +1,160 @@
+//! The latency overlay: where the time of the last run went, min and median over recent runs,
+//! UI frame time, what actually ran and why nothing faster, and FP32 against FP16.
+
+use crate::{
+    app::{AppState, EngineStatus, Settings, stats::Samples},
+    engine::Precision,
+};
+
+/// Draws the overlay in the canvas's top-left corner.
+pub fn latency_overlay_ui(
+    ui: &mut egui::Ui,
+    canvas: egui::Rect,
+    state: &AppState,
+    settings: &Settings,
+) {
+    egui::Area::new(egui::Id::unique("latency overlay"))
+        .fixed_pos(canvas.min + egui::vec2(8.0, 8.0))
+        .order(egui::Order::Foreground)
+        .interactable(false)
+        .show(ui.ctx(), |ui| {
+            egui::Frame::popup(ui.style())
+                .fill(egui::Color32::from_black_alpha(190))
+                .show(ui, |ui| {
+                    ui.style_mut().override_text_style = Some(egui::TextStyle::Monospace);
+                    ui.visuals_mut().override_text_color = Some(egui::Color32::from_gray(230));
+                    overlay_contents_ui(ui, state, settings);
+                });
+        });
+}
+
+fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings) {
+    match &state.engine {
+        EngineStatus::Ready {
+            report,
+            input_side_px,
+            startup,
+        } => {
+            let ran = state.current.as_ref().and_then(|c| c.ran);
+            let (provider, precision) = ran.map_or((report.provider, report.precision), |r| {
+                (r.provider, r.precision)
+            });
+            ui.label(format!(
+                "{provider} · {precision} · {input_side_px}×{input_side_px} input"
+            ));
+            if let Some(note) = report.note() {
+                ui.label(note);
+            }
+            for s in &report.skipped {
+                ui.label(format!("{} not used: {}", s.provider, s.reason));
+            }
+            ui.label(format!(
+                "start-up: prepare {:.0} ms, session {:.0} ms, first run {:.0} ms",
+                startup.prepare_ms, startup.session_ms, startup.first_run_ms
+            ));
+        }
+        EngineStatus::Configuring { what, .. } => {
+            ui.label(format!("loading {what}…"));
+        }
+        EngineStatus::Failed(error) => {
+            ui.label(format!("no session: {error}"));
+        }
+    }
+    let stats = &state.stats;
+    egui::Grid::new("latency grid")
+        .num_columns(4)
+        .spacing([12.0, 2.0])
+        .show(ui, |ui| {
+            ui.label("stage ms");
+            ui.label("last");
+            ui.label("min");
+            ui.label("median");
+            ui.end_row();
+            for (name, samples) in [
+                ("decode", &stats.decode),
+                ("preprocess", &stats.preprocess),
+                ("upload", &stats.upload),
+                ("inference", &stats.infer),
+                ("postprocess", &stats.postprocess),
+                ("textures", &stats.texture_upload),
+            ] {
+                row_ui(ui, name, samples);
+            }
+            ui.label("composite");
+            ui.label("GPU, in egui's pass");
+            ui.end_row();
+            ui.label("ui frame");
+            match stats.ui_frame.summary() {
+                Some(s) => {
+                    ui.label(format!("{:.2}", s.last));
+                    ui.label(format!("p99 {:.2}", s.p99));
+                    ui.label(format!("{:.2}", s.median));
+                }
+                None => {
+                    ui.label("–");
+                }
+            }
+            ui.end_row();
+        });
+    precision_comparison_ui(ui, state, settings);
+}
+
+fn row_ui(ui: &mut egui::Ui, name: &str, samples: &Samples) {
+    ui.label(name);
+    match samples.summary() {
+        Some(s) => {
+            ui.label(format!("{:.1}", s.last));
+            ui.label(format!("{:.1}", s.min));
+            ui.label(format!("{:.1}", s.median));
+        }
+        None => {
+            ui.label("–");
+            ui.label("");
+            ui.label("");
+        }
+    }
+    ui.end_row();
+}
+
+/// FP32 and FP16 side by side (median inference on the provider in use), the speed-up, and how
+/// much the two masks of the photo on screen differ.
+fn precision_comparison_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings) {
+    let EngineStatus::Ready { report, .. } = &state.engine else {
+        return;
+    };
+    let median = |p: Precision| {
+        state
+            .stats
+            .infer_by_run
+            .get(&(report.provider, p))
+            .and_then(Samples::summary)
+            .map(|s| s.median)
+    };
+    let (fp32, fp16) = (median(Precision::Fp32), median(Precision::Fp16));
+    let show = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.1} ms"));
+    ui.separator();
+    ui.label(format!(
+        "inference on {}: FP32 {} | FP16 {}",
+        report.provider,
+        show(fp32),
+        show(fp16)
+    ));
+    match (fp32, fp16) {
+        (Some(a), Some(b)) if b > 0.0 => {
+            ui.label(format!("FP16 speed-up: {:.2}×", a / b));
+        }
+        _ => {
+            let other = match settings.precision() {
+                Precision::Fp16 => "FP32",
+                Precision::Fp32 => "FP16",
+            };
+            ui.label(format!("switch to {other} to compare"));
+        }
+    }
+    if let Some(d) = state.current.as_ref().and_then(|c| c.difference) {
+        ui.label(format!(
+            "masks differ: mean {:.2} levels, max {}, IoU {:.4}",
+            d.mean_abs_levels, d.max_abs_levels, d.iou
+        ));
+    }
+}
