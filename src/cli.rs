@@ -496,7 +496,7 @@ mod tests {
             "512",
         ])
         .expect("parses");
-        let Command::Remove(args) = cli.command else {
+        let Some(Command::Remove(args)) = cli.command else {
             panic!("remove expected")
         };
         assert_eq!(
@@ -506,6 +506,19 @@ mod tests {
         assert_eq!(args.engine.precision, Precision::Fp16);
         assert_eq!(args.engine.size, Some(512));
         assert!(Cli::try_parse_from(["cutout", "remove", "a.jpg", "--ep", "gpu"]).is_err());
+        // No subcommand: photos for the desktop app.
+        let app = Cli::try_parse_from(["cutout", "a.jpg", "photos/"]).expect("parses");
+        assert!(app.command.is_none());
+        assert_eq!(
+            app.paths,
+            [PathBuf::from("a.jpg"), PathBuf::from("photos/")]
+        );
+        assert!(
+            Cli::try_parse_from(["cutout"])
+                .expect("parses")
+                .paths
+                .is_empty()
+        );
         assert!(
             Cli::try_parse_from([
                 "cutout",

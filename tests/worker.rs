@@ -9,8 +9,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use cutout::{
     engine::{ModelChoice, ProviderKind, ProviderRequest, SegmenterOptions},
     image_ops::DecodeLimits,
+    image_ops::{Background, CompositeSettings},
     paths::AppDirs,
-    worker::{JobKind, Request, Response, Worker},
+    worker::{ExportSource, JobKind, Request, Response, Worker},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -84,9 +85,14 @@ fn a_photo_is_decoded_then_masked() {
         })
         .expect("send");
     match worker.recv_timeout(WAIT) {
-        Some(Response::Decoded { id: got, rgb }) => {
+        Some(Response::Decoded {
+            id: got,
+            rgb,
+            thumbnail,
+        }) => {
             assert_eq!(got, id);
             assert_eq!(rgb.dimensions(), (480, 360));
+            assert_eq!(thumbnail.dimensions(), (96, 72));
         }
         other => panic!("expected Decoded, got {other:?}"),
     }
@@ -95,8 +101,11 @@ fn a_photo_is_decoded_then_masked() {
             id: got,
             mask,
             timings,
+            ran,
         }) => {
             assert_eq!(got, id);
+            assert_eq!(ran.provider, ProviderKind::Cpu);
+            assert_eq!(ran.input_side_px, 320);
             assert_eq!(mask.dimensions(), (480, 360));
             assert!(mask.get_pixel(240, 200).0[0] > 200 && mask.get_pixel(2, 2).0[0] < 50);
             assert!(timings.infer_ms > 0.0 && timings.decode_ms > 0.0);
@@ -209,4 +218,56 @@ fn work_before_a_model_and_a_bad_model_are_reported() {
     }
     // Still serving: a good configuration afterwards works.
     configure_cpu(&worker);
+}
+
+#[test]
+fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
+    let (worker, root) = worker();
+    configure_cpu(&worker);
+    let out = root.path().join("car.png");
+    let id = worker.next_id(JobKind::Queue);
+    worker
+        .send(Request::Export {
+            id,
+            source: ExportSource::File(photo("car-1.jpg")),
+            settings: CompositeSettings {
+                background: Background::Color,
+                color: [0, 255, 0],
+                ..CompositeSettings::default()
+            },
+            output: out.clone(),
+        })
+        .expect("send");
+    match worker.recv_timeout(WAIT) {
+        Some(Response::Exported { id: got, path, .. }) => {
+            assert_eq!((got, path), (id, out.clone()));
+        }
+        other => panic!("expected Exported, got {other:?}"),
+    }
+    let written = image::open(&out).expect("png");
+    assert_eq!(
+        written.color(),
+        image::ColorType::Rgb8,
+        "opaque background: no alpha channel"
+    );
+    assert_eq!(written.to_rgb8().get_pixel(2, 2).0, [0, 255, 0]);
+
+    let missing = root.path().join("no/such/folder/car.png");
+    let id = worker.next_id(JobKind::Queue);
+    worker
+        .send(Request::Export {
+            id,
+            source: ExportSource::File(photo("car-1.jpg")),
+            settings: CompositeSettings::default(),
+            output: missing.clone(),
+        })
+        .expect("send");
+    match worker.recv_timeout(WAIT) {
+        Some(Response::Failed { id: got, error }) => {
+            assert_eq!(got, id);
+            assert!(error.contains("does not exist"), "{error}");
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(!missing.exists());
 }

@@ -1054,6 +1054,10 @@ impl CutoutApp {
                 Command::Quit,
             ),
             (
+                KeyboardShortcut::new(Modifiers::COMMAND, Key::L),
+                Command::SetLive(!self.state.live),
+            ),
+            (
                 KeyboardShortcut::new(Modifiers::COMMAND, Key::Plus),
                 Command::ZoomIn,
             ),

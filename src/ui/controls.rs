@@ -58,7 +58,7 @@ fn engine_ui(
     if ui
         .add_enabled(
             state.current.is_some(),
-            egui::Checkbox::new(&mut live, "Live (re-run inference continuously)"),
+            egui::Checkbox::new(&mut live, "Live: re-run inference continuously (Ctrl+L)"),
         )
         .changed()
     {

@@ -26,7 +26,7 @@ pub fn app_ui(
         .resizable(false)
         .exact_size(280.0)
         .show(ui, |ui| {
-            controls::controls_ui(ui, state, settings, commands)
+            controls::controls_ui(ui, state, settings, commands);
         });
     let canvas = egui::CentralPanel::default()
         .frame(egui::Frame::NONE.fill(ui.visuals().extreme_bg_color))

@@ -48,10 +48,14 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             for s in &report.skipped {
                 ui.label(format!("{} not used: {}", s.provider, s.reason));
             }
-            ui.label(format!(
-                "start-up: prepare {:.0} ms, session {:.0} ms, first run {:.0} ms",
-                startup.prepare_ms, startup.session_ms, startup.first_run_ms
-            ));
+            let mut line = format!(
+                "start-up: prepare {:.0} ms, session {:.0} ms",
+                startup.prepare_ms, startup.session_ms
+            );
+            if startup.first_run_ms > 0.0 {
+                line.push_str(&format!(", first run {:.0} ms", startup.first_run_ms));
+            }
+            ui.label(line);
         }
         EngineStatus::Configuring { what, .. } => {
             ui.label(format!("loading {what}…"));

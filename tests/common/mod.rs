@@ -57,3 +57,28 @@ pub fn cpu_segmenter() -> Segmenter {
     };
     segmenter(&options).expect("segmenter on CPU")
 }
+
+/// Folders under `root` whose models folder holds a copy of the real model, with ONNX Runtime
+/// already loaded from the user's runtime folder (once per process).
+pub fn dirs_with_model(root: &std::path::Path) -> AppDirs {
+    engine::runtime::load(&AppDirs::from_env()).unwrap_or_else(|e| {
+        panic!("ONNX Runtime is needed ({e}); run `cargo run --release -- setup`")
+    });
+    let dirs = AppDirs {
+        data_dir: root.join("data"),
+        cache_dir: cache_dir(),
+        config_dir: root.join("config"),
+    };
+    std::fs::create_dir_all(dirs.models_dir()).expect("mkdir");
+    std::fs::copy(
+        models_dir().join("u2netp.onnx"),
+        dirs.models_dir().join("u2netp.onnx"),
+    )
+    .expect("copy model");
+    dirs
+}
+
+/// A real photo from ../shared/testdata.
+pub fn photo(name: &str) -> PathBuf {
+    shared_dir().join("testdata/rembg/fixtures").join(name)
+}

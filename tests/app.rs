@@ -1,0 +1,269 @@
+//! The desktop app through egui_kittest, rendered with wgpu (lavapipe without a GPU): a real
+//! photo, the real model on the CPU provider, real widgets clicked, real files written.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use cutout::{
+    app::{AppOptions, Command, CutoutApp, EngineStatus, EntryStatus, Settings},
+    engine::Precision,
+    image_ops::{CompositeSettings, composite},
+};
+use egui_kittest::{Harness, kittest::Queryable as _};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn options(root: &Path, paths: Vec<PathBuf>) -> AppOptions {
+    let dirs = common::dirs_with_model(root);
+    let export_dir = root.join("exports");
+    std::fs::create_dir_all(&export_dir).unwrap();
+    let settings = Settings {
+        provider: "cpu".to_owned(),
+        precision: "fp32".to_owned(),
+        export_dir: Some(export_dir),
+        ..Settings::default()
+    };
+    AppOptions {
+        settings: Some(settings),
+        persist: false,
+        ..AppOptions::new(dirs, paths)
+    }
+}
+
+fn harness(options: AppOptions) -> Harness<'static, CutoutApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .wgpu()
+        .build_eframe(move |cc| CutoutApp::new(cc, options).expect("app starts"))
+}
+
+/// Steps frames (the worker wakes the UI) until `done` holds.
+fn run_until(harness: &mut Harness<'_, CutoutApp>, what: &str, done: impl Fn(&CutoutApp) -> bool) {
+    let started = Instant::now();
+    while !done(harness.state()) {
+        assert!(
+            started.elapsed() < WAIT,
+            "timed out waiting for {what}; messages: {:?}",
+            harness.state().state.messages
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    harness.step();
+}
+
+fn ready_with(app: &CutoutApp, precision: Precision) -> bool {
+    app.state.current.as_ref().is_some_and(|c| {
+        !c.busy && c.mask.is_some() && c.ran.is_some_and(|r| r.precision == precision)
+    })
+}
+
+fn exported(app: &CutoutApp) -> Option<PathBuf> {
+    app.state.current_entry().and_then(|e| match &e.status {
+        EntryStatus::Exported(p) => Some(p.clone()),
+        _ => None,
+    })
+}
+
+fn alpha(path: &Path) -> Vec<u8> {
+    image::open(path)
+        .unwrap()
+        .to_rgba8()
+        .pixels()
+        .map(|p| p.0[3])
+        .collect()
+}
+
+#[test]
+fn open_segment_compare_precisions_threshold_and_export() {
+    let root = tempfile::tempdir().unwrap();
+    let photo = common::photo("car-1.jpg");
+    let mut h = harness(options(root.path(), vec![photo.clone()]));
+
+    run_until(&mut h, "the first mask", |app| {
+        ready_with(app, Precision::Fp32)
+    });
+    assert!(matches!(h.state().state.engine, EngineStatus::Ready { .. }));
+    // The composite is drawn by the wgpu paint callback: the canvas is not blank.
+    let shot = h.render().expect("render");
+    let canvas = h
+        .state()
+        .state
+        .current
+        .as_ref()
+        .unwrap()
+        .texture_size
+        .unwrap();
+    assert_eq!(canvas, [480, 360], "full-resolution photo texture");
+    let centre = shot.get_pixel(shot.width() / 2, shot.height() / 2).0;
+    let corner = shot.get_pixel(shot.width() / 2, 60).0;
+    assert_ne!(centre, corner, "the canvas shows a picture");
+    assert!(
+        h.state().cutout_shown(),
+        "the paint callback drew the composite"
+    );
+
+    // Export with the default settings: the same alpha as `cutout remove`.
+    h.get_by_label("Export PNG").click();
+    run_until(&mut h, "the first export", |app| exported(app).is_some());
+    let gui_png = exported(h.state()).unwrap();
+    let cli_png = root.path().join("cli.png");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .args(["remove", "--ep", "cpu", "--precision", "fp32", "-o"])
+        .arg(&cli_png)
+        .arg(&photo)
+        .env("CUTOUT_MODELS_DIR", common::models_dir())
+        .env("CUTOUT_CACHE_DIR", common::cache_dir())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (gui_alpha, cli_alpha) = (alpha(&gui_png), alpha(&cli_png));
+    assert_eq!(gui_alpha.len(), cli_alpha.len());
+    let worst = gui_alpha
+        .iter()
+        .zip(&cli_alpha)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 1,
+        "GUI export and `cutout remove` differ by {worst} levels"
+    );
+
+    // FP16: the worker reloads the session, the photo is re-run, both latencies and the mask
+    // difference appear.
+    h.get_by_label("FP16").click();
+    run_until(&mut h, "the FP16 mask", |app| {
+        ready_with(app, Precision::Fp16)
+    });
+    run_until(&mut h, "the mask comparison", |app| {
+        app.state
+            .current
+            .as_ref()
+            .is_some_and(|c| c.difference.is_some())
+    });
+    h.get_by_label_contains("FP16 speed-up");
+    h.get_by_label_contains("masks differ");
+
+    // Move the threshold slider (through the widget, as assistive technology would).
+    let sliders: Vec<_> = h.get_all_by_role(egui::accesskit::Role::Slider).collect();
+    sliders[0].set_value_accesskit(0.7);
+    h.run_steps(2);
+    let settings = h.state().settings.composite;
+    assert!((settings.threshold - 0.7).abs() < 1e-6, "{settings:?}");
+
+    // Export again: the file follows the new threshold, with the preview's definition.
+    std::fs::remove_file(&gui_png).unwrap();
+    h.state_mut().command(Command::Export);
+    run_until(&mut h, "the second export", |app| {
+        exported(app).is_some_and(|p| p.exists())
+    });
+    let current = h.state().state.current.as_ref().unwrap();
+    let expected = composite::composite(
+        current.photo.as_ref().unwrap(),
+        current.mask.as_ref().unwrap(),
+        &CompositeSettings {
+            threshold: 0.7,
+            ..settings
+        },
+    )
+    .unwrap();
+    let written = image::open(&gui_png).unwrap().to_rgba8();
+    assert_eq!(written, expected);
+    assert_ne!(
+        alpha(&gui_png),
+        gui_alpha,
+        "the threshold changed the export"
+    );
+    let names: Vec<_> = std::fs::read_dir(gui_png.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no temporary files are left: {names:?}");
+}
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn a_corrupt_file_dropped_with_good_ones_fails_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let mut h = harness(options(root.path(), Vec::new()));
+    let broken = root.path().join("broken.jpg");
+    let mut bytes = std::fs::read(common::photo("cloth-1.jpg")).unwrap();
+    bytes.truncate(bytes.len() / 3);
+    std::fs::write(&broken, bytes).unwrap();
+    let folder = root.path().join("more");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(common::photo("plants-1.jpg"), folder.join("plants-1.jpg")).unwrap();
+
+    for path in [common::photo("car-1.jpg"), broken, folder] {
+        h.input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(path)) as egui::DroppedFileHandle);
+    }
+    h.step();
+    assert_eq!(h.state().state.entries.len(), 3);
+    run_until(&mut h, "every photo processed", |app| {
+        app.state
+            .entries
+            .iter()
+            .all(|e| e.status != EntryStatus::Pending)
+            && app.state.current.as_ref().is_some_and(|c| !c.busy)
+    });
+    let app = h.state();
+    let (done, failed) = app.counts();
+    assert_eq!((done, failed), (2, 1));
+    let errors: Vec<_> = app.state.messages.iter().filter(|m| m.is_error).collect();
+    assert_eq!(errors.len(), 1, "one clear message: {errors:?}");
+    assert!(
+        errors[0].text.contains("corrupt or truncated") && errors[0].text.contains("broken.jpg"),
+        "{}",
+        errors[0].text
+    );
+    let failed_entry = app
+        .state
+        .entries
+        .iter()
+        .find(|e| e.name == "broken.jpg")
+        .unwrap();
+    assert!(matches!(failed_entry.status, EntryStatus::Failed(_)));
+    assert!(
+        app.state
+            .entries
+            .iter()
+            .filter(|e| e.thumbnail.is_some())
+            .count()
+            == 2,
+        "the good photos have thumbnails"
+    );
+
+    // Export all: the two good photos are written, the broken one is skipped.
+    h.state_mut().command(Command::ExportAll);
+    h.step();
+    assert_eq!(h.state().state.export_progress.map(|p| p.total), Some(2));
+    run_until(&mut h, "export all", |app| {
+        app.state.export_progress.is_none()
+    });
+    let mut written: Vec<_> = std::fs::read_dir(root.path().join("exports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["car-1.png", "plants-1.png"]);
+}

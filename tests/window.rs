@@ -1,0 +1,205 @@
+//! A real window: `cutout PHOTO` under Xvfb (Mesa's lavapipe draws it), waits until the cutout
+//! is on screen, turns Live on for a while, takes a screenshot of the X screen with ImageMagick's
+//! `import`, checks that the picture is neither blank nor uniform, and closes the app with Ctrl+Q,
+//! which must end the process cleanly. Needs `xvfb`, `xdotool` and `imagemagick` (CI installs
+//! them); it fails rather than skips when they are missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{name}` is needed for the window test (apt-get install xvfb xdotool imagemagick)"
+    );
+}
+
+fn start_xvfb() -> (KillOnDrop, String) {
+    for n in 90..140 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            continue;
+        }
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb starts");
+        let guard = KillOnDrop(child);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                return (guard, display);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("no free X display for Xvfb");
+}
+
+fn xdotool(display: &str, args: &[&str]) {
+    let status = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .status()
+        .unwrap();
+    assert!(status.success(), "xdotool {args:?}");
+}
+
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let left = timeout
+            .checked_sub(started.elapsed())
+            .unwrap_or_else(|| panic!("timed out waiting for `{needle}` from the app"));
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("waiting for `{needle}`: {e}"),
+        }
+    }
+}
+
+#[test]
+fn real_window_shows_the_cutout_and_closes_cleanly() {
+    for name in ["Xvfb", "xdotool", "import"] {
+        tool(name);
+    }
+    let (_xvfb, display) = start_xvfb();
+    let home = tempfile::tempdir().unwrap();
+    let runtime_dir = home.path().join("xdg");
+    std::fs::create_dir_all(&runtime_dir).unwrap();
+    std::fs::set_permissions(
+        &runtime_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let config = home.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("settings.toml"), "provider = \"cpu\"\n").unwrap();
+
+    let photo = common::photo("car-1.jpg");
+    let mut app = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_cutout"))
+            .arg(&photo)
+            .env("DISPLAY", &display)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("XDG_RUNTIME_DIR", &runtime_dir)
+            .env("CUTOUT_CONFIG_DIR", &config)
+            .env("CUTOUT_MODELS_DIR", common::models_dir())
+            .env("CUTOUT_CACHE_DIR", common::cache_dir())
+            .env("CUTOUT_LOG", "warn,cutout=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cutout starts"),
+    );
+    let stderr = app.0.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("app: {line}");
+            let _ = tx.send(line);
+        }
+    });
+
+    wait_for_line(&lines, "cutout shown", Duration::from_secs(120));
+    // There is no window manager: give the window the keyboard focus.
+    let found = Command::new("xdotool")
+        .args(["search", "--name", "^cutout"])
+        .env("DISPLAY", &display)
+        .output()
+        .unwrap();
+    let window = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .next()
+        .expect("the cutout window exists")
+        .to_owned();
+    xdotool(&display, &["windowfocus", "--sync", &window]);
+    // Live on: inference re-runs continuously while frames are measured.
+    xdotool(&display, &["key", "ctrl+l"]);
+    std::thread::sleep(Duration::from_secs(10));
+
+    let shot_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("window.png");
+    let status = Command::new("import")
+        .args(["-window", "root"])
+        .arg(&shot_path)
+        .env("DISPLAY", &display)
+        .status()
+        .unwrap();
+    assert!(status.success(), "screenshot");
+    let shot = image::open(&shot_path).unwrap().to_rgb8();
+    let mut colours = std::collections::HashSet::new();
+    let (mut sum, mut sum_sq, n) = (0f64, 0f64, f64::from(shot.width() * shot.height()));
+    for p in shot.pixels() {
+        colours.insert(p.0);
+        let v = f64::from(p.0[0]) + f64::from(p.0[1]) + f64::from(p.0[2]);
+        sum += v;
+        sum_sq += v * v;
+    }
+    let std_dev = (sum_sq / n - (sum / n).powi(2)).sqrt();
+    eprintln!(
+        "screenshot {}: {} colours, standard deviation {std_dev:.1}",
+        shot_path.display(),
+        colours.len()
+    );
+    assert!(
+        colours.len() > 500,
+        "the window looks blank: {} colours",
+        colours.len()
+    );
+    assert!(
+        std_dev > 10.0,
+        "the window looks uniform (σ = {std_dev:.1})"
+    );
+
+    xdotool(&display, &["key", "ctrl+l"]);
+    xdotool(&display, &["key", "ctrl+q"]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = app.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the app did not close on Ctrl+Q"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    reader.join().unwrap();
+    let frame_line: Vec<String> = lines
+        .try_iter()
+        .filter(|l| l.contains("ui frame time"))
+        .collect();
+    eprintln!("{frame_line:?}");
+    assert!(status.success(), "the app exited with {status}");
+    assert_eq!(
+        frame_line.len(),
+        1,
+        "the app reports its frame times at exit"
+    );
+}
