@@ -52,7 +52,7 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
                 "start-up: prepare {:.0} ms, session {:.0} ms",
                 startup.prepare_ms, startup.session_ms
             );
-            if startup.first_run_ms > 0.0 {
+            if startup.first_run_ms >= 0.5 {
                 line.push_str(&format!(", first run {:.0} ms", startup.first_run_ms));
             }
             ui.label(line);
