@@ -195,6 +195,20 @@ pub fn parse_hex_color(text: &str) -> Result<[u8; 3], String> {
     Ok([channel(0)?, channel(2)?, channel(4)?])
 }
 
+/// The program's entry point: logging (ONNX Runtime's own warnings arrive through `ort`'s tracing
+/// events; warnings and errors by default, more with `CUTOUT_LOG=info`, `debug` or `trace`), then
+/// the command line.
+pub fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    run(Cli::parse())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let dirs = AppDirs::from_env();

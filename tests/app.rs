@@ -36,10 +36,16 @@ fn options(root: &Path, paths: Vec<PathBuf>) -> AppOptions {
     }
 }
 
+/// The harness renders with wgpu, on a device set up as the window's is (full texture limit,
+/// timestamp queries where the adapter has them).
 fn harness(options: AppOptions) -> Harness<'static, CutoutApp> {
+    let mut setup = egui_kittest::wgpu::default_wgpu_setup();
+    if let egui_wgpu::WgpuSetup::CreateNew(create) = &mut setup {
+        create.device_descriptor = Arc::new(cutout::render::window_device_descriptor);
+    }
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .wgpu()
+        .wgpu_setup(setup)
         .build_eframe(move |cc| CutoutApp::new(cc, options).expect("app starts"))
 }
 
@@ -108,6 +114,19 @@ fn open_segment_compare_precisions_threshold_and_export() {
         h.state().cutout_shown(),
         "the paint callback drew the composite"
     );
+    // The composite's GPU time arrives a few frames later, where the adapter can measure it.
+    if h.state().state.stats.composite_measurable {
+        for _ in 0..6 {
+            h.render().expect("render");
+            h.step();
+        }
+        let gpu = h.state().state.stats.composite_gpu.summary();
+        assert!(
+            gpu.is_some_and(|s| s.min > 0.0),
+            "composite GPU time: {gpu:?}"
+        );
+        eprintln!("composite on the GPU: {gpu:?}");
+    }
 
     // Export with the default settings: the same alpha as `cutout remove`.
     h.get_by_label("Export PNG").click();

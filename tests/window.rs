@@ -1,7 +1,8 @@
 //! A real window: `cutout PHOTO` under Xvfb (Mesa's lavapipe draws it), waits until the cutout
 //! is on screen, turns Live on for a while, takes a screenshot of the X screen with ImageMagick's
 //! `import`, checks that the picture is neither blank nor uniform, and closes the app with Ctrl+Q,
-//! which must end the process cleanly. Needs `xvfb`, `xdotool` and `imagemagick` (CI installs
+//! which must end the process cleanly; it also checks the window's icon and class with `xprop`.
+//! Needs `xvfb`, `xdotool`, `imagemagick` and `x11-utils` (CI installs
 //! them); it fails rather than skips when they are missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,7 +32,7 @@ fn tool(name: &str) {
         .is_ok_and(|o| o.status.success());
     assert!(
         found,
-        "`{name}` is needed for the window test (apt-get install xvfb xdotool imagemagick)"
+        "`{name}` is needed for the window test (apt-get install xvfb xdotool imagemagick x11-utils)"
     );
 }
 
@@ -86,7 +87,7 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, timeout: Duration
 
 #[test]
 fn real_window_shows_the_cutout_and_closes_cleanly() {
-    for name in ["Xvfb", "xdotool", "import"] {
+    for name in ["Xvfb", "xdotool", "import", "xprop"] {
         tool(name);
     }
     let (_xvfb, display) = start_xvfb();
@@ -140,6 +141,21 @@ fn real_window_shows_the_cutout_and_closes_cleanly() {
         .expect("the cutout window exists")
         .to_owned();
     xdotool(&display, &["windowfocus", "--sync", &window]);
+    // The window carries the app icon and the desktop entry's class.
+    let xprop = |args: &[&str]| {
+        let out = Command::new("xprop")
+            .args(["-id", &window])
+            .args(args)
+            .env("DISPLAY", &display)
+            .output()
+            .expect("xprop (x11-utils)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // `-len` keeps xprop from printing the icon's pixels; it reports the icon's size.
+    let icon = xprop(&["-len", "8", "_NET_WM_ICON"]);
+    let class = xprop(&["WM_CLASS"]);
+    assert!(icon.contains("Icon (256 x 256)"), "no window icon: {icon}");
+    assert!(class.contains("\"org.cutout.cutout\""), "{class}");
     // Live on: inference re-runs continuously while frames are measured.
     xdotool(&display, &["key", "ctrl+l"]);
     std::thread::sleep(Duration::from_secs(10));

@@ -5,6 +5,7 @@
 //! Flow: input and `ui/` widgets → [`Command`] → [`Request`] (via a small outbox, because the
 //! worker's queue is bounded) → worker → [`Response`] → [`AppState`] → `ui/` and `render/`.
 
+pub mod icon;
 pub mod settings;
 pub mod state;
 pub mod stats;
@@ -201,6 +202,10 @@ impl CutoutApp {
             ctx,
             started: Instant::now(),
         };
+        if let Some(rs) = &app.render_state {
+            app.state.stats.composite_measurable =
+                Compositor::with(rs, |c, _, _| c.measures_gpu_time()).unwrap_or(false);
+        }
         if let Some(warning) = settings_warning {
             app.state.post(warning, true);
         }
@@ -1130,6 +1135,13 @@ impl CutoutApp {
         if let Some(cpu_s) = frame.info().cpu_usage {
             self.state.stats.ui_frame.push(f64::from(cpu_s) * 1e3);
         }
+        if let Some(rs) = &self.render_state
+            && let Some(times) = Compositor::with(rs, |c, _, _| c.take_gpu_ms())
+        {
+            for ms in times {
+                self.state.stats.composite_gpu.push(ms);
+            }
+        }
         let responses: Vec<Response> = self.worker.try_iter().collect();
         for response in responses {
             self.handle_response(response);
@@ -1207,15 +1219,30 @@ impl eframe::App for CutoutApp {
     }
 }
 
+/// The application id: Wayland app id, X11 class, desktop entry and AppStream id.
+pub const APP_ID: &str = "org.cutout.cutout";
+
 /// Opens the window and runs the app until it is closed.
 pub fn run_native(options: AppOptions) -> ExitCode {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("cutout")
+        // Matches the desktop entry (assets/linux/org.cutout.cutout.desktop).
+        .with_app_id(APP_ID)
+        .with_inner_size([1280.0, 800.0])
+        .with_min_inner_size([640.0, 400.0])
+        .with_drag_and_drop(true);
+    match icon::window_icon() {
+        Ok(icon) => viewport = viewport.with_icon(Arc::new(icon)),
+        Err(e) => tracing::warn!("no window icon: {e}"),
+    }
+    let mut setup = egui_wgpu::WgpuSetupCreateNew::without_display_handle();
+    setup.device_descriptor = Arc::new(crate::render::window_device_descriptor);
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("cutout")
-            .with_app_id("cutout")
-            .with_inner_size([1280.0, 800.0])
-            .with_min_inner_size([640.0, 400.0])
-            .with_drag_and_drop(true),
+        viewport,
+        wgpu_options: egui_wgpu::WgpuConfiguration {
+            wgpu_setup: egui_wgpu::WgpuSetup::CreateNew(setup),
+            ..egui_wgpu::WgpuConfiguration::default()
+        },
         renderer: eframe::Renderer::Wgpu,
         ..eframe::NativeOptions::default()
     };

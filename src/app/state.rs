@@ -138,6 +138,10 @@ pub struct LatencyStats {
     pub postprocess: Samples,
     /// Photo and mask texture uploads on the UI thread.
     pub texture_upload: Samples,
+    /// The composite draw on the GPU (timestamp queries), where the adapter can measure it.
+    pub composite_gpu: Samples,
+    /// Whether the adapter can measure [`Self::composite_gpu`].
+    pub composite_measurable: bool,
     /// UI frame time (egui pass and rendering, CPU side).
     pub ui_frame: Samples,
     /// Inference per provider and precision, for the side-by-side comparison.
@@ -160,6 +164,8 @@ impl Default for LatencyStats {
             infer: Samples::new(STAGE_WINDOW),
             postprocess: Samples::new(STAGE_WINDOW),
             texture_upload: Samples::new(STAGE_WINDOW),
+            composite_gpu: Samples::new(STAGE_WINDOW),
+            composite_measurable: false,
             ui_frame: Samples::new(FRAME_WINDOW),
             infer_by_run: HashMap::new(),
             last: None,

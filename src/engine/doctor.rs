@@ -56,6 +56,7 @@ pub fn report(dirs: &AppDirs) -> String {
         Ok(rt) => {
             let source = match rt.location.source {
                 RuntimeSource::EnvVar => "from ORT_DYLIB_PATH".to_owned(),
+                RuntimeSource::BesideExecutable => "installed beside cutout".to_owned(),
                 RuntimeSource::Managed(flavor) => {
                     format!("managed by cutout, PyPI {}", flavor.package())
                 }

@@ -53,6 +53,8 @@ pub enum RuntimeSource {
     EnvVar,
     /// The folder `cutout setup` manages.
     Managed(RuntimeFlavor),
+    /// Beside the executable (installed copies: the Windows MSI puts `onnxruntime.dll` there).
+    BesideExecutable,
 }
 
 /// A located ONNX Runtime core library.
@@ -151,6 +153,16 @@ pub fn locate(dirs: &AppDirs) -> Result<RuntimeLocation, RuntimeError> {
                 source: RuntimeSource::Managed(flavor),
             });
         }
+    }
+    if let Some(library) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(core_library_name())))
+        .filter(|lib| lib.is_file())
+    {
+        return Ok(RuntimeLocation {
+            library,
+            source: RuntimeSource::BesideExecutable,
+        });
     }
     Err(RuntimeError::NotInstalled)
 }

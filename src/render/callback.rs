@@ -9,12 +9,13 @@ use std::sync::{
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, ScreenDescriptor};
 use image::{GrayImage, RgbImage};
 
-use super::{ImageTextures, Pipeline, RenderError, Uniforms};
+use super::{ImageTextures, Pipeline, RenderError, Uniforms, timer::GpuTimer};
 
 /// Everything the on-screen composite needs on the GPU, created once at start-up.
 pub struct Compositor {
     pipeline: Pipeline,
     images: Option<ImageTextures>,
+    timer: Option<GpuTimer>,
     warned_missing: AtomicBool,
 }
 
@@ -25,6 +26,7 @@ impl Compositor {
         let compositor = Self {
             pipeline: Pipeline::new(&render_state.device, render_state.target_format),
             images: None,
+            timer: GpuTimer::new(&render_state.device, &render_state.queue),
             warned_missing: AtomicBool::new(false),
         };
         render_state
@@ -71,6 +73,19 @@ impl Compositor {
         }
     }
 
+    /// Whether the composite's GPU time is measured (the adapter has timestamp queries).
+    pub fn measures_gpu_time(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    /// GPU times of the composite draw (milliseconds) measured since the last call.
+    pub fn take_gpu_ms(&self) -> Vec<f64> {
+        self.timer
+            .as_ref()
+            .map(GpuTimer::take_ms)
+            .unwrap_or_default()
+    }
+
     /// Forgets the photo (nothing is drawn).
     pub fn clear(&mut self) {
         self.images = None;
@@ -96,13 +111,16 @@ impl CallbackTrait for CompositeCallback {
         _device: &wgpu::Device,
         queue: &wgpu::Queue,
         _screen_descriptor: &ScreenDescriptor,
-        _egui_encoder: &mut wgpu::CommandEncoder,
+        egui_encoder: &mut wgpu::CommandEncoder,
         resources: &mut CallbackResources,
     ) -> Vec<wgpu::CommandBuffer> {
         if let Some(compositor) = resources.get::<Compositor>() {
             compositor
                 .pipeline
                 .write_uniforms(queue, self.uniforms, false);
+            if let Some(timer) = &compositor.timer {
+                timer.prepare(egui_encoder);
+            }
         }
         Vec::new()
     }
@@ -122,7 +140,13 @@ impl CallbackTrait for CompositeCallback {
         };
         match &compositor.images {
             Some(images) => {
+                if let Some(timer) = &compositor.timer {
+                    timer.begin(pass);
+                }
                 compositor.pipeline.draw(pass, images);
+                if let Some(timer) = &compositor.timer {
+                    timer.end(pass);
+                }
                 if let Some(shown) = &self.shown
                     && !shown.swap(true, Ordering::Relaxed)
                 {

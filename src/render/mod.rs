@@ -9,10 +9,12 @@
 mod callback;
 mod gpu;
 mod offscreen;
+mod timer;
 
 pub use callback::{CompositeCallback, Compositor};
 pub use gpu::{ImageTextures, Pipeline, Uniforms};
 pub use offscreen::Offscreen;
+pub use timer::window_device_descriptor;
 
 /// Why the GPU compositor could not run.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,9 @@ use crate::{
     engine::Precision,
 };
 
+/// The overlay's width; long reasons wrap.
+const OVERLAY_WIDTH_PT: f32 = 330.0;
+
 /// Draws the overlay in the canvas's top-left corner.
 pub fn latency_overlay_ui(
     ui: &mut egui::Ui,
@@ -21,6 +24,7 @@ pub fn latency_overlay_ui(
             egui::Frame::popup(ui.style())
                 .fill(egui::Color32::from_black_alpha(190))
                 .show(ui, |ui| {
+                    ui.set_max_width(OVERLAY_WIDTH_PT);
                     ui.style_mut().override_text_style = Some(egui::TextStyle::Monospace);
                     ui.visuals_mut().override_text_color = Some(egui::Color32::from_gray(230));
                     overlay_contents_ui(ui, state, settings);
@@ -84,9 +88,17 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             ] {
                 row_ui(ui, name, samples);
             }
-            ui.label("composite");
-            ui.label("GPU, in egui's pass");
-            ui.end_row();
+            if stats.composite_measurable {
+                row_ui(ui, "composite GPU", &stats.composite_gpu);
+            } else {
+                ui.label("composite GPU");
+                ui.label("–");
+                ui.label("");
+                ui.label("n/a").on_hover_text(
+                    "this adapter has no timestamp queries inside render passes, so the GPU time of the composite draw cannot be measured",
+                );
+                ui.end_row();
+            }
             ui.label("ui frame");
             match stats.ui_frame.summary() {
                 Some(s) => {
