@@ -200,11 +200,29 @@ pub struct ImageTextures {
     size: [u32; 2],
 }
 
+/// A 2D texture that shaders read and the queue writes.
 fn texture(
+    device: &wgpu::Device,
+    label: &str,
+    size: (u32, u32),
+    format: wgpu::TextureFormat,
+) -> wgpu::Texture {
+    texture_with_usage(
+        device,
+        label,
+        size,
+        format,
+        wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+    )
+}
+
+/// A 2D texture with one mip level and the given usage.
+pub(super) fn texture_with_usage(
     device: &wgpu::Device,
     label: &str,
     (width, height): (u32, u32),
     format: wgpu::TextureFormat,
+    usage: wgpu::TextureUsages,
 ) -> wgpu::Texture {
     device.create_texture(&wgpu::TextureDescriptor {
         label: Some(label),
@@ -217,7 +235,7 @@ fn texture(
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        usage,
         view_formats: &[],
     })
 }

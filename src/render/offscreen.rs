@@ -62,20 +62,13 @@ impl Offscreen {
             ImageTextures::new(&self.device, &self.queue, &self.pipeline, photo, &backdrop)?;
         images.write_mask(&self.queue, mask)?;
         let (width, height) = photo.dimensions();
-        let target = self.device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("cutout offscreen target"),
-            size: wgpu::Extent3d {
-                width,
-                height,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: FORMAT,
-            usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
-            view_formats: &[],
-        });
+        let target = super::gpu::texture_with_usage(
+            &self.device,
+            "cutout offscreen target",
+            (width, height),
+            FORMAT,
+            wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        );
         let view = target.create_view(&wgpu::TextureViewDescriptor::default());
         self.pipeline.write_uniforms(
             &self.queue,
