@@ -4,8 +4,10 @@
 pub mod composite;
 pub mod decode;
 pub mod export;
+pub mod metrics;
 pub mod postprocess;
 pub mod preprocess;
+pub mod refine;
 pub mod resize;
 
 use std::path::PathBuf;
