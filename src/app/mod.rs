@@ -139,6 +139,8 @@ pub struct CutoutApp {
     canvas_rect: egui::Rect,
     ctx: egui::Context,
     started: Instant,
+    /// The window title last set (sent again only when it changes).
+    title: String,
 }
 
 /// How often changed settings are written at most.
@@ -201,6 +203,7 @@ impl CutoutApp {
             canvas_rect: egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(800.0, 600.0)),
             ctx,
             started: Instant::now(),
+            title: "cutout".to_owned(),
         };
         if let Some(rs) = &app.render_state {
             app.state.stats.composite_measurable =
@@ -749,6 +752,9 @@ impl CutoutApp {
         self.state.stats.record(timings, ran);
         self.install_mask(&mask, ran);
         if let Some(current) = &mut self.state.current {
+            // Live re-runs of the same precision give the same mask: compare only when the
+            // precision changed (a 12 MP comparison costs ~10 ms on the UI thread).
+            let precision_changed = current.ran.map(|r| r.precision) != Some(ran.precision);
             current.busy = false;
             current.ran = Some(ran);
             current
@@ -757,9 +763,7 @@ impl CutoutApp {
             if let (Some(a), Some(b)) = (
                 current.masks_by_precision.get(&Precision::Fp32),
                 current.masks_by_precision.get(&Precision::Fp16),
-            ) && (current.difference.is_none()
-                || ran.precision != Precision::Fp32
-                || self.state.live)
+            ) && (current.difference.is_none() || precision_changed)
             {
                 current.difference = image_ops::mask_difference(a, b);
             }
@@ -1028,9 +1032,7 @@ impl CutoutApp {
             Command::ZoomIn => self.view.zoom_at(canvas, size, canvas.center(), 1.25),
             Command::ZoomOut => self.view.zoom_at(canvas, size, canvas.center(), 0.8),
             Command::ZoomFit => self.view = ViewState::default(),
-            _ => self
-                .view
-                .actual_size(canvas, size, self.ctx.pixels_per_point()),
+            _ => self.view.actual_size(size, self.ctx.pixels_per_point()),
         }
     }
 
@@ -1203,8 +1205,11 @@ impl eframe::App for CutoutApp {
             Some(e) => format!("cutout — {}", e.name),
             None => "cutout".to_owned(),
         };
-        ui.ctx()
-            .send_viewport_cmd(egui::ViewportCommand::Title(title));
+        if title != self.title {
+            ui.ctx()
+                .send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
         self.commands.extend(commands);
         if !self.commands.is_empty() {
             ui.ctx().request_repaint();

@@ -95,11 +95,10 @@ impl ViewState {
     }
 
     /// One photo pixel per physical pixel, centred where the view is now.
-    pub fn actual_size(&mut self, canvas: Rect, size_px: [u32; 2], pixels_per_point: f32) {
+    pub fn actual_size(&mut self, size_px: [u32; 2], pixels_per_point: f32) {
         let c = self.center(size_px);
         self.zoom = Some((1.0 / pixels_per_point).clamp(MIN_ZOOM, MAX_ZOOM));
         self.center_px = [c.x, c.y];
-        let _ = canvas;
     }
 }
 
@@ -137,7 +136,7 @@ mod tests {
         v.pan(canvas(), [4000, 3000], Vec2::new(80.0, 0.0));
         let moved = v.image_from_screen(canvas(), [4000, 3000], anchor);
         assert!((before.x - moved.x - 100.0).abs() < 1e-2);
-        v.actual_size(canvas(), [4000, 3000], 2.0);
+        v.actual_size([4000, 3000], 2.0);
         assert_eq!(v.zoom, Some(0.5));
     }
 }
