@@ -15,7 +15,11 @@ use image::{ExtendedColorType, GrayImage, RgbImage};
 
 use crate::{
     engine::{EngineError, Segmenter},
-    image_ops::{self, DecodeLimits, ImageError, Normalization, decode::DecodedImage},
+    finish::{FinishError, Finisher},
+    image_ops::{
+        self, Background, CompositeSettings, DecodeLimits, ImageError, Normalization,
+        decode::DecodedImage, refine::RefineSettings,
+    },
 };
 
 /// What to write for each photo.
@@ -63,6 +67,9 @@ pub enum JobError {
     /// The network.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Edge refinement or compositing.
+    #[error(transparent)]
+    Finish(#[from] FinishError),
 }
 
 /// What happened to one photo.
@@ -220,6 +227,8 @@ pub fn plan_jobs(
 pub struct BatchOptions {
     /// What to write.
     pub kind: OutputKind,
+    /// Edge refinement and foreground colours.
+    pub refine: RefineSettings,
     /// Decoder limits.
     pub limits: DecodeLimits,
 }
@@ -280,22 +289,53 @@ fn prepare(
     })
 }
 
-/// The 8-bit pixels to write for one photo and their layout.
-pub fn render(rgb: &RgbImage, mask: GrayImage, kind: OutputKind) -> (Vec<u8>, ExtendedColorType) {
-    match kind {
+/// The 8-bit pixels to write for one photo and their layout: the refined mask, or the composite
+/// (refined, with the subject's colours where foreground estimation is on).
+pub fn render(
+    finisher: &mut Finisher,
+    rgb: &RgbImage,
+    mask: &GrayImage,
+    kind: OutputKind,
+    refine: RefineSettings,
+) -> Result<(Vec<u8>, ExtendedColorType), FinishError> {
+    let settings = CompositeSettings {
+        background: match kind {
+            OutputKind::OverColor(_) => Background::Color,
+            OutputKind::Cutout | OutputKind::MaskOnly => Background::Transparent,
+        },
+        color: match kind {
+            OutputKind::OverColor(color) => color,
+            OutputKind::Cutout | OutputKind::MaskOnly => [255; 3],
+        },
+        refine: RefineSettings {
+            // The mask alone has no colours to estimate.
+            foreground: refine.foreground && kind != OutputKind::MaskOnly,
+            ..refine
+        },
+        ..CompositeSettings::default()
+    };
+    Ok(match kind {
+        OutputKind::MaskOnly => (
+            finisher.refine(rgb, mask, &settings)?.mask.into_raw(),
+            ExtendedColorType::L8,
+        ),
         OutputKind::Cutout => (
-            image_ops::cutout_rgba(rgb, &mask).into_raw(),
+            finisher.composite(rgb, mask, &settings)?.into_raw(),
             ExtendedColorType::Rgba8,
         ),
-        OutputKind::MaskOnly => (mask.into_raw(), ExtendedColorType::L8),
-        OutputKind::OverColor(color) => (
-            image_ops::over_background(rgb, &mask, color).into_raw(),
+        OutputKind::OverColor(_) => (
+            finisher
+                .composite(rgb, mask, &settings)?
+                .as_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect(),
             ExtendedColorType::Rgb8,
         ),
-    }
+    })
 }
 
-fn finish(item: Inferred, side_px: u32, kind: OutputKind) -> Outcome {
+fn finish(item: Inferred, side_px: u32, options: BatchOptions, finisher: &mut Finisher) -> Outcome {
     let Inferred {
         job,
         rgb,
@@ -312,7 +352,15 @@ fn finish(item: Inferred, side_px: u32, kind: OutputKind) -> Outcome {
             };
         }
     };
-    let (pixels, color) = render(&rgb, mask, kind);
+    let (pixels, color) = match render(finisher, &rgb, &mask, options.kind, options.refine) {
+        Ok(rendered) => rendered,
+        Err(e) => {
+            return Outcome {
+                job,
+                result: Err(e.into()),
+            };
+        }
+    };
     timings.postprocess_ms = ms_since(t);
     let t = Instant::now();
     let written =
@@ -330,6 +378,7 @@ pub fn run(
     segmenter: &mut Segmenter,
     jobs: Vec<Job>,
     options: BatchOptions,
+    mut finisher: Finisher,
     mut on_done: impl FnMut(&Outcome),
 ) -> Vec<Outcome> {
     let side_px = segmenter.input_side_px();
@@ -351,13 +400,12 @@ pub fn run(
             })
             .map_err(|e| tracing::error!("cannot start the decoding thread: {e}"))
             .ok();
-        let kind = options.kind;
         std::thread::Builder::new()
             .name("cutout-encode".into())
             .spawn_scoped(scope, move || {
                 for item in infer_rx {
                     let outcome = match item {
-                        Ok(inferred) => finish(inferred, side_px, kind),
+                        Ok(inferred) => finish(inferred, side_px, options, &mut finisher),
                         Err(failed) => *failed,
                     };
                     if done_tx.send(outcome).is_err() {

@@ -260,7 +260,9 @@ fn measure(
                 batch::BatchOptions {
                     kind: OutputKind::Cutout,
                     limits: DecodeLimits::default(),
+                    ..batch::BatchOptions::default()
                 },
+                crate::finish::Finisher::new(),
                 |_| {},
             );
             if let Some(Err(e)) = outcomes.into_iter().next().map(|o| o.result) {
@@ -379,4 +381,85 @@ mod tests {
         let first = img.get_pixel(0, 0);
         assert!(img.pixels().any(|p| p != first));
     }
+}
+
+/// One row of the refinement benchmark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefineRow {
+    /// Which passes ran.
+    pub what: &'static str,
+    /// Where: the wgpu adapter, or "CPU reference".
+    pub device: String,
+    /// Timed runs.
+    pub runs: usize,
+    /// Fastest run, milliseconds.
+    pub min_ms: f64,
+    /// Median run, milliseconds.
+    pub median_ms: f64,
+}
+
+/// Times the refinement passes on a photo and its mask the seed's way: the textures uploaded
+/// once, `warmup` untimed runs, then `runs` runs each waited for on the GPU (submission to
+/// completion), min and median. The CPU reference is timed over `cpu_runs` runs.
+pub fn refine(
+    photo: &image::RgbImage,
+    mask: &image::GrayImage,
+    runs: usize,
+    warmup: usize,
+    cpu_runs: usize,
+) -> Result<Vec<RefineRow>, crate::render::RenderError> {
+    use crate::image_ops::{CompositeSettings, refine::RefineSettings};
+    let gpu = crate::render::Offscreen::new()?;
+    let images = gpu.upload(photo, mask)?;
+    let with = |guided, foreground| CompositeSettings {
+        refine: RefineSettings {
+            guided,
+            foreground,
+            ..RefineSettings::default()
+        },
+        ..CompositeSettings::default()
+    };
+    let cases = [
+        ("guided filter", with(true, false)),
+        ("foreground colours", with(false, true)),
+        ("guided filter + foreground colours", with(true, true)),
+    ];
+    let mut rows = Vec::new();
+    for (what, settings) in cases {
+        for _ in 0..warmup {
+            gpu.refine_images(&images, &settings)?;
+        }
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs.max(1) {
+            times.push(gpu.refine_images(&images, &settings)?.as_secs_f64() * 1e3);
+        }
+        let (min_ms, median_ms) = min_median(&times);
+        rows.push(RefineRow {
+            what,
+            device: gpu.adapter_name(),
+            runs: times.len(),
+            min_ms,
+            median_ms,
+        });
+    }
+    if cpu_runs > 0 {
+        let (what, settings) = cases[2];
+        let times: Vec<f64> = (0..cpu_runs)
+            .map(|_| {
+                let t = Instant::now();
+                let refined = crate::image_ops::refine::refine(photo, mask, &settings);
+                std::hint::black_box(refined);
+                ms_since(t)
+            })
+            .collect();
+        let (min_ms, median_ms) = min_median(&times);
+        rows.push(RefineRow {
+            what,
+            device: "CPU reference (one thread)".to_owned(),
+            runs: times.len(),
+            min_ms,
+            median_ms,
+        });
+    }
+    Ok(rows)
 }

@@ -13,7 +13,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::{
     batch::{self, BatchOptions, OutputKind},
     engine::{self, ModelChoice, Precision, ProviderRequest, SegmenterOptions, doctor, runtime},
-    image_ops::DecodeLimits,
+    finish::{FinishError, Finisher},
+    image_ops::{
+        DecodeLimits,
+        refine::{self, RefineSettings},
+    },
     paths::AppDirs,
 };
 
@@ -47,6 +51,8 @@ pub enum Command {
     Doctor,
     /// Measure the network the seed's way: warm-up, synchronised runs, min and median.
     Bench(BenchArgs),
+    /// Time edge refinement and foreground colours on a photo (GPU passes, and the CPU reference).
+    BenchRefine(BenchRefineArgs),
 }
 
 /// `cutout bench`.
@@ -118,6 +124,64 @@ pub struct RemoveArgs {
     /// Print per-stage timings for every photo.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Edge refinement and foreground colours.
+    #[command(flatten)]
+    pub refine: RefineArgs,
+}
+
+/// Edge refinement and foreground colour settings.
+#[derive(Debug, Args, Clone)]
+pub struct RefineArgs {
+    /// Snap the mask to the photo's edges (guided filter on the GPU through wgpu; without a GPU it
+    /// runs on the adapter there is, lavapipe say, and says which).
+    #[arg(long)]
+    pub refine: bool,
+    /// Guided filter window radius in pixels.
+    #[arg(long, value_name = "PX", default_value_t = refine::DEFAULT_RADIUS_PX,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(refine::MAX_RADIUS_PX)))]
+    pub refine_radius: u32,
+    /// Guided filter regularisation (smaller follows the photo's edges more closely).
+    #[arg(long, value_name = "EPS", default_value_t = refine::DEFAULT_EPS)]
+    pub refine_eps: f32,
+    /// Keep the photo's colours in semi-transparent edge pixels (no foreground colour estimation).
+    #[arg(long)]
+    pub no_foreground: bool,
+}
+
+impl RefineArgs {
+    /// The settings these flags ask for.
+    pub fn settings(&self) -> RefineSettings {
+        RefineSettings {
+            guided: self.refine,
+            radius: self.refine_radius,
+            eps: self.refine_eps,
+            foreground: !self.no_foreground,
+        }
+        .clamped()
+    }
+}
+
+/// `cutout bench-refine`.
+#[derive(Debug, Args)]
+pub struct BenchRefineArgs {
+    /// The photo.
+    #[arg(value_name = "PHOTO")]
+    pub photo: PathBuf,
+    /// Its mask as a grey PNG (`cutout remove --mask-only`); default: run the network for it.
+    #[arg(long, value_name = "FILE")]
+    pub mask: Option<PathBuf>,
+    /// Timed GPU runs per row.
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+    /// Untimed GPU warm-up runs per row.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Timed runs of the CPU reference (0 = skip).
+    #[arg(long, default_value_t = 3)]
+    pub cpu_runs: usize,
+    /// Refuse images larger than this many megapixels.
+    #[arg(long, default_value_t = DecodeLimits::default().max_megapixels, value_name = "MP")]
+    pub max_megapixels: u32,
 }
 
 /// Model and execution settings shared by the commands that run the network.
@@ -217,6 +281,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Remove(args)) => remove(&dirs, &args),
         Some(Command::Setup(args)) => setup(&dirs, &args),
         Some(Command::Bench(args)) => bench(&dirs, &args),
+        Some(Command::BenchRefine(args)) => bench_refine(&dirs, &args),
         Some(Command::Doctor) => {
             print!("{}", doctor::report(&dirs));
             ExitCode::SUCCESS
@@ -300,15 +365,23 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     } else {
         ProgressBar::hidden()
     };
+    let mut finisher = Finisher::new();
+    if args.refine.refine {
+        match finisher.gpu() {
+            Ok(gpu) => eprintln!("Refining edges on {}", gpu.adapter_name()),
+            Err(e) => return fail(&FinishError::Gpu(e)),
+        }
+    }
     let options = BatchOptions {
         kind,
+        refine: args.refine.settings(),
         limits: DecodeLimits {
             max_megapixels: args.max_megapixels,
             ..DecodeLimits::default()
         },
     };
     let verbose = args.verbose;
-    let outcomes = batch::run(&mut segmenter, jobs, options, |outcome| {
+    let outcomes = batch::run(&mut segmenter, jobs, options, finisher, |outcome| {
         bar.inc(1);
         match &outcome.result {
             Ok(t) if verbose => bar.suspend(|| eprintln!(
@@ -352,6 +425,67 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         }
         ExitCode::from(1)
     }
+}
+
+fn bench_refine(dirs: &AppDirs, args: &BenchRefineArgs) -> ExitCode {
+    let limits = DecodeLimits {
+        max_megapixels: args.max_megapixels,
+        ..DecodeLimits::default()
+    };
+    let photo = match crate::image_ops::decode_file(&args.photo, limits) {
+        Ok(d) => d.rgb,
+        Err(e) => return fail(&e),
+    };
+    let mask = match &args.mask {
+        Some(path) => match image::open(path) {
+            Ok(m) if m.width() == photo.width() && m.height() == photo.height() => m.to_luma8(),
+            Ok(_) => return fail(&"the mask's size differs from the photo's"),
+            Err(e) => return fail(&format!("{}: {e}", path.display())),
+        },
+        None => match network_mask(dirs, &photo) {
+            Ok(m) => m,
+            Err(e) => return fail(&e),
+        },
+    };
+    eprintln!(
+        "{}: {}×{} px ({:.1} MP)",
+        args.photo.display(),
+        photo.width(),
+        photo.height(),
+        f64::from(photo.width()) * f64::from(photo.height()) / 1e6
+    );
+    match crate::bench::refine(&photo, &mask, args.runs, args.warmup, args.cpu_runs) {
+        Ok(rows) => {
+            println!("| passes | device | runs | min ms | median ms |");
+            println!("|---|---|---|---|---|");
+            for r in rows {
+                println!(
+                    "| {} | {} | {} | {:.2} | {:.2} |",
+                    r.what, r.device, r.runs, r.min_ms, r.median_ms
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// The default model's mask of one photo.
+fn network_mask(dirs: &AppDirs, photo: &image::RgbImage) -> Result<image::GrayImage, String> {
+    let mut progress = download_progress();
+    let mut segmenter = engine::open(
+        dirs,
+        &ModelChoice::Named(engine::models::DEFAULT_MODEL.to_owned()),
+        &SegmenterOptions::default(),
+        &mut progress,
+    )
+    .map_err(|e| e.to_string())?;
+    let side = segmenter.input_side_px();
+    let norm = crate::image_ops::Normalization::from(&segmenter.model().spec);
+    let input = crate::image_ops::to_model_input(photo, side, norm).map_err(|e| e.to_string())?;
+    let raw = segmenter.infer(&input).map_err(|e| e.to_string())?;
+    crate::image_ops::mask_from_output(&raw, side, photo.width(), photo.height())
+        .map_err(|e| e.to_string())
 }
 
 fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod chart;
 pub mod cli;
 pub mod engine;
+pub mod finish;
 pub mod image_ops;
 pub mod paths;
 pub mod render;

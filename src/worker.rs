@@ -26,7 +26,8 @@ use crate::{
         self, ModelChoice, Precision, ProviderKind, ProviderReport, Segmenter, SegmenterOptions,
         segmenter::StartupTimings,
     },
-    image_ops::{self, CompositeSettings, DecodeLimits, ImageError, Normalization},
+    finish::Finisher,
+    image_ops::{self, CompositeSettings, DecodeLimits, Normalization},
     paths::AppDirs,
 };
 
@@ -243,6 +244,7 @@ impl Worker {
                     limits,
                     segmenter: None,
                     latest_preview: latest_seen,
+                    finisher: Finisher::new(),
                 };
                 for request in req_rx {
                     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -324,6 +326,8 @@ struct State {
     limits: DecodeLimits,
     segmenter: Option<Segmenter>,
     latest_preview: Arc<AtomicU64>,
+    /// Refinement and compositing for exports (opens a headless GPU device when asked).
+    finisher: Finisher,
 }
 
 impl State {
@@ -461,7 +465,7 @@ impl State {
             }
         };
         let started = Instant::now();
-        match write_composite(&rgb, &mask, settings, output) {
+        match self.finisher.write(&rgb, &mask, settings, output) {
             Ok(()) => send(Response::Exported {
                 id,
                 path: output.to_owned(),
@@ -550,27 +554,5 @@ fn model_name(model: &ModelChoice) -> String {
     match model {
         ModelChoice::Named(name) => name.clone(),
         ModelChoice::Custom(path) => path.display().to_string(),
-    }
-}
-
-/// Composites with the preview's definition and writes the PNG atomically: RGBA over a
-/// transparent background, RGB otherwise.
-pub fn write_composite(
-    rgb: &RgbImage,
-    mask: &GrayImage,
-    settings: &CompositeSettings,
-    output: &std::path::Path,
-) -> Result<(), ImageError> {
-    let rgba = image_ops::composite::composite(rgb, mask, settings)?;
-    let (w, h) = rgba.dimensions();
-    if settings.has_alpha() {
-        image_ops::write_png_atomic(output, rgba.as_raw(), w, h, image::ExtendedColorType::Rgba8)
-    } else {
-        let rgb_out: Vec<u8> = rgba
-            .as_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect();
-        image_ops::write_png_atomic(output, &rgb_out, w, h, image::ExtendedColorType::Rgb8)
     }
 }

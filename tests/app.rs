@@ -13,7 +13,7 @@ use std::{
 use cutout::{
     app::{AppOptions, Command, CutoutApp, EngineStatus, EntryStatus, Settings},
     engine::Precision,
-    image_ops::{CompositeSettings, composite},
+    image_ops::CompositeSettings,
 };
 use egui_kittest::{Harness, kittest::Queryable as _};
 
@@ -184,15 +184,16 @@ fn open_segment_compare_precisions_threshold_and_export() {
         exported(app).is_some_and(|p| p.exists())
     });
     let current = h.state().state.current.as_ref().unwrap();
-    let expected = composite::composite(
-        current.photo.as_ref().unwrap(),
-        current.mask.as_ref().unwrap(),
-        &CompositeSettings {
-            threshold: 0.7,
-            ..settings
-        },
-    )
-    .unwrap();
+    let expected = cutout::finish::Finisher::new()
+        .composite(
+            current.photo.as_ref().unwrap(),
+            current.mask.as_ref().unwrap(),
+            &CompositeSettings {
+                threshold: 0.7,
+                ..settings
+            },
+        )
+        .unwrap();
     let written = image::open(&gui_png).unwrap().to_rgba8();
     assert_eq!(written, expected);
     assert_ne!(

@@ -6,7 +6,10 @@
 mod common;
 
 use cutout::{
-    image_ops::{Background, CompositeSettings, DecodeLimits, composite, decode_file},
+    image_ops::{
+        Background, CompositeSettings, DecodeLimits, composite, decode_file,
+        refine::{self, RefineSettings},
+    },
     render::Offscreen,
 };
 use image::GrayImage;
@@ -62,9 +65,34 @@ fn gpu_composite_matches_the_cpu_reference_within_one_level() {
             background: Background::Blurred,
             ..CompositeSettings::default()
         },
+        CompositeSettings {
+            refine: RefineSettings {
+                foreground: false,
+                ..RefineSettings::default()
+            },
+            ..CompositeSettings::default()
+        },
+        CompositeSettings {
+            background: Background::Color,
+            color: [20, 200, 40],
+            refine: RefineSettings {
+                guided: true,
+                ..RefineSettings::default()
+            },
+            ..CompositeSettings::default()
+        },
     ];
     for settings in cases {
-        let cpu = composite::composite(&photo, &mask, &settings).unwrap();
+        // The CPU reference of the whole path: refinement (foreground colours by default), then
+        // the composite.
+        let refined = refine::refine(&photo, &mask, &settings);
+        let cpu = composite::composite(
+            &photo,
+            &refined.mask,
+            refined.foreground.as_ref(),
+            &settings,
+        )
+        .unwrap();
         let gpu_out = gpu.composite(&photo, &mask, &settings).unwrap();
         assert_eq!(cpu.dimensions(), gpu_out.dimensions());
         let mut worst = 0u8;
@@ -86,15 +114,20 @@ fn gpu_composite_matches_the_cpu_reference_within_one_level() {
 }
 
 #[test]
-fn default_gpu_export_is_the_command_line_cutout() {
+fn gpu_export_without_foreground_colours_is_the_plain_cutout() {
     let gpu = Offscreen::new().expect("wgpu adapter");
     let (photo, mask) = photo_and_mask();
-    let ours = gpu
-        .composite(&photo, &mask, &CompositeSettings::default())
-        .unwrap();
+    let plain = CompositeSettings {
+        refine: RefineSettings {
+            foreground: false,
+            ..RefineSettings::default()
+        },
+        ..CompositeSettings::default()
+    };
+    let ours = gpu.composite(&photo, &mask, &plain).unwrap();
     let cli = cutout::image_ops::cutout_rgba(&photo, &mask);
     assert_eq!(
         ours, cli,
-        "default settings must give exactly what `cutout remove` writes"
+        "without refinement the GPU must give exactly what `cutout remove --no-foreground` writes"
     );
 }

@@ -1138,10 +1138,14 @@ impl CutoutApp {
             self.state.stats.ui_frame.push(f64::from(cpu_s) * 1e3);
         }
         if let Some(rs) = &self.render_state
-            && let Some(times) = Compositor::with(rs, |c, _, _| c.take_gpu_ms())
+            && let Some((times, refine_times)) =
+                Compositor::with(rs, |c, _, _| (c.take_gpu_ms(), c.take_refine_ms()))
         {
             for ms in times {
                 self.state.stats.composite_gpu.push(ms);
+            }
+            for ms in refine_times {
+                self.state.stats.refine_gpu.push(ms);
             }
         }
         let responses: Vec<Response> = self.worker.try_iter().collect();
@@ -1162,7 +1166,22 @@ impl CutoutApp {
             // Waiting for room in the worker's queue, or animating the progress line.
             ctx.request_repaint_after(Duration::from_millis(100));
         }
+        self.refine_preview(ctx);
         self.save_settings_if_changed(false);
+    }
+
+    /// Keeps the preview's refined mask and foreground colours in step with the settings: the
+    /// refinement passes run on the GPU, one run at a time, without re-running the network.
+    fn refine_preview(&self, ctx: &egui::Context) {
+        let Some(rs) = &self.render_state else {
+            return;
+        };
+        let settings = self.settings.composite;
+        let pending = Compositor::with(rs, |c, device, queue| c.refine(device, queue, &settings))
+            .unwrap_or(false);
+        if pending {
+            ctx.request_repaint_after(Duration::from_millis(5));
+        }
     }
 
     /// Whether the composite with a mask has been drawn (set by the paint callback).

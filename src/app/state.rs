@@ -140,6 +140,8 @@ pub struct LatencyStats {
     pub texture_upload: Samples,
     /// The composite draw on the GPU (timestamp queries), where the adapter can measure it.
     pub composite_gpu: Samples,
+    /// Refinement passes (guided filter, foreground colours), submission to completion.
+    pub refine_gpu: Samples,
     /// Whether the adapter can measure [`Self::composite_gpu`].
     pub composite_measurable: bool,
     /// UI frame time (egui pass and rendering, CPU side).
@@ -165,6 +167,7 @@ impl Default for LatencyStats {
             postprocess: Samples::new(STAGE_WINDOW),
             texture_upload: Samples::new(STAGE_WINDOW),
             composite_gpu: Samples::new(STAGE_WINDOW),
+            refine_gpu: Samples::new(STAGE_WINDOW),
             composite_measurable: false,
             ui_frame: Samples::new(FRAME_WINDOW),
             infer_by_run: HashMap::new(),

@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, thread::JoinHandle};
 use crossbeam_channel::{Receiver, Sender};
 use image::{GrayImage, RgbImage};
 
-use crate::image_ops::{CompositeSettings, composite};
+use crate::image_ops::CompositeSettings;
 
 /// What to do once the export folder is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,8 @@ impl Tasks {
     ) -> Result<(), String> {
         self.spawn("clipboard", ctx, move || {
             TaskResult::Clipboard(
-                composite::composite(&photo, &mask, &settings)
+                crate::finish::Finisher::new()
+                    .composite(&photo, &mask, &settings)
                     .map(|rgba| {
                         egui::ColorImage::from_rgba_unmultiplied(
                             [rgba.width() as usize, rgba.height() as usize],

@@ -64,6 +64,8 @@ pub struct CompositeSettings {
     pub threshold: f32,
     /// Width of the edge ramp in mask units (0 = hard edge, 1 = the network's own soft mask).
     pub softness: f32,
+    /// Edge refinement and foreground colour estimation.
+    pub refine: super::refine::RefineSettings,
 }
 
 impl Default for CompositeSettings {
@@ -74,6 +76,7 @@ impl Default for CompositeSettings {
             dim: 0.3,
             threshold: 0.5,
             softness: 1.0,
+            refine: super::refine::RefineSettings::default(),
         }
     }
 }
@@ -149,6 +152,7 @@ pub fn sample_bilinear(image: &RgbImage, u: f32, v: f32) -> [f32; 3] {
 pub fn composite_pixel(
     settings: &CompositeSettings,
     fg: [f32; 3],
+    photo: [f32; 3],
     m: f32,
     behind: [f32; 3],
 ) -> [f32; 4] {
@@ -166,7 +170,7 @@ pub fn composite_pixel(
         Background::Transparent if a * 255.0 < 0.5 => [0.0; 4],
         Background::Transparent => [fg[0], fg[1], fg[2], a],
         Background::Color => over(settings.color.map(|c| f32::from(c) / 255.0)),
-        Background::Dimmed => over(fg.map(|c| c * settings.dim)),
+        Background::Dimmed => over(photo.map(|c| c * settings.dim)),
         Background::Blurred => over(behind),
     }
 }
@@ -182,9 +186,11 @@ pub fn to_u8(v: f32) -> u8 {
 pub fn composite(
     photo: &RgbImage,
     mask: &GrayImage,
+    foreground: Option<&RgbImage>,
     settings: &CompositeSettings,
 ) -> Result<RgbaImage, ImageError> {
-    if photo.dimensions() != mask.dimensions() {
+    let fg_image = foreground.unwrap_or(photo);
+    if photo.dimensions() != mask.dimensions() || fg_image.dimensions() != photo.dimensions() {
         return Err(ImageError::Resize(format!(
             "the mask is {}×{} but the photo is {}×{}",
             mask.width(),
@@ -200,18 +206,26 @@ pub fn composite(
     let (w, h) = photo.dimensions();
     let mut out = RgbaImage::new(w, h);
     #[allow(clippy::cast_precision_loss)]
-    for (y, (row_out, (row_in, row_mask))) in out
+    for (y, (row_out, ((row_in, row_fg), row_mask))) in out
         .rows_mut()
-        .zip(photo.rows().zip(mask.rows()))
+        .zip(photo.rows().zip(fg_image.rows()).zip(mask.rows()))
         .enumerate()
     {
         let v = (y as f32 + 0.5) / h as f32;
-        for (x, (px_out, (px, m))) in row_out.zip(row_in.zip(row_mask)).enumerate() {
-            let fg = px.0.map(|c| f32::from(c) / 255.0);
+        for (x, (px_out, ((px, px_fg), m))) in
+            row_out.zip(row_in.zip(row_fg).zip(row_mask)).enumerate()
+        {
+            let unit = |p: &image::Rgb<u8>| p.0.map(|c| f32::from(c) / 255.0);
             let b = behind.as_ref().map_or([0.0; 3], |img| {
                 sample_bilinear(img, (x as f32 + 0.5) / w as f32, v)
             });
-            let rgba = composite_pixel(settings, fg, f32::from(m.0[0]) / 255.0, b);
+            let rgba = composite_pixel(
+                settings,
+                unit(px_fg),
+                unit(px),
+                f32::from(m.0[0]) / 255.0,
+                b,
+            );
             px_out.0 = rgba.map(to_u8);
         }
     }
@@ -232,7 +246,7 @@ mod tests {
     #[test]
     fn default_settings_equal_the_command_line_cutout() {
         let (photo, mask) = photo_and_mask();
-        let ours = composite(&photo, &mask, &CompositeSettings::default()).unwrap();
+        let ours = composite(&photo, &mask, None, &CompositeSettings::default()).unwrap();
         assert_eq!(ours, super::super::cutout_rgba(&photo, &mask));
     }
 
@@ -244,7 +258,7 @@ mod tests {
             color: [10, 200, 30],
             ..CompositeSettings::default()
         };
-        let ours = composite(&photo, &mask, &settings).unwrap();
+        let ours = composite(&photo, &mask, None, &settings).unwrap();
         let cli = super::super::over_background(&photo, &mask, [10, 200, 30]);
         for (a, b) in ours.pixels().zip(cli.pixels()) {
             assert_eq!(a.0[3], 255);
@@ -284,17 +298,18 @@ mod tests {
                 background,
                 ..CompositeSettings::default()
             };
-            let kept = composite(&photo, &full, &settings).unwrap();
+            let kept = composite(&photo, &full, None, &settings).unwrap();
             for (a, b) in kept.pixels().zip(photo.pixels()) {
                 assert_eq!(&a.0[..3], &b.0[..]);
                 assert_eq!(a.0[3], 255);
             }
-            let behind = composite(&photo, &none, &settings).unwrap();
+            let behind = composite(&photo, &none, None, &settings).unwrap();
             assert!(behind.pixels().all(|p| p.0[3] == 255));
         }
         let dimmed = composite(
             &photo,
             &none,
+            None,
             &CompositeSettings {
                 background: Background::Dimmed,
                 dim: 0.5,
@@ -319,6 +334,6 @@ mod tests {
     fn mismatched_sizes_are_an_error() {
         let (photo, _) = photo_and_mask();
         let mask = GrayImage::new(3, 3);
-        assert!(composite(&photo, &mask, &CompositeSettings::default()).is_err());
+        assert!(composite(&photo, &mask, None, &CompositeSettings::default()).is_err());
     }
 }

@@ -1,20 +1,44 @@
 //! The on-screen path: the [`Compositor`] lives in egui-wgpu's `callback_resources`, and a
 //! [`CompositeCallback`] per frame carries only the uniforms.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
 };
 
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, ScreenDescriptor};
 use image::{GrayImage, RgbImage};
 
 use super::{ImageTextures, Pipeline, RenderError, Uniforms, timer::GpuTimer};
+use crate::image_ops::CompositeSettings;
+
+/// What the last refinement run was for, so that it runs again only when needed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RefineKey {
+    mask: u64,
+    settings: CompositeSettings,
+}
+
+/// The refinement passes in flight: at most one at a time, so that moving a slider on a slow
+/// GPU never queues up work behind the frames.
+#[derive(Default)]
+struct RefineRuns {
+    done: Option<RefineKey>,
+    in_flight: Arc<AtomicBool>,
+    /// Milliseconds from submission to completion of finished runs, not yet taken.
+    finished_ms: Arc<Mutex<Vec<f64>>>,
+}
 
 /// Everything the on-screen composite needs on the GPU, created once at start-up.
 pub struct Compositor {
     pipeline: Pipeline,
     images: Option<ImageTextures>,
+    /// Counts mask uploads, to tell masks apart.
+    mask_generation: u64,
+    refine: RefineRuns,
     timer: Option<GpuTimer>,
     warned_missing: AtomicBool,
 }
@@ -26,6 +50,8 @@ impl Compositor {
         let compositor = Self {
             pipeline: Pipeline::new(&render_state.device, render_state.target_format),
             images: None,
+            mask_generation: 0,
+            refine: RefineRuns::default(),
             timer: GpuTimer::new(&render_state.device, &render_state.queue),
             warned_missing: AtomicBool::new(false),
         };
@@ -55,6 +81,7 @@ impl Compositor {
         backdrop: &RgbImage,
     ) -> Result<(), RenderError> {
         self.images = None;
+        self.refine.done = None;
         self.images = Some(ImageTextures::new(
             device,
             queue,
@@ -67,10 +94,65 @@ impl Compositor {
 
     /// Replaces the mask of the current photo.
     pub fn set_mask(&mut self, queue: &wgpu::Queue, mask: &GrayImage) -> Result<(), RenderError> {
+        self.mask_generation += 1;
         match &self.images {
             Some(images) => images.write_mask(queue, mask),
             None => Ok(()),
         }
+    }
+
+    /// Brings the cutout texture up to date with the current mask and `settings` (refinement,
+    /// foreground colours, ramp): submits the refinement passes when something changed and no
+    /// earlier run is still on the GPU. Returns whether a run is still owed or in flight (the
+    /// caller should draw again soon).
+    pub fn refine(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        settings: &CompositeSettings,
+    ) -> bool {
+        let Some(images) = &self.images else {
+            return false;
+        };
+        let key = RefineKey {
+            mask: self.mask_generation,
+            settings: *settings,
+        };
+        if self.refine.in_flight.load(Ordering::Acquire) {
+            return true;
+        }
+        if self.refine.done == Some(key) {
+            return false;
+        }
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("cutout live refine"),
+        });
+        images.refine(&self.pipeline, queue, &mut encoder, settings, None);
+        self.refine.in_flight.store(true, Ordering::Release);
+        let (in_flight, finished) = (
+            Arc::clone(&self.refine.in_flight),
+            Arc::clone(&self.refine.finished_ms),
+        );
+        let submitted = Instant::now();
+        queue.submit([encoder.finish()]);
+        queue.on_submitted_work_done(move || {
+            if let Ok(mut ms) = finished.lock() {
+                ms.push(submitted.elapsed().as_secs_f64() * 1e3);
+            }
+            in_flight.store(false, Ordering::Release);
+        });
+        self.refine.done = Some(key);
+        true
+    }
+
+    /// Submission-to-completion times (milliseconds) of refinement runs finished since the
+    /// last call.
+    pub fn take_refine_ms(&self) -> Vec<f64> {
+        self.refine
+            .finished_ms
+            .lock()
+            .map(|mut ms| std::mem::take(&mut *ms))
+            .unwrap_or_default()
     }
 
     /// Whether the composite's GPU time is measured (the adapter has timestamp queries).

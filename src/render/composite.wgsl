@@ -33,7 +33,8 @@ const MIN_RAMP: f32 = 1e-4;
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var photo_tex: texture_2d<f32>;
-@group(0) @binding(2) var mask_tex: texture_2d<f32>;
+// The subject's colours (foreground estimation) with the refined mask as alpha.
+@group(0) @binding(2) var cutout_tex: texture_2d<f32>;
 @group(0) @binding(3) var backdrop_tex: texture_2d<f32>;
 @group(0) @binding(4) var linear_sampler: sampler;
 
@@ -74,21 +75,23 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         discard;
     }
 
-    var fg: vec3<f32>;
-    var m: f32;
+    var photo: vec3<f32>;
+    var cutout: vec4<f32>;
     if u.output == 1u {
         // Export: one output pixel per photo pixel, read exactly.
         let size = vec2<f32>(textureDimensions(photo_tex));
         let texel = vec2<i32>(clamp(floor(image_uv * size), vec2<f32>(0.0), size - 1.0));
-        fg = textureLoad(photo_tex, texel, 0).rgb;
-        m = textureLoad(mask_tex, texel, 0).r;
+        photo = textureLoad(photo_tex, texel, 0).rgb;
+        cutout = textureLoad(cutout_tex, texel, 0);
     } else {
-        fg = textureSampleLevel(photo_tex, linear_sampler, image_uv, 0.0).rgb;
-        m = textureSampleLevel(mask_tex, linear_sampler, image_uv, 0.0).r;
+        photo = textureSampleLevel(photo_tex, linear_sampler, image_uv, 0.0).rgb;
+        cutout = textureSampleLevel(cutout_tex, linear_sampler, image_uv, 0.0);
     }
+    let fg = cutout.rgb;
+    let m = cutout.a;
 
     if u.output == 0u && in.viewport_uv.x < u.split {
-        return finish(vec4<f32>(fg, 1.0));
+        return finish(vec4<f32>(photo, 1.0));
     }
 
     let a = clamp((m - u.lo) / max(u.hi - u.lo, MIN_RAMP), 0.0, 1.0);
@@ -103,7 +106,7 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
             behind = u.color.rgb;
         }
         case 2u: {
-            behind = fg * u.dim;
+            behind = photo * u.dim;
         }
         case 3u: {
             behind = textureSampleLevel(backdrop_tex, linear_sampler, image_uv, 0.0).rgb;

@@ -2,7 +2,10 @@
 
 use image::{GrayImage, RgbImage};
 
-use super::{ImageView, PreviewOptions, RenderError};
+use super::{
+    ImageView, PreviewOptions, RenderError,
+    refine::{CUTOUT_FORMAT, RefineTargets, Refiner},
+};
 use crate::image_ops::CompositeSettings;
 
 /// The uniform block of `composite.wgsl` (80 bytes, same field order and padding).
@@ -74,9 +77,11 @@ impl Uniforms {
     }
 }
 
-/// Pipeline, bind group layout, sampler and uniform buffer: created once.
+/// Pipeline, bind group layout, sampler and uniform buffer, and the refinement's compute
+/// pipelines: created once.
 pub struct Pipeline {
     pipeline: wgpu::RenderPipeline,
+    pub(super) refiner: Refiner,
     layout: wgpu::BindGroupLayout,
     sampler: wgpu::Sampler,
     uniforms: wgpu::Buffer,
@@ -172,6 +177,7 @@ impl Pipeline {
         });
         Self {
             pipeline,
+            refiner: Refiner::new(device),
             layout,
             sampler,
             uniforms,
@@ -193,9 +199,12 @@ impl Pipeline {
     }
 }
 
-/// The photo, its mask and the blurred backdrop as textures, with their bind group.
+/// The photo, its mask, the refined cutout (subject colours + refined mask, written by the
+/// refinement passes) and the blurred backdrop as textures, with their bind groups.
 pub struct ImageTextures {
     mask: wgpu::Texture,
+    pub(super) cutout: wgpu::Texture,
+    refine: RefineTargets,
     bind_group: wgpu::BindGroup,
     size: [u32; 2],
 }
@@ -306,9 +315,19 @@ impl ImageTextures {
             (width, height),
             wgpu::TextureFormat::R8Unorm,
         );
+        let cutout = texture_with_usage(
+            device,
+            "cutout refined",
+            (width, height),
+            CUTOUT_FORMAT,
+            wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::COPY_SRC,
+        );
+        let refine = RefineTargets::new(device, &pipeline.refiner, &photo_tex, &mask, &cutout);
         let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
-        let (photo_view, mask_view, backdrop_view) =
-            (view(&photo_tex), view(&mask), view(&backdrop_tex));
+        let (photo_view, cutout_view, backdrop_view) =
+            (view(&photo_tex), view(&cutout), view(&backdrop_tex));
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("cutout composite bind group"),
             layout: &pipeline.layout,
@@ -323,7 +342,7 @@ impl ImageTextures {
                 },
                 wgpu::BindGroupEntry {
                     binding: 2,
-                    resource: wgpu::BindingResource::TextureView(&mask_view),
+                    resource: wgpu::BindingResource::TextureView(&cutout_view),
                 },
                 wgpu::BindGroupEntry {
                     binding: 3,
@@ -337,6 +356,8 @@ impl ImageTextures {
         });
         Ok(Self {
             mask,
+            cutout,
+            refine,
             bind_group,
             size: [width, height],
         })
@@ -355,6 +376,21 @@ impl ImageTextures {
         }
         write(queue, &self.mask, mask.as_raw(), 1);
         Ok(())
+    }
+
+    /// Records the refinement passes (guided filter, foreground colours, as `settings` say) that
+    /// turn the mask into the cutout texture the composite reads. Needed after every mask and
+    /// after every change of the refinement or ramp settings.
+    pub fn refine(
+        &self,
+        pipeline: &Pipeline,
+        queue: &wgpu::Queue,
+        encoder: &mut wgpu::CommandEncoder,
+        settings: &CompositeSettings,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
+        self.refine
+            .record(&pipeline.refiner, queue, encoder, settings, timestamps);
     }
 
     /// Photo size in pixels.

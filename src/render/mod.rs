@@ -9,6 +9,7 @@
 mod callback;
 mod gpu;
 mod offscreen;
+mod refine;
 mod timer;
 
 pub use callback::{CompositeCallback, Compositor};

@@ -2,10 +2,12 @@
 //! a texture and read back. Used to check the GPU against the CPU reference, and by front ends
 //! that have no window.
 
+use std::time::{Duration, Instant};
+
 use image::{GrayImage, RgbImage, RgbaImage};
 
 use super::{ImageTextures, ImageView, Pipeline, RenderError, Uniforms};
-use crate::image_ops::{CompositeSettings, composite};
+use crate::image_ops::{CompositeSettings, composite, refine::Refined};
 
 /// A headless wgpu device with the composite pipeline.
 pub struct Offscreen {
@@ -49,18 +51,84 @@ impl Offscreen {
         )
     }
 
-    /// The export composite of a photo and its mask, at full resolution.
+    /// Uploads a photo and its mask (their textures can then be refined and composited many
+    /// times).
+    pub fn upload(&self, photo: &RgbImage, mask: &GrayImage) -> Result<ImageTextures, RenderError> {
+        let backdrop =
+            composite::backdrop(photo).map_err(|e| RenderError::Readback(e.to_string()))?;
+        let images =
+            ImageTextures::new(&self.device, &self.queue, &self.pipeline, photo, &backdrop)?;
+        images.write_mask(&self.queue, mask)?;
+        Ok(images)
+    }
+
+    /// Runs the refinement passes on uploaded textures and waits for the GPU; returns the
+    /// wall time from submission to completion (the GPU work, synchronised).
+    pub fn refine_images(
+        &self,
+        images: &ImageTextures,
+        settings: &CompositeSettings,
+    ) -> Result<Duration, RenderError> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("cutout refine encoder"),
+            });
+        images.refine(&self.pipeline, &self.queue, &mut encoder, settings, None);
+        let started = Instant::now();
+        self.queue.submit([encoder.finish()]);
+        self.wait()?;
+        Ok(started.elapsed())
+    }
+
+    fn wait(&self) -> Result<(), RenderError> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(Duration::from_secs(120)),
+            })
+            .map(|_| ())
+            .map_err(|e| RenderError::Readback(e.to_string()))
+    }
+
+    /// The refined mask and (if foreground estimation is on) the subject's colours of a photo,
+    /// computed by the refinement passes and read back.
+    pub fn refine(
+        &self,
+        photo: &RgbImage,
+        mask: &GrayImage,
+        settings: &CompositeSettings,
+    ) -> Result<Refined, RenderError> {
+        let images = self.upload(photo, mask)?;
+        self.refine_images(&images, settings)?;
+        let rgba = self.read_rgba(&images.cutout, None)?;
+        let (width, height) = photo.dimensions();
+        let mut fg = Vec::with_capacity(rgba.len() / 4 * 3);
+        let mut refined = Vec::with_capacity(rgba.len() / 4);
+        for px in rgba.chunks_exact(4) {
+            fg.extend_from_slice(&px[..3]);
+            refined.push(px[3]);
+        }
+        let too_small = || RenderError::Readback("wrong buffer size".to_owned());
+        Ok(Refined {
+            mask: GrayImage::from_raw(width, height, refined).ok_or_else(too_small)?,
+            foreground: if settings.refine.foreground {
+                Some(RgbImage::from_raw(width, height, fg).ok_or_else(too_small)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The export composite of a photo and its mask, at full resolution (refined as
+    /// `settings` say).
     pub fn composite(
         &self,
         photo: &RgbImage,
         mask: &GrayImage,
         settings: &CompositeSettings,
     ) -> Result<RgbaImage, RenderError> {
-        let backdrop =
-            composite::backdrop(photo).map_err(|e| RenderError::Readback(e.to_string()))?;
-        let images =
-            ImageTextures::new(&self.device, &self.queue, &self.pipeline, photo, &backdrop)?;
-        images.write_mask(&self.queue, mask)?;
+        let images = self.upload(photo, mask)?;
         let (width, height) = photo.dimensions();
         let target = super::gpu::texture_with_usage(
             &self.device,
@@ -75,20 +143,12 @@ impl Offscreen {
             Uniforms::export(settings, ImageView::FULL),
             true,
         );
-        let row_bytes = width * 4;
-        let padded_row_bytes = row_bytes.div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
-            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
-        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("cutout offscreen readback"),
-            size: u64::from(padded_row_bytes) * u64::from(height),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("cutout offscreen encoder"),
             });
+        images.refine(&self.pipeline, &self.queue, &mut encoder, settings, None);
         {
             let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
                 label: Some("cutout offscreen pass"),
@@ -105,9 +165,36 @@ impl Offscreen {
             });
             self.pipeline.draw(&mut pass, &images);
         }
+        let pixels = self.read_rgba(&target, Some(encoder))?;
+        RgbaImage::from_raw(width, height, pixels)
+            .ok_or_else(|| RenderError::Readback("wrong buffer size".to_owned()))
+    }
+
+    /// Copies an RGBA8 texture back to memory, after the work already in `encoder`.
+    fn read_rgba(
+        &self,
+        texture: &wgpu::Texture,
+        encoder: Option<wgpu::CommandEncoder>,
+    ) -> Result<Vec<u8>, RenderError> {
+        let (width, height) = (texture.width(), texture.height());
+        let row_bytes = width * 4;
+        let padded_row_bytes = row_bytes.div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("cutout offscreen readback"),
+            size: u64::from(padded_row_bytes) * u64::from(height),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = encoder.unwrap_or_else(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("cutout readback encoder"),
+                })
+        });
         encoder.copy_texture_to_buffer(
             wgpu::TexelCopyTextureInfo {
-                texture: &target,
+                texture,
                 mip_level: 0,
                 origin: wgpu::Origin3d::ZERO,
                 aspect: wgpu::TextureAspect::All,
@@ -120,7 +207,7 @@ impl Offscreen {
                     rows_per_image: Some(height),
                 },
             },
-            target.size(),
+            texture.size(),
         );
         self.queue.submit([encoder.finish()]);
         let slice = readback.slice(..);
@@ -128,12 +215,7 @@ impl Offscreen {
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = tx.send(result);
         });
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: Some(std::time::Duration::from_secs(60)),
-            })
-            .map_err(|e| RenderError::Readback(e.to_string()))?;
+        self.wait()?;
         rx.recv()
             .map_err(|e| RenderError::Readback(e.to_string()))?
             .map_err(|e| RenderError::Readback(e.to_string()))?;
@@ -146,7 +228,6 @@ impl Offscreen {
         }
         drop(mapped);
         readback.unmap();
-        RgbaImage::from_raw(width, height, pixels)
-            .ok_or_else(|| RenderError::Readback("wrong buffer size".to_owned()))
+        Ok(pixels)
     }
 }

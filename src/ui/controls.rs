@@ -3,7 +3,10 @@
 use crate::{
     app::{AppState, Command, EngineStatus, Settings},
     engine::Precision,
-    image_ops::Background,
+    image_ops::{
+        Background,
+        refine::{self, RefineSettings},
+    },
 };
 
 /// Engine, composite and export controls.
@@ -95,6 +98,33 @@ fn engine_ui(
     }
 }
 
+/// Edge refinement and foreground colours: GPU passes over the photo and the network's mask,
+/// re-run when these change (the network is not).
+fn refine_ui(ui: &mut egui::Ui, r: &mut RefineSettings) {
+    ui.checkbox(&mut r.guided, "Refine edges (guided filter)")
+        .on_hover_text("Snaps the mask to the photo's edges on the GPU; the network is not re-run");
+    ui.add_enabled_ui(r.guided, |ui| {
+        ui.add(
+            egui::Slider::new(&mut r.radius, 1..=refine::MAX_RADIUS_PX)
+                .text("Radius (px)")
+                .logarithmic(true),
+        )
+        .on_hover_text("Window of the filter: wider follows larger blurs of the mask");
+        ui.add(
+            egui::Slider::new(&mut r.eps, 1e-6..=1e-1)
+                .text("Regularisation")
+                .logarithmic(true)
+                .custom_formatter(|v, _| format!("{v:.0e}")),
+        )
+        .on_hover_text("Smaller follows the photo's edges more closely");
+    });
+    ui.checkbox(&mut r.foreground, "Clean edge colours")
+        .on_hover_text(
+            "Foreground colour estimation: semi-transparent edge pixels take the subject's \
+             colour instead of the old background's (preview and export)",
+        );
+}
+
 fn composite_ui(ui: &mut egui::Ui, settings: &mut Settings) {
     ui.heading("Cutout");
     let c = &mut settings.composite;
@@ -104,7 +134,9 @@ fn composite_ui(ui: &mut egui::Ui, settings: &mut Settings) {
         let defaults = crate::image_ops::CompositeSettings::default();
         c.threshold = defaults.threshold;
         c.softness = defaults.softness;
+        c.refine = defaults.refine;
     }
+    refine_ui(ui, &mut c.refine);
     ui.label("Background");
     for b in Background::ALL {
         ui.radio_value(&mut c.background, b, b.label());

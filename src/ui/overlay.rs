@@ -90,6 +90,7 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             }
             if stats.composite_measurable {
                 row_ui(ui, "composite GPU", &stats.composite_gpu);
+                row_ui(ui, "refine GPU", &stats.refine_gpu);
             } else {
                 ui.label("composite GPU");
                 ui.label("–");

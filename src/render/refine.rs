@@ -1,0 +1,428 @@
+//! Edge refinement (guided filter) and foreground colour estimation (blur fusion) as wgpu compute
+//! passes, `refine.wgsl`: the network's mask and the photo in, one RGBA8 texture out (the
+//! subject's colours, the refined mask as alpha) that the compositor samples.
+//!
+//! [`Refiner`] holds the compute pipelines (created once per device); [`RefineTargets`] the
+//! intermediate textures and bind groups for one photo size (created with the photo's textures);
+//! a run writes three small uniform blocks and records the passes.
+
+use crate::image_ops::{
+    CompositeSettings,
+    refine::{FOREGROUND_RADII_PX, RefineSettings},
+};
+
+/// The passes of `refine.wgsl` and the bindings each one uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    BoxH,
+    BoxV,
+    Products,
+    Coeffs,
+    Apply,
+    FusePrep,
+    FuseStep,
+    FuseFinal,
+    Pack,
+}
+
+const PASSES: [Pass; 9] = [
+    Pass::BoxH,
+    Pass::BoxV,
+    Pass::Products,
+    Pass::Coeffs,
+    Pass::Apply,
+    Pass::FusePrep,
+    Pass::FuseStep,
+    Pass::FuseFinal,
+    Pass::Pack,
+];
+
+// Binding numbers of refine.wgsl.
+const PARAMS: u32 = 0;
+const PHOTO: u32 = 1;
+const MASK: u32 = 2;
+const IN: [u32; 4] = [3, 4, 5, 6];
+const OUT: [u32; 4] = [7, 8, 9, 10];
+const REFINED_IN: u32 = 11;
+const REFINED_OUT: u32 = 12;
+const CUTOUT_OUT: u32 = 13;
+
+impl Pass {
+    fn entry_point(self) -> &'static str {
+        match self {
+            Self::BoxH => "box_h",
+            Self::BoxV => "box_v",
+            Self::Products => "products",
+            Self::Coeffs => "coeffs",
+            Self::Apply => "apply",
+            Self::FusePrep => "fuse_prep",
+            Self::FuseStep => "fuse_step",
+            Self::FuseFinal => "fuse_final",
+            Self::Pack => "pack",
+        }
+    }
+
+    fn bindings(self) -> &'static [u32] {
+        match self {
+            Self::BoxH | Self::BoxV => &[PARAMS, IN[0], OUT[0]],
+            Self::Products => &[PARAMS, PHOTO, MASK, OUT[0], OUT[1], OUT[2], OUT[3]],
+            Self::Coeffs => &[PARAMS, IN[0], IN[1], IN[2], IN[3], OUT[0]],
+            Self::Apply => &[PARAMS, PHOTO, MASK, IN[0], REFINED_OUT],
+            Self::FusePrep => &[PARAMS, PHOTO, REFINED_IN, OUT[0], OUT[1]],
+            Self::FuseStep => &[PARAMS, PHOTO, REFINED_IN, IN[0], IN[1], OUT[2], OUT[3]],
+            Self::FuseFinal => &[PARAMS, PHOTO, REFINED_IN, IN[0], IN[1], CUTOUT_OUT],
+            Self::Pack => &[PARAMS, PHOTO, REFINED_IN, CUTOUT_OUT],
+        }
+    }
+
+    fn layout_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+        let storage = |format| wgpu::BindingType::StorageTexture {
+            access: wgpu::StorageTextureAccess::WriteOnly,
+            format,
+            view_dimension: wgpu::TextureViewDimension::D2,
+        };
+        let ty = match binding {
+            PARAMS => wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+            },
+            REFINED_OUT => storage(wgpu::TextureFormat::R32Float),
+            CUTOUT_OUT => storage(CUTOUT_FORMAT),
+            b if OUT.contains(&b) => storage(wgpu::TextureFormat::Rgba32Float),
+            _ => wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+        };
+        wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty,
+            count: None,
+        }
+    }
+}
+
+/// Format of the refined output: the subject's colours and the refined mask as alpha.
+pub const CUTOUT_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
+
+/// The uniform block of `refine.wgsl` (32 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    width: u32,
+    height: u32,
+    radius: u32,
+    guided: u32,
+    eps: f32,
+    lo: f32,
+    hi: f32,
+    pad: f32,
+}
+
+/// Which of the three uniform blocks (one per box radius) a pass reads.
+#[derive(Debug, Clone, Copy)]
+enum Radius {
+    Guided,
+    Wide,
+    Narrow,
+}
+
+/// The compute pipelines of the refinement: created once per device.
+pub struct Refiner {
+    pipelines: Vec<(Pass, wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+}
+
+impl Refiner {
+    /// Compiles `refine.wgsl` and builds one pipeline per pass.
+    pub fn new(device: &wgpu::Device) -> Self {
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("cutout refine shader"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("refine.wgsl").into()),
+        });
+        let pipelines = PASSES
+            .iter()
+            .map(|&pass| {
+                let entries: Vec<_> = pass
+                    .bindings()
+                    .iter()
+                    .map(|&b| Pass::layout_entry(b))
+                    .collect();
+                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(pass.entry_point()),
+                    entries: &entries,
+                });
+                let pipeline_layout =
+                    device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(pass.entry_point()),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(pass.entry_point()),
+                    layout: Some(&pipeline_layout),
+                    module: &shader,
+                    entry_point: Some(pass.entry_point()),
+                    compilation_options: wgpu::PipelineCompilationOptions::default(),
+                    cache: None,
+                });
+                (pass, pipeline, layout)
+            })
+            .collect();
+        Self { pipelines }
+    }
+
+    fn get(&self, pass: Pass) -> (&wgpu::ComputePipeline, &wgpu::BindGroupLayout) {
+        let (_, pipeline, layout) = self
+            .pipelines
+            .iter()
+            .find(|(p, _, _)| *p == pass)
+            .unwrap_or_else(|| unreachable!("every pass has a pipeline"));
+        (pipeline, layout)
+    }
+}
+
+/// One recorded dispatch.
+struct Step {
+    pass: Pass,
+    group: wgpu::BindGroup,
+}
+
+/// Intermediate textures, uniform blocks and bind groups for one photo size.
+pub struct RefineTargets {
+    params: [wgpu::Buffer; 3],
+    guided: Vec<Step>,
+    plain: Step,
+    foreground: Vec<Step>,
+    pack: Step,
+    size: [u32; 2],
+}
+
+enum Res<'a> {
+    Params(&'a wgpu::Buffer),
+    View(&'a wgpu::TextureView),
+}
+
+impl RefineTargets {
+    /// Creates the intermediates for a photo of `photo`'s size; the passes read `photo` (RGBA8)
+    /// and `mask` (R8) and write `cutout` ([`CUTOUT_FORMAT`], storage binding).
+    pub fn new(
+        device: &wgpu::Device,
+        refiner: &Refiner,
+        photo: &wgpu::Texture,
+        mask: &wgpu::Texture,
+        cutout: &wgpu::Texture,
+    ) -> Self {
+        let size = [photo.width(), photo.height()];
+        let plane = |label: &str, format| {
+            super::gpu::texture_with_usage(
+                device,
+                label,
+                (size[0], size[1]),
+                format,
+                wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            )
+            .create_view(&wgpu::TextureViewDescriptor::default())
+        };
+        let p: [wgpu::TextureView; 4] =
+            std::array::from_fn(|_| plane("cutout refine plane", wgpu::TextureFormat::Rgba32Float));
+        let tmp = plane("cutout refine scratch", wgpu::TextureFormat::Rgba32Float);
+        let refined = plane("cutout refined mask", wgpu::TextureFormat::R32Float);
+        let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
+        let (photo, mask, cutout) = (view(photo), view(mask), view(cutout));
+        let params: [wgpu::Buffer; 3] = std::array::from_fn(|_| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("cutout refine params"),
+                size: std::mem::size_of::<Params>() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        let step = |pass: Pass, radius: Radius, bound: &[(u32, &wgpu::TextureView)]| {
+            let (_, layout) = refiner.get(pass);
+            let mut all = vec![(PARAMS, Res::Params(&params[radius as usize]))];
+            all.extend(bound.iter().map(|&(b, v)| (b, Res::View(v))));
+            let entries: Vec<_> = all
+                .iter()
+                .map(|(binding, res)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: match res {
+                        Res::Params(buffer) => buffer.as_entire_binding(),
+                        Res::View(view) => wgpu::BindingResource::TextureView(view),
+                    },
+                })
+                .collect();
+            Step {
+                pass,
+                group: device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(pass.entry_point()),
+                    layout,
+                    entries: &entries,
+                }),
+            }
+        };
+        // A box mean of `plane` in place, through the scratch texture.
+        let boxed = |plane: &wgpu::TextureView, radius: Radius| {
+            [
+                step(Pass::BoxH, radius, &[(IN[0], plane), (OUT[0], &tmp)]),
+                step(Pass::BoxV, radius, &[(IN[0], &tmp), (OUT[0], plane)]),
+            ]
+        };
+        let mut guided = vec![step(
+            Pass::Products,
+            Radius::Guided,
+            &[
+                (PHOTO, &photo),
+                (MASK, &mask),
+                (OUT[0], &p[0]),
+                (OUT[1], &p[1]),
+                (OUT[2], &p[2]),
+                (OUT[3], &p[3]),
+            ],
+        )];
+        for plane in &p {
+            guided.extend(boxed(plane, Radius::Guided));
+        }
+        guided.push(step(
+            Pass::Coeffs,
+            Radius::Guided,
+            &[
+                (IN[0], &p[0]),
+                (IN[1], &p[1]),
+                (IN[2], &p[2]),
+                (IN[3], &p[3]),
+                (OUT[0], &tmp),
+            ],
+        ));
+        // The coefficients' box mean, ending in p[0].
+        guided.push(step(
+            Pass::BoxH,
+            Radius::Guided,
+            &[(IN[0], &tmp), (OUT[0], &p[1])],
+        ));
+        guided.push(step(
+            Pass::BoxV,
+            Radius::Guided,
+            &[(IN[0], &p[1]), (OUT[0], &p[0])],
+        ));
+        let apply = [
+            (PHOTO, &photo),
+            (MASK, &mask),
+            (IN[0], &p[0]),
+            (REFINED_OUT, &refined),
+        ];
+        guided.push(step(Pass::Apply, Radius::Guided, &apply));
+        let plain = step(Pass::Apply, Radius::Guided, &apply);
+
+        let mut foreground = vec![step(
+            Pass::FusePrep,
+            Radius::Wide,
+            &[
+                (PHOTO, &photo),
+                (REFINED_IN, &refined),
+                (OUT[0], &p[0]),
+                (OUT[1], &p[1]),
+            ],
+        )];
+        foreground.extend(boxed(&p[0], Radius::Wide));
+        foreground.extend(boxed(&p[1], Radius::Wide));
+        foreground.push(step(
+            Pass::FuseStep,
+            Radius::Wide,
+            &[
+                (PHOTO, &photo),
+                (REFINED_IN, &refined),
+                (IN[0], &p[0]),
+                (IN[1], &p[1]),
+                (OUT[2], &p[2]),
+                (OUT[3], &p[3]),
+            ],
+        ));
+        foreground.extend(boxed(&p[2], Radius::Narrow));
+        foreground.extend(boxed(&p[3], Radius::Narrow));
+        foreground.push(step(
+            Pass::FuseFinal,
+            Radius::Narrow,
+            &[
+                (PHOTO, &photo),
+                (REFINED_IN, &refined),
+                (IN[0], &p[2]),
+                (IN[1], &p[3]),
+                (CUTOUT_OUT, &cutout),
+            ],
+        ));
+        let pack = step(
+            Pass::Pack,
+            Radius::Guided,
+            &[
+                (PHOTO, &photo),
+                (REFINED_IN, &refined),
+                (CUTOUT_OUT, &cutout),
+            ],
+        );
+        Self {
+            params,
+            guided,
+            plain,
+            foreground,
+            pack,
+            size,
+        }
+    }
+
+    /// Writes the uniforms and records the passes that `settings` asks for into `encoder`.
+    pub fn record(
+        &self,
+        refiner: &Refiner,
+        queue: &wgpu::Queue,
+        encoder: &mut wgpu::CommandEncoder,
+        settings: &CompositeSettings,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
+        let r: RefineSettings = settings.refine.clamped();
+        let (lo, hi) = settings.ramp();
+        let [width, height] = self.size;
+        let radii = [r.radius, FOREGROUND_RADII_PX[0], FOREGROUND_RADII_PX[1]];
+        for (buffer, radius) in self.params.iter().zip(radii) {
+            let params = Params {
+                width,
+                height,
+                radius,
+                guided: u32::from(r.guided),
+                eps: r.eps,
+                lo,
+                hi,
+                pad: 0.0,
+            };
+            queue.write_buffer(buffer, 0, bytemuck::bytes_of(&params));
+        }
+        let mut steps: Vec<&Step> = if r.guided {
+            self.guided.iter().collect()
+        } else {
+            vec![&self.plain]
+        };
+        if r.foreground {
+            steps.extend(&self.foreground);
+        } else {
+            steps.push(&self.pack);
+        }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("cutout refine"),
+            timestamp_writes: timestamps,
+        });
+        for step in steps {
+            let (pipeline, _) = refiner.get(step.pass);
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &step.group, &[]);
+            let lines = |n: u32| n.div_ceil(64);
+            let tiles = |n: u32| n.div_ceil(8);
+            match step.pass {
+                Pass::BoxH => pass.dispatch_workgroups(lines(height), 1, 1),
+                Pass::BoxV => pass.dispatch_workgroups(lines(width), 1, 1),
+                _ => pass.dispatch_workgroups(tiles(width), tiles(height), 1),
+            }
+        }
+    }
+}
