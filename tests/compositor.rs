@@ -106,8 +106,11 @@ fn gpu_composite_matches_the_cpu_reference_within_one_level() {
             "{:?} threshold {} softness {}: max difference {worst}, {off} channel values differ",
             settings.background, settings.threshold, settings.softness
         );
+        // With the guided filter the refined masks may differ by their one level, which moves
+        // a blend over a colour by up to one more.
+        let allowed = if settings.refine.guided { 2 } else { 1 };
         assert!(
-            worst <= 1,
+            worst <= allowed,
             "{settings:?}: GPU and CPU differ by {worst} levels"
         );
     }

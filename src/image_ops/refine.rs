@@ -285,8 +285,9 @@ pub fn estimate_foreground(photo: &RgbImage, alpha: &[f32]) -> RgbImage {
     }
     let mut out = Vec::with_capacity(w * h * 3);
     for (k, px) in photo.as_raw().chunks_exact(3).enumerate() {
-        // No subject here: keep the photo (nothing of it shows, and the estimate is 0/0).
-        if alpha[k] <= 0.0 {
+        // No subject here (nothing of it shows, and the estimate is 0/0), or only the subject:
+        // keep the photo.
+        if alpha[k] <= 0.0 || alpha[k] >= 1.0 {
             out.extend_from_slice(px);
         } else {
             out.extend([f[0][k], f[1][k], f[2][k]].map(super::composite::to_u8));

@@ -236,8 +236,9 @@ fn fuse_final(@builtin(global_invocation_id) id: vec3<u32>) {
     let p = vec2<i32>(id.xy);
     let a = alpha_at(p);
     var fg = fuse(p, a).fg;
-    if a <= 0.0 {
-        // No subject here: keep the photo (nothing of it shows, and the estimate is 0/0).
+    if a <= 0.0 || a >= 1.0 {
+        // No subject here (nothing of it shows, and the estimate is 0/0), or only the subject:
+        // keep the photo.
         fg = guide(p);
     }
     textureStore(cutout_out, p, vec4<f32>(fg, textureLoad(refined_in, p, 0).r));
