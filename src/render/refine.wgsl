@@ -5,7 +5,7 @@
 //   products -> box -> coeffs (a, b per window) -> box -> apply (q = mean_a . I + mean_b)
 // Blur fusion (Forte, Pitié), alpha from the refined mask through the composite's ramp:
 //   fuse_prep -> box (wide) -> fuse_step -> box (narrow) -> fuse_final
-// Box means are separable running sums, one invocation per row or column: O(1) per pixel
+// Box means are separable, one pass per axis, running sums over chunks of a line: O(1) per pixel
 // whatever the radius, edge-normalised like the CPU reference.
 
 struct Params {
@@ -58,52 +58,46 @@ fn ramp(m: f32) -> f32 {
     return clamp((m - params.lo) / max(params.hi - params.lo, MIN_RAMP), 0.0, 1.0);
 }
 
-// ---- separable box mean (running sums) ----
+// ---- separable box mean (running sums over chunks) ----
 
-@compute @workgroup_size(64)
-fn box_h(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x >= params.height {
-        return;
+// Set per pipeline (src/render/refine.rs): the axis a box pass averages along (0 = along rows,
+// 1 = along columns) and the pixels each invocation slides its window over.
+override AXIS: u32 = 0u;
+override CHUNK: u32 = 256u;
+
+fn on_axis(line: i32, i: i32) -> vec2<i32> {
+    if AXIS == 0u {
+        return vec2<i32>(i, line);
     }
-    let y = i32(id.x);
-    let w = i32(params.width);
-    let r = i32(params.radius);
-    var sum = vec4<f32>(0.0);
-    for (var x = 0; x <= min(r, w - 1); x++) {
-        sum += textureLoad(in0, vec2<i32>(x, y), 0);
-    }
-    for (var x = 0; x < w; x++) {
-        let n = f32(min(x + r, w - 1) - max(x - r, 0) + 1);
-        textureStore(out0, vec2<i32>(x, y), sum / n);
-        if x + r + 1 < w {
-            sum += textureLoad(in0, vec2<i32>(x + r + 1, y), 0);
-        }
-        if x - r >= 0 {
-            sum -= textureLoad(in0, vec2<i32>(x - r, y), 0);
-        }
-    }
+    return vec2<i32>(line, i);
 }
 
+// Window mean of in0 along AXIS: invocation (line, chunk) sums the window of the chunk's first
+// pixel, then slides it along the chunk, adding the pixel that enters and taking away the one
+// that leaves. Neighbouring invocations take neighbouring lines, so their loads share cache lines.
 @compute @workgroup_size(64)
-fn box_v(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x >= params.width {
+fn box_mean(@builtin(global_invocation_id) id: vec3<u32>) {
+    let len = i32(select(params.height, params.width, AXIS == 0u));
+    let lines = select(params.width, params.height, AXIS == 0u);
+    let first = i32(id.y * CHUNK);
+    if id.x >= lines || first >= len {
         return;
     }
-    let x = i32(id.x);
-    let h = i32(params.height);
+    let line = i32(id.x);
     let r = i32(params.radius);
+    let end = min(first + i32(CHUNK), len);
     var sum = vec4<f32>(0.0);
-    for (var y = 0; y <= min(r, h - 1); y++) {
-        sum += textureLoad(in0, vec2<i32>(x, y), 0);
+    for (var i = max(first - r, 0); i <= min(first + r, len - 1); i++) {
+        sum += textureLoad(in0, on_axis(line, i), 0);
     }
-    for (var y = 0; y < h; y++) {
-        let n = f32(min(y + r, h - 1) - max(y - r, 0) + 1);
-        textureStore(out0, vec2<i32>(x, y), sum / n);
-        if y + r + 1 < h {
-            sum += textureLoad(in0, vec2<i32>(x, y + r + 1), 0);
+    for (var i = first; i < end; i++) {
+        let n = f32(min(i + r, len - 1) - max(i - r, 0) + 1);
+        textureStore(out0, on_axis(line, i), sum / n);
+        if i + r + 1 < len {
+            sum += textureLoad(in0, on_axis(line, i + r + 1), 0);
         }
-        if y - r >= 0 {
-            sum -= textureLoad(in0, vec2<i32>(x, y - r), 0);
+        if i - r >= 0 {
+            sum -= textureLoad(in0, on_axis(line, i - r), 0);
         }
     }
 }
