@@ -383,6 +383,9 @@ mod tests {
     }
 }
 
+/// The window size of the refinement benchmark's slider frames.
+const FRAME_SIZE: [u32; 2] = [1920, 1080];
+
 /// One row of the refinement benchmark.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RefineRow {
@@ -442,6 +445,29 @@ pub fn refine(
             median_ms,
         });
     }
+    // A slider being dragged: every frame has new settings, so the preview refines the whole
+    // photo again and draws it into a window-sized target.
+    let target = gpu.target(FRAME_SIZE[0], FRAME_SIZE[1]);
+    let step = |i: usize| {
+        let mut settings = cases[2].1;
+        settings.refine.radius = 4 + (i % 8) as u32;
+        settings.refine.eps = 1e-4 * (1.0 + (i % 5) as f32);
+        settings
+    };
+    for i in 0..warmup {
+        gpu.frame(&images, &step(i), &target)?;
+    }
+    let times = (0..runs.max(1))
+        .map(|i| Ok(gpu.frame(&images, &step(i), &target)?.as_secs_f64() * 1e3))
+        .collect::<Result<Vec<f64>, crate::render::RenderError>>()?;
+    let (min_ms, median_ms) = min_median(&times);
+    rows.push(RefineRow {
+        what: "slider frame: both passes + 1920×1080 composite",
+        device: gpu.adapter_name(),
+        runs: times.len(),
+        min_ms,
+        median_ms,
+    });
     if cpu_runs > 0 {
         let (what, settings) = cases[2];
         let times: Vec<f64> = (0..cpu_runs)

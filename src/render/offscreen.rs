@@ -130,13 +130,48 @@ impl Offscreen {
     ) -> Result<RgbaImage, RenderError> {
         let images = self.upload(photo, mask)?;
         let (width, height) = photo.dimensions();
-        let target = super::gpu::texture_with_usage(
+        let target = self.target(width, height);
+        let encoder = self.refine_and_draw(&images, settings, &target);
+        let pixels = self.read_rgba(&target, Some(encoder))?;
+        RgbaImage::from_raw(width, height, pixels)
+            .ok_or_else(|| RenderError::Readback("wrong buffer size".to_owned()))
+    }
+
+    /// A render target of the composite's format, `width` × `height` (a window's size, say).
+    pub fn target(&self, width: u32, height: u32) -> wgpu::Texture {
+        super::gpu::texture_with_usage(
             &self.device,
             "cutout offscreen target",
             (width, height),
             FORMAT,
             wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
-        );
+        )
+    }
+
+    /// One frame of the preview while a refinement slider moves: the refinement passes for
+    /// `settings`, then the whole photo composited into `target` (a window-sized texture from
+    /// [`Self::target`]), in one submission; waits for the GPU and returns the wall time from
+    /// submission to completion.
+    pub fn frame(
+        &self,
+        images: &ImageTextures,
+        settings: &CompositeSettings,
+        target: &wgpu::Texture,
+    ) -> Result<Duration, RenderError> {
+        let encoder = self.refine_and_draw(images, settings, target);
+        let started = Instant::now();
+        self.queue.submit([encoder.finish()]);
+        self.wait()?;
+        Ok(started.elapsed())
+    }
+
+    /// Records the refinement passes and the composite of the whole photo into `target`.
+    fn refine_and_draw(
+        &self,
+        images: &ImageTextures,
+        settings: &CompositeSettings,
+        target: &wgpu::Texture,
+    ) -> wgpu::CommandEncoder {
         let view = target.create_view(&wgpu::TextureViewDescriptor::default());
         self.pipeline.write_uniforms(
             &self.queue,
@@ -163,11 +198,9 @@ impl Offscreen {
                 })],
                 ..wgpu::RenderPassDescriptor::default()
             });
-            self.pipeline.draw(&mut pass, &images);
+            self.pipeline.draw(&mut pass, images);
         }
-        let pixels = self.read_rgba(&target, Some(encoder))?;
-        RgbaImage::from_raw(width, height, pixels)
-            .ok_or_else(|| RenderError::Readback("wrong buffer size".to_owned()))
+        encoder
     }
 
     /// Copies an RGBA8 texture back to memory, after the work already in `encoder`.
