@@ -146,6 +146,17 @@ pub struct CutoutApp {
 /// How often changed settings are written at most.
 const SAVE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Refinement runs that took longer than this (a CPU adapter on a large photo, say) would stall
+/// every frame queued behind them, so on such an adapter a new run waits while the pointer is
+/// held down (a slider being dragged) and starts when it is released; faster runs follow the
+/// slider live.
+const SLOW_REFINE_MS: f64 = 50.0;
+
+/// Whether the preview's refinement should wait: the last run was slow and the pointer is down.
+fn defer_refine(last_refine_ms: Option<f64>, pointer_down: bool) -> bool {
+    pointer_down && last_refine_ms.is_some_and(|ms| ms > SLOW_REFINE_MS)
+}
+
 impl CutoutApp {
     /// Creates the app: starts the worker, loads the model, installs the GPU compositor, and
     /// queues the photos given on the command line.
@@ -1176,6 +1187,11 @@ impl CutoutApp {
         let Some(rs) = &self.render_state else {
             return;
         };
+        let pointer_down = ctx.input(|i| i.pointer.any_down());
+        if defer_refine(self.state.stats.refine_gpu.last(), pointer_down) {
+            ctx.request_repaint_after(Duration::from_millis(50));
+            return;
+        }
         let settings = self.settings.composite;
         let pending = Compositor::with(rs, |c, device, queue| c.refine(device, queue, &settings))
             .unwrap_or(false);
@@ -1286,5 +1302,21 @@ pub fn run_native(options: AppOptions) -> ExitCode {
             );
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SLOW_REFINE_MS, defer_refine};
+
+    #[test]
+    fn slow_refinement_waits_for_the_pointer_and_fast_follows_it() {
+        let slow = Some(SLOW_REFINE_MS * 40.0);
+        let fast = Some(SLOW_REFINE_MS / 10.0);
+        assert!(defer_refine(slow, true));
+        assert!(!defer_refine(slow, false));
+        assert!(!defer_refine(fast, true));
+        // Before the first run there is nothing to go by: run.
+        assert!(!defer_refine(None, true));
     }
 }

@@ -47,6 +47,11 @@ impl Samples {
         self.values.push_back(ms);
     }
 
+    /// The newest sample.
+    pub fn last(&self) -> Option<f64> {
+        self.values.back().copied()
+    }
+
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.values.clear();
