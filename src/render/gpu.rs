@@ -295,6 +295,28 @@ impl ImageTextures {
                 limit,
             });
         }
+        // A photo of many megapixels needs gigabytes of intermediates (the refinement's float
+        // planes): running out of GPU memory is an error for the user, not a panic.
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let images = Self::create(device, queue, pipeline, photo, backdrop);
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(RenderError::OutOfMemory {
+                width,
+                height,
+                reason: e.to_string(),
+            }),
+            None => Ok(images),
+        }
+    }
+
+    fn create(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        pipeline: &Pipeline,
+        photo: &RgbImage,
+        backdrop: &RgbImage,
+    ) -> Self {
+        let (width, height) = photo.dimensions();
         let photo_tex = texture(
             device,
             "cutout photo",
@@ -354,13 +376,13 @@ impl ImageTextures {
                 },
             ],
         });
-        Ok(Self {
+        Self {
             mask,
             cutout,
             refine,
             bind_group,
             size: [width, height],
-        })
+        }
     }
 
     /// Replaces the mask (same size as the photo).

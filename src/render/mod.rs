@@ -40,6 +40,18 @@ pub enum RenderError {
         /// `max_texture_dimension_2d`.
         limit: u32,
     },
+    /// The GPU ran out of memory for the photo's textures.
+    #[error(
+        "the GPU has not enough free memory for a {width}×{height} px photo ({reason}); close other programs that use the GPU or use a smaller photo"
+    )]
+    OutOfMemory {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// What wgpu said.
+        reason: String,
+    },
     /// Reading the result back failed.
     #[error("reading the composite back from the GPU failed: {0}")]
     Readback(String),
