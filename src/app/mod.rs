@@ -1148,6 +1148,8 @@ impl CutoutApp {
         if let Some(cpu_s) = frame.info().cpu_usage {
             self.state.stats.ui_frame.push(f64::from(cpu_s) * 1e3);
         }
+        // One line per frame with CUTOUT_LOG=cutout=trace: its timestamps give frame intervals.
+        tracing::trace!(cpu_ms = frame.info().cpu_usage.map(|s| s * 1e3), "frame");
         if let Some(rs) = &self.render_state
             && let Some((times, refine_times)) =
                 Compositor::with(rs, |c, _, _| (c.take_gpu_ms(), c.take_refine_ms()))
@@ -1156,6 +1158,7 @@ impl CutoutApp {
                 self.state.stats.composite_gpu.push(ms);
             }
             for ms in refine_times {
+                tracing::trace!(ms, "refinement finished");
                 self.state.stats.refine_gpu.push(ms);
             }
         }
@@ -1189,6 +1192,7 @@ impl CutoutApp {
         };
         let pointer_down = ctx.input(|i| i.pointer.any_down());
         if defer_refine(self.state.stats.refine_gpu.last(), pointer_down) {
+            tracing::trace!("refinement deferred while the pointer is down");
             ctx.request_repaint_after(Duration::from_millis(50));
             return;
         }
