@@ -422,19 +422,26 @@ pub fn refine(
         },
         ..CompositeSettings::default()
     };
+    let both = with(true, true);
     let cases = [
-        ("guided filter", with(true, false)),
-        ("foreground colours", with(false, true)),
-        ("guided filter + foreground colours", with(true, true)),
+        ("guided filter", with(true, false), false),
+        ("foreground colours", with(false, true), false),
+        ("guided filter + foreground colours", both, false),
+        (
+            "both, one dispatch per submission (the app on a slow adapter)",
+            both,
+            true,
+        ),
     ];
     let mut rows = Vec::new();
-    for (what, settings) in cases {
+    for (what, settings, in_parts) in cases {
         for _ in 0..warmup {
-            gpu.refine_images(&images, &settings)?;
+            gpu.refine_images(&images, &settings, in_parts)?;
         }
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs.max(1) {
-            times.push(gpu.refine_images(&images, &settings)?.as_secs_f64() * 1e3);
+            let took = gpu.refine_images(&images, &settings, in_parts)?;
+            times.push(took.as_secs_f64() * 1e3);
         }
         let (min_ms, median_ms) = min_median(&times);
         rows.push(RefineRow {
@@ -469,7 +476,7 @@ pub fn refine(
         median_ms,
     });
     if cpu_runs > 0 {
-        let (what, settings) = cases[2];
+        let (what, settings, _) = cases[2];
         let times: Vec<f64> = (0..cpu_runs)
             .map(|_| {
                 let t = Instant::now();

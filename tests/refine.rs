@@ -254,3 +254,26 @@ fn foreground_estimation_halves_the_colour_error_of_synthetic_composites() {
     assert!(band > 10_000, "the band must be large enough to measure");
     assert!(after * 2.0 <= before, "{before:.2} → {after:.2}");
 }
+
+#[test]
+fn a_run_in_parts_gives_the_same_cutout_as_one_submission() {
+    // The app submits the passes one dispatch per frame on a slow adapter; the result must not
+    // depend on it.
+    let gpu = Offscreen::new().expect("a wgpu adapter (lavapipe on machines without a GPU)");
+    let (name, photo, mask, _) = ecssd().swap_remove(0);
+    for s in [
+        settings(true, true),
+        settings(false, true),
+        settings(true, false),
+    ] {
+        let whole = gpu.refine(&photo, &mask, &s).unwrap();
+        let images = gpu.upload(&photo, &mask).unwrap();
+        gpu.refine_images(&images, &s, true).unwrap();
+        let parts = gpu.read_refined(&images, &s).unwrap();
+        assert!(
+            whole.mask == parts.mask && whole.foreground == parts.foreground,
+            "{name} {:?}: refining in parts changed the result",
+            s.refine
+        );
+    }
+}

@@ -148,8 +148,8 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Refinement runs that took longer than this (a CPU adapter on a large photo, say) would stall
 /// every frame queued behind them, so on such an adapter a new run waits while the pointer is
-/// held down (a slider being dragged) and starts when it is released; faster runs follow the
-/// slider live.
+/// held down (a slider being dragged) and starts when it is released, and goes one dispatch per
+/// frame; faster runs follow the slider live, in one submission.
 const SLOW_REFINE_MS: f64 = 50.0;
 
 /// Whether the preview's refinement should wait: the last run was slow and the pointer is down.
@@ -1191,14 +1191,18 @@ impl CutoutApp {
             return;
         };
         let pointer_down = ctx.input(|i| i.pointer.any_down());
-        if defer_refine(self.state.stats.refine_gpu.last(), pointer_down) {
+        let last_ms = self.state.stats.refine_gpu.last();
+        if defer_refine(last_ms, pointer_down) {
             tracing::trace!("refinement deferred while the pointer is down");
             ctx.request_repaint_after(Duration::from_millis(50));
             return;
         }
         let settings = self.settings.composite;
-        let pending = Compositor::with(rs, |c, device, queue| c.refine(device, queue, &settings))
-            .unwrap_or(false);
+        let in_parts = last_ms.is_some_and(|ms| ms > SLOW_REFINE_MS);
+        let pending = Compositor::with(rs, |c, device, queue| {
+            c.refine(device, queue, &settings, in_parts)
+        })
+        .unwrap_or(false);
         if pending {
             ctx.request_repaint_after(Duration::from_millis(5));
         }

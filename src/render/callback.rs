@@ -22,11 +22,13 @@ struct RefineKey {
     settings: CompositeSettings,
 }
 
-/// The refinement passes in flight: at most one at a time, so that moving a slider on a slow
-/// GPU never queues up work behind the frames.
+/// The refinement passes in flight: at most one submission at a time, so that moving a slider
+/// on a slow GPU never queues up work behind the frames.
 #[derive(Default)]
 struct RefineRuns {
     done: Option<RefineKey>,
+    /// A run submitted a part at a time: what it is for, the next dispatch, and when it began.
+    partial: Option<(RefineKey, usize, Instant)>,
     in_flight: Arc<AtomicBool>,
     /// Milliseconds from submission to completion of finished runs, not yet taken.
     finished_ms: Arc<Mutex<Vec<f64>>>,
@@ -82,6 +84,7 @@ impl Compositor {
     ) -> Result<(), RenderError> {
         self.images = None;
         self.refine.done = None;
+        self.refine.partial = None;
         self.images = Some(ImageTextures::new(
             device,
             queue,
@@ -103,50 +106,68 @@ impl Compositor {
 
     /// Brings the cutout texture up to date with the current mask and `settings` (refinement,
     /// foreground colours, ramp): submits the refinement passes when something changed and no
-    /// earlier run is still on the GPU. Returns whether a run is still owed or in flight (the
-    /// caller should draw again soon).
+    /// earlier submission is still on the GPU. With `in_parts` (a slow adapter) a run goes one
+    /// dispatch per call, so that frames are drawn between its parts instead of waiting for all
+    /// of it; a run in parts is finished before a newer one starts. Returns whether work is still
+    /// owed or in flight (the caller should draw again soon).
     pub fn refine(
         &mut self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         settings: &CompositeSettings,
+        in_parts: bool,
     ) -> bool {
         let Some(images) = &self.images else {
             return false;
         };
-        let key = RefineKey {
-            mask: self.mask_generation,
-            settings: *settings,
-        };
         if self.refine.in_flight.load(Ordering::Acquire) {
             return true;
         }
-        if self.refine.done == Some(key) {
-            return false;
-        }
+        let wanted = RefineKey {
+            mask: self.mask_generation,
+            settings: *settings,
+        };
+        let (key, first, started) = match self.refine.partial {
+            Some(partial) => partial,
+            None if self.refine.done == Some(wanted) => return false,
+            None => (wanted, 0, Instant::now()),
+        };
+        let len = images.refine_len(&key.settings);
+        let end = if in_parts { (first + 1).min(len) } else { len };
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("cutout live refine"),
         });
-        images.refine(&self.pipeline, queue, &mut encoder, settings, None);
+        images.refine_part(
+            &self.pipeline,
+            queue,
+            &mut encoder,
+            &key.settings,
+            first..end,
+        );
+        let last = end == len;
         self.refine.in_flight.store(true, Ordering::Release);
         let (in_flight, finished) = (
             Arc::clone(&self.refine.in_flight),
             Arc::clone(&self.refine.finished_ms),
         );
-        let submitted = Instant::now();
         queue.submit([encoder.finish()]);
         queue.on_submitted_work_done(move || {
-            if let Ok(mut ms) = finished.lock() {
-                ms.push(submitted.elapsed().as_secs_f64() * 1e3);
+            if last && let Ok(mut ms) = finished.lock() {
+                ms.push(started.elapsed().as_secs_f64() * 1e3);
             }
             in_flight.store(false, Ordering::Release);
         });
-        self.refine.done = Some(key);
+        if last {
+            self.refine.partial = None;
+            self.refine.done = Some(key);
+        } else {
+            self.refine.partial = Some((key, end, started));
+        }
         true
     }
 
-    /// Submission-to-completion times (milliseconds) of refinement runs finished since the
-    /// last call.
+    /// Times (milliseconds) from the first submission to the completion of refinement runs
+    /// finished since the last call.
     pub fn take_refine_ms(&self) -> Vec<f64> {
         self.refine
             .finished_ms
@@ -171,6 +192,7 @@ impl Compositor {
     /// Forgets the photo (nothing is drawn).
     pub fn clear(&mut self) {
         self.images = None;
+        self.refine.partial = None;
     }
 
     /// The GPU's largest texture side.

@@ -415,6 +415,24 @@ impl ImageTextures {
             .record(&pipeline.refiner, queue, encoder, settings, timestamps);
     }
 
+    /// How many dispatches a refinement run for `settings` has.
+    pub fn refine_len(&self, settings: &CompositeSettings) -> usize {
+        self.refine.len(settings)
+    }
+
+    /// Records dispatches `part` of a refinement run (see [`RefineTargets::record_part`]).
+    pub fn refine_part(
+        &self,
+        pipeline: &Pipeline,
+        queue: &wgpu::Queue,
+        encoder: &mut wgpu::CommandEncoder,
+        settings: &CompositeSettings,
+        part: std::ops::Range<usize>,
+    ) {
+        self.refine
+            .record_part(&pipeline.refiner, queue, encoder, settings, part, None);
+    }
+
     /// Photo size in pixels.
     pub fn size(&self) -> [u32; 2] {
         self.size

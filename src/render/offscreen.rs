@@ -63,21 +63,29 @@ impl Offscreen {
     }
 
     /// Runs the refinement passes on uploaded textures and waits for the GPU; returns the
-    /// wall time from submission to completion (the GPU work, synchronised).
+    /// wall time from the first submission to completion (the GPU work, synchronised). With
+    /// `in_parts`, each dispatch is submitted and waited for on its own, as the app does on a
+    /// slow adapter.
     pub fn refine_images(
         &self,
         images: &ImageTextures,
         settings: &CompositeSettings,
+        in_parts: bool,
     ) -> Result<Duration, RenderError> {
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("cutout refine encoder"),
-            });
-        images.refine(&self.pipeline, &self.queue, &mut encoder, settings, None);
+        let len = images.refine_len(settings);
+        let per_part = if in_parts { 1 } else { len.max(1) };
         let started = Instant::now();
-        self.queue.submit([encoder.finish()]);
-        self.wait()?;
+        for first in (0..len).step_by(per_part) {
+            let part = first..(first + per_part).min(len);
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("cutout refine encoder"),
+                });
+            images.refine_part(&self.pipeline, &self.queue, &mut encoder, settings, part);
+            self.queue.submit([encoder.finish()]);
+            self.wait()?;
+        }
         Ok(started.elapsed())
     }
 
@@ -100,9 +108,19 @@ impl Offscreen {
         settings: &CompositeSettings,
     ) -> Result<Refined, RenderError> {
         let images = self.upload(photo, mask)?;
-        self.refine_images(&images, settings)?;
+        self.refine_images(&images, settings, false)?;
+        self.read_refined(&images, settings)
+    }
+
+    /// Reads back the refined mask and (with foreground estimation on) the subject's colours
+    /// that the last refinement run on `images` left in their cutout texture.
+    pub fn read_refined(
+        &self,
+        images: &ImageTextures,
+        settings: &CompositeSettings,
+    ) -> Result<Refined, RenderError> {
         let rgba = self.read_rgba(&images.cutout, None)?;
-        let (width, height) = photo.dimensions();
+        let [width, height] = images.size();
         let mut fg = Vec::with_capacity(rgba.len() / 4 * 3);
         let mut refined = Vec::with_capacity(rgba.len() / 4);
         for px in rgba.chunks_exact(4) {

@@ -397,6 +397,27 @@ impl RefineTargets {
         }
     }
 
+    /// The dispatches a run for `settings` records, in order.
+    fn steps(&self, settings: &CompositeSettings) -> Vec<&Step> {
+        let r: RefineSettings = settings.refine.clamped();
+        let mut steps: Vec<&Step> = if r.guided {
+            self.guided.iter().collect()
+        } else {
+            vec![&self.plain]
+        };
+        if r.foreground {
+            steps.extend(&self.foreground);
+        } else {
+            steps.push(&self.pack);
+        }
+        steps
+    }
+
+    /// How many dispatches a run for `settings` has (see [`Self::record_part`]).
+    pub fn len(&self, settings: &CompositeSettings) -> usize {
+        self.steps(settings).len()
+    }
+
     /// Writes the uniforms and records the passes that `settings` asks for into `encoder`.
     pub fn record(
         &self,
@@ -406,6 +427,49 @@ impl RefineTargets {
         settings: &CompositeSettings,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
+        let all = 0..self.len(settings);
+        self.record_part(refiner, queue, encoder, settings, all, timestamps);
+    }
+
+    /// Records dispatches `part` of a run for `settings`, so that a slow adapter can run them
+    /// over several submissions with frames in between. The part that starts the run writes the
+    /// uniforms; the later parts must follow it, in order, with the same `settings`.
+    pub fn record_part(
+        &self,
+        refiner: &Refiner,
+        queue: &wgpu::Queue,
+        encoder: &mut wgpu::CommandEncoder,
+        settings: &CompositeSettings,
+        part: std::ops::Range<usize>,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
+        if part.start == 0 {
+            self.write_params(queue, settings);
+        }
+        let steps = self.steps(settings);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("cutout refine"),
+            timestamp_writes: timestamps,
+        });
+        let [width, height] = self.size;
+        for step in steps.get(part).unwrap_or_default() {
+            let (pipeline, _) = refiner.get(step.pass);
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &step.group, &[]);
+            // Box passes: 64 lines per workgroup, one chunk of them along y.
+            let lines = |n: u32| n.div_ceil(64);
+            let chunks = |n: u32| n.div_ceil(BOX_CHUNK);
+            let tiles = |n: u32| n.div_ceil(8);
+            match step.pass {
+                Pass::BoxH => pass.dispatch_workgroups(lines(height), chunks(width), 1),
+                Pass::BoxV => pass.dispatch_workgroups(lines(width), chunks(height), 1),
+                _ => pass.dispatch_workgroups(tiles(width), tiles(height), 1),
+            }
+        }
+    }
+
+    /// The three uniform blocks (one per box radius) for `settings`.
+    fn write_params(&self, queue: &wgpu::Queue, settings: &CompositeSettings) {
         let r: RefineSettings = settings.refine.clamped();
         let (lo, hi) = settings.ramp();
         let [width, height] = self.size;
@@ -422,34 +486,6 @@ impl RefineTargets {
                 pad: 0.0,
             };
             queue.write_buffer(buffer, 0, bytemuck::bytes_of(&params));
-        }
-        let mut steps: Vec<&Step> = if r.guided {
-            self.guided.iter().collect()
-        } else {
-            vec![&self.plain]
-        };
-        if r.foreground {
-            steps.extend(&self.foreground);
-        } else {
-            steps.push(&self.pack);
-        }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("cutout refine"),
-            timestamp_writes: timestamps,
-        });
-        for step in steps {
-            let (pipeline, _) = refiner.get(step.pass);
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &step.group, &[]);
-            // Box passes: 64 lines per workgroup, one chunk of them along y.
-            let lines = |n: u32| n.div_ceil(64);
-            let chunks = |n: u32| n.div_ceil(BOX_CHUNK);
-            let tiles = |n: u32| n.div_ceil(8);
-            match step.pass {
-                Pass::BoxH => pass.dispatch_workgroups(lines(height), chunks(width), 1),
-                Pass::BoxV => pass.dispatch_workgroups(lines(width), chunks(height), 1),
-                _ => pass.dispatch_workgroups(tiles(width), tiles(height), 1),
-            }
         }
     }
 }
