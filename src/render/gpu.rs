@@ -409,10 +409,9 @@ impl ImageTextures {
         queue: &wgpu::Queue,
         encoder: &mut wgpu::CommandEncoder,
         settings: &CompositeSettings,
-        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
-        self.refine
-            .record(&pipeline.refiner, queue, encoder, settings, timestamps);
+        let all = 0..self.refine_len(settings);
+        self.refine_part(pipeline, queue, encoder, settings, all);
     }
 
     /// How many dispatches a refinement run for `settings` has.
@@ -430,7 +429,7 @@ impl ImageTextures {
         part: std::ops::Range<usize>,
     ) {
         self.refine
-            .record_part(&pipeline.refiner, queue, encoder, settings, part, None);
+            .record_part(&pipeline.refiner, queue, encoder, settings, part);
     }
 
     /// Photo size in pixels.

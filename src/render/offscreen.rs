@@ -201,7 +201,7 @@ impl Offscreen {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("cutout offscreen encoder"),
             });
-        images.refine(&self.pipeline, &self.queue, &mut encoder, settings, None);
+        images.refine(&self.pipeline, &self.queue, &mut encoder, settings);
         {
             let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
                 label: Some("cutout offscreen pass"),

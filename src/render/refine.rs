@@ -418,21 +418,9 @@ impl RefineTargets {
         self.steps(settings).len()
     }
 
-    /// Writes the uniforms and records the passes that `settings` asks for into `encoder`.
-    pub fn record(
-        &self,
-        refiner: &Refiner,
-        queue: &wgpu::Queue,
-        encoder: &mut wgpu::CommandEncoder,
-        settings: &CompositeSettings,
-        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
-    ) {
-        let all = 0..self.len(settings);
-        self.record_part(refiner, queue, encoder, settings, all, timestamps);
-    }
-
-    /// Records dispatches `part` of a run for `settings`, so that a slow adapter can run them
-    /// over several submissions with frames in between. The part that starts the run writes the
+    /// Records dispatches `part` of a run for `settings` into `encoder` (all of them, `0..len`,
+    /// or a few, so that a slow adapter can run them over several submissions with frames in
+    /// between). The part that starts the run writes the
     /// uniforms; the later parts must follow it, in order, with the same `settings`.
     pub fn record_part(
         &self,
@@ -441,7 +429,6 @@ impl RefineTargets {
         encoder: &mut wgpu::CommandEncoder,
         settings: &CompositeSettings,
         part: std::ops::Range<usize>,
-        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         if part.start == 0 {
             self.write_params(queue, settings);
@@ -449,7 +436,7 @@ impl RefineTargets {
         let steps = self.steps(settings);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("cutout refine"),
-            timestamp_writes: timestamps,
+            timestamp_writes: None,
         });
         let [width, height] = self.size;
         for step in steps.get(part).unwrap_or_default() {
