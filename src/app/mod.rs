@@ -152,9 +152,26 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(2);
 /// frame; faster runs follow the slider live, in one submission.
 const SLOW_REFINE_MS: f64 = 50.0;
 
-/// Whether the preview's refinement should wait: the last run was slow and the pointer is down.
-fn defer_refine(last_refine_ms: Option<f64>, pointer_down: bool) -> bool {
-    pointer_down && last_refine_ms.is_some_and(|ms| ms > SLOW_REFINE_MS)
+/// How the preview's refinement goes this frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefinePace {
+    /// Fast adapter (or no run yet to go by): the whole run in one submission.
+    Whole,
+    /// Slow adapter: one dispatch per frame.
+    InParts,
+    /// Slow adapter and the pointer is down: nothing new until it is released (the release is
+    /// an input event, so it brings the next frame).
+    Hold,
+}
+
+/// The pace for the last run's time and the pointer.
+fn refine_pace(last_refine_ms: Option<f64>, pointer_down: bool) -> RefinePace {
+    let slow = last_refine_ms.is_some_and(|ms| ms > SLOW_REFINE_MS);
+    match (slow, pointer_down) {
+        (false, _) => RefinePace::Whole,
+        (true, false) => RefinePace::InParts,
+        (true, true) => RefinePace::Hold,
+    }
 }
 
 impl CutoutApp {
@@ -1191,14 +1208,13 @@ impl CutoutApp {
             return;
         };
         let pointer_down = ctx.input(|i| i.pointer.any_down());
-        let last_ms = self.state.stats.refine_gpu.last();
-        if defer_refine(last_ms, pointer_down) {
+        let pace = refine_pace(self.state.stats.refine_gpu.last(), pointer_down);
+        if pace == RefinePace::Hold {
             tracing::trace!("refinement deferred while the pointer is down");
-            ctx.request_repaint_after(Duration::from_millis(50));
             return;
         }
         let settings = self.settings.composite;
-        let in_parts = last_ms.is_some_and(|ms| ms > SLOW_REFINE_MS);
+        let in_parts = pace == RefinePace::InParts;
         let pending = Compositor::with(rs, |c, device, queue| {
             c.refine(device, queue, &settings, in_parts)
         })
@@ -1315,16 +1331,17 @@ pub fn run_native(options: AppOptions) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{SLOW_REFINE_MS, defer_refine};
+    use super::{RefinePace, SLOW_REFINE_MS, refine_pace};
 
     #[test]
-    fn slow_refinement_waits_for_the_pointer_and_fast_follows_it() {
+    fn slow_refinement_waits_for_the_pointer_then_goes_in_parts_and_fast_follows_it() {
         let slow = Some(SLOW_REFINE_MS * 40.0);
         let fast = Some(SLOW_REFINE_MS / 10.0);
-        assert!(defer_refine(slow, true));
-        assert!(!defer_refine(slow, false));
-        assert!(!defer_refine(fast, true));
-        // Before the first run there is nothing to go by: run.
-        assert!(!defer_refine(None, true));
+        assert_eq!(refine_pace(slow, true), RefinePace::Hold);
+        assert_eq!(refine_pace(slow, false), RefinePace::InParts);
+        assert_eq!(refine_pace(fast, true), RefinePace::Whole);
+        assert_eq!(refine_pace(fast, false), RefinePace::Whole);
+        // Before the first run there is nothing to go by: the whole run at once.
+        assert_eq!(refine_pace(None, true), RefinePace::Whole);
     }
 }
