@@ -14,11 +14,11 @@ use std::{
 use image::{ExtendedColorType, GrayImage, RgbImage};
 
 use crate::{
-    engine::{EngineError, Segmenter},
+    engine::{EngineError, MaskPipeline, Segmenter},
     finish::{FinishError, Finisher},
     image_ops::{
-        self, Background, CompositeSettings, DecodeLimits, ImageError, Normalization,
-        decode::DecodedImage, refine::RefineSettings,
+        self, Background, CompositeSettings, DecodeLimits, ImageError, decode::DecodedImage,
+        refine::RefineSettings,
     },
 };
 
@@ -258,11 +258,10 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Decodes and preprocesses one photo for `side_px`.
+/// Decodes one photo and makes the network's input.
 fn prepare(
     job: Job,
-    side_px: u32,
-    norm: Normalization,
+    pipeline: MaskPipeline,
     limits: DecodeLimits,
 ) -> Result<Prepared, Box<Outcome>> {
     let t = Instant::now();
@@ -272,7 +271,7 @@ fn prepare(
     };
     let decode_ms = ms_since(t);
     let t = Instant::now();
-    let input = match image_ops::to_model_input(&decoded.rgb, side_px, norm) {
+    let input = match pipeline.preprocess(&decoded.rgb) {
         Ok(i) => i,
         Err(e) => return Err(failed(job, e.into())),
     };
@@ -335,7 +334,12 @@ pub fn render(
     })
 }
 
-fn finish(item: Inferred, side_px: u32, options: BatchOptions, finisher: &mut Finisher) -> Outcome {
+fn finish(
+    item: Inferred,
+    pipeline: MaskPipeline,
+    options: BatchOptions,
+    finisher: &mut Finisher,
+) -> Outcome {
     let Inferred {
         job,
         rgb,
@@ -343,7 +347,7 @@ fn finish(item: Inferred, side_px: u32, options: BatchOptions, finisher: &mut Fi
         mut timings,
     } = item;
     let t = Instant::now();
-    let mask = match image_ops::mask_from_output(&raw, side_px, rgb.width(), rgb.height()) {
+    let mask = match pipeline.postprocess(&raw, rgb.width(), rgb.height()) {
         Ok(m) => m,
         Err(e) => {
             return Outcome {
@@ -381,8 +385,8 @@ pub fn run(
     mut finisher: Finisher,
     mut on_done: impl FnMut(&Outcome),
 ) -> Vec<Outcome> {
-    let side_px = segmenter.input_side_px();
-    let norm = Normalization::from(&segmenter.model().spec);
+    // The stages of [`Segmenter::segment`], each on its own thread.
+    let pipeline = segmenter.pipeline();
     let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Result<Prepared, Box<Outcome>>>(1);
     let (infer_tx, infer_rx) = crossbeam_channel::bounded::<Result<Inferred, Box<Outcome>>>(1);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
@@ -393,7 +397,7 @@ pub fn run(
             .name("cutout-decode".into())
             .spawn_scoped(scope, move || {
                 for job in jobs {
-                    if prep_tx.send(prepare(job, side_px, norm, limits)).is_err() {
+                    if prep_tx.send(prepare(job, pipeline, limits)).is_err() {
                         break;
                     }
                 }
@@ -405,7 +409,7 @@ pub fn run(
             .spawn_scoped(scope, move || {
                 for item in infer_rx {
                     let outcome = match item {
-                        Ok(inferred) => finish(inferred, side_px, options, &mut finisher),
+                        Ok(inferred) => finish(inferred, pipeline, options, &mut finisher),
                         Err(failed) => *failed,
                     };
                     if done_tx.send(outcome).is_err() {

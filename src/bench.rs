@@ -12,16 +12,19 @@ use image::RgbImage;
 
 use crate::{
     batch::{self, OutputKind},
-    engine::{self, ModelChoice, Precision, ProviderRequest, SegmenterOptions},
-    image_ops::{self, DecodeLimits, Normalization},
+    engine::{
+        self, ModelChoice, Precision, ProviderRequest, SegmenterOptions, prepare::Fp16Source,
+    },
+    image_ops::{self, DecodeLimits},
     paths::AppDirs,
 };
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// Square input sides.
-    pub sizes: Vec<u32>,
+    /// Square input sides (`None`: 160, 320, 512 and 1024 px, or the one size of a fixed-input
+    /// model).
+    pub sizes: Option<Vec<u32>>,
     /// Precisions.
     pub precisions: Vec<Precision>,
     /// Providers (each row says what actually ran).
@@ -38,7 +41,12 @@ pub struct BenchConfig {
     pub nhwc: Vec<bool>,
     /// Capture CUDA graphs on the CUDA provider.
     pub cuda_graphs: bool,
+    /// FP16 graphs to measure for a model stored in FP16 (as stored, from its FP32 twin).
+    pub fp16_sources: Vec<Fp16Source>,
 }
+
+/// Sizes measured when none are given.
+pub const DEFAULT_SIZES_PX: [u32; 4] = [160, 320, 512, 1024];
 
 /// One row: one provider, precision and size.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -49,6 +57,8 @@ pub struct BenchRow {
     pub provider: String,
     /// Precision.
     pub precision: String,
+    /// For FP16 of a model stored in FP16: `stored` or `twin` (empty otherwise).
+    pub fp16_source: String,
     /// Input side in pixels.
     pub size_px: u32,
     /// Convolution layout asked for on the CUDA provider (`nhwc` or `nchw`).
@@ -126,7 +136,7 @@ pub fn run(
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<BenchRow>, engine::EngineError> {
     let runtime = engine::runtime::load(dirs)?;
-    let model = engine::resolve_model(dirs, &config.model, &mut |_, _| {})?;
+    let model = engine::resolve_model(dirs, &config.model, &mut engine::models::no_progress())?;
     let photo = match &config.photo {
         Some(path) => {
             image_ops::decode_file(path, DecodeLimits::default())
@@ -135,33 +145,61 @@ pub fn run(
         }
         None => synthetic_photo(1600, 1200),
     };
-    let norm = Normalization::from(&model.spec);
+    let sizes = config.sizes.clone().unwrap_or_else(|| {
+        if model.spec.fixed_input {
+            vec![model.spec.input_size]
+        } else {
+            DEFAULT_SIZES_PX.to_vec()
+        }
+    });
+    // The FP16 source matters only for a model stored in FP16; others get one FP16 row.
+    let fp16_sources = if model.spec.precision == Precision::Fp16 && !config.fp16_sources.is_empty()
+    {
+        config.fp16_sources.clone()
+    } else {
+        vec![Fp16Source::default()]
+    };
     let mut rows = Vec::new();
     for &requested in &config.providers {
         for &precision in &config.precisions {
-            let variants = config
-                .sizes
-                .iter()
-                .flat_map(|&s| config.nhwc.iter().map(move |&n| (s, n)));
-            for (size_px, nhwc) in variants {
+            let sources = match precision {
+                Precision::Fp16 => fp16_sources.clone(),
+                Precision::Fp32 => vec![Fp16Source::default()],
+            };
+            let variants = sizes.iter().flat_map(|&s| {
+                let sources = sources.clone();
+                config
+                    .nhwc
+                    .iter()
+                    .flat_map(move |&n| sources.clone().into_iter().map(move |f| (s, n, f)))
+            });
+            for (size_px, nhwc, fp16_source) in variants {
                 let options = SegmenterOptions {
                     provider: requested,
                     precision,
                     input_side_px: Some(size_px),
                     prefer_nhwc: nhwc,
                     cuda_graphs: config.cuda_graphs,
+                    fp16_source,
                     ..SegmenterOptions::default()
                 };
                 let mut row = BenchRow {
                     requested: requested.to_string(),
                     precision: precision.as_str().to_owned(),
+                    fp16_source: if precision == Precision::Fp16
+                        && model.spec.precision == Precision::Fp16
+                    {
+                        fp16_source.as_str().to_owned()
+                    } else {
+                        String::new()
+                    },
                     size_px,
                     layout: if nhwc { "nhwc" } else { "nchw" }.to_owned(),
                     ..BenchRow::default()
                 };
                 match engine::Segmenter::new(&runtime, &model, &options, &dirs.cache_dir) {
                     Ok(mut segmenter) => {
-                        if let Err(e) = measure(&mut segmenter, &photo, norm, config, &mut row) {
+                        if let Err(e) = measure(&mut segmenter, &photo, config, &mut row) {
                             row.error = Some(e.to_string());
                         }
                     }
@@ -178,11 +216,10 @@ pub fn run(
 fn measure(
     segmenter: &mut engine::Segmenter,
     photo: &RgbImage,
-    norm: Normalization,
     config: &BenchConfig,
     row: &mut BenchRow,
 ) -> Result<(), engine::EngineError> {
-    let side = segmenter.input_side_px();
+    let pipeline = segmenter.pipeline();
     let startup = segmenter.startup();
     row.provider = segmenter.report().provider.as_str().to_owned();
     row.report = segmenter.report().summary();
@@ -196,7 +233,7 @@ fn measure(
     let mut input = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        input = image_ops::to_model_input(photo, side, norm).map_err(setup_err)?;
+        input = pipeline.preprocess(photo).map_err(setup_err)?;
         pre.push(ms_since(t));
     }
     row.preprocess_ms = min_median(&pre).1;
@@ -239,7 +276,8 @@ fn measure(
     let mut post = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let _mask = image_ops::mask_from_output(&raw, side, photo.width(), photo.height())
+        let _mask = pipeline
+            .postprocess(&raw, photo.width(), photo.height())
             .map_err(setup_err)?;
         post.push(ms_since(t));
     }
@@ -275,20 +313,31 @@ fn measure(
     Ok(())
 }
 
+/// `fp16`, or `fp16/stored` and `fp16/twin` for a model stored in FP16.
+fn precision_label(row: &BenchRow) -> String {
+    if row.fp16_source.is_empty() {
+        row.precision.clone()
+    } else {
+        format!("{}/{}", row.precision, row.fp16_source)
+    }
+}
+
 /// The table header matching [`format_row`].
-pub const TABLE_HEADER: &str = "provider   prec  layout  size  runs    min ms  median ms  first-run ms  upload ms  download ms  pre ms  post ms  photo→PNG ms";
+pub const TABLE_HEADER: &str = "provider   prec        layout  size  runs    min ms  median ms  first-run ms  upload ms  download ms  pre ms  post ms  photo→PNG ms";
 
 /// One table line.
 pub fn format_row(row: &BenchRow) -> String {
     match &row.error {
         Some(e) => format!(
-            "{:<10} {:<5} {:>4}  unavailable: {e}",
-            row.requested, row.precision, row.size_px
+            "{:<10} {:<11} {:>4}  unavailable: {e}",
+            row.requested,
+            precision_label(row),
+            row.size_px
         ),
         None => format!(
-            "{:<10} {:<5} {:<6} {:>5}  {:>4}  {:>8.3}  {:>9.3}  {:>12.1}  {:>9.3}  {:>11.3}  {:>6.2}  {:>7.2}  {:>12}",
+            "{:<10} {:<11} {:<6} {:>5}  {:>4}  {:>8.3}  {:>9.3}  {:>12.1}  {:>9.3}  {:>11.3}  {:>6.2}  {:>7.2}  {:>12}",
             row.provider,
-            row.precision,
+            precision_label(row),
             row.layout,
             row.size_px,
             row.runs,
@@ -316,7 +365,7 @@ pub fn to_csv(rows: &[BenchRow]) -> String {
             "{},{},{},{},{},{},{:.4},{:.4},{:.2},{:.2},{:.2},{:.4},{:.4},{:.3},{:.3},{},\"{error}\"\n",
             r.requested,
             r.provider,
-            r.precision,
+            precision_label(r),
             r.layout,
             r.size_px,
             r.runs,

@@ -2,6 +2,7 @@
 
 use std::{
     io::IsTerminal as _,
+    ops::ControlFlow,
     path::PathBuf,
     process::ExitCode,
     time::{Duration, Instant},
@@ -12,7 +13,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     batch::{self, BatchOptions, OutputKind},
-    engine::{self, ModelChoice, Precision, ProviderRequest, SegmenterOptions, doctor, runtime},
+    engine::{
+        self, ModelChoice, Precision, ProviderRequest, SegmenterOptions, doctor,
+        models::FetchStage, prepare::Fp16Source, runtime,
+    },
     finish::{FinishError, Finisher},
     image_ops::{
         DecodeLimits,
@@ -53,14 +57,35 @@ pub enum Command {
     Bench(BenchArgs),
     /// Time edge refinement and foreground colours on a photo (GPU passes, and the CPU reference).
     BenchRefine(BenchRefineArgs),
+    /// List the models (state, size, licence, source), or fetch one ahead of time.
+    Models(ModelsArgs),
+}
+
+/// `cutout models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// What to do; none lists the models.
+    #[command(subcommand)]
+    pub action: Option<ModelsAction>,
+}
+
+/// `cutout models …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Fetch models now, checked, into the user models folder (otherwise fetched on first use).
+    Fetch {
+        /// Model names from `cutout models`.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
 }
 
 /// `cutout bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Input sides in pixels.
-    #[arg(long, value_delimiter = ',', default_value = "160,320,512,1024")]
-    pub sizes: Vec<u32>,
+    /// Input sides in pixels (default: 160,320,512,1024, or the one size of a fixed-input model).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<u32>>,
     /// Precisions.
     #[arg(long, value_delimiter = ',', default_value = "fp32,fp16")]
     pub precisions: Vec<Precision>,
@@ -88,6 +113,10 @@ pub struct BenchArgs {
     /// Measure without CUDA graphs on the CUDA provider.
     #[arg(long)]
     pub no_cuda_graphs: bool,
+    /// For FP16 of a model stored in FP16: the file as stored (its FP32 islands kept) or converted
+    /// from its FP32 twin (every node in FP16).
+    #[arg(long, value_delimiter = ',', default_value = "stored")]
+    pub fp16_source: Vec<Fp16Source>,
     /// Draw latency and FP16 speed-up per size as a PNG chart.
     #[arg(long, value_name = "FILE.png")]
     pub chart: Option<PathBuf>,
@@ -246,6 +275,9 @@ pub struct SetupArgs {
     /// Install again even if this version is already there.
     #[arg(long)]
     pub force: bool,
+    /// Also fetch these models now (e.g. `--model isnet`), so the first photo does not wait.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub model: Vec<String>,
 }
 
 /// Parses `#RRGGBB` or `RRGGBB`.
@@ -282,6 +314,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Setup(args)) => setup(&dirs, &args),
         Some(Command::Bench(args)) => bench(&dirs, &args),
         Some(Command::BenchRefine(args)) => bench_refine(&dirs, &args),
+        Some(Command::Models(args)) => match &args.action {
+            None => list_models(&dirs),
+            Some(ModelsAction::Fetch { names }) => fetch_models(&dirs, names),
+        },
         Some(Command::Doctor) => {
             print!("{}", doctor::report(&dirs));
             ExitCode::SUCCESS
@@ -294,22 +330,34 @@ fn fail(message: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn download_progress() -> impl FnMut(u64, Option<u64>) {
-    let mut bar: Option<ProgressBar> = None;
-    move |done, total| {
-        let bar = bar.get_or_insert_with(|| {
-            eprintln!("Downloading the model (first use only) …");
+/// A progress bar per fetch stage, on stderr (first use of a model, or `cutout models fetch`).
+fn fetch_progress() -> impl FnMut(FetchStage, u64, Option<u64>) -> ControlFlow<()> {
+    let mut current: Option<(FetchStage, ProgressBar)> = None;
+    move |stage, done, total| {
+        if current.as_ref().is_none_or(|(s, _)| *s != stage) {
+            if let Some((_, bar)) = current.take() {
+                bar.finish_and_clear();
+            }
             let bar = ProgressBar::new(total.unwrap_or(0));
             bar.set_style(
-                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{msg:12} {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            bar
-        });
-        bar.set_position(done);
-        if total == Some(done) {
-            bar.finish_and_clear();
+            bar.set_message(stage.label());
+            if stage == FetchStage::Download {
+                bar.suspend(|| eprintln!("Fetching the model (first use only) …"));
+            }
+            current = Some((stage, bar));
         }
+        if let Some((_, bar)) = &current {
+            bar.set_position(done);
+            if total == Some(done) {
+                bar.finish_and_clear();
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -327,7 +375,7 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let started = Instant::now();
-    let mut progress = download_progress();
+    let mut progress = fetch_progress();
     let mut options = args.engine.segmenter_options();
     // An exhaustive cuDNN search costs seconds once and saves a fraction of a millisecond per
     // photo: worth it only for long batches.
@@ -472,7 +520,7 @@ fn bench_refine(dirs: &AppDirs, args: &BenchRefineArgs) -> ExitCode {
 
 /// The default model's mask of one photo.
 fn network_mask(dirs: &AppDirs, photo: &image::RgbImage) -> Result<image::GrayImage, String> {
-    let mut progress = download_progress();
+    let mut progress = fetch_progress();
     let mut segmenter = engine::open(
         dirs,
         &ModelChoice::Named(engine::models::DEFAULT_MODEL.to_owned()),
@@ -480,11 +528,9 @@ fn network_mask(dirs: &AppDirs, photo: &image::RgbImage) -> Result<image::GrayIm
         &mut progress,
     )
     .map_err(|e| e.to_string())?;
-    let side = segmenter.input_side_px();
-    let norm = crate::image_ops::Normalization::from(&segmenter.model().spec);
-    let input = crate::image_ops::to_model_input(photo, side, norm).map_err(|e| e.to_string())?;
-    let raw = segmenter.infer(&input).map_err(|e| e.to_string())?;
-    crate::image_ops::mask_from_output(&raw, side, photo.width(), photo.height())
+    segmenter
+        .segment(photo)
+        .map(|(mask, _)| mask)
         .map_err(|e| e.to_string())
 }
 
@@ -502,6 +548,7 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
         ),
         nhwc: args.layouts.iter().map(|l| l == "nhwc").collect(),
         cuda_graphs: !args.no_cuda_graphs,
+        fp16_sources: args.fp16_source.clone(),
     };
     let gpu = doctor::nvidia_gpu();
     eprintln!("GPU: {}", gpu.as_deref().unwrap_or("none found"));
@@ -543,13 +590,18 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
     }
     if let Some(path) = &args.chart {
         // The anchors were measured on an H100 (../shared/CONTEXT.md): drawn only beside H100 rows.
-        let anchors = if gpu.as_deref().is_some_and(|g| g.contains("H100")) {
-            h100_anchors()
-        } else {
-            Vec::new()
+        let model_name = match &config.model {
+            ModelChoice::Named(name) => name.clone(),
+            ModelChoice::Custom(path) => path.display().to_string(),
         };
+        let anchors =
+            if model_name == "u2netp" && gpu.as_deref().is_some_and(|g| g.contains("H100")) {
+                h100_anchors()
+            } else {
+                Vec::new()
+            };
         let title = format!(
-            "cutout {} · u2netp · {}",
+            "cutout {} · {model_name} · {}",
             env!("CARGO_PKG_VERSION"),
             gpu.as_deref()
                 .unwrap_or("CPU")
@@ -582,6 +634,73 @@ fn h100_anchors() -> Vec<crate::chart::Anchor> {
     ]
 }
 
+fn list_models(dirs: &AppDirs) -> ExitCode {
+    let manifest = match engine::Manifest::builtin() {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    println!(
+        "{:<8} {:<8} {:<12} {:>8}  {:<36} source",
+        "model", "use", "state", "size", "licence"
+    );
+    let mut notes = Vec::new();
+    for spec in &manifest.models {
+        let state = engine::models::state(spec, dirs);
+        let transfer = spec.source.transfer_bytes(spec.size_bytes);
+        let mut source = spec.source.describe();
+        if transfer != spec.size_bytes {
+            source.push_str(&format!(", {} MB to download", megabytes(transfer)));
+        }
+        println!(
+            "{:<8} {:<8} {:<12} {:>5} MB  {:<36} {source}",
+            spec.name,
+            spec.label,
+            state.label(),
+            megabytes(spec.size_bytes),
+            spec.licence,
+        );
+        match state {
+            engine::models::ModelState::Ready { path, .. } => {
+                notes.push(format!("{}: {}", spec.name, path.display()));
+            }
+            engine::models::ModelState::BadChecksum { path, found } => notes.push(format!(
+                "{}: refused, SHA-256 {found} is no known release; delete it to fetch the real one: {}",
+                spec.name,
+                path.display()
+            )),
+            engine::models::ModelState::Unreadable { reason, .. } => {
+                notes.push(format!("{}: {reason}", spec.name));
+            }
+            engine::models::ModelState::NotFetched => {}
+        }
+    }
+    for note in notes {
+        println!("{note}");
+    }
+    println!(
+        "Models not fetched yet are fetched on first use, or now with `cutout models fetch NAME`."
+    );
+    ExitCode::SUCCESS
+}
+
+fn megabytes(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let mb = bytes as f64 / 1e6;
+    format!("{mb:.1}")
+}
+
+fn fetch_models(dirs: &AppDirs, names: &[String]) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    for name in names {
+        let mut progress = fetch_progress();
+        match engine::resolve_model(dirs, &ModelChoice::Named(name.clone()), &mut progress) {
+            Ok(model) => eprintln!("{name}: ready, {}", model.path.display()),
+            Err(e) => status = fail(&e),
+        }
+    }
+    status
+}
+
 fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
     let gpu_present = doctor::nvidia_gpu();
     let flavor = if args.gpu || (!args.cpu && gpu_present.is_some()) {
@@ -594,6 +713,13 @@ fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
         None => eprintln!("No NVIDIA GPU found."),
     }
     let existing = runtime::managed_dir(dirs, flavor).join(runtime::core_library_name());
+    let models = |status: ExitCode| {
+        if args.model.is_empty() || status != ExitCode::SUCCESS {
+            status
+        } else {
+            fetch_models(dirs, &args.model)
+        }
+    };
     if existing.is_file() && !args.force {
         eprintln!(
             "ONNX Runtime {} ({}) is already installed: {}",
@@ -601,7 +727,7 @@ fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
             flavor.package(),
             existing.display()
         );
-        return ExitCode::SUCCESS;
+        return models(ExitCode::SUCCESS);
     }
     let options = runtime::SetupOptions {
         flavor,
@@ -609,7 +735,7 @@ fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
         python: args.python.clone(),
     };
     match runtime::install(dirs, &options, &mut |line| eprintln!("{line}")) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(_) => models(ExitCode::SUCCESS),
         Err(e) => fail(&e),
     }
 }

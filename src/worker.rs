@@ -8,14 +8,15 @@
 //! worker keeps serving.
 
 use std::{
+    ops::ControlFlow,
     panic::AssertUnwindSafe,
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -24,34 +25,24 @@ use image::{GrayImage, RgbImage};
 use crate::{
     engine::{
         self, ModelChoice, Precision, ProviderKind, ProviderReport, Segmenter, SegmenterOptions,
-        segmenter::StartupTimings,
+        models::FetchStage, segmenter::StartupTimings,
     },
     finish::Finisher,
-    image_ops::{self, CompositeSettings, DecodeLimits, Normalization},
+    image_ops::{self, CompositeSettings, DecodeLimits},
     paths::AppDirs,
 };
 
 /// Longer side of the thumbnails sent with [`Response::Decoded`].
 pub const THUMBNAIL_SIDE_PX: u32 = 96;
 
-/// Where one mask's time went, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct MaskTimings {
-    /// Reading and decoding the file (0 for pixels already in memory).
-    pub decode_ms: f64,
-    /// Resize and normalisation to the network's input.
-    pub preprocess_ms: f64,
-    /// Copying the input to the device (0 on the CPU provider).
-    pub upload_ms: f64,
-    /// The network alone, synchronised.
-    pub infer_ms: f64,
-    /// Copying the output back, min-max scaling and resizing the mask to the photo.
-    pub postprocess_ms: f64,
-}
+pub use crate::engine::MaskTimings;
 
 /// What produced a mask: the provider and precision that actually ran, at which input size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunInfo {
+    /// Which session of the worker ran it (each configuration starts a new one, so equal runs
+    /// come from the same model, provider and precision).
+    pub session: u64,
     /// The execution provider of the session.
     pub provider: ProviderKind,
     /// The precision of the network.
@@ -140,13 +131,26 @@ pub enum Request {
 /// What the worker reports back.
 #[derive(Debug)]
 pub enum Response {
-    /// A configuration started.
+    /// A configuration started, or moved on to its next step.
     Configuring {
-        /// What is being loaded, for a progress line.
+        /// What is being done, for a progress line.
         what: String,
+    },
+    /// The model is being fetched (first use); sent about ten times a second.
+    Fetching {
+        /// Model name.
+        model: String,
+        /// Downloading, or checking the pieces.
+        stage: FetchStage,
+        /// Bytes so far.
+        done: u64,
+        /// Bytes in all, when known.
+        total: Option<u64>,
     },
     /// The session is ready: what runs, and what starting it cost.
     Ready {
+        /// The model's name (or the custom file's path).
+        model: String,
         /// Provider, precision, features, and why faster providers are not used.
         report: ProviderReport,
         /// Prepared model, session and first-run costs.
@@ -158,6 +162,8 @@ pub enum Response {
     ConfigureFailed {
         /// Why, in words the user can act on.
         error: String,
+        /// The user cancelled it ([`Worker::cancel_configure`]).
+        cancelled: bool,
     },
     /// A photo was decoded (sent before its mask, so the front end can show it at once).
     Decoded {
@@ -208,6 +214,7 @@ pub struct Worker {
     responses: Receiver<Response>,
     ids: AtomicU64,
     latest_preview: Arc<AtomicU64>,
+    cancel: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -221,6 +228,9 @@ pub enum SendError {
     #[error("the worker thread has stopped")]
     Stopped,
 }
+
+/// How often fetch progress is sent at most.
+const FETCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Requests waiting for the worker at most; more are refused with [`SendError::Busy`].
 const QUEUE_DEPTH: usize = 16;
@@ -236,6 +246,8 @@ impl Worker {
         let (resp_tx, resp_rx) = crossbeam_channel::unbounded::<Response>();
         let latest_preview = Arc::new(AtomicU64::new(0));
         let latest_seen = Arc::clone(&latest_preview);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel_seen = Arc::clone(&cancel);
         let handle = std::thread::Builder::new()
             .name("cutout-worker".into())
             .spawn(move || {
@@ -244,6 +256,8 @@ impl Worker {
                     limits,
                     segmenter: None,
                     latest_preview: latest_seen,
+                    cancel: cancel_seen,
+                    sessions: 0,
                     finisher: Finisher::new(),
                 };
                 for request in req_rx {
@@ -270,8 +284,15 @@ impl Worker {
             responses: resp_rx,
             ids: AtomicU64::new(0),
             latest_preview,
+            cancel,
             handle: Some(handle),
         })
+    }
+
+    /// Stops the model fetch of the configuration in progress (nothing is kept); it ends with
+    /// [`Response::ConfigureFailed`] and `cancelled` set.
+    pub fn cancel_configure(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
     }
 
     /// A fresh job id, newer than every earlier one. For [`JobKind::Preview`] it also becomes the
@@ -326,6 +347,10 @@ struct State {
     limits: DecodeLimits,
     segmenter: Option<Segmenter>,
     latest_preview: Arc<AtomicU64>,
+    /// Set by [`Worker::cancel_configure`]; cleared when a configuration starts.
+    cancel: Arc<AtomicBool>,
+    /// Sessions started so far.
+    sessions: u64,
     /// Refinement and compositing for exports (opens a headless GPU device when asked).
     finisher: Finisher,
 }
@@ -337,30 +362,7 @@ impl State {
 
     fn handle(&mut self, request: Request, send: &mut dyn FnMut(Response)) {
         match request {
-            Request::Configure { model, options } => {
-                send(Response::Configuring {
-                    what: format!(
-                        "{} on {}, {}",
-                        model_name(&model),
-                        options.provider,
-                        options.precision
-                    ),
-                });
-                self.segmenter = None;
-                match engine::open(&self.dirs, &model, &options, &mut |_, _| {}) {
-                    Ok(segmenter) => {
-                        send(Response::Ready {
-                            report: segmenter.report().clone(),
-                            startup: segmenter.startup(),
-                            input_side_px: segmenter.input_side_px(),
-                        });
-                        self.segmenter = Some(segmenter);
-                    }
-                    Err(e) => send(Response::ConfigureFailed {
-                        error: e.to_string(),
-                    }),
-                }
-            }
+            Request::Configure { model, options } => self.configure(&model, &options, send),
             Request::SegmentFile { id, kind, path } => {
                 if self.superseded(id, kind) {
                     return;
@@ -427,6 +429,77 @@ impl State {
                 settings,
                 output,
             } => self.export(id, source, &settings, &output, send),
+        }
+    }
+
+    /// Loads ONNX Runtime, fetches the model if needed (with progress, cancellable), then
+    /// prepares it and starts the session, saying which step it is on.
+    fn configure(
+        &mut self,
+        model: &ModelChoice,
+        options: &SegmenterOptions,
+        send: &mut dyn FnMut(Response),
+    ) {
+        self.cancel.store(false, Ordering::SeqCst);
+        let name = model_name(model);
+        send(Response::Configuring {
+            what: format!("{name} on {}, {}", options.provider, options.precision),
+        });
+        self.segmenter = None;
+        let failed =
+            |error: String, cancelled: bool| Response::ConfigureFailed { error, cancelled };
+        let runtime = match engine::runtime::load(&self.dirs) {
+            Ok(r) => r,
+            Err(e) => return send(failed(e.to_string(), false)),
+        };
+        let mut last_sent: Option<Instant> = None;
+        let cancel = Arc::clone(&self.cancel);
+        let mut progress = |stage: FetchStage, done: u64, total: Option<u64>| {
+            let finished = total == Some(done);
+            if finished || last_sent.is_none_or(|t| t.elapsed() >= FETCH_PROGRESS_INTERVAL) {
+                last_sent = Some(Instant::now());
+                send(Response::Fetching {
+                    model: name.clone(),
+                    stage,
+                    done,
+                    total,
+                });
+            }
+            if cancel.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let resolved = engine::resolve_model(&self.dirs, model, &mut progress);
+        let resolved = match resolved {
+            Ok(m) => m,
+            Err(e) => {
+                let cancelled = matches!(
+                    e,
+                    engine::EngineError::Model(engine::ModelError::Cancelled { .. })
+                );
+                return send(failed(e.to_string(), cancelled));
+            }
+        };
+        send(Response::Configuring {
+            what: format!(
+                "{name}: preparing the {} model and starting the {} session",
+                options.precision, options.provider
+            ),
+        });
+        match Segmenter::new(&runtime, &resolved, options, &self.dirs.cache_dir) {
+            Ok(segmenter) => {
+                self.sessions += 1;
+                send(Response::Ready {
+                    model: name,
+                    report: segmenter.report().clone(),
+                    startup: segmenter.startup(),
+                    input_side_px: segmenter.input_side_px(),
+                });
+                self.segmenter = Some(segmenter);
+            }
+            Err(e) => send(failed(e.to_string(), false)),
         }
     }
 
@@ -497,21 +570,7 @@ impl State {
             });
             return None;
         };
-        let side = segmenter.input_side_px();
-        let norm = Normalization::from(&segmenter.model().spec);
-        let t = Instant::now();
-        let input = match image_ops::to_model_input(rgb, side, norm) {
-            Ok(input) => input,
-            Err(e) => {
-                send(Response::Failed {
-                    id,
-                    error: format!("{e}: {name}"),
-                });
-                return None;
-            }
-        };
-        let preprocess_ms = t.elapsed().as_secs_f64() * 1e3;
-        let (raw, infer) = match segmenter.infer_timed(&input) {
+        let (mask, timings) = match segmenter.segment(rgb) {
             Ok(out) => out,
             Err(e) => {
                 send(Response::Failed {
@@ -523,30 +582,12 @@ impl State {
         };
         let report = segmenter.report();
         let ran = RunInfo {
+            session: self.sessions,
             provider: report.provider,
             precision: report.precision,
-            input_side_px: side,
+            input_side_px: segmenter.input_side_px(),
         };
-        let t = Instant::now();
-        match image_ops::mask_from_output(&raw, side, rgb.width(), rgb.height()) {
-            Ok(mask) => {
-                let timings = MaskTimings {
-                    decode_ms: 0.0,
-                    preprocess_ms,
-                    upload_ms: infer.upload_ms,
-                    infer_ms: infer.run_ms,
-                    postprocess_ms: t.elapsed().as_secs_f64() * 1e3 + infer.download_ms,
-                };
-                Some((mask, timings, ran))
-            }
-            Err(e) => {
-                send(Response::Failed {
-                    id,
-                    error: format!("{e}: {name}"),
-                });
-                None
-            }
-        }
+        Some((mask, timings, ran))
     }
 }
 

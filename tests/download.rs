@@ -58,7 +58,7 @@ fn spec_at(url: String) -> models::ModelSpec {
         .get("u2netp")
         .expect("u2netp")
         .clone();
-    spec.url = url;
+    spec.source = models::ModelSource::Url { url };
     spec
 }
 
@@ -78,10 +78,13 @@ fn the_real_file_downloads_with_progress_and_checksum() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("models/u2netp.onnx");
     let mut last = (0, None);
-    let sha = models::download(
+    let sha = models::fetch(
         &spec_at(format!("{}/u2netp.onnx", server.base)),
         &dest,
-        &mut |done, total| last = (done, total),
+        &mut |_, done, total| {
+            last = (done, total);
+            std::ops::ControlFlow::Continue(())
+        },
     )
     .expect("download succeeds");
     assert_eq!(
@@ -109,10 +112,10 @@ fn a_corrupted_download_is_refused_and_nothing_is_kept() {
     let server = Server::start(vec![("/u2netp.onnx", corrupt)]);
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("u2netp.onnx");
-    let err = models::download(
+    let err = models::fetch(
         &spec_at(format!("{}/u2netp.onnx", server.base)),
         &dest,
-        &mut |_, _| {},
+        &mut models::no_progress(),
     )
     .expect_err("corrupt");
     assert!(matches!(err, ModelError::DownloadMismatch { .. }), "{err}");
@@ -129,10 +132,10 @@ fn a_missing_file_and_an_offline_server_say_what_to_do() {
     let server = Server::start(vec![]);
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("u2netp.onnx");
-    let err = models::download(
+    let err = models::fetch(
         &spec_at(format!("{}/u2netp.onnx", server.base)),
         &dest,
-        &mut |_, _| {},
+        &mut models::no_progress(),
     )
     .expect_err("404");
     assert!(err.to_string().contains("CUTOUT_MODELS_DIR"), "{err}");
@@ -143,10 +146,10 @@ fn a_missing_file_and_an_offline_server_say_what_to_do() {
         .local_addr()
         .expect("addr")
         .port();
-    let err = models::download(
+    let err = models::fetch(
         &spec_at(format!("http://127.0.0.1:{port}/u2netp.onnx")),
         &dest,
-        &mut |_, _| {},
+        &mut models::no_progress(),
     )
     .expect_err("offline");
     assert!(matches!(err, ModelError::Download { .. }), "{err}");
@@ -162,15 +165,17 @@ fn resolve_downloads_once_then_finds_the_file_and_refuses_a_tampered_one() {
     let models_dir = root.path().join("models");
     let search = [(models_dir.clone(), ModelOrigin::DataDir)];
     let spec = spec_at(format!("{}/m.onnx", server.base));
-    let first = models::resolve_in(&spec, &search, &models_dir, &mut |_, _| {}).expect("download");
+    let first = models::resolve_in(&spec, &search, &models_dir, &mut models::no_progress())
+        .expect("download");
     assert_eq!(first.origin, ModelOrigin::Downloaded);
-    let second = models::resolve_in(&spec, &search, &models_dir, &mut |_, _| {}).expect("found");
+    let second =
+        models::resolve_in(&spec, &search, &models_dir, &mut models::no_progress()).expect("found");
     assert_eq!(second.origin, ModelOrigin::DataDir);
     assert_eq!(second.path, models_dir.join("u2netp.onnx"));
     // Tampered with after download: refused, not silently replaced.
     std::fs::write(models_dir.join("u2netp.onnx"), b"tampered").expect("write");
-    let err =
-        models::resolve_in(&spec, &search, &models_dir, &mut |_, _| {}).expect_err("tampered");
+    let err = models::resolve_in(&spec, &search, &models_dir, &mut models::no_progress())
+        .expect_err("tampered");
     assert!(matches!(err, ModelError::ChecksumMismatch { .. }), "{err}");
     assert_eq!(
         std::fs::read(models_dir.join("u2netp.onnx")).expect("kept"),

@@ -3,21 +3,12 @@
 
 mod common;
 
-use cutout::image_ops::{self, DecodeLimits, Normalization};
+use cutout::image_ops::{self, DecodeLimits};
 use image::GrayImage;
 
 fn mask_for(segmenter: &mut cutout::engine::Segmenter, path: &std::path::Path) -> GrayImage {
     let decoded = image_ops::decode_file(path, DecodeLimits::default()).expect("decode");
-    let side = segmenter.input_side_px();
-    let input = image_ops::to_model_input(
-        &decoded.rgb,
-        side,
-        Normalization::from(&segmenter.model().spec),
-    )
-    .expect("preprocess");
-    let raw = segmenter.infer(&input).expect("infer");
-    image_ops::mask_from_output(&raw, side, decoded.rgb.width(), decoded.rgb.height())
-        .expect("mask")
+    segmenter.segment(&decoded.rgb).expect("segment").0
 }
 
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {

@@ -38,6 +38,16 @@ fn worker() -> (Worker, tempfile::TempDir) {
     (worker, root)
 }
 
+/// The response that ends a configuration (after its progress lines).
+fn settled(worker: &Worker) -> Option<Response> {
+    loop {
+        match worker.recv_timeout(WAIT) {
+            Some(Response::Configuring { .. } | Response::Fetching { .. }) => {}
+            other => return other,
+        }
+    }
+}
+
 fn configure_cpu(worker: &Worker) {
     let options = SegmenterOptions {
         provider: ProviderRequest::Only(ProviderKind::Cpu),
@@ -53,7 +63,7 @@ fn configure_cpu(worker: &Worker) {
         worker.recv_timeout(WAIT),
         Some(Response::Configuring { .. })
     ));
-    match worker.recv_timeout(WAIT) {
+    match settled(worker) {
         Some(Response::Ready {
             report,
             input_side_px,
@@ -210,8 +220,8 @@ fn work_before_a_model_and_a_bad_model_are_reported() {
         worker.recv_timeout(WAIT),
         Some(Response::Configuring { .. })
     ));
-    match worker.recv_timeout(WAIT) {
-        Some(Response::ConfigureFailed { error }) => {
+    match settled(&worker) {
+        Some(Response::ConfigureFailed { error, .. }) => {
             assert!(error.contains("not a readable ONNX model"), "{error}");
         }
         other => panic!("expected ConfigureFailed, got {other:?}"),

@@ -63,6 +63,10 @@ pub enum Command {
     SetPrecision(Precision),
     /// Switch provider (`auto`, `tensorrt`, `cuda`, `cpu`).
     SetProvider(String),
+    /// Switch model (a manifest name; fetched on first use, with progress).
+    SetModel(String),
+    /// Stop the model fetch in progress and go back to the model before it.
+    CancelFetch,
     /// Turn continuous re-inference on or off.
     SetLive(bool),
     /// Zoom in around the canvas centre.
@@ -141,6 +145,8 @@ pub struct CutoutApp {
     started: Instant,
     /// The window title last set (sent again only when it changes).
     title: String,
+    /// The model of the running session (where a cancelled fetch goes back to).
+    loaded_model: Option<String>,
 }
 
 /// How often changed settings are written at most.
@@ -206,6 +212,7 @@ impl CutoutApp {
                 engine: EngineStatus::Configuring {
                     what: "starting".to_owned(),
                     since: Instant::now(),
+                    fetch: None,
                 },
                 entries: Vec::new(),
                 current: None,
@@ -215,6 +222,7 @@ impl CutoutApp {
                 export_progress: None,
                 adapter,
                 gpu_ready,
+                models: state::ModelEntry::all(&options.dirs),
             },
             view: ViewState::default(),
             persist: options.persist,
@@ -232,6 +240,7 @@ impl CutoutApp {
             ctx,
             started: Instant::now(),
             title: "cutout".to_owned(),
+            loaded_model: None,
         };
         if let Some(rs) = &app.render_state {
             app.state.stats.composite_measurable =
@@ -288,11 +297,12 @@ impl CutoutApp {
         self.state.engine = EngineStatus::Configuring {
             what: format!(
                 "{} on {}, {}",
-                self.settings.model,
+                self.settings.model_name(),
                 self.settings.provider_request(),
                 self.settings.precision()
             ),
             since: Instant::now(),
+            fetch: None,
         };
         self.send(Request::Configure {
             model: self.settings.model_choice(),
@@ -616,26 +626,61 @@ impl CutoutApp {
     fn handle_response(&mut self, response: Response) {
         match response {
             Response::Configuring { what } => {
+                let since = match &self.state.engine {
+                    EngineStatus::Configuring { since, .. } => *since,
+                    _ => Instant::now(),
+                };
                 self.state.engine = EngineStatus::Configuring {
                     what,
-                    since: Instant::now(),
+                    since,
+                    fetch: None,
                 };
             }
+            Response::Fetching {
+                model,
+                stage,
+                done,
+                total,
+            } => {
+                if let EngineStatus::Configuring { what, fetch, .. } = &mut self.state.engine {
+                    *what = format!("{} {model}", stage.label().to_lowercase());
+                    *fetch = Some(state::FetchStatus { stage, done, total });
+                }
+            }
             Response::Ready {
+                model,
                 report,
                 startup,
                 input_side_px,
             } => {
-                if let Some(note) = report.note() {
-                    self.state.post(note, false);
-                }
-                for skipped in &report.skipped {
+                // The first session shows which provider runs: settle the `auto` choices, and
+                // load the model they pick before any photo runs.
+                if self.settings.settle_auto(report.provider) {
                     self.state.post(
-                        format!("{} is not used: {}", skipped.provider, skipped.reason),
+                        format!(
+                            "{} runs here, so cutout uses {} in {}; change it in the Engine panel",
+                            report.provider,
+                            self.settings.model_name(),
+                            self.settings.precision()
+                        ),
                         false,
                     );
+                    self.configure();
+                    return;
                 }
+                let model_changed = self.loaded_model.as_deref() != Some(model.as_str());
+                if model_changed {
+                    // Timings and masks of another network would mislead the comparison.
+                    self.state.stats.infer_by_run.clear();
+                    if let Some(current) = &mut self.state.current {
+                        current.masks_by_precision.clear();
+                        current.difference = None;
+                    }
+                }
+                self.loaded_model = Some(model.clone());
+                self.state.models = state::ModelEntry::all(&self.dirs);
                 self.state.engine = EngineStatus::Ready {
+                    model,
                     report,
                     startup,
                     input_side_px,
@@ -660,7 +705,17 @@ impl CutoutApp {
                     self.rerun_current();
                 }
             }
-            Response::ConfigureFailed { error } => {
+            Response::ConfigureFailed { error, cancelled } => {
+                if cancelled
+                    && let Some(previous) = self.loaded_model.clone()
+                    && previous != self.settings.model_name()
+                {
+                    self.state
+                        .post(format!("{error}; back to {previous}"), false);
+                    self.settings.model = previous;
+                    self.configure();
+                    return;
+                }
                 self.state
                     .post(format!("the model could not be loaded: {error}"), true);
                 self.state.engine = EngineStatus::Failed(error);
@@ -778,6 +833,12 @@ impl CutoutApp {
             return;
         }
         self.state.stats.record(timings, ran);
+        if let (Some(model), Some(median)) = (
+            self.loaded_model.as_deref(),
+            self.state.stats.infer.summary().map(|s| s.median),
+        ) {
+            self.settings.remember_infer_ms(model, ran.provider, median);
+        }
         self.install_mask(&mask, ran);
         if let Some(current) = &mut self.state.current {
             // Live re-runs of the same precision give the same mask: compare only when the
@@ -1037,6 +1098,13 @@ impl CutoutApp {
                     self.configure();
                 }
             }
+            Command::SetModel(model) => {
+                if self.settings.model_name() != model {
+                    self.settings.model = model;
+                    self.configure();
+                }
+            }
+            Command::CancelFetch => self.worker.cancel_configure(),
             Command::SetLive(live) => {
                 self.state.live = live;
                 let idle = self.state.current.as_ref().is_some_and(|c| !c.busy);

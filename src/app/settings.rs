@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    engine::{ModelChoice, Precision, ProviderRequest, SegmenterOptions},
+    engine::{ModelChoice, Precision, ProviderKind, ProviderRequest, SegmenterOptions},
     image_ops::CompositeSettings,
 };
 
@@ -18,10 +18,15 @@ pub struct Settings {
     pub composite: CompositeSettings,
     /// Execution provider: `auto`, `tensorrt`, `cuda` or `cpu`.
     pub provider: String,
-    /// Network precision: `fp16` or `fp32`.
+    /// Network precision: `fp16`, `fp32`, or `auto` (FP16 on a GPU provider, FP32 on the CPU,
+    /// where FP16 would run as FP32 anyway), decided when the first session runs.
     pub precision: String,
-    /// Model name from the manifest.
+    /// Model name from the manifest, or `auto` (isnet where a GPU provider runs, u2netp on the
+    /// CPU), decided when the first session runs.
     pub model: String,
+    /// Median inference time per `model/provider` measured on this machine, in milliseconds
+    /// (what the model picker says a model costs here).
+    pub infer_ms: std::collections::BTreeMap<String, f64>,
     /// Where File → Open starts.
     pub open_dir: Option<PathBuf>,
     /// Where Export writes (asked for on first export).
@@ -41,8 +46,9 @@ impl Default for Settings {
         Self {
             composite: CompositeSettings::default(),
             provider: "auto".to_owned(),
-            precision: "fp16".to_owned(),
-            model: crate::engine::models::DEFAULT_MODEL.to_owned(),
+            precision: AUTO.to_owned(),
+            model: AUTO.to_owned(),
+            infer_ms: std::collections::BTreeMap::new(),
             open_dir: None,
             export_dir: None,
             show_overlay: true,
@@ -52,6 +58,15 @@ impl Default for Settings {
         }
     }
 }
+
+/// A choice the app makes itself once it knows which provider runs.
+pub const AUTO: &str = "auto";
+
+/// The model sessions start with while the choice is `auto`: small, and fast on any provider.
+const AUTO_START_MODEL: &str = crate::engine::models::DEFAULT_MODEL;
+
+/// The model chosen where a GPU provider runs.
+pub const GPU_MODEL: &str = "isnet";
 
 /// The file name inside the config folder.
 pub const FILE_NAME: &str = "settings.toml";
@@ -104,9 +119,9 @@ impl Settings {
         self.provider.parse().unwrap_or_default()
     }
 
-    /// The precision (unknown text falls back to FP16).
+    /// The precision to run (`auto` runs FP32 until a session says which provider runs).
     pub fn precision(&self) -> Precision {
-        self.precision.parse().unwrap_or(Precision::Fp16)
+        self.precision.parse().unwrap_or(Precision::Fp32)
     }
 
     /// Sets the precision.
@@ -116,7 +131,50 @@ impl Settings {
 
     /// The model to load.
     pub fn model_choice(&self) -> ModelChoice {
-        ModelChoice::Named(self.model.clone())
+        ModelChoice::Named(self.model_name().to_owned())
+    }
+
+    /// The model's name (`auto` loads the small model until a session says which provider runs).
+    pub fn model_name(&self) -> &str {
+        if self.model == AUTO {
+            AUTO_START_MODEL
+        } else {
+            &self.model
+        }
+    }
+
+    /// Settles the `auto` choices once a session shows which provider runs: on a GPU the quality
+    /// model in FP16, on the CPU the fast model in FP32 (FP16 would run as FP32 there anyway).
+    /// Returns whether the model or precision to run changed.
+    pub fn settle_auto(&mut self, provider: ProviderKind) -> bool {
+        let before = (self.model_name().to_owned(), self.precision());
+        let gpu = provider != ProviderKind::Cpu;
+        if self.model == AUTO {
+            self.model = if gpu { GPU_MODEL } else { AUTO_START_MODEL }.to_owned();
+        }
+        if self.precision == AUTO {
+            self.set_precision(if gpu {
+                Precision::Fp16
+            } else {
+                Precision::Fp32
+            });
+        }
+        before != (self.model_name().to_owned(), self.precision())
+    }
+
+    /// The measured median inference time of `model` on `provider` here, if it ran before.
+    pub fn measured_infer_ms(&self, model: &str, provider: ProviderKind) -> Option<f64> {
+        self.infer_ms.get(&format!("{model}/{provider}")).copied()
+    }
+
+    /// Remembers `model`'s median inference time on `provider` (changes under 10 % are not
+    /// worth a settings write).
+    pub fn remember_infer_ms(&mut self, model: &str, provider: ProviderKind, median_ms: f64) {
+        let key = format!("{model}/{provider}");
+        let known = self.infer_ms.get(&key).copied();
+        if known.is_none_or(|ms| (median_ms - ms).abs() > 0.1 * ms) {
+            self.infer_ms.insert(key, (median_ms * 10.0).round() / 10.0);
+        }
     }
 
     /// Session options for the app: the chosen provider and precision, and one core left for
@@ -156,9 +214,64 @@ mod tests {
         assert!(warning.is_none());
         assert_eq!(back.precision(), Precision::Fp32);
 
+        // Settings written by an earlier version (no infer_ms, no auto) still load.
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "model = \"u2netp\"\nprecision = \"fp16\"\n",
+        )
+        .unwrap();
+        let (old, warning) = Settings::load(dir.path());
+        assert!(warning.is_none());
+        assert_eq!(
+            (old.model_name(), old.precision()),
+            ("u2netp", Precision::Fp16)
+        );
+
         std::fs::write(dir.path().join(FILE_NAME), "composite = 3").unwrap();
         let (fallback, warning) = Settings::load(dir.path());
         assert_eq!(fallback, Settings::default());
         assert!(warning.unwrap().contains("defaults"));
+    }
+
+    #[test]
+    fn auto_settles_on_the_quality_model_on_a_gpu_and_the_fast_one_on_the_cpu() {
+        let fresh = Settings::default();
+        assert_eq!(
+            (fresh.model_name(), fresh.precision()),
+            ("u2netp", Precision::Fp32)
+        );
+
+        let mut gpu = fresh.clone();
+        assert!(
+            gpu.settle_auto(ProviderKind::Cuda),
+            "switches to the quality model"
+        );
+        assert_eq!(
+            (gpu.model.as_str(), gpu.precision()),
+            ("isnet", Precision::Fp16)
+        );
+        assert!(!gpu.settle_auto(ProviderKind::Cuda), "settled once");
+
+        let mut cpu = fresh.clone();
+        assert!(
+            !cpu.settle_auto(ProviderKind::Cpu),
+            "already running the right thing"
+        );
+        assert_eq!(
+            (cpu.model.as_str(), cpu.precision()),
+            ("u2netp", Precision::Fp32)
+        );
+
+        // A choice the user made is never overridden.
+        let mut chosen = Settings {
+            model: "isnet".to_owned(),
+            ..fresh
+        };
+        chosen.set_precision(Precision::Fp16);
+        assert!(!chosen.settle_auto(ProviderKind::Cpu));
+        assert_eq!(
+            (chosen.model.as_str(), chosen.precision()),
+            ("isnet", Precision::Fp16)
+        );
     }
 }

@@ -12,8 +12,13 @@ use image::{GrayImage, RgbImage};
 
 use super::stats::Samples;
 use crate::{
-    engine::{Precision, ProviderKind, ProviderReport, segmenter::StartupTimings},
+    engine::{
+        Manifest, ModelSpec, Precision, ProviderKind, ProviderReport,
+        models::{self, FetchStage},
+        segmenter::StartupTimings,
+    },
     image_ops::MaskDifference,
+    paths::AppDirs,
     worker::{JobId, MaskTimings, RunInfo},
 };
 
@@ -110,9 +115,13 @@ pub enum EngineStatus {
         what: String,
         /// Since when.
         since: Instant,
+        /// The model fetch in progress (first use), if any.
+        fetch: Option<FetchStatus>,
     },
     /// Running.
     Ready {
+        /// The model's name.
+        model: String,
         /// What runs and why not something faster.
         report: ProviderReport,
         /// What starting cost.
@@ -122,6 +131,27 @@ pub enum EngineStatus {
     },
     /// Could not start; the reason says what to do.
     Failed(String),
+}
+
+/// How far a model fetch has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchStatus {
+    /// Downloading or checking.
+    pub stage: FetchStage,
+    /// Bytes so far.
+    pub done: u64,
+    /// Bytes in all, when known.
+    pub total: Option<u64>,
+}
+
+impl FetchStatus {
+    /// Done, from 0 to 1 (0 while the total is unknown).
+    pub fn fraction(&self) -> f32 {
+        #[allow(clippy::cast_precision_loss)]
+        self.total.filter(|&t| t > 0).map_or(0.0, |t| {
+            (self.done as f64 / t as f64).clamp(0.0, 1.0) as f32
+        })
+    }
 }
 
 /// Recent per-stage times for the overlay.
@@ -250,6 +280,34 @@ pub struct AppState {
     pub adapter: String,
     /// Whether a GPU compositor is available.
     pub gpu_ready: bool,
+    /// The models of the manifest, for the picker.
+    pub models: Vec<ModelEntry>,
+}
+
+/// A model the app offers.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    /// What the manifest says about it.
+    pub spec: ModelSpec,
+    /// Whether its file is in a models folder (checked by name; its checksum is checked when it
+    /// is loaded).
+    pub fetched: bool,
+}
+
+impl ModelEntry {
+    /// Every model of the built-in manifest, and whether each is on this machine.
+    pub fn all(dirs: &AppDirs) -> Vec<Self> {
+        let search = models::search_dirs(dirs);
+        Manifest::builtin()
+            .map(|m| m.models)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|spec| Self {
+                fetched: search.iter().any(|(d, _)| d.join(&spec.file).is_file()),
+                spec,
+            })
+            .collect()
+    }
 }
 
 impl AppState {

@@ -136,19 +136,17 @@ pub fn report(dirs: &AppDirs) -> String {
     match Manifest::builtin() {
         Ok(manifest) => {
             for spec in &manifest.models {
-                let found = models::search_dirs(dirs)
-                    .into_iter()
-                    .map(|(d, _)| d.join(&spec.file))
-                    .find(|p| p.is_file());
-                let state = match found {
-                    Some(path) => match models::verify(spec, &path) {
-                        Ok(_) => format!("ok {}", path.display()),
-                        Err(e) => e.to_string(),
-                    },
-                    None => format!(
-                        "not downloaded yet (fetched on first use from {})",
-                        spec.url
+                let state = match models::state(spec, dirs) {
+                    models::ModelState::Ready { path, .. } => format!("ok {}", path.display()),
+                    models::ModelState::NotFetched => format!(
+                        "not fetched yet (fetched on first use from {})",
+                        spec.source.describe()
                     ),
+                    models::ModelState::BadChecksum { path, found } => format!(
+                        "refused: SHA-256 {found} is no known release of this model: {}",
+                        path.display()
+                    ),
+                    models::ModelState::Unreadable { reason, .. } => reason,
                 };
                 let _ = writeln!(out, "  {:<9} {state}", spec.name);
             }

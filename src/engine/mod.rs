@@ -4,6 +4,8 @@
 
 pub mod doctor;
 pub mod models;
+pub mod npm;
+pub mod pipeline;
 pub mod prepare;
 pub mod providers;
 pub mod runtime;
@@ -12,6 +14,7 @@ pub mod segmenter;
 use std::path::PathBuf;
 
 pub use models::{Manifest, ModelError, ModelSpec, ResolvedModel};
+pub use pipeline::{MaskPipeline, MaskTimings, SegmentError};
 pub use providers::{Precision, ProviderKind, ProviderReport, ProviderRequest};
 pub use runtime::{Runtime, RuntimeError};
 pub use segmenter::{ConvSearch, Segmenter, SegmenterOptions};
@@ -64,6 +67,18 @@ pub enum EngineError {
         path: PathBuf,
         /// What is wrong with it.
         what: String,
+    },
+    /// The model's graph is fixed at one input size.
+    #[error(
+        "{model} takes only {fixed_px} px inputs (its graph is fixed at that size), not {side_px} px; leave out --size"
+    )]
+    FixedInputSize {
+        /// Model name.
+        model: String,
+        /// What was asked for.
+        side_px: u32,
+        /// The one size it runs at.
+        fixed_px: u32,
     },
     /// An input side outside what makes sense.
     #[error("input size {0} px is out of range; use 32 to 4096")]
@@ -120,7 +135,7 @@ impl Default for ModelChoice {
 pub fn resolve_model(
     dirs: &AppDirs,
     choice: &ModelChoice,
-    progress: models::Progress<'_>,
+    progress: models::FetchProgress<'_>,
 ) -> Result<ResolvedModel, EngineError> {
     Ok(match choice {
         ModelChoice::Named(name) => {
@@ -140,7 +155,7 @@ pub fn open(
     dirs: &AppDirs,
     choice: &ModelChoice,
     options: &SegmenterOptions,
-    progress: models::Progress<'_>,
+    progress: models::FetchProgress<'_>,
 ) -> Result<Segmenter, EngineError> {
     let runtime = runtime::load(dirs)?;
     let model = resolve_model(dirs, choice, progress)?;

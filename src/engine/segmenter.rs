@@ -19,7 +19,7 @@ use ort::{
 use super::{
     EngineError,
     models::ResolvedModel,
-    prepare::{self, PrepareKey},
+    prepare::{self, Fp16Source, PrepareKey},
     providers::{
         Precision, ProviderKind, ProviderReport, ProviderRequest, SkippedProvider, explain_failure,
     },
@@ -46,6 +46,8 @@ pub struct SegmenterOptions {
     pub conv_search: ConvSearch,
     /// Run convolutions channels-last (NHWC) on the CUDA provider, as tensor cores prefer.
     pub prefer_nhwc: bool,
+    /// For FP16 of a model stored in FP16: the file as stored or converted from its FP32 twin.
+    pub fp16_source: Fp16Source,
 }
 
 /// How cuDNN picks convolution algorithms: a trade between the first run and every later one.
@@ -70,6 +72,7 @@ impl Default for SegmenterOptions {
             tensorrt_workspace_bytes: 2 << 30,
             conv_search: ConvSearch::Exhaustive,
             prefer_nhwc: true,
+            fp16_source: Fp16Source::default(),
         }
     }
 }
@@ -144,6 +147,13 @@ impl Segmenter {
         if !(32..=4096).contains(&side_px) {
             return Err(EngineError::InvalidInputSize(side_px));
         }
+        if model.spec.fixed_input && side_px != model.spec.input_size {
+            return Err(EngineError::FixedInputSize {
+                model: model.spec.name.clone(),
+                side_px,
+                fixed_px: model.spec.input_size,
+            });
+        }
         let mut skipped = Vec::new();
         for provider in options.provider.candidates() {
             // TensorRT makes its own FP16 engine from the FP32 graph (its FP16 flag); the other
@@ -158,6 +168,7 @@ impl Segmenter {
                 model_sha256: &model.sha256,
                 side_px,
                 precision: graph_precision,
+                fp16_source: options.fp16_source,
                 output_index: model.spec.output,
             };
             let prepared = prepare::prepared_model(&model.path, key, cache_dir)?;

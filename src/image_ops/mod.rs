@@ -18,7 +18,7 @@ pub use export::write_png_atomic;
 pub use postprocess::{
     MaskDifference, cutout_rgba, mask_difference, mask_from_output, over_background,
 };
-pub use preprocess::{Normalization, to_model_input};
+pub use preprocess::{Normalization, Scale, to_model_input};
 
 /// Why an image could not be read, processed or written.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,18 @@
 use image::RgbImage;
 
 use super::{ImageError, resize::lanczos3};
-use crate::engine::models::{ModelSpec, Scale};
+use serde::Deserialize;
+
+/// How pixel values are scaled to [0, 1] before mean/std normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Scale {
+    /// Divide by the image's own maximum value (rembg's u2net family).
+    #[serde(rename = "image_max")]
+    ImageMax,
+    /// Divide by 255.
+    #[serde(rename = "255")]
+    Unit,
+}
 
 /// Per-model normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -15,16 +26,6 @@ pub struct Normalization {
     pub std: [f32; 3],
     /// Scaling to [0, 1].
     pub scale: Scale,
-}
-
-impl From<&ModelSpec> for Normalization {
-    fn from(spec: &ModelSpec) -> Self {
-        Self {
-            mean: spec.mean,
-            std: spec.std,
-            scale: spec.scale,
-        }
-    }
 }
 
 /// Resizes `rgb` to `side × side` and returns the `[1, 3, side, side]` float tensor, row-major.

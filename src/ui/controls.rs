@@ -33,6 +33,7 @@ fn engine_ui(
 ) {
     ui.heading("Engine");
     let configuring = matches!(state.engine, EngineStatus::Configuring { .. });
+    model_picker_ui(ui, state, settings, configuring, commands);
     ui.horizontal(|ui| {
         ui.label("Precision");
         let precision = settings.precision();
@@ -68,7 +69,7 @@ fn engine_ui(
         commands.push(Command::SetLive(live));
     }
     match &state.engine {
-        EngineStatus::Configuring { what, since } => {
+        EngineStatus::Configuring { what, since, fetch } => {
             ui.horizontal(|ui| {
                 ui.spinner();
                 ui.label(format!(
@@ -76,11 +77,34 @@ fn engine_ui(
                     since.elapsed().as_secs_f64()
                 ));
             });
+            if let Some(fetch) = fetch {
+                ui.horizontal(|ui| {
+                    let text = match fetch.total {
+                        Some(total) => format!("{} / {}", megabytes(fetch.done), megabytes(total)),
+                        None => megabytes(fetch.done),
+                    };
+                    ui.add(
+                        egui::ProgressBar::new(fetch.fraction())
+                            .desired_width(160.0)
+                            .text(text),
+                    );
+                    if ui.button("Cancel").clicked() {
+                        commands.push(Command::CancelFetch);
+                    }
+                });
+            }
         }
-        EngineStatus::Ready { report, .. } => {
+        // What runs, and why nothing faster: said here only (the overlay and the status bar
+        // name the provider without repeating the reasons).
+        EngineStatus::Ready {
+            model,
+            report,
+            input_side_px,
+            ..
+        } => {
             ui.label(
                 egui::RichText::new(format!(
-                    "Running: {} · {}",
+                    "Running: {model} · {} · {} · {input_side_px} px",
                     report.provider, report.precision
                 ))
                 .strong(),
@@ -89,12 +113,104 @@ fn engine_ui(
                 ui.weak(note);
             }
             for skipped in &report.skipped {
-                ui.label(format!("{} not used: {}", skipped.provider, skipped.reason));
+                ui.weak(format!("{} not used: {}", skipped.provider, skipped.reason));
             }
         }
         EngineStatus::Failed(error) => {
             ui.colored_label(ui.visuals().error_fg_color, error);
         }
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let mb = bytes as f64 / 1e6;
+    format!("{mb:.0} MB")
+}
+
+/// One button per model of the manifest, with what it is for and what it costs on this machine.
+fn model_picker_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    settings: &Settings,
+    configuring: bool,
+    commands: &mut Vec<Command>,
+) {
+    let running = match &state.engine {
+        EngineStatus::Ready { report, .. } => Some(report.provider),
+        _ => None,
+    };
+    ui.horizontal(|ui| {
+        ui.label("Model");
+        for model in &state.models {
+            let selected = settings.model_name() == model.spec.name;
+            let text = if model.spec.label.is_empty() {
+                model.spec.name.clone()
+            } else {
+                format!("{} · {}", model.spec.name, model.spec.label)
+            };
+            let response = ui
+                .add_enabled(!configuring, egui::Button::selectable(selected, text))
+                .on_hover_text(format!(
+                    "{}\n{:.0} MB, licence {}\nfrom {}",
+                    model.spec.description,
+                    model.spec.size_bytes as f64 / 1e6,
+                    model.spec.licence,
+                    model.spec.source.describe()
+                ));
+            if response.clicked() && !selected {
+                commands.push(Command::SetModel(model.spec.name.clone()));
+            }
+        }
+    });
+    // What the other models cost here: measured when they ran on this provider, else estimated
+    // from the running model's time and the two networks' arithmetic.
+    let Some(provider) = running else {
+        return;
+    };
+    let current = state
+        .models
+        .iter()
+        .find(|m| m.spec.name == settings.model_name());
+    for model in &state.models {
+        if model.spec.name == settings.model_name() {
+            continue;
+        }
+        let measured = settings.measured_infer_ms(&model.spec.name, provider);
+        let estimated = current.and_then(|c| {
+            let known = settings.measured_infer_ms(&c.spec.name, provider)?;
+            (c.spec.gmac > 0.0 && model.spec.gmac > 0.0)
+                .then(|| known * model.spec.gmac / c.spec.gmac)
+        });
+        let cost = match (measured, estimated) {
+            (Some(ms), _) => format!("{} per photo here on {provider} (measured)", duration(ms)),
+            (None, Some(ms)) => format!(
+                "≈ {} per photo here on {provider} (estimated from {})",
+                duration(ms),
+                settings.model_name()
+            ),
+            (None, None) => String::new(),
+        };
+        let fetch = if model.fetched {
+            String::new()
+        } else {
+            format!(
+                "; not fetched yet ({} download)",
+                megabytes(model.spec.source.transfer_bytes(model.spec.size_bytes))
+            )
+        };
+        if !cost.is_empty() || !fetch.is_empty() {
+            ui.weak(format!("{}: {cost}{fetch}", model.spec.name));
+        }
+    }
+}
+
+/// `850 ms` or `2.1 s`.
+fn duration(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
     }
 }
 

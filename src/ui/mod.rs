@@ -115,19 +115,26 @@ fn menu_bar_ui(
 fn status_bar_ui(ui: &mut egui::Ui, state: &AppState) {
     ui.horizontal(|ui| {
         match &state.engine {
-            EngineStatus::Configuring { what, since } => {
+            EngineStatus::Configuring { what, since, fetch } => {
                 ui.spinner();
+                let step = fetch.map_or_else(
+                    || "a TensorRT engine build can take minutes".to_owned(),
+                    |f| format!("{:.0} %", f.fraction() * 100.0),
+                );
                 ui.label(format!(
-                    "Loading {what}… {:.0} s (a TensorRT engine build can take minutes)",
+                    "Loading {what}… {:.0} s ({step})",
                     since.elapsed().as_secs_f64()
                 ));
             }
-            EngineStatus::Ready { report, .. } => {
+            EngineStatus::Ready { model, report, .. } => {
                 ui.label(
-                    egui::RichText::new(format!("{} · {}", report.provider, report.precision))
-                        .strong(),
+                    egui::RichText::new(format!(
+                        "{model} · {} · {}",
+                        report.provider, report.precision
+                    ))
+                    .strong(),
                 )
-                .on_hover_text(report.summary());
+                .on_hover_text("the Engine panel says why faster providers are not used");
             }
             EngineStatus::Failed(error) => {
                 ui.colored_label(ui.visuals().error_fg_color, "Model not loaded")

@@ -35,6 +35,7 @@ pub fn latency_overlay_ui(
 fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings) {
     match &state.engine {
         EngineStatus::Ready {
+            model,
             report,
             input_side_px,
             startup,
@@ -44,14 +45,8 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
                 (r.provider, r.precision)
             });
             ui.label(format!(
-                "{provider} · {precision} · {input_side_px}×{input_side_px} input"
+                "{model} · {provider} · {precision} · {input_side_px}×{input_side_px} input"
             ));
-            if let Some(note) = report.note() {
-                ui.label(note);
-            }
-            for s in &report.skipped {
-                ui.label(format!("{} not used: {}", s.provider, s.reason));
-            }
             let mut line = format!(
                 "start-up: prepare {:.0} ms, session {:.0} ms",
                 startup.prepare_ms, startup.session_ms
@@ -61,8 +56,10 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             }
             ui.label(line);
         }
-        EngineStatus::Configuring { what, .. } => {
-            ui.label(format!("loading {what}…"));
+        EngineStatus::Configuring { what, fetch, .. } => {
+            let done =
+                fetch.map_or_else(String::new, |f| format!(" {:.0} %", f.fraction() * 100.0));
+            ui.label(format!("loading {what}…{done}"));
         }
         EngineStatus::Failed(error) => {
             ui.label(format!("no session: {error}"));

