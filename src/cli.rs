@@ -115,7 +115,7 @@ pub struct BenchArgs {
     pub no_cuda_graphs: bool,
     /// For FP16 of a model stored in FP16: the file as stored (its FP32 islands kept) or converted
     /// from its FP32 twin (every node in FP16).
-    #[arg(long, value_delimiter = ',', default_value = "stored")]
+    #[arg(long, value_delimiter = ',', default_value = "twin")]
     pub fp16_source: Vec<Fp16Source>,
     /// Draw latency and FP16 speed-up per size as a PNG chart.
     #[arg(long, value_name = "FILE.png")]
@@ -234,6 +234,10 @@ pub struct EngineArgs {
     /// CPU threads for the CPU provider (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// For FP16 of a model stored in FP16 (isnet): converted from its FP32 twin with every node
+    /// in FP16 (faster on CUDA, same masks), or the file as stored, its FP32 islands kept.
+    #[arg(long, default_value = "twin", value_name = "stored|twin")]
+    pub fp16_source: Fp16Source,
 }
 
 impl EngineArgs {
@@ -252,6 +256,7 @@ impl EngineArgs {
             precision: self.precision,
             input_side_px: self.size,
             intra_threads: self.threads,
+            fp16_source: self.fp16_source,
             ..SegmenterOptions::default()
         }
     }

@@ -287,3 +287,91 @@ fn a_corrupt_file_dropped_with_good_ones_fails_alone() {
     written.sort();
     assert_eq!(written, ["car-1.png", "plants-1.png"]);
 }
+
+fn running_model(app: &CutoutApp) -> Option<&str> {
+    match &app.state.engine {
+        EngineStatus::Ready { model, .. } => Some(model.as_str()),
+        _ => None,
+    }
+}
+
+fn fetching(app: &CutoutApp) -> bool {
+    matches!(
+        app.state.engine,
+        EngineStatus::Configuring {
+            fetch: Some(f),
+            ..
+        } if f.done > 0
+    )
+}
+
+#[test]
+fn pick_the_quality_model_fetch_cancel_fetch_again_and_export() {
+    let root = tempfile::tempdir().unwrap();
+    let photo = common::photo("car-1.jpg");
+    let mut h = harness(options(root.path(), vec![photo.clone()]));
+    run_until(&mut h, "the u2netp mask", |app| {
+        ready_with(app, Precision::Fp32) && running_model(app) == Some("u2netp")
+    });
+    let models_dir = root.path().join("data/models");
+    // This machine has not fetched isnet (a fresh data folder): the picker says what it costs.
+    h.get_by_label_contains("per photo here on CPU (estimated from u2netp); not fetched yet");
+
+    // Pick it, and cancel while npm downloads: back to u2netp, nothing kept.
+    h.get_by_label("isnet · quality").click();
+    run_until(&mut h, "fetch progress", fetching);
+    h.get_by_label("Cancel").click();
+    run_until(&mut h, "u2netp again", |app| {
+        running_model(app) == Some("u2netp") && !app.state.current.as_ref().unwrap().busy
+    });
+    assert_eq!(h.state().settings.model_name(), "u2netp");
+    let left: Vec<_> = std::fs::read_dir(&models_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["u2netp.onnx"],
+        "a cancelled fetch leaves nothing behind"
+    );
+
+    // Pick it again and let the fetch finish: the photo is re-run at 1024 px.
+    h.get_by_label("isnet · quality").click();
+    run_until(&mut h, "the isnet mask", |app| {
+        running_model(app) == Some("isnet")
+            && app
+                .state
+                .current
+                .as_ref()
+                .is_some_and(|c| !c.busy && c.ran.is_some_and(|r| r.input_side_px == 1024))
+    });
+    assert!(models_dir.join("isnet-general-use-fp16.onnx").is_file());
+    h.get_by_label_contains("Running: isnet · CPU · FP32 · 1024 px");
+
+    // The export equals `cutout remove --model isnet` on the same photo.
+    h.get_by_label("Export PNG").click();
+    run_until(&mut h, "the isnet export", |app| exported(app).is_some());
+    let gui_png = exported(h.state()).unwrap();
+    let cli_png = root.path().join("cli-isnet.png");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .args(["remove", "--model", "isnet", "--ep", "cpu", "-o"])
+        .arg(&cli_png)
+        .arg(&photo)
+        .env("CUTOUT_MODELS_DIR", &models_dir)
+        .env("CUTOUT_CACHE_DIR", common::cache_dir())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (gui_alpha, cli_alpha) = (alpha(&gui_png), alpha(&cli_png));
+    assert_eq!(gui_alpha.len(), cli_alpha.len());
+    let worst = gui_alpha
+        .iter()
+        .zip(&cli_alpha)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 1,
+        "GUI export and `cutout remove --model isnet` differ by {worst} levels"
+    );
+}

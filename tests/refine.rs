@@ -44,10 +44,15 @@ fn max_diff(a: &[u8], b: &[u8]) -> (u8, f64) {
     (max, mean)
 }
 
-/// ECSSD photos with the network's mask (CPU provider) and the ground truth.
+/// ECSSD photos with u2netp's mask (CPU provider) and the ground truth.
 fn ecssd() -> Vec<(String, RgbImage, GrayImage, GrayImage)> {
+    ecssd_for("u2netp")
+}
+
+/// ECSSD photos with `model`'s mask (CPU provider, FP32) and the ground truth.
+fn ecssd_for(model: &str) -> Vec<(String, RgbImage, GrayImage, GrayImage)> {
     let dir = common::shared_dir().join("testdata/ecssd");
-    let mut segmenter = common::cpu_segmenter();
+    let mut segmenter = common::cpu_segmenter_for(model, cutout::engine::Precision::Fp32);
     let mut names: Vec<_> = std::fs::read_dir(dir.join("images"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -276,4 +281,43 @@ fn a_run_in_parts_gives_the_same_cutout_as_one_submission() {
             s.refine
         );
     }
+}
+
+#[test]
+fn guided_refinement_on_isnet_masks_measured_on_the_ecssd_ground_truth() {
+    let gpu = Offscreen::new().expect("a wgpu adapter");
+    let photos = ecssd_for("isnet");
+    let plain: Vec<_> = photos.iter().map(|(_, _, m, t)| (m.clone(), t)).collect();
+    let mut rows = vec![("plain".to_owned(), mean_quality(&plain))];
+    for (radius, eps) in [(6, 1e-4), (2, 1e-4), (6, 1e-3), (12, 1e-4)] {
+        let guided = RefineSettings {
+            guided: true,
+            radius,
+            eps,
+            foreground: false,
+        };
+        let refined: Vec<_> = photos
+            .iter()
+            .map(|(_, photo, m, t)| {
+                let s = CompositeSettings {
+                    refine: guided,
+                    ..CompositeSettings::default()
+                };
+                (gpu.refine(photo, m, &s).unwrap().mask, t)
+            })
+            .collect();
+        rows.push((
+            format!("guided r={radius} eps={eps:e}"),
+            mean_quality(&refined),
+        ));
+    }
+    eprintln!("| isnet mask | IoU | MAE | boundary F (2 px) |");
+    for (label, q) in &rows {
+        eprintln!("| {label} | {:.4} | {:.4} | {:.4} |", q[0], q[1], q[2]);
+    }
+    let plain = rows[0].1;
+    assert!(
+        (plain[0] - 0.9768).abs() <= 0.005 && (plain[2] - 0.8993).abs() <= 0.005,
+        "isnet reproduces rembg's reference figures: {plain:?}"
+    );
 }

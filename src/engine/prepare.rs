@@ -65,10 +65,11 @@ pub enum PrepareError {
 #[serde(rename_all = "lowercase")]
 pub enum Fp16Source {
     /// The file as stored, its FP32 islands included.
-    #[default]
     Stored,
     /// Converted from the model's FP32 twin: every node in FP16, no islands and no Casts
-    /// around them.
+    /// around them. The default: for IS-Net on an H200 (CUDA, 1024 px) 3.92 ms against 4.15 ms
+    /// as stored, with the same masks (FP16 against FP32: 0.113 against 0.112 grey levels).
+    #[default]
     Twin,
 }
 
@@ -324,9 +325,9 @@ fn set_cast_target(node: &mut NodeProto, to: DataType) {
 }
 
 /// Element types of the graph's tensors, propagated forward from the inputs, initializers and
-/// constants (ONNX lists nodes in topological order). Enough for the ops of segmentation
-/// networks: Cast gives its target, Shape and Size give int64, comparisons give bool, and every
-/// other op gives the type of its first typed input.
+/// constants. Enough for the ops of segmentation networks: Cast gives its target, Shape and Size
+/// give int64, comparisons give bool, and every other op gives the type of its first input. Nodes are not always listed in order (FP16 converters append their Casts at the end),
+/// so passes repeat until nothing new is learnt.
 fn element_types(graph: &onnx_protobuf::GraphProto) -> HashMap<String, i32> {
     let mut types: HashMap<String, i32> = HashMap::new();
     for input in &graph.input {
@@ -339,31 +340,38 @@ fn element_types(graph: &onnx_protobuf::GraphProto) -> HashMap<String, i32> {
     for t in &graph.initializer {
         types.insert(t.name.clone(), t.data_type);
     }
-    for node in &graph.node {
-        let ty = match node.op_type.as_str() {
-            "Cast" => cast_target(node).and_then(|to| i32::try_from(to).ok()),
-            "Shape" | "Size" => Some(DataType::INT64 as i32),
-            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And"
-            | "Or" | "Xor" => Some(DataType::BOOL as i32),
-            "Constant" => node
-                .attribute
-                .iter()
-                .find(|a| a.name == "value")
-                .and_then(|a| a.t.as_ref())
-                .map(|t| t.data_type),
-            "ConstantOfShape" => Some(
-                node.attribute
-                    .iter()
-                    .find(|a| a.name == "value")
-                    .and_then(|a| a.t.as_ref())
-                    .map_or(DataType::FLOAT as i32, |t| t.data_type),
-            ),
-            _ => node.input.iter().find_map(|i| types.get(i).copied()),
-        };
-        if let Some(ty) = ty {
-            for output in &node.output {
-                types.insert(output.clone(), ty);
+    let attribute_type = |node: &NodeProto| {
+        node.attribute
+            .iter()
+            .find(|a| a.name == "value")
+            .and_then(|a| a.t.as_ref())
+            .map(|t| t.data_type)
+    };
+    for _ in 0..=graph.node.len() {
+        let mut learnt = false;
+        for node in &graph.node {
+            if node.output.iter().all(|o| types.contains_key(o)) {
+                continue;
             }
+            let ty = match node.op_type.as_str() {
+                "Cast" => cast_target(node).and_then(|to| i32::try_from(to).ok()),
+                "Shape" | "Size" => Some(DataType::INT64 as i32),
+                "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And"
+                | "Or" | "Xor" => Some(DataType::BOOL as i32),
+                "Constant" => attribute_type(node),
+                "ConstantOfShape" => Some(attribute_type(node).unwrap_or(DataType::FLOAT as i32)),
+                // The data input decides (a Resize's sizes are int64 whatever the data).
+                _ => node.input.first().and_then(|i| types.get(i).copied()),
+            };
+            if let Some(ty) = ty {
+                for output in &node.output {
+                    types.insert(output.clone(), ty);
+                }
+                learnt = true;
+            }
+        }
+        if !learnt {
+            break;
         }
     }
     types
@@ -830,6 +838,24 @@ mod tests {
             .find(|n| n.output[0] == resize.input[0])
             .expect("producer");
         assert_eq!(cast_target(feeding), Some(F16), "Resize runs in float16");
+    }
+
+    #[test]
+    fn types_follow_nodes_listed_out_of_order() {
+        let mut graph = onnx_protobuf::GraphProto::new();
+        // The Cast consumes what the Sigmoid listed after it produces, as FP16 converters
+        // append their Casts at the end of the node list.
+        graph.node = vec![
+            cast("s", "mask", DataType::FLOAT),
+            node("Sigmoid", &["c"], "s"),
+            node("Shape", &["x"], "shape"),
+            cast("x", "c", DataType::FLOAT16),
+        ];
+        graph.input = vec![value("x", &[Some(1), Some(3), None, None])];
+        let types = element_types(&graph);
+        assert_eq!(types["s"], DataType::FLOAT16 as i32);
+        assert_eq!(types["mask"], DataType::FLOAT as i32);
+        assert_eq!(types["shape"], DataType::INT64 as i32);
     }
 
     #[test]

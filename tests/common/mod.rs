@@ -40,6 +40,61 @@ pub fn shared_model() -> engine::ResolvedModel {
     }
 }
 
+/// The real IS-Net, fetched the way the app fetches it (the npm client, every chunk and the
+/// whole file checked) into the user models folder, outside the clone: the first test run on a
+/// machine fetches it, later runs (and CI on the same machine) find it there.
+pub fn isnet_model() -> engine::ResolvedModel {
+    static MODEL: std::sync::OnceLock<engine::ResolvedModel> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            engine::resolve_model(
+                &AppDirs::from_env(),
+                &engine::ModelChoice::Named("isnet".to_owned()),
+                &mut engine::models::no_progress(),
+            )
+            .unwrap_or_else(|e| panic!("IS-Net is needed for this test: {e}"))
+        })
+        .clone()
+}
+
+/// A real model by name: u2netp from ../shared, isnet through the project's fetch.
+pub fn model(name: &str) -> engine::ResolvedModel {
+    match name {
+        "u2netp" => shared_model(),
+        "isnet" => isnet_model(),
+        other => panic!("no test model `{other}`"),
+    }
+}
+
+/// A CPU-provider segmenter on the named real model at the given precision.
+pub fn cpu_segmenter_for(name: &str, precision: engine::Precision) -> Segmenter {
+    let runtime = engine::runtime::load(&AppDirs::from_env()).unwrap_or_else(|e| {
+        panic!("ONNX Runtime is needed for this test ({e}); run `cargo run --release -- setup`")
+    });
+    let options = SegmenterOptions {
+        provider: ProviderRequest::Only(ProviderKind::Cpu),
+        precision,
+        ..SegmenterOptions::default()
+    };
+    Segmenter::new(&runtime, &model(name), &options, &cache_dir())
+        .unwrap_or_else(|e| panic!("{name} {precision} on the CPU: {e}"))
+}
+
+/// The shared photos: rembg's fixtures, U-2-Net's samples and the ECSSD photos (20 in all).
+pub fn shared_photos() -> Vec<PathBuf> {
+    let root = shared_dir().join("testdata");
+    let mut photos: Vec<PathBuf> = ["rembg/fixtures", "u2net/images", "ecssd/images"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(root.join(d))
+                .expect("photos")
+                .map(|e| e.expect("entry").path())
+        })
+        .collect();
+    photos.sort();
+    photos
+}
+
 /// A segmenter on the real model with the given options. Fails loudly when ONNX Runtime is not
 /// installed: these tests never skip.
 pub fn segmenter(options: &SegmenterOptions) -> Result<Segmenter, engine::EngineError> {
