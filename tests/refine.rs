@@ -315,9 +315,13 @@ fn guided_refinement_on_isnet_masks_measured_on_the_ecssd_ground_truth() {
     for (label, q) in &rows {
         eprintln!("| {label} | {:.4} | {:.4} | {:.4} |", q[0], q[1], q[2]);
     }
-    let plain = rows[0].1;
+    let (plain, ours) = (rows[0].1, rows[1].1);
     assert!(
         (plain[0] - 0.9768).abs() <= 0.005 && (plain[2] - 0.8993).abs() <= 0.005,
         "isnet reproduces rembg's reference figures: {plain:?}"
     );
+    // The default filter (r = 6, eps = 1e-4) on IS-Net's masks: measured F +0.007, IoU +0.002,
+    // MAE +0.006 (soft edges where the truth is hard). A small gain, so refinement stays a choice.
+    assert!(ours[2] > plain[2] + 0.003, "boundary F {plain:?} -> {ours:?}");
+    assert!(ours[0] >= plain[0], "IoU {plain:?} -> {ours:?}");
 }
