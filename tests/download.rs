@@ -182,3 +182,206 @@ fn resolve_downloads_once_then_finds_the_file_and_refuses_a_tampered_one() {
         b"tampered"
     );
 }
+
+// ---- models that come inside an npm package, through the real npm client ---------------------
+
+/// A package tarball in npm's layout (`package/dist/<sha256>` chunks and `resources.json`), with
+/// chunk `damage` altered after its name was taken. Returns the spec of a model made of `chunks`.
+fn npm_package(dir: &Path, chunks: &[&[u8]], damage: Option<usize>) -> models::ModelSpec {
+    use sha2::Digest as _;
+    let hex = |bytes: &[u8]| {
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let path = dir.join("cutout-test-model-1.0.0.tgz");
+    let file = std::fs::File::create(&path).expect("create");
+    let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::fast(),
+    ));
+    let mut add = |name: String, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, format!("package/{name}"), bytes)
+            .expect("append");
+    };
+    add(
+        "package.json".to_owned(),
+        br#"{"name":"cutout-test-model","version":"1.0.0"}"#,
+    );
+    let (mut listed, mut offset) = (Vec::new(), 0usize);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let hash = hex(chunk);
+        let mut bytes = chunk.to_vec();
+        if damage == Some(i) {
+            bytes[0] ^= 0xff;
+        }
+        add(format!("dist/{hash}"), &bytes);
+        listed.push(serde_json::json!({"hash": hash, "offsets": [offset, offset + chunk.len()]}));
+        offset += chunk.len();
+    }
+    let resources = serde_json::json!({"/models/test": {"chunks": listed, "size": offset}});
+    add(
+        "dist/resources.json".to_owned(),
+        resources.to_string().as_bytes(),
+    );
+    archive
+        .into_inner()
+        .expect("tar")
+        .finish()
+        .expect("gzip")
+        .sync_all()
+        .expect("sync");
+    let whole: Vec<u8> = chunks.concat();
+    let mut spec = spec_at(String::new());
+    spec.name = "test-model".to_owned();
+    spec.file = "test-model.onnx".to_owned();
+    spec.sha256 = vec![hex(&whole)];
+    spec.source = models::ModelSource::Npm(models::NpmSource {
+        // npm packs a local tarball as it would a registry package.
+        npm: path.display().to_string(),
+        integrity: cutout::engine::npm::integrity_of(&path).expect("integrity"),
+        resource: "/models/test".to_owned(),
+        package_bytes: std::fs::metadata(&path).expect("size").len(),
+    });
+    spec
+}
+
+#[test]
+fn a_package_is_checked_chunk_by_chunk_and_joined_through_the_npm_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chunks: [&[u8]; 3] = [b"first chunk ", b"second chunk ", b"and the last"];
+    let spec = npm_package(dir.path(), &chunks, None);
+    let models_dir = dir.path().join("models");
+    let mut stages = Vec::new();
+    let sha = models::fetch(
+        &spec,
+        &models_dir.join(&spec.file),
+        &mut |stage, done, total| {
+            stages.push((stage, done, total));
+            std::ops::ControlFlow::Continue(())
+        },
+    )
+    .expect("fetched");
+    assert_eq!(sha, spec.sha256[0]);
+    assert_eq!(
+        std::fs::read(models_dir.join(&spec.file)).expect("written"),
+        chunks.concat()
+    );
+    assert!(
+        stages
+            .iter()
+            .any(|(s, done, total)| *s == models::FetchStage::Verify && Some(*done) == *total),
+        "{stages:?}"
+    );
+    assert_eq!(
+        files_in(&models_dir),
+        vec!["test-model.onnx"],
+        "nothing else kept"
+    );
+}
+
+#[test]
+fn a_damaged_chunk_or_a_cancel_keeps_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chunks: [&[u8]; 3] = [b"first chunk ", b"second chunk ", b"and the last"];
+    let spec = npm_package(dir.path(), &chunks, Some(1));
+    let models_dir = dir.path().join("models");
+    let dest = models_dir.join(&spec.file);
+    let err = models::fetch(&spec, &dest, &mut models::no_progress()).expect_err("damaged");
+    assert!(
+        err.to_string().contains("is damaged") && err.to_string().contains("nothing was kept"),
+        "{err}"
+    );
+    assert!(
+        files_in(&models_dir).is_empty(),
+        "{:?}",
+        files_in(&models_dir)
+    );
+
+    let spec = npm_package(dir.path(), &chunks, None);
+    let err = models::fetch(
+        &spec,
+        &dest,
+        &mut |_, _, _| std::ops::ControlFlow::Break(()),
+    )
+    .expect_err("cancelled");
+    assert!(matches!(err, ModelError::Cancelled { .. }), "{err}");
+    assert!(
+        files_in(&models_dir).is_empty(),
+        "{:?}",
+        files_in(&models_dir)
+    );
+
+    // A package that is not the pinned one is refused before it is opened.
+    let mut spec = npm_package(dir.path(), &chunks, None);
+    if let models::ModelSource::Npm(npm) = &mut spec.source {
+        npm.integrity = "sha512-AAAA".to_owned();
+    }
+    let err = models::fetch(&spec, &dest, &mut models::no_progress()).expect_err("not pinned");
+    assert!(err.to_string().contains("is not the pinned one"), "{err}");
+    assert!(files_in(&models_dir).is_empty());
+}
+
+/// `cutout models fetch isnet` in a fresh data folder, with the environment changed.
+fn fetch_isnet_with(env: &[(&str, &str)]) -> (std::process::Output, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cutout"));
+    command
+        .args(["models", "fetch", "isnet"])
+        .env("CUTOUT_DATA_DIR", data.path())
+        .env_remove("CUTOUT_MODELS_DIR");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    (command.output().expect("run cutout"), data)
+}
+
+#[test]
+fn offline_or_without_npm_the_fetch_says_what_to_do_and_keeps_nothing() {
+    // npm's own offline mode: nothing cached (cutout gives npm a fresh cache), no network.
+    let (out, data) = fetch_isnet_with(&[("npm_config_offline", "true")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("npm pack @imgly/background-removal-data@1.4.5` failed")
+            && stderr.contains("offline")
+            && stderr.contains("put isnet-general-use-fp16.onnx (SHA-256 b6e8497b"),
+        "{stderr}"
+    );
+    assert!(files_in(&data.path().join("models")).is_empty());
+
+    let (out, data) = fetch_isnet_with(&[("CUTOUT_NPM", "/nonexistent/npm")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("was not found. Install Node.js, which includes npm"),
+        "{stderr}"
+    );
+    assert!(files_in(&data.path().join("models")).is_empty());
+}
+
+#[test]
+fn the_cached_isnet_came_through_the_npm_client_and_is_genuine() {
+    let model = common::isnet_model();
+    assert_eq!(
+        model.sha256,
+        "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"
+    );
+    assert_eq!(
+        std::fs::metadata(&model.path).expect("file").len(),
+        88_188_479
+    );
+    // Nothing of the fetch (tarball, npm cache, partial file) is left beside it.
+    let dir = model.path.parent().expect("folder");
+    let leftovers: Vec<_> = files_in(dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

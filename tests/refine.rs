@@ -322,6 +322,9 @@ fn guided_refinement_on_isnet_masks_measured_on_the_ecssd_ground_truth() {
     );
     // The default filter (r = 6, eps = 1e-4) on IS-Net's masks: measured F +0.007, IoU +0.002,
     // MAE +0.006 (soft edges where the truth is hard). A small gain, so refinement stays a choice.
-    assert!(ours[2] > plain[2] + 0.003, "boundary F {plain:?} -> {ours:?}");
+    assert!(
+        ours[2] > plain[2] + 0.003,
+        "boundary F {plain:?} -> {ours:?}"
+    );
     assert!(ours[0] >= plain[0], "IoU {plain:?} -> {ours:?}");
 }

@@ -65,9 +65,6 @@ pub const AUTO: &str = "auto";
 /// The model sessions start with while the choice is `auto`: small, and fast on any provider.
 const AUTO_START_MODEL: &str = crate::engine::models::DEFAULT_MODEL;
 
-/// The model chosen where a GPU provider runs.
-pub const GPU_MODEL: &str = "isnet";
-
 /// The file name inside the config folder.
 pub const FILE_NAME: &str = "settings.toml";
 
@@ -150,7 +147,14 @@ impl Settings {
         let before = (self.model_name().to_owned(), self.precision());
         let gpu = provider != ProviderKind::Cpu;
         if self.model == AUTO {
-            self.model = if gpu { GPU_MODEL } else { AUTO_START_MODEL }.to_owned();
+            self.model = if gpu {
+                crate::engine::Manifest::builtin().map_or_else(
+                    |_| AUTO_START_MODEL.to_owned(),
+                    |m| m.gpu_default().to_owned(),
+                )
+            } else {
+                AUTO_START_MODEL.to_owned()
+            };
         }
         if self.precision == AUTO {
             self.set_precision(if gpu {

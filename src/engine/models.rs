@@ -60,6 +60,9 @@ pub struct ModelSpec {
     /// What it is for, in one word (`fast`, `quality`).
     #[serde(default)]
     pub label: String,
+    /// The app's first choice where a GPU provider runs.
+    #[serde(default)]
+    pub gpu_default: bool,
     /// One line for humans.
     #[serde(default)]
     pub description: String,
@@ -106,6 +109,7 @@ impl ModelSpec {
                 .to_string_lossy()
                 .into_owned(),
             label: String::new(),
+            gpu_default: false,
             description: "custom model".to_owned(),
             file: path
                 .file_name()
@@ -256,6 +260,14 @@ impl Manifest {
             }
         }
         Ok(Self { models: file.model })
+    }
+
+    /// The model the app picks where a GPU provider runs (the default model if none says so).
+    pub fn gpu_default(&self) -> &str {
+        self.models
+            .iter()
+            .find(|m| m.gpu_default)
+            .map_or(DEFAULT_MODEL, |m| m.name.as_str())
     }
 
     /// The model called `name`.
@@ -609,6 +621,14 @@ mod tests {
         assert_eq!(spec.scale, Scale::ImageMax);
         assert!(spec.sha256.iter().any(|s| s.starts_with("309c8469")));
         assert!(spec.sha256.iter().any(|s| s.starts_with("c491fbd9")));
+        assert_eq!(manifest.gpu_default(), "isnet");
+        let isnet = manifest.get("isnet").expect("isnet listed");
+        assert_eq!(
+            (isnet.input_size, isnet.fixed_input, isnet.precision),
+            (1024, true, Precision::Fp16)
+        );
+        assert_eq!((isnet.mean, isnet.std), ([0.5; 3], [1.0; 3]));
+        assert!(matches!(&isnet.source, ModelSource::Npm(npm) if npm.resource == "/models/medium"));
     }
 
     #[test]
