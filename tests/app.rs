@@ -77,6 +77,35 @@ fn exported(app: &CutoutApp) -> Option<PathBuf> {
     })
 }
 
+/// `cutout remove` on the CPU with `args` writes the same alpha as the app's export, within 1.
+fn assert_export_matches_cli(gui_png: &Path, photo: &Path, args: &[&str], models_dir: &Path) {
+    let cli_png = gui_png.with_extension("cli.png");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .args(["remove", "--ep", "cpu"])
+        .args(args)
+        .arg("-o")
+        .arg(&cli_png)
+        .arg(photo)
+        .env("CUTOUT_MODELS_DIR", models_dir)
+        .env("CUTOUT_CACHE_DIR", common::cache_dir())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (gui_alpha, cli_alpha) = (alpha(gui_png), alpha(&cli_png));
+    std::fs::remove_file(&cli_png).unwrap();
+    assert_eq!(gui_alpha.len(), cli_alpha.len());
+    let worst = gui_alpha
+        .iter()
+        .zip(&cli_alpha)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 1,
+        "GUI export and `cutout remove {args:?}` differ by {worst} levels"
+    );
+}
+
 fn alpha(path: &Path) -> Vec<u8> {
     image::open(path)
         .unwrap()
@@ -132,27 +161,12 @@ fn open_segment_compare_precisions_threshold_and_export() {
     h.get_by_label("Export PNG").click();
     run_until(&mut h, "the first export", |app| exported(app).is_some());
     let gui_png = exported(h.state()).unwrap();
-    let cli_png = root.path().join("cli.png");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cutout"))
-        .args(["remove", "--ep", "cpu", "--precision", "fp32", "-o"])
-        .arg(&cli_png)
-        .arg(&photo)
-        .env("CUTOUT_MODELS_DIR", common::models_dir())
-        .env("CUTOUT_CACHE_DIR", common::cache_dir())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (gui_alpha, cli_alpha) = (alpha(&gui_png), alpha(&cli_png));
-    assert_eq!(gui_alpha.len(), cli_alpha.len());
-    let worst = gui_alpha
-        .iter()
-        .zip(&cli_alpha)
-        .map(|(a, b)| a.abs_diff(*b))
-        .max()
-        .unwrap();
-    assert!(
-        worst <= 1,
-        "GUI export and `cutout remove` differ by {worst} levels"
+    let gui_alpha = alpha(&gui_png);
+    assert_export_matches_cli(
+        &gui_png,
+        &photo,
+        &["--precision", "fp32"],
+        &common::models_dir(),
     );
 
     // FP16: the worker reloads the session, the photo is re-run, both latencies and the mask
@@ -352,26 +366,5 @@ fn pick_the_quality_model_fetch_cancel_fetch_again_and_export() {
     h.get_by_label("Export PNG").click();
     run_until(&mut h, "the isnet export", |app| exported(app).is_some());
     let gui_png = exported(h.state()).unwrap();
-    let cli_png = root.path().join("cli-isnet.png");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cutout"))
-        .args(["remove", "--model", "isnet", "--ep", "cpu", "-o"])
-        .arg(&cli_png)
-        .arg(&photo)
-        .env("CUTOUT_MODELS_DIR", &models_dir)
-        .env("CUTOUT_CACHE_DIR", common::cache_dir())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (gui_alpha, cli_alpha) = (alpha(&gui_png), alpha(&cli_png));
-    assert_eq!(gui_alpha.len(), cli_alpha.len());
-    let worst = gui_alpha
-        .iter()
-        .zip(&cli_alpha)
-        .map(|(a, b)| a.abs_diff(*b))
-        .max()
-        .unwrap();
-    assert!(
-        worst <= 1,
-        "GUI export and `cutout remove --model isnet` differ by {worst} levels"
-    );
+    assert_export_matches_cli(&gui_png, &photo, &["--model", "isnet"], &models_dir);
 }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub export_dir: Option<PathBuf>,
     /// Show the latency overlay.
     pub show_overlay: bool,
+    /// Show every stage in the overlay (otherwise a compact summary that keeps the photo clear).
+    pub overlay_details: bool,
     /// Before/after split on.
     pub split_enabled: bool,
     /// Split position across the view, 0–1.
@@ -52,6 +54,7 @@ impl Default for Settings {
             open_dir: None,
             export_dir: None,
             show_overlay: true,
+            overlay_details: false,
             split_enabled: false,
             split: 0.5,
             mask_only: false,

