@@ -334,8 +334,10 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing the queue ends the thread's loop after the request in hand.
+        // Closing the queue ends the thread's loop after the request in hand; a model fetch in
+        // progress is cancelled rather than waited out.
         self.requests = None;
+        self.cancel.store(true, Ordering::SeqCst);
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }

@@ -643,7 +643,7 @@ impl CutoutApp {
                 total,
             } => {
                 if let EngineStatus::Configuring { what, fetch, .. } = &mut self.state.engine {
-                    *what = format!("{} {model}", stage.label().to_lowercase());
+                    *what = format!("{} {model}", stage.label());
                     *fetch = Some(state::FetchStatus { stage, done, total });
                 }
             }

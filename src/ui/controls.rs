@@ -72,8 +72,9 @@ fn engine_ui(
         EngineStatus::Configuring { what, since, fetch } => {
             ui.horizontal(|ui| {
                 ui.spinner();
+                let verb = if fetch.is_some() { "" } else { "Loading " };
                 ui.label(format!(
-                    "Loading {what}… {:.0} s",
+                    "{verb}{what}… {:.0} s",
                     since.elapsed().as_secs_f64()
                 ));
             });

@@ -125,8 +125,9 @@ fn status_bar_ui(ui: &mut egui::Ui, state: &AppState) {
                     || "a TensorRT engine build can take minutes".to_owned(),
                     |f| format!("{:.0} %", f.fraction() * 100.0),
                 );
+                let verb = if fetch.is_some() { "" } else { "Loading " };
                 ui.label(format!(
-                    "Loading {what}… {:.0} s ({step})",
+                    "{verb}{what}… {:.0} s ({step})",
                     since.elapsed().as_secs_f64()
                 ));
             }

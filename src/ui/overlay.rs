@@ -59,7 +59,8 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
         EngineStatus::Configuring { what, fetch, .. } => {
             let done =
                 fetch.map_or_else(String::new, |f| format!(" {:.0} %", f.fraction() * 100.0));
-            ui.label(format!("loading {what}…{done}"));
+            let verb = if fetch.is_some() { "" } else { "loading " };
+            ui.label(format!("{verb}{what}…{done}"));
         }
         EngineStatus::Failed(_) => {
             ui.label("no session (the Engine panel says why)");
