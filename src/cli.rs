@@ -17,7 +17,7 @@ use crate::{
         self, ModelChoice, Precision, ProviderRequest, SegmenterOptions, doctor,
         models::FetchStage, prepare::Fp16Source, runtime,
     },
-    finish::{FinishError, Finisher},
+    finish::{EdgeDevice, Finisher},
     image_ops::{
         DecodeLimits,
         refine::{self, RefineSettings},
@@ -161,8 +161,7 @@ pub struct RemoveArgs {
 /// Edge refinement and foreground colour settings.
 #[derive(Debug, Args, Clone)]
 pub struct RefineArgs {
-    /// Snap the mask to the photo's edges (guided filter on the GPU through wgpu; without a GPU it
-    /// runs on the adapter there is, lavapipe say, and says which).
+    /// Snap the mask to the photo's edges (guided filter).
     #[arg(long)]
     pub refine: bool,
     /// Guided filter window radius in pixels.
@@ -175,6 +174,10 @@ pub struct RefineArgs {
     /// Keep the photo's colours in semi-transparent edge pixels (no foreground colour estimation).
     #[arg(long)]
     pub no_foreground: bool,
+    /// Where the edge passes run: auto (a hardware GPU for the guided filter, all CPU cores
+    /// otherwise), cpu, or gpu (the wgpu passes on whatever adapter there is; fails without one).
+    #[arg(long, value_enum, default_value_t = EdgeDevice::Auto)]
+    pub edges: EdgeDevice,
 }
 
 impl RefineArgs {
@@ -418,12 +421,14 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     } else {
         ProgressBar::hidden()
     };
-    let mut finisher = Finisher::new();
-    if args.refine.refine {
-        match finisher.gpu() {
-            Ok(gpu) => eprintln!("Refining edges on {}", gpu.adapter_name()),
-            Err(e) => return fail(&FinishError::Gpu(e)),
-        }
+    let mut finisher = Finisher::with_edges(args.refine.edges);
+    let mut edge_settings = args.refine.settings();
+    // The mask alone has no colours to estimate.
+    edge_settings.foreground &= kind != OutputKind::MaskOnly;
+    match finisher.edge_path(&edge_settings) {
+        Ok(Some(path)) => eprintln!("Edges: {path}"),
+        Ok(None) => {}
+        Err(e) => return fail(&e),
     }
     let options = BatchOptions {
         kind,

@@ -1,46 +1,208 @@
 //! The last step before a file or the clipboard: refinement of the network's mask (guided
-//! filter, on the GPU through [`render::Offscreen`]), the subject's colours (blur fusion) and
-//! the composite. Shared by the command line ([`crate::batch`]) and the app's [`crate::worker`].
+//! filter), the subject's colours (blur fusion) and the composite. Shared by the command line
+//! ([`crate::batch`]) and the app's [`crate::worker`].
 //!
-//! Where each part runs is fixed, never a silent fallback: the guided filter runs only on the
-//! GPU pipeline (with foreground colours in the same passes); foreground colours alone run on the
-//! CPU reference, so exports work on machines without any graphics adapter.
+//! The edge passes run on one of two paths that give the same result within one grey level: the
+//! CPU path ([`image_ops::edges`], all cores, only the band of pixels that can change) or the GPU
+//! passes ([`render::Offscreen`]). Which one ran is always said ([`EdgePath`]), never a silent
+//! fallback: `Auto` uses a hardware GPU for the guided filter and the CPU otherwise (colours
+//! alone, a software rasterizer such as lavapipe, or no adapter); `Gpu` fails with the reason
+//! when there is no GPU to use.
 
 use image::{GrayImage, RgbImage, RgbaImage};
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    image_ops::{self, CompositeSettings, ImageError, refine::Refined},
-    render::{Offscreen, RenderError},
+    image_ops::{
+        self, CompositeSettings, ImageError,
+        edges::{self, BandSizes},
+        refine::{RefineSettings, Refined},
+    },
+    render::{self, Offscreen, RenderError},
 };
 
 /// Why finishing a photo failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FinishError {
     /// The GPU refinement could not run.
-    #[error("edge refinement needs the GPU pipeline: {0}")]
+    #[error("the edge passes cannot run on the GPU: {0}")]
     Gpu(#[from] RenderError),
     /// Compositing or writing.
     #[error(transparent)]
     Image(#[from] ImageError),
 }
 
-/// Finishes photos; opens a headless GPU device the first time edge refinement is asked for and
+/// Where the edge passes should run (`--edges`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeDevice {
+    /// The GPU for the guided filter when it is a hardware GPU; the CPU otherwise.
+    #[default]
+    Auto,
+    /// Native code on all CPU cores.
+    Cpu,
+    /// The wgpu compute passes, on whatever adapter there is (lavapipe included).
+    Gpu,
+}
+
+/// What ran the edge passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeRunner {
+    /// The CPU path.
+    Cpu {
+        /// Threads it uses.
+        threads: usize,
+    },
+    /// The GPU passes.
+    Gpu {
+        /// The adapter, "NVIDIA H200 (Vulkan)" say.
+        adapter: String,
+    },
+}
+
+impl std::fmt::Display for EdgeRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu { threads: 1 } => write!(f, "CPU, 1 thread"),
+            Self::Cpu { threads } => write!(f, "CPU, {threads} threads"),
+            Self::Gpu { adapter } => write!(f, "GPU, {adapter}"),
+        }
+    }
+}
+
+/// Where the edge passes run and why there: "CPU, 2 threads (llvmpipe (Vulkan) is a software
+/// rasterizer)".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgePath {
+    /// What runs them.
+    pub runner: EdgeRunner,
+    /// Why, in the user's words.
+    pub why: String,
+}
+
+impl std::fmt::Display for EdgePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.runner, self.why)
+    }
+}
+
+impl EdgePath {
+    /// The CPU path, for this reason.
+    pub fn cpu(why: impl Into<String>) -> Self {
+        Self {
+            runner: EdgeRunner::Cpu {
+                threads: edges::threads(),
+            },
+            why: why.into(),
+        }
+    }
+
+    /// Where `asked` puts the edge passes of `settings` on a machine whose graphics adapter is
+    /// `adapter` (`Err`: why there is none). `None`: no edge pass is on. A GPU asked for that
+    /// is not there is an error, not the CPU.
+    pub fn choose(
+        asked: EdgeDevice,
+        settings: &RefineSettings,
+        adapter: impl FnOnce() -> Result<wgpu::AdapterInfo, String>,
+    ) -> Result<Option<Self>, String> {
+        if !settings.guided && !settings.foreground {
+            return Ok(None);
+        }
+        let gpu = |why: &str, info: &wgpu::AdapterInfo| Self {
+            runner: EdgeRunner::Gpu {
+                adapter: render::adapter_label(info),
+            },
+            why: why.to_owned(),
+        };
+        Ok(Some(match asked {
+            EdgeDevice::Cpu => Self::cpu("asked for"),
+            EdgeDevice::Gpu => gpu("asked for", &adapter()?),
+            EdgeDevice::Auto if !settings.guided => Self::cpu("colours only; no GPU device needed"),
+            EdgeDevice::Auto => match adapter() {
+                Ok(info) if render::is_software(&info) => Self::cpu(format!(
+                    "{} is a software rasterizer",
+                    render::adapter_label(&info)
+                )),
+                Ok(info) => gpu("hardware GPU", &info),
+                Err(e) => Self::cpu(format!("no graphics adapter: {e}")),
+            },
+        }))
+    }
+}
+
+/// Finishes photos; opens a headless GPU device the first time the edge passes go there and
 /// keeps it.
 #[derive(Default)]
 pub struct Finisher {
+    asked: EdgeDevice,
+    /// The default adapter, once looked for (`Err`: why there is none).
+    adapter: Option<Result<wgpu::Adapter, String>>,
     gpu: Option<Offscreen>,
+    /// Where the last edge passes ran, and their bands on the CPU.
+    last: Option<(EdgePath, Option<BandSizes>)>,
 }
 
 impl Finisher {
-    /// A finisher that has not opened the GPU yet.
+    /// A finisher that chooses the edge path itself ([`EdgeDevice::Auto`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A finisher that runs the edge passes where `asked` says.
+    pub fn with_edges(asked: EdgeDevice) -> Self {
+        Self {
+            asked,
+            ..Self::default()
+        }
+    }
+
+    fn adapter_info(&mut self) -> Result<wgpu::AdapterInfo, String> {
+        if let Some(gpu) = &self.gpu {
+            return Ok(gpu.adapter_info().clone());
+        }
+        self.adapter
+            .get_or_insert_with(|| Offscreen::default_adapter().map_err(|e| e.to_string()))
+            .as_ref()
+            .map(wgpu::Adapter::get_info)
+            .map_err(Clone::clone)
+    }
+
+    /// Where the edge passes of `settings` run (`None`: none is on); opens the GPU device when
+    /// they go there.
+    pub fn edge_path(
+        &mut self,
+        settings: &RefineSettings,
+    ) -> Result<Option<EdgePath>, FinishError> {
+        let asked = self.asked;
+        let path = EdgePath::choose(asked, settings, || self.adapter_info())
+            .map_err(|e| FinishError::Gpu(RenderError::NoAdapter(e)))?;
+        if let Some(EdgePath {
+            runner: EdgeRunner::Gpu { .. },
+            ..
+        }) = &path
+        {
+            self.gpu()?;
+        }
+        Ok(path)
+    }
+
+    /// Where the last edge passes ran, and (on the CPU) how large their bands were.
+    pub fn last_edges(&self) -> Option<&(EdgePath, Option<BandSizes>)> {
+        self.last.as_ref()
     }
 
     /// The headless GPU device, opened on first use.
     pub fn gpu(&mut self) -> Result<&Offscreen, RenderError> {
         if self.gpu.is_none() {
-            self.gpu = Some(Offscreen::new()?);
+            let adapter = match self.adapter.take() {
+                Some(Ok(adapter)) => adapter,
+                Some(Err(e)) => {
+                    self.adapter = Some(Err(e.clone()));
+                    return Err(RenderError::NoAdapter(e));
+                }
+                None => Offscreen::default_adapter()?,
+            };
+            self.gpu = Some(Offscreen::on(adapter)?);
         }
         self.gpu
             .as_ref()
@@ -54,11 +216,21 @@ impl Finisher {
         mask: &GrayImage,
         settings: &CompositeSettings,
     ) -> Result<Refined, FinishError> {
-        if settings.refine.guided {
-            Ok(self.gpu()?.refine(photo, mask, settings)?)
-        } else {
-            Ok(image_ops::refine::refine(photo, mask, settings))
-        }
+        let Some(path) = self.edge_path(&settings.refine)? else {
+            return Ok(Refined {
+                mask: mask.clone(),
+                foreground: None,
+            });
+        };
+        let (refined, sizes) = match path.runner {
+            EdgeRunner::Gpu { .. } => (self.gpu()?.refine(photo, mask, settings)?, None),
+            EdgeRunner::Cpu { .. } => {
+                let (refined, sizes) = edges::refine(photo, mask, settings);
+                (refined, Some(sizes))
+            }
+        };
+        self.last = Some((path, sizes));
+        Ok(refined)
     }
 
     /// The full-resolution composite (straight alpha) after refinement.

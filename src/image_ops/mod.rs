@@ -1,8 +1,10 @@
 //! Pixels in and out: decoding with limits and EXIF orientation, rembg-compatible pre- and
 //! post-processing, compositing the cutout, and atomic PNG export. No UI and no ONNX Runtime here.
 
+pub mod band;
 pub mod composite;
 pub mod decode;
+pub mod edges;
 pub mod export;
 pub mod metrics;
 pub mod postprocess;

@@ -132,8 +132,13 @@ pub fn box_mean(plane: &[f32], width: usize, height: usize, radius: usize) -> Ve
 /// `[rr, rg, rb, gg, gb, bb]`) with Cramer's rule, in f64: with `eps` on the diagonal S is
 /// positive definite, but for a guide whose channels move together the determinant is tiny.
 fn solve3(s: [f32; 6], c: [f32; 3]) -> [f32; 3] {
-    let [rr, rg, rb, gg, gb, bb] = s.map(f64::from);
-    let c = c.map(f64::from);
+    #[allow(clippy::cast_possible_truncation)]
+    solve3_f64(s.map(f64::from), c.map(f64::from)).map(|v| v as f32)
+}
+
+/// [`solve3`] in f64 throughout; zero where the system is singular.
+pub(super) fn solve3_f64(s: [f64; 6], c: [f64; 3]) -> [f64; 3] {
+    let [rr, rg, rb, gg, gb, bb] = s;
     let inv = [
         gg * bb - gb * gb,
         rb * gb - rg * bb,
@@ -146,11 +151,10 @@ fn solve3(s: [f32; 6], c: [f32; 3]) -> [f32; 3] {
     if det == 0.0 || !det.is_finite() {
         return [0.0; 3];
     }
-    #[allow(clippy::cast_possible_truncation)]
     [
-        ((inv[0] * c[0] + inv[1] * c[1] + inv[2] * c[2]) / det) as f32,
-        ((inv[1] * c[0] + inv[3] * c[1] + inv[4] * c[2]) / det) as f32,
-        ((inv[2] * c[0] + inv[4] * c[1] + inv[5] * c[2]) / det) as f32,
+        (inv[0] * c[0] + inv[1] * c[1] + inv[2] * c[2]) / det,
+        (inv[1] * c[0] + inv[3] * c[1] + inv[4] * c[2]) / det,
+        (inv[2] * c[0] + inv[4] * c[1] + inv[5] * c[2]) / det,
     ]
 }
 

@@ -17,6 +17,27 @@ pub use gpu::{ImageTextures, Pipeline, Uniforms};
 pub use offscreen::Offscreen;
 pub use timer::window_device_descriptor;
 
+/// Whether an adapter draws in software on the CPU (Mesa's llvmpipe/lavapipe, SwiftShader,
+/// Windows' WARP): compute passes there are slower than native CPU code.
+pub fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    let name = info.name.to_lowercase();
+    info.device_type == wgpu::DeviceType::Cpu
+        || [
+            "llvmpipe",
+            "lavapipe",
+            "softpipe",
+            "swiftshader",
+            "basic render",
+        ]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// An adapter in a few words: "NVIDIA H200 (Vulkan)".
+pub fn adapter_label(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?})", info.name, info.backend)
+}
+
 /// Why the GPU compositor could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {

@@ -22,12 +22,22 @@ const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
 impl Offscreen {
     /// Opens the default adapter without a window (a GPU, or lavapipe on machines without one).
     pub fn new() -> Result<Self, RenderError> {
+        Self::on(Self::default_adapter()?)
+    }
+
+    /// The adapter [`Offscreen::new`] would open, without opening a device on it (to see what
+    /// kind of adapter it is first).
+    pub fn default_adapter() -> Result<wgpu::Adapter, RenderError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..wgpu::RequestAdapterOptions::default()
         }))
-        .map_err(|e| RenderError::NoAdapter(e.to_string()))?;
+        .map_err(|e| RenderError::NoAdapter(e.to_string()))
+    }
+
+    /// Opens a device on `adapter`.
+    pub fn on(adapter: wgpu::Adapter) -> Result<Self, RenderError> {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("cutout offscreen device"),
             required_limits: adapter.limits(),
@@ -49,6 +59,11 @@ impl Offscreen {
             "{} ({:?}, {:?})",
             self.adapter.name, self.adapter.backend, self.adapter.device_type
         )
+    }
+
+    /// The adapter's description.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.adapter
     }
 
     /// Uploads a photo and its mask (their textures can then be refined and composited many
