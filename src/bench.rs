@@ -440,7 +440,7 @@ const FRAME_SIZE: [u32; 2] = [1920, 1080];
 pub struct RefineRow {
     /// Which passes ran.
     pub what: &'static str,
-    /// Where: the wgpu adapter, or "CPU reference".
+    /// Where: "CPU path, 2 threads", the wgpu adapter, or "CPU reference".
     pub device: String,
     /// Timed runs.
     pub runs: usize,
@@ -448,21 +448,39 @@ pub struct RefineRow {
     pub min_ms: f64,
     /// Median run, milliseconds.
     pub median_ms: f64,
+    /// The pixels the CPU path worked on (its bands), empty elsewhere.
+    pub band: String,
 }
 
-/// Times the refinement passes on a photo and its mask the seed's way: the textures uploaded
-/// once, `warmup` untimed runs, then `runs` runs each waited for on the GPU (submission to
-/// completion), min and median. The CPU reference is timed over `cpu_runs` runs.
+/// The refinement benchmark's rows, and why the GPU rows are missing when they are.
+pub struct RefineBench {
+    /// Rows in order: CPU path, GPU passes, CPU reference.
+    pub rows: Vec<RefineRow>,
+    /// Why no GPU rows were measured (no adapter, say).
+    pub no_gpu: Option<String>,
+}
+
+/// "3.1 MP (26 %)": a band's size against the photo's.
+fn band_share(px: usize, total: usize) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let (mp, share) = (px as f64 / 1e6, 100.0 * px as f64 / total.max(1) as f64);
+    format!("{mp:.2} MP ({share:.0} %)")
+}
+
+/// Times the edge passes on a photo and its mask the seed's way: `warmup` untimed runs, then
+/// `runs` timed runs, min and median, for
+/// - the CPU path ([`crate::image_ops::edges`]), whole call, with the size of its bands;
+/// - the GPU passes: textures uploaded once, each run waited for on the GPU (submission to
+///   completion), and slider frames (both passes + a window-sized composite);
+/// - the plain CPU reference, over `cpu_runs` runs.
 pub fn refine(
     photo: &image::RgbImage,
     mask: &image::GrayImage,
     runs: usize,
     warmup: usize,
     cpu_runs: usize,
-) -> Result<Vec<RefineRow>, crate::render::RenderError> {
-    use crate::image_ops::{CompositeSettings, refine::RefineSettings};
-    let gpu = crate::render::Offscreen::new()?;
-    let images = gpu.upload(photo, mask)?;
+) -> Result<RefineBench, crate::render::RenderError> {
+    use crate::image_ops::{CompositeSettings, edges, refine::RefineSettings};
     let with = |guided, foreground| CompositeSettings {
         refine: RefineSettings {
             guided,
@@ -483,6 +501,70 @@ pub fn refine(
         ),
     ];
     let mut rows = Vec::new();
+    let total = photo.width() as usize * photo.height() as usize;
+    for (what, settings, _) in &cases[..3] {
+        let mut sizes = edges::BandSizes::default();
+        let mut time = || {
+            let t = Instant::now();
+            let (refined, s) = edges::refine(photo, mask, settings);
+            std::hint::black_box(refined);
+            sizes = s;
+            ms_since(t)
+        };
+        for _ in 0..warmup {
+            time();
+        }
+        let times: Vec<f64> = (0..runs.max(1)).map(|_| time()).collect();
+        let (min_ms, median_ms) = min_median(&times);
+        let band = [("guided", sizes.guided_px), ("colours", sizes.foreground_px)]
+            .iter()
+            .filter(|(_, px)| *px > 0)
+            .map(|(name, px)| format!("{name} {}", band_share(*px, total)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(RefineRow {
+            what,
+            device: format!("CPU path, {} threads", edges::threads()),
+            runs: times.len(),
+            min_ms,
+            median_ms,
+            band,
+        });
+    }
+    let reference = |rows: &mut Vec<RefineRow>| {
+        if cpu_runs == 0 {
+            return;
+        }
+        let (what, settings, _) = cases[2];
+        let times: Vec<f64> = (0..cpu_runs)
+            .map(|_| {
+                let t = Instant::now();
+                let refined = crate::image_ops::refine::refine(photo, mask, &settings);
+                std::hint::black_box(refined);
+                ms_since(t)
+            })
+            .collect();
+        let (min_ms, median_ms) = min_median(&times);
+        rows.push(RefineRow {
+            what,
+            device: "CPU reference (one thread)".to_owned(),
+            runs: times.len(),
+            min_ms,
+            median_ms,
+            band: String::new(),
+        });
+    };
+    let gpu = match crate::render::Offscreen::new() {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            reference(&mut rows);
+            return Ok(RefineBench {
+                rows,
+                no_gpu: Some(e.to_string()),
+            });
+        }
+    };
+    let images = gpu.upload(photo, mask)?;
     for (what, settings, in_parts) in cases {
         for _ in 0..warmup {
             gpu.refine_images(&images, &settings, in_parts)?;
@@ -499,6 +581,7 @@ pub fn refine(
             runs: times.len(),
             min_ms,
             median_ms,
+            band: String::new(),
         });
     }
     // A slider being dragged: every frame has new settings, so the preview refines the whole
@@ -523,25 +606,8 @@ pub fn refine(
         runs: times.len(),
         min_ms,
         median_ms,
+        band: String::new(),
     });
-    if cpu_runs > 0 {
-        let (what, settings, _) = cases[2];
-        let times: Vec<f64> = (0..cpu_runs)
-            .map(|_| {
-                let t = Instant::now();
-                let refined = crate::image_ops::refine::refine(photo, mask, &settings);
-                std::hint::black_box(refined);
-                ms_since(t)
-            })
-            .collect();
-        let (min_ms, median_ms) = min_median(&times);
-        rows.push(RefineRow {
-            what,
-            device: "CPU reference (one thread)".to_owned(),
-            runs: times.len(),
-            min_ms,
-            median_ms,
-        });
-    }
-    Ok(rows)
+    reference(&mut rows);
+    Ok(RefineBench { rows, no_gpu: None })
 }

@@ -55,7 +55,7 @@ pub enum Command {
     Doctor,
     /// Measure the network the seed's way: warm-up, synchronised runs, min and median.
     Bench(BenchArgs),
-    /// Time edge refinement and foreground colours on a photo (GPU passes, and the CPU reference).
+    /// Time edge refinement and foreground colours on a photo (CPU path, GPU passes, CPU reference).
     BenchRefine(BenchRefineArgs),
     /// List the models (state, size, licence, source), or fetch one ahead of time.
     Models(ModelsArgs),
@@ -202,10 +202,10 @@ pub struct BenchRefineArgs {
     /// Its mask as a grey PNG (`cutout remove --mask-only`); default: run the network for it.
     #[arg(long, value_name = "FILE")]
     pub mask: Option<PathBuf>,
-    /// Timed GPU runs per row.
+    /// Timed runs per row (CPU path and GPU passes).
     #[arg(long, default_value_t = 50)]
     pub runs: usize,
-    /// Untimed GPU warm-up runs per row.
+    /// Untimed warm-up runs per row.
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
     /// Timed runs of the CPU reference (0 = skip).
@@ -513,14 +513,17 @@ fn bench_refine(dirs: &AppDirs, args: &BenchRefineArgs) -> ExitCode {
         f64::from(photo.width()) * f64::from(photo.height()) / 1e6
     );
     match crate::bench::refine(&photo, &mask, args.runs, args.warmup, args.cpu_runs) {
-        Ok(rows) => {
-            println!("| passes | device | runs | min ms | median ms |");
-            println!("|---|---|---|---|---|");
-            for r in rows {
+        Ok(bench) => {
+            println!("| passes | device | runs | min ms | median ms | band |");
+            println!("|---|---|---|---|---|---|");
+            for r in bench.rows {
                 println!(
-                    "| {} | {} | {} | {:.2} | {:.2} |",
-                    r.what, r.device, r.runs, r.min_ms, r.median_ms
+                    "| {} | {} | {} | {:.2} | {:.2} | {} |",
+                    r.what, r.device, r.runs, r.min_ms, r.median_ms, r.band
                 );
+            }
+            if let Some(why) = bench.no_gpu {
+                eprintln!("No GPU rows: {why}");
             }
             ExitCode::SUCCESS
         }
