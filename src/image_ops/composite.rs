@@ -6,6 +6,7 @@
 //! With the default settings the result is exactly [`super::cutout_rgba`], i.e. what
 //! `cutout remove` writes.
 
+use rayon::prelude::*;
 use image::{GrayImage, Rgb, RgbImage, RgbaImage};
 use serde::{Deserialize, Serialize};
 
@@ -178,7 +179,8 @@ pub fn composite_pixel(
 /// Converts a 0–1 value to 8 bits, rounding to nearest (as a GPU writes a unorm8 target).
 pub fn to_u8(v: f32) -> u8 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let q = (v.clamp(0.0, 1.0) * 255.0 + 0.5).floor() as u8;
+    // Truncation is the floor here: the value is never negative.
+    let q = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
     q
 }
 
@@ -205,30 +207,36 @@ pub fn composite(
     };
     let (w, h) = photo.dimensions();
     let mut out = RgbaImage::new(w, h);
+    let unit = |p: &[u8]| [p[0], p[1], p[2]].map(|c| f32::from(c) / 255.0);
+    let row_len = w as usize;
+    // Rows in parallel: every pixel is independent.
     #[allow(clippy::cast_precision_loss)]
-    for (y, (row_out, ((row_in, row_fg), row_mask))) in out
-        .rows_mut()
-        .zip(photo.rows().zip(fg_image.rows()).zip(mask.rows()))
+    out.par_chunks_mut(row_len * 4)
         .enumerate()
-    {
-        let v = (y as f32 + 0.5) / h as f32;
-        for (x, (px_out, ((px, px_fg), m))) in
-            row_out.zip(row_in.zip(row_fg).zip(row_mask)).enumerate()
-        {
-            let unit = |p: &image::Rgb<u8>| p.0.map(|c| f32::from(c) / 255.0);
-            let b = behind.as_ref().map_or([0.0; 3], |img| {
-                sample_bilinear(img, (x as f32 + 0.5) / w as f32, v)
-            });
-            let rgba = composite_pixel(
-                settings,
-                unit(px_fg),
-                unit(px),
-                f32::from(m.0[0]) / 255.0,
-                b,
-            );
-            px_out.0 = rgba.map(to_u8);
-        }
-    }
+        .for_each(|(y, row_out)| {
+            let v = (y as f32 + 0.5) / h as f32;
+            let at = y * row_len;
+            let row_in = &photo.as_raw()[at * 3..(at + row_len) * 3];
+            let row_fg = &fg_image.as_raw()[at * 3..(at + row_len) * 3];
+            let row_mask = &mask.as_raw()[at..at + row_len];
+            for (x, (px_out, ((px, px_fg), m))) in row_out
+                .chunks_exact_mut(4)
+                .zip(
+                    row_in
+                        .chunks_exact(3)
+                        .zip(row_fg.chunks_exact(3))
+                        .zip(row_mask),
+                )
+                .enumerate()
+            {
+                let b = behind.as_ref().map_or([0.0; 3], |img| {
+                    sample_bilinear(img, (x as f32 + 0.5) / w as f32, v)
+                });
+                let rgba =
+                    composite_pixel(settings, unit(px_fg), unit(px), f32::from(*m) / 255.0, b);
+                px_out.copy_from_slice(&rgba.map(to_u8));
+            }
+        });
     Ok(out)
 }
 
