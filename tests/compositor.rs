@@ -7,7 +7,7 @@ mod common;
 
 use cutout::{
     image_ops::{
-        Background, CompositeSettings, DecodeLimits, composite, decode_file,
+        Background, CompositeSettings, DecodeLimits, composite, decode_file, edges,
         refine::{self, RefineSettings},
     },
     render::Offscreen,
@@ -15,19 +15,88 @@ use cutout::{
 use image::GrayImage;
 
 fn photo_and_mask() -> (image::RgbImage, GrayImage) {
+    photo_and_rembg_mask("car-1", "u2netp")
+}
+
+/// A shared photo and the soft mask rembg's `model` gives it (the alpha of rembg's expected
+/// cutout for u2netp, the expected mask for isnet).
+fn photo_and_rembg_mask(name: &str, model: &str) -> (image::RgbImage, GrayImage) {
     let dir = common::shared_dir().join("testdata/rembg");
-    let photo = decode_file(&dir.join("fixtures/car-1.jpg"), DecodeLimits::default())
+    let photo = decode_file(&dir.join(format!("fixtures/{name}.jpg")), DecodeLimits::default())
         .expect("photo")
         .rgb;
-    // rembg's expected cutout: its alpha channel is u2netp's soft mask.
-    let expected = image::open(dir.join("expected_u2netp/car-1.u2netp.png"))
-        .expect("expected cutout")
-        .to_rgba8();
-    let mask = GrayImage::from_fn(expected.width(), expected.height(), |x, y| {
-        image::Luma([expected.get_pixel(x, y).0[3]])
-    });
+    let expected = image::open(dir.join(format!("expected_{model}/{name}.{model}.png")))
+        .expect("expected mask");
+    let mask = match expected {
+        image::DynamicImage::ImageRgba8(rgba) => {
+            GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+                image::Luma([rgba.get_pixel(x, y).0[3]])
+            })
+        }
+        other => other.to_luma8(),
+    };
     assert_eq!(photo.dimensions(), mask.dimensions());
     (photo, mask)
+}
+
+#[test]
+fn cpu_edge_path_matches_the_gpu_passes_within_one_level() {
+    let gpu = Offscreen::new().expect("a wgpu adapter (lavapipe on machines without a GPU)");
+    eprintln!("GPU passes on {}", gpu.adapter_name());
+    let with = |guided, foreground, threshold, softness, radius, eps| CompositeSettings {
+        threshold,
+        softness,
+        refine: RefineSettings {
+            guided,
+            foreground,
+            radius,
+            eps,
+        },
+        ..CompositeSettings::default()
+    };
+    let cases = [
+        ("colours (the default)", with(false, true, 0.5, 1.0, 6, 1e-4)),
+        ("guided filter", with(true, false, 0.5, 1.0, 6, 1e-4)),
+        ("both", with(true, true, 0.5, 1.0, 6, 1e-4)),
+        ("both, r 12, eps 1e-3, ramp 0.4 ± 0.15", with(true, true, 0.4, 0.3, 12, 1e-3)),
+    ];
+    for (name, model) in [("car-1", "u2netp"), ("plants-1", "u2netp"), ("cloth-1", "isnet")] {
+        let (photo, mask) = photo_and_rembg_mask(name, model);
+        for (what, settings) in &cases {
+            let (cpu, sizes) = edges::refine(&photo, &mask, settings);
+            let gpu_out = gpu.refine(&photo, &mask, settings).unwrap();
+            let mask_worst = cpu
+                .mask
+                .as_raw()
+                .iter()
+                .zip(gpu_out.mask.as_raw())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap_or(0);
+            // Colours are compared where the two refined masks agree (a one-level difference in
+            // alpha moves the colour estimate too).
+            let colour_worst = match (&cpu.foreground, &gpu_out.foreground) {
+                (Some(c), Some(g)) => c
+                    .as_raw()
+                    .chunks_exact(3)
+                    .zip(g.as_raw().chunks_exact(3))
+                    .zip(cpu.mask.as_raw().iter().zip(gpu_out.mask.as_raw()))
+                    .filter(|(_, (a, b))| a == b)
+                    .flat_map(|((c, g), _)| c.iter().zip(g).map(|(a, b)| a.abs_diff(*b)))
+                    .max()
+                    .unwrap_or(0),
+                (None, None) => 0,
+                _ => panic!("{what}: one path estimated colours, the other not"),
+            };
+            eprintln!(
+                "{name} ({model}), {what}: mask within {mask_worst}, colours within {colour_worst}; bands {sizes:?}"
+            );
+            assert!(
+                mask_worst <= 1 && colour_worst <= 1,
+                "{name}, {what}: CPU path and GPU passes differ by {mask_worst} (mask), {colour_worst} (colours)"
+            );
+        }
+    }
 }
 
 #[test]
