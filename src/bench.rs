@@ -516,12 +516,15 @@ pub fn refine(
         }
         let times: Vec<f64> = (0..runs.max(1)).map(|_| time()).collect();
         let (min_ms, median_ms) = min_median(&times);
-        let band = [("guided", sizes.guided_px), ("colours", sizes.foreground_px)]
-            .iter()
-            .filter(|(_, px)| *px > 0)
-            .map(|(name, px)| format!("{name} {}", band_share(*px, total)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let band = [
+            ("guided", sizes.guided_px),
+            ("colours", sizes.foreground_px),
+        ]
+        .iter()
+        .filter(|(_, px)| *px > 0)
+        .map(|(name, px)| format!("{name} {}", band_share(*px, total)))
+        .collect::<Vec<_>>()
+        .join(", ");
         rows.push(RefineRow {
             what,
             device: format!("CPU path, {} threads", edges::threads()),

@@ -119,11 +119,10 @@ impl EdgePath {
             EdgeDevice::Gpu => gpu("asked for", &adapter()?),
             EdgeDevice::Auto if !settings.guided => Self::cpu("colours only; no GPU device needed"),
             EdgeDevice::Auto => match adapter() {
-                Ok(info) if render::is_software(&info) => Self::cpu(format!(
-                    "{} is a software rasterizer",
-                    render::adapter_label(&info)
-                )),
-                Ok(info) => gpu("hardware GPU", &info),
+                Ok(info) if render::is_software(&info) => {
+                    Self::cpu(format!("{} is a software rasterizer", info.name))
+                }
+                Ok(info) => gpu("a hardware GPU", &info),
                 Err(e) => Self::cpu(format!("no graphics adapter: {e}")),
             },
         }))

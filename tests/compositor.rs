@@ -22,9 +22,12 @@ fn photo_and_mask() -> (image::RgbImage, GrayImage) {
 /// cutout for u2netp, the expected mask for isnet).
 fn photo_and_rembg_mask(name: &str, model: &str) -> (image::RgbImage, GrayImage) {
     let dir = common::shared_dir().join("testdata/rembg");
-    let photo = decode_file(&dir.join(format!("fixtures/{name}.jpg")), DecodeLimits::default())
-        .expect("photo")
-        .rgb;
+    let photo = decode_file(
+        &dir.join(format!("fixtures/{name}.jpg")),
+        DecodeLimits::default(),
+    )
+    .expect("photo")
+    .rgb;
     let expected = image::open(dir.join(format!("expected_{model}/{name}.{model}.png")))
         .expect("expected mask");
     let mask = match expected {
@@ -55,12 +58,22 @@ fn cpu_edge_path_matches_the_gpu_passes_within_one_level() {
         ..CompositeSettings::default()
     };
     let cases = [
-        ("colours (the default)", with(false, true, 0.5, 1.0, 6, 1e-4)),
+        (
+            "colours (the default)",
+            with(false, true, 0.5, 1.0, 6, 1e-4),
+        ),
         ("guided filter", with(true, false, 0.5, 1.0, 6, 1e-4)),
         ("both", with(true, true, 0.5, 1.0, 6, 1e-4)),
-        ("both, r 12, eps 1e-3, ramp 0.4 ± 0.15", with(true, true, 0.4, 0.3, 12, 1e-3)),
+        (
+            "both, r 12, eps 1e-3, ramp 0.4 ± 0.15",
+            with(true, true, 0.4, 0.3, 12, 1e-3),
+        ),
     ];
-    for (name, model) in [("car-1", "u2netp"), ("plants-1", "u2netp"), ("cloth-1", "isnet")] {
+    for (name, model) in [
+        ("car-1", "u2netp"),
+        ("plants-1", "u2netp"),
+        ("cloth-1", "isnet"),
+    ] {
         let (photo, mask) = photo_and_rembg_mask(name, model);
         for (what, settings) in &cases {
             let (cpu, sizes) = edges::refine(&photo, &mask, settings);

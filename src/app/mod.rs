@@ -5,6 +5,7 @@
 //! Flow: input and `ui/` widgets → [`Command`] → [`Request`] (via a small outbox, because the
 //! worker's queue is bounded) → worker → [`Response`] → [`AppState`] → `ui/` and `render/`.
 
+mod edges;
 pub mod icon;
 pub mod settings;
 pub mod state;
@@ -147,6 +148,8 @@ pub struct CutoutApp {
     title: String,
     /// The model of the running session (where a cancelled fetch goes back to).
     loaded_model: Option<String>,
+    /// Where the preview's edge passes run; on the CPU path, its thread.
+    edges: edges::EdgePreview,
 }
 
 /// How often changed settings are written at most.
@@ -194,6 +197,15 @@ impl CutoutApp {
             wake.request_repaint();
         })?;
         let render_state = cc.wgpu_render_state.clone();
+        let wake = ctx.clone();
+        let edges = edges::EdgePreview::new(
+            render_state
+                .as_ref()
+                .map(|rs| rs.adapter.get_info())
+                .as_ref(),
+            move || wake.request_repaint(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let (adapter, gpu_ready) = match &render_state {
             Some(rs) => {
                 Compositor::install(rs);
@@ -222,6 +234,8 @@ impl CutoutApp {
                 export_progress: None,
                 adapter,
                 gpu_ready,
+                edges: edges.path().clone(),
+                edge_bands: None,
                 models: state::ModelEntry::all(&options.dirs),
             },
             view: ViewState::default(),
@@ -241,6 +255,7 @@ impl CutoutApp {
             started: Instant::now(),
             title: "cutout".to_owned(),
             loaded_model: None,
+            edges,
         };
         if let Some(rs) = &app.render_state {
             app.state.stats.composite_measurable =
@@ -414,6 +429,7 @@ impl CutoutApp {
         if let Some(rs) = &self.render_state {
             Compositor::with(rs, |c, _, _| c.clear());
         }
+        self.edges.clear();
         let request = match source {
             Source::File(path) => Request::SegmentFile {
                 id,
@@ -481,6 +497,7 @@ impl CutoutApp {
             if let Some(rs) = &self.render_state {
                 Compositor::with(rs, |c, _, _| c.clear());
             }
+            self.edges.clear();
             if let Some(next) = self.state.entries.first().map(|e| e.id) {
                 self.select(next);
             }
@@ -537,7 +554,7 @@ impl CutoutApp {
     // ---- GPU textures -----------------------------------------------------------------------
 
     /// Uploads a photo (downscaled only beyond the GPU's texture limit) and its backdrop.
-    fn install_photo(&mut self, photo: &RgbImage) {
+    fn install_photo(&mut self, photo: &Arc<RgbImage>) {
         let Some(rs) = self.render_state.clone() else {
             return;
         };
@@ -545,11 +562,11 @@ impl CutoutApp {
         let limit = Compositor::max_texture_side_px(&rs.device);
         let shown = if photo.width() > limit || photo.height() > limit {
             match image_ops::resize::shrink_to_fit(photo, limit) {
-                Ok(small) => std::borrow::Cow::Owned(small),
+                Ok(small) => Arc::new(small),
                 Err(e) => return self.state.post(e.to_string(), true),
             }
         } else {
-            std::borrow::Cow::Borrowed(photo)
+            Arc::clone(photo)
         };
         let result = composite::backdrop(&shown)
             .map_err(|e| e.to_string())
@@ -566,6 +583,7 @@ impl CutoutApp {
                     current.texture_size = Some([shown.width(), shown.height()]);
                     current.uploaded = None;
                 }
+                self.edges.set_photo(shown);
                 self.state
                     .stats
                     .texture_upload
@@ -575,7 +593,7 @@ impl CutoutApp {
         }
     }
 
-    fn install_mask(&mut self, mask: &GrayImage, ran: RunInfo) {
+    fn install_mask(&mut self, mask: &Arc<GrayImage>, ran: RunInfo) {
         let Some(rs) = self.render_state.clone() else {
             return;
         };
@@ -591,7 +609,7 @@ impl CutoutApp {
         };
         let started = Instant::now();
         let fitted = if mask.dimensions() == (tw, th) {
-            std::borrow::Cow::Borrowed(mask)
+            Arc::clone(mask)
         } else {
             match image_ops::resize::box_average(
                 mask.as_raw(),
@@ -604,12 +622,18 @@ impl CutoutApp {
             .ok()
             .and_then(|v| GrayImage::from_raw(tw, th, v))
             {
-                Some(m) => std::borrow::Cow::Owned(m),
+                Some(m) => Arc::new(m),
                 None => return,
             }
         };
         let result = Compositor::with(&rs, |c, _, queue| c.set_mask(queue, &fitted));
         if let Some(Err(e)) = result {
+            return self.state.post(e.to_string(), true);
+        }
+        // On the CPU edge path: the unrefined cutout at once, the refined one when it is ready.
+        if let Some(rgba) = self.edges.set_mask(fitted)
+            && let Some(Err(e)) = Compositor::with(&rs, |c, _, queue| c.write_cutout(queue, &rgba))
+        {
             return self.state.post(e.to_string(), true);
         }
         if let Some(current) = &mut self.state.current {
@@ -1244,9 +1268,10 @@ impl CutoutApp {
             }
             for ms in refine_times {
                 tracing::trace!(ms, "refinement finished");
-                self.state.stats.refine_gpu.push(ms);
+                self.state.stats.edges.push(ms);
             }
         }
+        self.upload_cpu_edges();
         let responses: Vec<Response> = self.worker.try_iter().collect();
         for response in responses {
             self.handle_response(response);
@@ -1271,12 +1296,16 @@ impl CutoutApp {
 
     /// Keeps the preview's refined mask and foreground colours in step with the settings: the
     /// refinement passes run on the GPU, one run at a time, without re-running the network.
-    fn refine_preview(&self, ctx: &egui::Context) {
+    fn refine_preview(&mut self, ctx: &egui::Context) {
         let Some(rs) = &self.render_state else {
             return;
         };
+        if self.edges.on_cpu() {
+            self.edges.request(&self.settings.composite);
+            return;
+        }
         let pointer_down = ctx.input(|i| i.pointer.any_down());
-        let pace = refine_pace(self.state.stats.refine_gpu.last(), pointer_down);
+        let pace = refine_pace(self.state.stats.edges.last(), pointer_down);
         if pace == RefinePace::Hold {
             tracing::trace!("refinement deferred while the pointer is down");
             return;
@@ -1289,6 +1318,25 @@ impl CutoutApp {
         .unwrap_or(false);
         if pending {
             ctx.request_repaint_after(Duration::from_millis(5));
+        }
+    }
+
+    /// Uploads the CPU edge path's finished runs into the cutout texture.
+    fn upload_cpu_edges(&mut self) {
+        let Some(rs) = &self.render_state else {
+            return;
+        };
+        for done in self.edges.take_done() {
+            let ms = done.took.as_secs_f64() * 1e3;
+            tracing::trace!(ms, "CPU edge passes finished");
+            if let Some(Err(e)) =
+                Compositor::with(rs, |c, _, queue| c.write_cutout(queue, &done.rgba))
+            {
+                self.state.post(e.to_string(), true);
+                continue;
+            }
+            self.state.stats.edges.push(ms);
+            self.state.edge_bands = Some(done.sizes);
         }
     }
 

@@ -170,8 +170,9 @@ pub struct LatencyStats {
     pub texture_upload: Samples,
     /// The composite draw on the GPU (timestamp queries), where the adapter can measure it.
     pub composite_gpu: Samples,
-    /// Refinement passes (guided filter, foreground colours), submission to completion.
-    pub refine_gpu: Samples,
+    /// The preview's edge passes (guided filter, foreground colours): on the GPU submission to
+    /// completion, on the CPU path the run and the packing of its texture.
+    pub edges: Samples,
     /// Whether the adapter can measure [`Self::composite_gpu`].
     pub composite_measurable: bool,
     /// UI frame time (egui pass and rendering, CPU side).
@@ -197,7 +198,7 @@ impl Default for LatencyStats {
             postprocess: Samples::new(STAGE_WINDOW),
             texture_upload: Samples::new(STAGE_WINDOW),
             composite_gpu: Samples::new(STAGE_WINDOW),
-            refine_gpu: Samples::new(STAGE_WINDOW),
+            edges: Samples::new(STAGE_WINDOW),
             composite_measurable: false,
             ui_frame: Samples::new(FRAME_WINDOW),
             infer_by_run: HashMap::new(),
@@ -280,6 +281,10 @@ pub struct AppState {
     pub adapter: String,
     /// Whether a GPU compositor is available.
     pub gpu_ready: bool,
+    /// Where the preview's edge passes run, and why.
+    pub edges: crate::finish::EdgePath,
+    /// The bands of the last CPU edge run.
+    pub edge_bands: Option<crate::image_ops::edges::BandSizes>,
     /// The models of the manifest, for the picker.
     pub models: Vec<ModelEntry>,
 }

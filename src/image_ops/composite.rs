@@ -6,8 +6,8 @@
 //! With the default settings the result is exactly [`super::cutout_rgba`], i.e. what
 //! `cutout remove` writes.
 
-use rayon::prelude::*;
 use image::{GrayImage, Rgb, RgbImage, RgbaImage};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{ImageError, resize};

@@ -104,6 +104,15 @@ impl Compositor {
         }
     }
 
+    /// Replaces the cutout texture with one computed on the CPU (see [`super::pack_cutout`]);
+    /// the refinement passes are then not run for it.
+    pub fn write_cutout(&mut self, queue: &wgpu::Queue, rgba: &[u8]) -> Result<(), RenderError> {
+        match &self.images {
+            Some(images) => images.write_cutout(queue, rgba),
+            None => Ok(()),
+        }
+    }
+
     /// Brings the cutout texture up to date with the current mask and `settings` (refinement,
     /// foreground colours, ramp): submits the refinement passes when something changed and no
     /// earlier submission is still on the GPU. With `in_parts` (a slow adapter) a run goes one

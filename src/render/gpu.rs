@@ -277,6 +277,23 @@ pub fn rgba_bytes(rgb: &RgbImage) -> Vec<u8> {
     out
 }
 
+/// The cutout texture's bytes computed on the CPU: the subject's colours (the photo's where
+/// `foreground` is `None`) with the refined mask as alpha, as the refinement passes write it.
+pub fn pack_cutout(photo: &RgbImage, mask: &GrayImage, foreground: Option<&RgbImage>) -> Vec<u8> {
+    use rayon::prelude::*;
+    let colours = foreground.unwrap_or(photo);
+    let mut out = vec![0u8; mask.as_raw().len() * 4];
+    out.par_chunks_mut(4 * 4096)
+        .zip(colours.as_raw().par_chunks(3 * 4096))
+        .zip(mask.as_raw().par_chunks(4096))
+        .for_each(|((out, rgb), m)| {
+            for ((o, c), &a) in out.chunks_exact_mut(4).zip(rgb.chunks_exact(3)).zip(m) {
+                o.copy_from_slice(&[c[0], c[1], c[2], a]);
+            }
+        });
+    out
+}
+
 impl ImageTextures {
     /// Uploads a photo (with its blurred backdrop) and an empty mask of the same size.
     pub fn new(
@@ -344,7 +361,8 @@ impl ImageTextures {
             CUTOUT_FORMAT,
             wgpu::TextureUsages::TEXTURE_BINDING
                 | wgpu::TextureUsages::STORAGE_BINDING
-                | wgpu::TextureUsages::COPY_SRC,
+                | wgpu::TextureUsages::COPY_SRC
+                | wgpu::TextureUsages::COPY_DST,
         );
         let refine = RefineTargets::new(device, &pipeline.refiner, &photo_tex, &mask, &cutout);
         let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
@@ -397,6 +415,21 @@ impl ImageTextures {
             )));
         }
         write(queue, &self.mask, mask.as_raw(), 1);
+        Ok(())
+    }
+
+    /// Replaces the cutout texture with one computed on the CPU ([`pack_cutout`]).
+    pub fn write_cutout(&self, queue: &wgpu::Queue, rgba: &[u8]) -> Result<(), RenderError> {
+        let expected = self.size[0] as usize * self.size[1] as usize * 4;
+        if rgba.len() != expected {
+            return Err(RenderError::Readback(format!(
+                "the cutout has {} bytes, the {}×{} texture takes {expected}",
+                rgba.len(),
+                self.size[0],
+                self.size[1]
+            )));
+        }
+        write(queue, &self.cutout, rgba, 4);
         Ok(())
     }
 

@@ -116,6 +116,16 @@ fn engine_ui(
             for skipped in &report.skipped {
                 ui.weak(format!("{} not used: {}", skipped.provider, skipped.reason));
             }
+            ui.label(format!("Edges: {}", state.edges.runner));
+            ui.weak(format!("edge passes here because {}", state.edges.why));
+            ui.weak(format!(
+                "edges on the {} because {}",
+                match state.edges.runner {
+                    crate::finish::EdgeRunner::Cpu { .. } => "CPU",
+                    crate::finish::EdgeRunner::Gpu { .. } => "GPU",
+                },
+                state.edges.why
+            ));
         }
         EngineStatus::Failed(error) => {
             ui.colored_label(ui.visuals().error_fg_color, error);

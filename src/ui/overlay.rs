@@ -4,6 +4,7 @@
 use crate::{
     app::{AppState, EngineStatus, Settings, stats::Samples},
     engine::Precision,
+    finish::EdgeRunner,
 };
 
 /// The overlay's width; long reasons wrap.
@@ -79,6 +80,9 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             median(&stats.preprocess),
             median(&stats.postprocess)
         ));
+        if let Some(line) = edges_line(state, settings) {
+            ui.label(line);
+        }
         if let Some(s) = stats.ui_frame.summary() {
             ui.label(format!("ui frame {:.2} ms, p99 {:.2}", s.median, s.p99));
         }
@@ -104,9 +108,13 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             ] {
                 row_ui(ui, name, samples);
             }
+            let edges = match state.edges.runner {
+                EdgeRunner::Cpu { .. } => "edges CPU",
+                EdgeRunner::Gpu { .. } => "edges GPU",
+            };
+            row_ui(ui, edges, &stats.edges);
             if stats.composite_measurable {
                 row_ui(ui, "composite GPU", &stats.composite_gpu);
-                row_ui(ui, "refine GPU", &stats.refine_gpu);
             } else {
                 ui.label("composite GPU");
                 ui.label("–");
@@ -129,7 +137,25 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             }
             ui.end_row();
         });
+    if let Some(line) = edges_line(state, settings) {
+        ui.label(line);
+    }
     precision_comparison_ui(ui, state, settings);
+}
+
+/// "edges: CPU, 2 threads · 212 ms": where the preview's edge passes run and the last run's time
+/// (`None` when no edge pass is on).
+fn edges_line(state: &AppState, settings: &Settings) -> Option<String> {
+    let r = settings.composite.refine;
+    if !r.guided && !r.foreground {
+        return None;
+    }
+    let last = state
+        .stats
+        .edges
+        .last()
+        .map_or_else(String::new, |ms| format!(" · {ms:.0} ms"));
+    Some(format!("edges: {}{last}", state.edges.runner))
 }
 
 fn row_ui(ui: &mut egui::Ui, name: &str, samples: &Samples) {
