@@ -206,6 +206,9 @@ pub fn composite(
         _ => None,
     };
     let (w, h) = photo.dimensions();
+    if settings.background == Background::Transparent {
+        return Ok(transparent(fg_image, mask, settings));
+    }
     let mut out = RgbaImage::new(w, h);
     let unit = |p: &[u8]| [p[0], p[1], p[2]].map(|c| f32::from(c) / 255.0);
     let row_len = w as usize;
@@ -240,6 +243,31 @@ pub fn composite(
     Ok(out)
 }
 
+/// [`composite`] over a transparent background: each output pixel depends only on the colour and
+/// the 8-bit mask value, so the alpha (and whether the pixel is cleared) comes from a 256-entry
+/// table made with [`composite_pixel`] itself.
+fn transparent(colours: &RgbImage, mask: &GrayImage, settings: &CompositeSettings) -> RgbaImage {
+    #[allow(clippy::cast_precision_loss)]
+    let alpha: [Option<u8>; 256] = std::array::from_fn(|m| {
+        let px = composite_pixel(settings, [1.0; 3], [1.0; 3], m as f32 / 255.0, [0.0; 3]);
+        (px[0] > 0.0).then(|| to_u8(px[3]))
+    });
+    let (w, h) = colours.dimensions();
+    let mut out = vec![0u8; mask.as_raw().len() * 4];
+    const CHUNK: usize = 16 * 1024;
+    out.par_chunks_mut(4 * CHUNK)
+        .zip(colours.as_raw().par_chunks(3 * CHUNK))
+        .zip(mask.as_raw().par_chunks(CHUNK))
+        .for_each(|((out, rgb), m)| {
+            for ((o, c), &v) in out.chunks_exact_mut(4).zip(rgb.chunks_exact(3)).zip(m) {
+                if let Some(a) = alpha[usize::from(v)] {
+                    o.copy_from_slice(&[c[0], c[1], c[2], a]);
+                }
+            }
+        });
+    RgbaImage::from_raw(w, h, out).unwrap_or_else(|| RgbaImage::new(0, 0))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -249,6 +277,25 @@ mod tests {
         let photo = RgbImage::from_fn(64, 48, |x, y| Rgb([(x * 4) as u8, (y * 5) as u8, 200]));
         let mask = GrayImage::from_fn(64, 48, |x, _| image::Luma([(x * 4) as u8]));
         (photo, mask)
+    }
+
+    #[test]
+    fn the_transparent_table_gives_what_the_pixel_formula_gives() {
+        let (photo, mask) = photo_and_mask();
+        for (threshold, softness) in [(0.5, 1.0), (0.3, 0.2), (0.7, 0.0), (0.5, 0.01)] {
+            let settings = CompositeSettings {
+                threshold,
+                softness,
+                ..CompositeSettings::default()
+            };
+            let fast = composite(&photo, &mask, None, &settings).unwrap();
+            for ((px, out), m) in photo.pixels().zip(fast.pixels()).zip(mask.pixels()) {
+                let unit = px.0.map(|c| f32::from(c) / 255.0);
+                let want = composite_pixel(&settings, unit, unit, f32::from(m.0[0]) / 255.0, [0.0; 3])
+                    .map(to_u8);
+                assert_eq!(out.0, want, "threshold {threshold}, softness {softness}");
+            }
+        }
     }
 
     #[test]
