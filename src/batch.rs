@@ -17,8 +17,7 @@ use crate::{
     engine::{EngineError, MaskPipeline, Segmenter},
     finish::{FinishError, Finisher},
     image_ops::{
-        self, Background, CompositeSettings, DecodeLimits, ImageError, decode::DecodedImage,
-        refine::RefineSettings,
+        self, Background, CompositeSettings, DecodeLimits, ImageError, refine::RefineSettings,
     },
 };
 
@@ -258,20 +257,35 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Decodes one photo and makes the network's input.
-fn prepare(
+/// A decoded photo, before the network's input is made.
+struct Decoded {
     job: Job,
-    pipeline: MaskPipeline,
-    limits: DecodeLimits,
-) -> Result<Prepared, Box<Outcome>> {
+    rgb: RgbImage,
+    decode_ms: f64,
+}
+
+/// Decodes one photo.
+fn decode(job: Job, limits: DecodeLimits) -> Result<Decoded, Box<Outcome>> {
     let t = Instant::now();
-    let decoded: DecodedImage = match image_ops::decode_file(&job.input, limits) {
-        Ok(d) => d,
-        Err(e) => return Err(failed(job, e.into())),
-    };
-    let decode_ms = ms_since(t);
+    match image_ops::decode_file(&job.input, limits) {
+        Ok(d) => Ok(Decoded {
+            job,
+            rgb: d.rgb,
+            decode_ms: ms_since(t),
+        }),
+        Err(e) => Err(failed(job, e.into())),
+    }
+}
+
+/// Makes the network's input from a decoded photo.
+fn preprocess(decoded: Decoded, pipeline: MaskPipeline) -> Result<Prepared, Box<Outcome>> {
+    let Decoded {
+        job,
+        rgb,
+        decode_ms,
+    } = decoded;
     let t = Instant::now();
-    let input = match pipeline.preprocess(&decoded.rgb) {
+    let input = match pipeline.preprocess(&rgb) {
         Ok(i) => i,
         Err(e) => return Err(failed(job, e.into())),
     };
@@ -282,7 +296,7 @@ fn prepare(
     };
     Ok(Prepared {
         job,
-        rgb: decoded.rgb,
+        rgb,
         input,
         timings,
     })
@@ -382,28 +396,70 @@ pub fn run(
     segmenter: &mut Segmenter,
     jobs: Vec<Job>,
     options: BatchOptions,
+    finisher: Finisher,
+    on_done: impl FnMut(&Outcome),
+) -> Vec<Outcome> {
+    let opened = run_opening(
+        || Ok::<_, std::convert::Infallible>(segmenter),
+        jobs,
+        options,
+        finisher,
+        on_done,
+    );
+    match opened {
+        Ok(outcomes) => outcomes,
+        Err(never) => match never {},
+    }
+}
+
+/// [`run`], with the engine opened by `open` while the first photo is being decoded (start-up
+/// and decoding overlap). When `open` fails nothing is written and its error is returned.
+pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
+    open: impl FnOnce() -> Result<S, E>,
+    jobs: Vec<Job>,
+    options: BatchOptions,
     mut finisher: Finisher,
     mut on_done: impl FnMut(&Outcome),
-) -> Vec<Outcome> {
-    // The stages of [`Segmenter::segment`], each on its own thread.
-    let pipeline = segmenter.pipeline();
-    let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Result<Prepared, Box<Outcome>>>(1);
-    let (infer_tx, infer_rx) = crossbeam_channel::bounded::<Result<Inferred, Box<Outcome>>>(1);
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
-    let mut outcomes = Vec::new();
+) -> Result<Vec<Outcome>, E> {
     std::thread::scope(|scope| {
+        // The stages of [`Segmenter::segment`], each on its own thread. The channels live in
+        // this closure, so that an early return closes them before the scope waits.
+        let (pipeline_tx, pipeline_rx) = crossbeam_channel::bounded::<MaskPipeline>(1);
+        let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Result<Prepared, Box<Outcome>>>(1);
+        let (infer_tx, infer_rx) = crossbeam_channel::bounded::<Result<Inferred, Box<Outcome>>>(1);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
+        let mut outcomes = Vec::new();
         let limits = options.limits;
         std::thread::Builder::new()
             .name("cutout-decode".into())
             .spawn_scoped(scope, move || {
+                let mut pipeline = None;
                 for job in jobs {
-                    if prep_tx.send(prepare(job, pipeline, limits)).is_err() {
+                    let decoded = decode(job, limits);
+                    // The first photo is decoded while the engine opens; its input needs the
+                    // engine's pipeline.
+                    let pipeline = match pipeline {
+                        Some(p) => p,
+                        None => match pipeline_rx.recv() {
+                            Ok(p) => *pipeline.insert(p),
+                            Err(_) => break,
+                        },
+                    };
+                    if prep_tx
+                        .send(decoded.and_then(|d| preprocess(d, pipeline)))
+                        .is_err()
+                    {
                         break;
                     }
                 }
             })
             .map_err(|e| tracing::error!("cannot start the decoding thread: {e}"))
             .ok();
+        let mut opened = open()?;
+        let segmenter = opened.borrow_mut();
+        let pipeline = segmenter.pipeline();
+        // The decoding thread may already be gone (no photos, or it could not start).
+        pipeline_tx.send(pipeline).ok();
         std::thread::Builder::new()
             .name("cutout-encode".into())
             .spawn_scoped(scope, move || {
@@ -449,8 +505,8 @@ pub fn run(
             on_done(&outcome);
             outcomes.push(outcome);
         }
-    });
-    outcomes
+        Ok(outcomes)
+    })
 }
 
 #[cfg(test)]

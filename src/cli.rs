@@ -390,25 +390,6 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     if jobs.len() < EXHAUSTIVE_SEARCH_MIN_PHOTOS {
         options.conv_search = engine::ConvSearch::Heuristic;
     }
-    let mut segmenter =
-        match engine::open(dirs, &args.engine.model_choice(), &options, &mut progress) {
-            Ok(s) => s,
-            Err(e) => return fail(&e),
-        };
-    eprintln!(
-        "Running {} at {} px on the {}",
-        segmenter.model().spec.name,
-        segmenter.input_side_px(),
-        segmenter.report().summary()
-    );
-    if segmenter.model().origin == engine::models::ModelOrigin::Custom {
-        eprintln!(
-            "Custom model (checksum not checked): {}",
-            segmenter.describe_io()
-        );
-    }
-    let load_ms = started.elapsed().as_secs_f64() * 1e3;
-
     let total = jobs.len();
     let bar = if total > 1 && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total as u64);
@@ -416,7 +397,6 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        bar.enable_steady_tick(Duration::from_millis(200));
         bar
     } else {
         ProgressBar::hidden()
@@ -425,12 +405,36 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     let mut edge_settings = args.refine.settings();
     // The mask alone has no colours to estimate.
     edge_settings.foreground &= kind != OutputKind::MaskOnly;
-    match finisher.edge_path(&edge_settings) {
-        Ok(Some(path)) => eprintln!("Edges: {path}"),
-        Ok(None) => {}
+    let edges = match finisher.edge_path(&edge_settings) {
+        Ok(path) => path,
         Err(e) => return fail(&e),
-    }
-    let options = BatchOptions {
+    };
+    let verbose = args.verbose;
+    let mut load_ms = 0.0;
+    // The engine opens while the first photo is being decoded.
+    let open = || {
+        let segmenter = engine::open(dirs, &args.engine.model_choice(), &options, &mut progress)?;
+        eprintln!(
+            "Running {} at {} px on the {}",
+            segmenter.model().spec.name,
+            segmenter.input_side_px(),
+            segmenter.report().summary()
+        );
+        if segmenter.model().origin == engine::models::ModelOrigin::Custom {
+            eprintln!(
+                "Custom model (checksum not checked): {}",
+                segmenter.describe_io()
+            );
+        }
+        if let Some(path) = &edges {
+            eprintln!("Edges: {path}");
+        }
+        load_ms = started.elapsed().as_secs_f64() * 1e3;
+        // Ticks only once the model's own fetch progress (first use) is done.
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Ok::<_, engine::EngineError>(segmenter)
+    };
+    let batch_options = BatchOptions {
         kind,
         refine: args.refine.settings(),
         limits: DecodeLimits {
@@ -438,8 +442,7 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             ..DecodeLimits::default()
         },
     };
-    let verbose = args.verbose;
-    let outcomes = batch::run(&mut segmenter, jobs, options, finisher, |outcome| {
+    let opened = batch::run_opening(open, jobs, batch_options, finisher, |outcome| {
         bar.inc(1);
         match &outcome.result {
             Ok(t) if verbose => bar.suspend(|| eprintln!(
@@ -457,6 +460,10 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         }
     });
     bar.finish_and_clear();
+    let outcomes = match opened {
+        Ok(outcomes) => outcomes,
+        Err(e) => return fail(&e),
+    };
     // Every photo must come back as done or failed; anything else is reported, never hidden.
     let missing = total.saturating_sub(outcomes.len());
     if missing > 0 {

@@ -291,8 +291,9 @@ mod tests {
             let fast = composite(&photo, &mask, None, &settings).unwrap();
             for ((px, out), m) in photo.pixels().zip(fast.pixels()).zip(mask.pixels()) {
                 let unit = px.0.map(|c| f32::from(c) / 255.0);
-                let want = composite_pixel(&settings, unit, unit, f32::from(m.0[0]) / 255.0, [0.0; 3])
-                    .map(to_u8);
+                let want =
+                    composite_pixel(&settings, unit, unit, f32::from(m.0[0]) / 255.0, [0.0; 3])
+                        .map(to_u8);
                 assert_eq!(out.0, want, "threshold {threshold}, softness {softness}");
             }
         }
