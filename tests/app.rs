@@ -368,3 +368,153 @@ fn pick_the_quality_model_fetch_cancel_fetch_again_and_export() {
     let gui_png = exported(h.state()).unwrap();
     assert_export_matches_cli(&gui_png, &photo, &["--model", "isnet"], &models_dir);
 }
+
+/// Where the preview's edge passes run follows the window's adapter: on a software rasterizer
+/// (lavapipe here) the CPU path in its own thread, whose result replaces the cutout texture; on a
+/// hardware GPU the window's compute passes. Either way, each settings change gives one new run
+/// and the overlay's "edges" row gets its time.
+#[test]
+fn edge_passes_run_where_the_adapter_calls_for_and_follow_the_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let mut h = harness(options(root.path(), vec![common::photo("car-1.jpg")]));
+    run_until(&mut h, "the first mask", |app| {
+        ready_with(app, Precision::Fp32)
+    });
+    let software = ["llvmpipe", "lavapipe", "swiftshader", "Cpu"]
+        .iter()
+        .any(|s| h.state().state.adapter.contains(s));
+    let on_cpu = matches!(
+        h.state().state.edges.runner,
+        cutout::finish::EdgeRunner::Cpu { .. }
+    );
+    eprintln!(
+        "window adapter {}; edges: {} ({})",
+        h.state().state.adapter,
+        h.state().state.edges.runner,
+        h.state().state.edges.why
+    );
+    assert_eq!(
+        on_cpu, software,
+        "the CPU path exactly when the adapter is software"
+    );
+    // Colours are on by default: the first run comes without touching anything.
+    run_until(&mut h, "the first edge run", |app| {
+        !app.state.stats.edges.is_empty()
+    });
+    let runs = h.state().state.stats.edges.len();
+    h.get_by_label("Refine edges (guided filter)").click();
+    run_until(&mut h, "the guided filter's run", |app| {
+        app.state.stats.edges.len() > runs
+    });
+    if on_cpu {
+        let bands = h.state().state.edge_bands.expect("the CPU run's bands");
+        assert!(bands.guided_px > 0 && bands.foreground_px > 0, "{bands:?}");
+    }
+    // Nothing changes: no new run.
+    let runs = h.state().state.stats.edges.len();
+    for _ in 0..10 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        h.state().state.stats.edges.len(),
+        runs,
+        "runs only on a change"
+    );
+    let shot = h.render().expect("render");
+    let centre = shot.get_pixel(shot.width() / 2, shot.height() / 2).0;
+    let top = shot.get_pixel(shot.width() / 2, 60).0;
+    assert_ne!(centre, top, "the canvas shows the refined cutout");
+}
+
+/// Not a test but a measurement (`cargo test --release --test app -- --ignored --nocapture
+/// slider`): a 12 MP photo with refinement and colours on; the radius slider is "dragged" (its
+/// value changes every frame for a second, as a drag sends), then "released" (the last value);
+/// prints the time from the release to the frame that shows the refined result for the last
+/// value, several times. Set CUTOUT_SLIDER_PHOTO to use another photo.
+#[test]
+#[ignore = "a measurement; run it on purpose"]
+fn slider_release_to_refined_preview() {
+    let root = tempfile::tempdir().unwrap();
+    let photo = std::env::var_os("CUTOUT_SLIDER_PHOTO").map_or_else(
+        || {
+            let path = root.path().join("photo-12mp.png");
+            let small = image::open(common::photo("car-1.jpg")).unwrap();
+            small
+                .resize_exact(4000, 3000, image::imageops::FilterType::Triangle)
+                .save(&path)
+                .unwrap();
+            path
+        },
+        PathBuf::from,
+    );
+    let mut opts = options(root.path(), vec![photo]);
+    if let Some(s) = &mut opts.settings {
+        s.composite.refine.guided = true;
+    }
+    let mut h = harness(opts);
+    run_until(&mut h, "the first mask", |app| {
+        ready_with(app, Precision::Fp32)
+    });
+    run_until(&mut h, "the first edge run", |app| {
+        !app.state.stats.edges.is_empty()
+    });
+    eprintln!(
+        "edges: {} ({}); photo {:?}",
+        h.state().state.edges.runner,
+        h.state().state.edges.why,
+        h.state()
+            .state
+            .current
+            .as_ref()
+            .and_then(|c| c.texture_size)
+    );
+    let mut waits = Vec::new();
+    for round in 0..5u32 {
+        let drag_started = Instant::now();
+        let mut radius = 4;
+        while drag_started.elapsed() < Duration::from_secs(1) {
+            radius = 4 + (radius + 1) % 20;
+            h.state_mut().settings.composite.refine.radius = radius;
+            h.step();
+        }
+        let signal = |app: &CutoutApp| {
+            (
+                app.state.stats.edges.len(),
+                app.state.stats.edges.last().map(f64::to_bits),
+            )
+        };
+        let runs = signal(h.state());
+        h.state_mut().settings.composite.refine.radius = 30 + round;
+        let released = Instant::now();
+        // The result for the released value is the last run to arrive once no newer run is
+        // owed: wait until runs stop arriving for the final settings.
+        let mut last_arrival = None;
+        let mut seen = runs;
+        while released.elapsed() < Duration::from_secs(10) {
+            h.step();
+            let now = signal(h.state());
+            if now != seen {
+                seen = now;
+                last_arrival = Some(released.elapsed());
+            }
+            if last_arrival.is_some_and(|t| released.elapsed() > t + Duration::from_millis(600)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let wait = last_arrival.expect("a run after the release");
+        eprintln!(
+            "round {round}: refined preview {:.0} ms after the release",
+            wait.as_secs_f64() * 1e3
+        );
+        waits.push(wait.as_secs_f64() * 1e3);
+    }
+    waits.sort_by(f64::total_cmp);
+    eprintln!(
+        "slider release → refined 12 MP preview: min {:.0} ms, median {:.0} ms, max {:.0} ms",
+        waits[0],
+        waits[waits.len() / 2],
+        waits[waits.len() - 1]
+    );
+}
