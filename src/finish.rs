@@ -117,7 +117,7 @@ impl EdgePath {
         Ok(Some(match asked {
             EdgeDevice::Cpu => Self::cpu("asked for"),
             EdgeDevice::Gpu => gpu("asked for", &adapter()?),
-            EdgeDevice::Auto if !settings.guided => Self::cpu("colours only; no GPU device needed"),
+            EdgeDevice::Auto if !settings.guided => Self::cpu("colours only, which need no GPU device"),
             EdgeDevice::Auto => match adapter() {
                 Ok(info) if render::is_software(&info) => {
                     Self::cpu(format!("{} is a software rasterizer", info.name))
