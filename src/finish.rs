@@ -117,7 +117,9 @@ impl EdgePath {
         Ok(Some(match asked {
             EdgeDevice::Cpu => Self::cpu("asked for"),
             EdgeDevice::Gpu => gpu("asked for", &adapter()?),
-            EdgeDevice::Auto if !settings.guided => Self::cpu("colours only, which need no GPU device"),
+            EdgeDevice::Auto if !settings.guided => {
+                Self::cpu("colours only, which need no GPU device")
+            }
             EdgeDevice::Auto => match adapter() {
                 Ok(info) if render::is_software(&info) => {
                     Self::cpu(format!("{} is a software rasterizer", info.name))
@@ -201,7 +203,7 @@ impl Finisher {
                 }
                 None => Offscreen::default_adapter()?,
             };
-            self.gpu = Some(Offscreen::on(adapter)?);
+            self.gpu = Some(Offscreen::on(&adapter)?);
         }
         self.gpu
             .as_ref()
@@ -276,5 +278,106 @@ impl Finisher {
             image_ops::write_png_atomic(output, &rgb, w, h, image::ExtendedColorType::Rgb8)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn adapter(name: &str, device_type: wgpu::DeviceType) -> wgpu::AdapterInfo {
+        wgpu::AdapterInfo {
+            name: name.to_owned(),
+            vendor: 0,
+            device: 0,
+            device_type,
+            device_pci_bus_id: String::new(),
+            driver: String::new(),
+            driver_info: String::new(),
+            backend: wgpu::Backend::Vulkan,
+            subgroup_min_size: 0,
+            subgroup_max_size: 0,
+            transient_saves_memory: Some(false),
+            limit_bucket: None,
+        }
+    }
+
+    fn settings(guided: bool, foreground: bool) -> RefineSettings {
+        RefineSettings {
+            guided,
+            foreground,
+            ..RefineSettings::default()
+        }
+    }
+
+    #[test]
+    fn auto_puts_the_guided_filter_on_a_hardware_gpu_and_everything_else_on_the_cpu() {
+        let gpu = || Ok(adapter("NVIDIA H200", wgpu::DeviceType::DiscreteGpu));
+        let lavapipe = || {
+            Ok(adapter(
+                "llvmpipe (LLVM 15.0.6, 256 bits)",
+                wgpu::DeviceType::Cpu,
+            ))
+        };
+        let none = || Err("no Vulkan driver".to_owned());
+        let auto = EdgeDevice::Auto;
+        let path = EdgePath::choose(auto, &settings(true, true), gpu)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            path.to_string(),
+            "GPU, NVIDIA H200 (Vulkan) (a hardware GPU)"
+        );
+        // Colours alone never open a device, whatever the adapter.
+        let path = EdgePath::choose(auto, &settings(false, true), || -> Result<_, String> {
+            panic!("no adapter is looked for")
+        })
+        .unwrap()
+        .unwrap();
+        assert!(matches!(path.runner, EdgeRunner::Cpu { .. }), "{path}");
+        let path = EdgePath::choose(auto, &settings(true, false), lavapipe)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(path.runner, EdgeRunner::Cpu { .. }));
+        assert!(
+            path.why.contains("llvmpipe") && path.why.contains("software"),
+            "{path}"
+        );
+        let path = EdgePath::choose(auto, &settings(true, true), none)
+            .unwrap()
+            .unwrap();
+        assert!(
+            path.why.contains("no graphics adapter: no Vulkan driver"),
+            "{path}"
+        );
+        assert_eq!(
+            EdgePath::choose(auto, &settings(false, false), gpu).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_forced_path_runs_there_or_says_why_not() {
+        let lavapipe = || Ok(adapter("llvmpipe", wgpu::DeviceType::Cpu));
+        let path = EdgePath::choose(EdgeDevice::Gpu, &settings(false, true), lavapipe)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(path.runner, EdgeRunner::Gpu { .. }), "{path}");
+        let err = EdgePath::choose(EdgeDevice::Gpu, &settings(true, true), || {
+            Err("no Vulkan driver".to_owned())
+        })
+        .unwrap_err();
+        assert_eq!(err, "no Vulkan driver");
+        let gpu = || Ok(adapter("NVIDIA H200", wgpu::DeviceType::DiscreteGpu));
+        let path = EdgePath::choose(EdgeDevice::Cpu, &settings(true, true), gpu)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            path.runner,
+            EdgeRunner::Cpu {
+                threads: edges::threads()
+            }
+        );
     }
 }

@@ -484,3 +484,48 @@ fn bench_on_the_cpu_writes_json_rows_with_the_seed_method_fields() {
         3
     );
 }
+
+#[test]
+fn remove_names_the_edge_path_and_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let edges_line = |extra: &[&str]| {
+        let output = dir.path().join("o.png");
+        let input = photo();
+        let mut args = vec![
+            "remove",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let result = run(&args);
+        assert!(result.status.success(), "{}", stderr(&result));
+        assert!(output.exists());
+        stderr(&result)
+            .lines()
+            .find(|l| l.starts_with("Edges: "))
+            .map(str::to_owned)
+    };
+    // The default: clean colours, on the CPU path without opening a GPU device.
+    let line = edges_line(&[]).expect("an Edges line");
+    assert!(
+        line.starts_with("Edges: CPU, ") && line.contains("colours only"),
+        "{line}"
+    );
+    // The guided filter: the CPU path on a software rasterizer (this machine's lavapipe), the
+    // GPU on a hardware one.
+    let line = edges_line(&["--refine"]).expect("an Edges line");
+    assert!(
+        (line.starts_with("Edges: CPU, ") && line.contains("software rasterizer"))
+            || line.contains("a hardware GPU"),
+        "{line}"
+    );
+    // Forced onto the GPU passes: whatever adapter there is, named.
+    let line = edges_line(&["--refine", "--edges", "gpu"]).expect("an Edges line");
+    assert!(
+        line.starts_with("Edges: GPU, ") && line.contains("asked for"),
+        "{line}"
+    );
+    // No edge pass at all: nothing to say.
+    assert_eq!(edges_line(&["--no-foreground"]), None);
+}

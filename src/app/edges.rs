@@ -34,6 +34,13 @@ pub struct EdgeDone {
     pub sizes: edges::BandSizes,
 }
 
+/// The CPU path's thread and its two channels.
+struct EdgeThread {
+    jobs: Sender<EdgeJob>,
+    done: Receiver<EdgeDone>,
+    handle: JoinHandle<()>,
+}
+
 struct EdgeJob {
     serial: u64,
     photo: Arc<RgbImage>,
@@ -45,7 +52,7 @@ struct EdgeJob {
 /// last asked for.
 pub struct EdgePreview {
     path: EdgePath,
-    thread: Option<(Sender<EdgeJob>, Receiver<EdgeDone>, JoinHandle<()>)>,
+    thread: Option<EdgeThread>,
     /// Counts photo and mask uploads: a result is used only for the textures it was made from.
     serial: u64,
     photo: Option<Arc<RgbImage>>,
@@ -107,10 +114,10 @@ impl EdgePreview {
     /// without refinement, to show at once while the edge passes run.
     pub fn set_mask(&mut self, mask: Arc<GrayImage>) -> Option<Vec<u8>> {
         self.serial += 1;
-        self.mask = Some(Arc::clone(&mask));
+        let mask = &*self.mask.insert(mask);
         let photo = self.photo.as_ref()?;
-        (self.on_cpu() && photo.dimensions() == mask.dimensions())
-            .then(|| render::pack_cutout(photo, &mask, None))
+        (self.thread.is_some() && photo.dimensions() == mask.dimensions())
+            .then(|| render::pack_cutout(photo, mask, None))
     }
 
     /// Forgets the photo.
@@ -123,7 +130,8 @@ impl EdgePreview {
     /// On the CPU path: asks for the edge passes with `settings` unless they were asked for
     /// this photo and mask already. Returns whether a run was started.
     pub fn request(&mut self, settings: &CompositeSettings) -> bool {
-        let (Some((jobs, _, _)), Some(photo), Some(mask)) = (&self.thread, &self.photo, &self.mask)
+        let (Some(EdgeThread { jobs, .. }), Some(photo), Some(mask)) =
+            (&self.thread, &self.photo, &self.mask)
         else {
             return false;
         };
@@ -146,7 +154,7 @@ impl EdgePreview {
 
     /// Finished runs for the textures on the GPU now (older ones are dropped).
     pub fn take_done(&self) -> Vec<EdgeDone> {
-        let Some((_, done, _)) = &self.thread else {
+        let Some(EdgeThread { done, .. }) = &self.thread else {
             return Vec::new();
         };
         done.try_iter()
@@ -157,7 +165,7 @@ impl EdgePreview {
 
 impl Drop for EdgePreview {
     fn drop(&mut self) {
-        if let Some((jobs, done, handle)) = self.thread.take() {
+        if let Some(EdgeThread { jobs, done, handle }) = self.thread.take() {
             // Closing the channel ends the thread after the run in progress.
             drop(jobs);
             drop(done);
@@ -168,9 +176,7 @@ impl Drop for EdgePreview {
     }
 }
 
-fn spawn(
-    wake: impl Fn() + Send + 'static,
-) -> Result<(Sender<EdgeJob>, Receiver<EdgeDone>, JoinHandle<()>), String> {
+fn spawn(wake: impl Fn() + Send + 'static) -> Result<EdgeThread, String> {
     let (jobs_tx, jobs) = crossbeam_channel::unbounded::<EdgeJob>();
     let (done_tx, done) = crossbeam_channel::unbounded();
     let handle = std::thread::Builder::new()
@@ -198,5 +204,9 @@ fn spawn(
             }
         })
         .map_err(|e| format!("cannot start the edge thread: {e}"))?;
-    Ok((jobs_tx, done, handle))
+    Ok(EdgeThread {
+        jobs: jobs_tx,
+        done,
+        handle,
+    })
 }

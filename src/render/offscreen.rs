@@ -22,7 +22,7 @@ const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
 impl Offscreen {
     /// Opens the default adapter without a window (a GPU, or lavapipe on machines without one).
     pub fn new() -> Result<Self, RenderError> {
-        Self::on(Self::default_adapter()?)
+        Self::on(&Self::default_adapter()?)
     }
 
     /// The adapter [`Offscreen::new`] would open, without opening a device on it (to see what
@@ -37,7 +37,7 @@ impl Offscreen {
     }
 
     /// Opens a device on `adapter`.
-    pub fn on(adapter: wgpu::Adapter) -> Result<Self, RenderError> {
+    pub fn on(adapter: &wgpu::Adapter) -> Result<Self, RenderError> {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("cutout offscreen device"),
             required_limits: adapter.limits(),
