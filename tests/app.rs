@@ -518,3 +518,46 @@ fn slider_release_to_refined_preview() {
         waits[waits.len() - 1]
     );
 }
+
+/// Resident memory of this process, bytes (Linux).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Not a test but a measurement, kept for the open Live-memory problem (`cargo test --release
+/// --test app -- --ignored --nocapture memory_per_drawn_frame`): resident memory over 100 frames
+/// drawn with wgpu, with no photo, with a small photo (car-1, 480×360, magnified in the canvas)
+/// and a taller one (cloth-1, 739×1134, shrunk to fit), and 100 frames only stepped (no drawing).
+/// On lavapipe here the taller photo grows memory by ~0.9 MB per drawn frame; the others do not.
+#[test]
+#[ignore = "a measurement of an open problem; run it on purpose"]
+fn memory_per_drawn_frame() {
+    let root = tempfile::tempdir().unwrap();
+    let measure = |what: &str, h: &mut Harness<'_, CutoutApp>, draw: bool| {
+        for _ in 0..20 {
+            h.step();
+            h.render().unwrap();
+        }
+        let before = resident_bytes();
+        for _ in 0..100 {
+            h.step();
+            if draw {
+                h.render().unwrap();
+            }
+        }
+        let growth = (resident_bytes() as f64 - before as f64) / 1e6;
+        eprintln!("{what}: {growth:+.1} MB over 100 frames");
+    };
+    let mut h = harness(options(root.path(), vec![]));
+    measure("no photo, drawn", &mut h, true);
+    for name in ["car-1.jpg", "cloth-1.jpg"] {
+        let mut h = harness(options(root.path(), vec![common::photo(name)]));
+        run_until(&mut h, "the first mask", |app| {
+            ready_with(app, Precision::Fp32)
+        });
+        measure(&format!("{name}, drawn"), &mut h, true);
+        measure(&format!("{name}, stepped only"), &mut h, false);
+    }
+}

@@ -281,3 +281,50 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
     }
     assert!(!missing.exists());
 }
+
+/// Resident memory of this process, bytes (Linux).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Live mode: the same photo re-run again and again, each mask answered before the next request
+/// (as the app does). Memory must settle after the first runs, not grow with every run.
+#[test]
+fn live_reruns_do_not_grow_memory() {
+    let (worker, _root) = worker();
+    configure_cpu(&worker);
+    let rgb = Arc::new(image::open(photo("cloth-1.jpg")).expect("photo").to_rgb8());
+    let mut run = |n: usize| {
+        for _ in 0..n {
+            let id = worker.next_id(JobKind::Preview);
+            worker
+                .send(Request::SegmentImage {
+                    id,
+                    kind: JobKind::Preview,
+                    name: "live".to_owned(),
+                    rgb: Arc::clone(&rgb),
+                })
+                .expect("send");
+            match worker.recv_timeout(WAIT) {
+                Some(Response::Mask { id: got, .. }) => assert_eq!(got, id),
+                other => panic!("expected Mask, got {other:?}"),
+            }
+        }
+    };
+    run(20);
+    let before = resident_bytes();
+    run(150);
+    let after = resident_bytes();
+    let growth_mb = (after.saturating_sub(before)) as f64 / 1e6;
+    eprintln!(
+        "resident memory: {:.1} MB after 20 runs, {:.1} MB after 150 more ({growth_mb:.1} MB growth)",
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+    assert!(
+        growth_mb < 30.0,
+        "Live re-runs grew memory by {growth_mb:.1} MB"
+    );
+}
