@@ -296,7 +296,7 @@ fn live_reruns_do_not_grow_memory() {
     let (worker, _root) = worker();
     configure_cpu(&worker);
     let rgb = Arc::new(image::open(photo("cloth-1.jpg")).expect("photo").to_rgb8());
-    let mut run = |n: usize| {
+    let run = |n: usize| {
         for _ in 0..n {
             let id = worker.next_id(JobKind::Preview);
             worker
