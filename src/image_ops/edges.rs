@@ -111,6 +111,31 @@ fn add_sparse<L: Lanes, V: Copy>(
     }
 }
 
+/// Adds (or takes away) the per-pixel `terms` of the photo's and the mask's row `y` (`image`:
+/// RGB bytes, mask bytes, width) into column sums laid out as `columns`.
+#[inline(always)]
+fn add_dense<L: Lanes>(
+    (photo, mask, w): (&[u8], &[u8], usize),
+    y: usize,
+    columns: &Columns,
+    sums: &mut [L],
+    add: bool,
+    terms: impl Fn(&[u8], u8) -> L,
+) {
+    for ((s, e), off) in columns.with_offsets() {
+        let pixels = photo[(y * w + s) * 3..(y * w + e) * 3].chunks_exact(3);
+        let sums = &mut sums[off..off + e - s];
+        for ((sum, px), &mv) in sums.iter_mut().zip(pixels).zip(&mask[y * w + s..]) {
+            let t = terms(px, mv);
+            if add {
+                sum.add(&t);
+            } else {
+                sum.sub(&t);
+            }
+        }
+    }
+}
+
 /// Pixels with a 4-neighbour of another mask value.
 fn mask_changes(mask: &GrayImage) -> Band {
     let (w, h) = (mask.width() as usize, mask.height() as usize);
@@ -231,16 +256,7 @@ pub fn guided_filter(
                 radius,
                 &windows.columns(ya..yb, radius),
                 &mut scratch.terms,
-                |y, add, cols, sums| {
-                    for ((s, e), off) in cols.with_offsets() {
-                        let pixels = p[(y * w + s) * 3..(y * w + e) * 3].chunks_exact(3);
-                        let sums = &mut sums[off..off + e - s];
-                        for ((sum, px), &mv) in sums.iter_mut().zip(pixels).zip(&m[y * w + s..]) {
-                            let t = guided_terms(px, mv);
-                            if add { sum.add(&t) } else { sum.sub(&t) }
-                        }
-                    }
-                },
+                |y, add, cols, sums| add_dense((p, m, w), y, cols, sums, add, guided_terms),
                 |win: Window<'_, [u32; 16]>| {
                     ab[starts[win.y - ya] + win.nth] = guided_coefficients(win.sum, win.count, eps);
                 },
@@ -354,16 +370,11 @@ pub fn foreground(
                 &estimated.columns(ya..yb, wide),
                 &mut scratch.wide,
                 |y, add, cols, sums| {
-                    for ((s, e), off) in cols.with_offsets() {
-                        let pixels = p[(y * w + s) * 3..(y * w + e) * 3].chunks_exact(3);
-                        let sums = &mut sums[off..off + e - s];
-                        for ((sum, px), &mv) in sums.iter_mut().zip(pixels).zip(&m[y * w + s..]) {
-                            let aq = alpha_q[usize::from(mv)];
-                            let [r, g, b] = [px[0], px[1], px[2]].map(u32::from);
-                            let t = [aq * r, aq * g, aq * b, aq, r, g, b, 0];
-                            if add { sum.add(&t) } else { sum.sub(&t) }
-                        }
-                    }
+                    add_dense((p, m, w), y, cols, sums, add, |px, mv| {
+                        let aq = alpha_q[usize::from(mv)];
+                        let [r, g, b] = [px[0], px[1], px[2]].map(u32::from);
+                        [aq * r, aq * g, aq * b, aq, r, g, b, 0]
+                    });
                 },
                 |win: Window<'_, [u64; 8]>| {
                     #[allow(clippy::cast_precision_loss)]
