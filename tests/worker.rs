@@ -328,3 +328,31 @@ fn live_reruns_do_not_grow_memory() {
         "Live re-runs grew memory by {growth_mb:.1} MB"
     );
 }
+
+/// A prepared model in the cache that was damaged after it was made (cut short here) is not
+/// trusted: the session that cannot load it makes it again and runs.
+#[test]
+fn a_damaged_prepared_model_in_the_cache_is_made_again() {
+    let runtime = cutout::engine::runtime::load(&AppDirs::from_env()).expect("ONNX Runtime");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let options = SegmenterOptions {
+        provider: ProviderRequest::Only(ProviderKind::Cpu),
+        ..SegmenterOptions::default()
+    };
+    let model = common::shared_model();
+    let open = || cutout::engine::Segmenter::new(&runtime, &model, &options, cache.path());
+    drop(open().expect("first session"));
+    let prepared: Vec<PathBuf> = std::fs::read_dir(cache.path().join("prepared"))
+        .expect("the prepared models folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(prepared.len(), 1, "{prepared:?}");
+    let full = std::fs::metadata(&prepared[0]).expect("size").len();
+    let bytes = std::fs::read(&prepared[0]).expect("read");
+    std::fs::write(&prepared[0], &bytes[..bytes.len() / 3]).expect("truncate");
+    let mut segmenter = open().expect("a session despite the damaged cache entry");
+    assert_eq!(std::fs::metadata(&prepared[0]).expect("size").len(), full);
+    let rgb = image::open(photo("car-1.jpg")).expect("photo").to_rgb8();
+    let (mask, _) = segmenter.segment(&rgb).expect("segment");
+    assert_eq!(mask.dimensions(), rgb.dimensions());
+}

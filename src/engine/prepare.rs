@@ -130,17 +130,28 @@ impl PrepareKey<'_> {
     }
 }
 
+/// Where a prepared model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// Made just now from the model.
+    Made,
+    /// Found in the cache (made by an earlier run, or damaged since: see [`discard`]).
+    Cached,
+}
+
 /// Returns the prepared model for `key`, making it from `model_path` on first use. The file appears
-/// atomically, so a crash mid-way never leaves a broken cache entry.
+/// atomically, so a crash mid-way never leaves a broken cache entry; one damaged later (a disk
+/// error, another program) is found when the session cannot load it, then [`discard`]ed and made
+/// again.
 pub fn prepared_model(
     model_path: &Path,
     key: PrepareKey<'_>,
     cache_dir: &Path,
-) -> Result<PathBuf, PrepareError> {
+) -> Result<(PathBuf, Provenance), PrepareError> {
     let dir = cache_dir.join("prepared");
     let path = dir.join(key.file_name());
     if path.is_file() {
-        return Ok(path);
+        return Ok((path, Provenance::Cached));
     }
     fn io<'p>(
         action: &'static str,
@@ -176,7 +187,21 @@ pub fn prepared_model(
         path: path.clone(),
         source: e.error,
     })?;
-    Ok(path)
+    Ok((path, Provenance::Made))
+}
+
+/// Removes a cache entry that could not be loaded, so that the next [`prepared_model`] makes it
+/// again.
+pub fn discard(path: &Path) -> Result<(), PrepareError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(PrepareError::Io {
+            action: "cannot remove the damaged prepared model",
+            path: path.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// What a prepared graph is made for.

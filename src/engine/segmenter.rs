@@ -171,10 +171,10 @@ impl Segmenter {
                 fp16_source: options.fp16_source,
                 output_index: model.spec.output,
             };
-            let prepared = prepare::prepared_model(&model.path, key, cache_dir)?;
-            let prepare_ms = ms_since(started);
+            let (mut prepared, provenance) = prepare::prepared_model(&model.path, key, cache_dir)?;
+            let mut prepare_ms = ms_since(started);
             let mut features = Vec::new();
-            match start(
+            let mut started_session = start(
                 runtime,
                 &prepared,
                 provider,
@@ -182,7 +182,30 @@ impl Segmenter {
                 cache_dir,
                 model,
                 &mut features,
-            ) {
+            );
+            // A cached copy that no longer loads is damaged (the model itself was checked):
+            // never trusted, it is made again once.
+            if provenance == prepare::Provenance::Cached
+                && let Err(SessionFailure::Model(EngineError::LoadModel { reason, .. })) =
+                    &started_session
+            {
+                tracing::warn!(path = %prepared.display(), %reason, "the cached prepared model does not load; making it again");
+                let started = Instant::now();
+                prepare::discard(&prepared)?;
+                prepared = prepare::prepared_model(&model.path, key, cache_dir)?.0;
+                prepare_ms += ms_since(started);
+                features.clear();
+                started_session = start(
+                    runtime,
+                    &prepared,
+                    provider,
+                    options,
+                    cache_dir,
+                    model,
+                    &mut features,
+                );
+            }
+            match started_session {
                 Ok((session, device, mut startup)) => {
                     startup.prepare_ms = prepare_ms;
                     let report = ProviderReport {
