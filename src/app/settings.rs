@@ -70,6 +70,8 @@ const AUTO_START_MODEL: &str = crate::engine::models::DEFAULT_MODEL;
 
 /// The file name inside the config folder.
 pub const FILE_NAME: &str = "settings.toml";
+/// Where a settings file that could not be read is kept (the newest such file).
+pub const DAMAGED_FILE_NAME: &str = "settings.damaged.toml";
 
 impl Settings {
     /// Reads the settings; a missing file gives defaults, a damaged one defaults and a warning.
@@ -78,14 +80,22 @@ impl Settings {
         match std::fs::read_to_string(&path) {
             Ok(text) => match toml::from_str(&text) {
                 Ok(settings) => (settings, None),
-                Err(e) => (
-                    Self::default(),
-                    Some(format!(
-                        "the settings file could not be read, so defaults are used ({}): {}",
-                        e.message(),
-                        path.display()
-                    )),
-                ),
+                Err(e) => {
+                    // The next save writes defaults there: keep the user's file beside it.
+                    let kept = config_dir.join(DAMAGED_FILE_NAME);
+                    let where_kept = match std::fs::rename(&path, &kept) {
+                        Ok(()) => format!("; the damaged file was kept as {}", kept.display()),
+                        Err(e) => format!("; it could not be set aside ({e})"),
+                    };
+                    (
+                        Self::default(),
+                        Some(format!(
+                            "the settings file could not be read, so defaults are used ({}): {}{where_kept}",
+                            e.message(),
+                            path.display()
+                        )),
+                    )
+                }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Self::default(), None),
             Err(e) => (
@@ -237,7 +247,18 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), "composite = 3").unwrap();
         let (fallback, warning) = Settings::load(dir.path());
         assert_eq!(fallback, Settings::default());
-        assert!(warning.unwrap().contains("defaults"));
+        let warning = warning.unwrap();
+        assert!(
+            warning.contains("defaults") && warning.contains(DAMAGED_FILE_NAME),
+            "{warning}"
+        );
+        // Nothing the user had is lost: the damaged file is kept, and saving writes a fresh one.
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(DAMAGED_FILE_NAME)).unwrap(),
+            "composite = 3"
+        );
+        fallback.save(dir.path()).unwrap();
+        assert_eq!(Settings::load(dir.path()), (Settings::default(), None));
     }
 
     #[test]
