@@ -174,15 +174,12 @@ impl Segmenter {
             let (mut prepared, provenance) = prepare::prepared_model(&model.path, key, cache_dir)?;
             let mut prepare_ms = ms_since(started);
             let mut features = Vec::new();
-            let mut started_session = start(
-                runtime,
-                &prepared,
-                provider,
-                options,
-                cache_dir,
-                model,
-                &mut features,
-            );
+            let start_on = |prepared: &Path, features: &mut Vec<_>| {
+                start(
+                    runtime, prepared, provider, options, cache_dir, model, features,
+                )
+            };
+            let mut started_session = start_on(&prepared, &mut features);
             // A cached copy that no longer loads is damaged (the model itself was checked):
             // never trusted, it is made again once.
             if provenance == prepare::Provenance::Cached
@@ -195,15 +192,7 @@ impl Segmenter {
                 prepared = prepare::prepared_model(&model.path, key, cache_dir)?.0;
                 prepare_ms += ms_since(started);
                 features.clear();
-                started_session = start(
-                    runtime,
-                    &prepared,
-                    provider,
-                    options,
-                    cache_dir,
-                    model,
-                    &mut features,
-                );
+                started_session = start_on(&prepared, &mut features);
             }
             match started_session {
                 Ok((session, device, mut startup)) => {
