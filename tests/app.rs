@@ -2,6 +2,8 @@
 //! photo, the real model on the CPU provider, real widgets clicked, real files written.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/app.rs"]
+mod app;
 mod common;
 
 use std::{
@@ -10,65 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use app::{harness, options, ready_with, run_until};
 use cutout::{
-    app::{AppOptions, Command, CutoutApp, EngineStatus, EntryStatus, Settings},
+    app::{Command, CutoutApp, EngineStatus, EntryStatus},
     engine::Precision,
     image_ops::CompositeSettings,
 };
-use egui_kittest::{Harness, kittest::Queryable as _};
-
-const WAIT: Duration = Duration::from_secs(120);
-
-fn options(root: &Path, paths: Vec<PathBuf>) -> AppOptions {
-    let dirs = common::dirs_with_model(root);
-    let export_dir = root.join("exports");
-    std::fs::create_dir_all(&export_dir).unwrap();
-    let settings = Settings {
-        provider: "cpu".to_owned(),
-        precision: "fp32".to_owned(),
-        export_dir: Some(export_dir),
-        ..Settings::default()
-    };
-    AppOptions {
-        settings: Some(settings),
-        persist: false,
-        ..AppOptions::new(dirs, paths)
-    }
-}
-
-/// The harness renders with wgpu, on a device set up as the window's is (full texture limit,
-/// timestamp queries where the adapter has them).
-fn harness(options: AppOptions) -> Harness<'static, CutoutApp> {
-    let mut setup = egui_kittest::wgpu::default_wgpu_setup();
-    if let egui_wgpu::WgpuSetup::CreateNew(create) = &mut setup {
-        create.device_descriptor = Arc::new(cutout::render::window_device_descriptor);
-    }
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .wgpu_setup(setup)
-        .build_eframe(move |cc| CutoutApp::new(cc, options).expect("app starts"))
-}
-
-/// Steps frames (the worker wakes the UI) until `done` holds.
-fn run_until(harness: &mut Harness<'_, CutoutApp>, what: &str, done: impl Fn(&CutoutApp) -> bool) {
-    let started = Instant::now();
-    while !done(harness.state()) {
-        assert!(
-            started.elapsed() < WAIT,
-            "timed out waiting for {what}; messages: {:?}",
-            harness.state().state.messages
-        );
-        harness.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    harness.step();
-}
-
-fn ready_with(app: &CutoutApp, precision: Precision) -> bool {
-    app.state.current.as_ref().is_some_and(|c| {
-        !c.busy && c.mask.is_some() && c.ran.is_some_and(|r| r.precision == precision)
-    })
-}
+use egui_kittest::kittest::Queryable as _;
 
 fn exported(app: &CutoutApp) -> Option<PathBuf> {
     app.state.current_entry().and_then(|e| match &e.status {
@@ -517,47 +467,4 @@ fn slider_release_to_refined_preview() {
         waits[waits.len() / 2],
         waits[waits.len() - 1]
     );
-}
-
-/// Resident memory of this process, bytes (Linux).
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
-/// Not a test but a measurement, kept for the open Live-memory problem (`cargo test --release
-/// --test app -- --ignored --nocapture memory_per_drawn_frame`): resident memory over 100 frames
-/// drawn with wgpu, with no photo, with a small photo (car-1, 480×360, magnified in the canvas)
-/// and a taller one (cloth-1, 739×1134, shrunk to fit), and 100 frames only stepped (no drawing).
-/// On lavapipe here the taller photo grows memory by ~0.9 MB per drawn frame; the others do not.
-#[test]
-#[ignore = "a measurement of an open problem; run it on purpose"]
-fn memory_per_drawn_frame() {
-    let root = tempfile::tempdir().unwrap();
-    let measure = |what: &str, h: &mut Harness<'_, CutoutApp>, draw: bool| {
-        for _ in 0..20 {
-            h.step();
-            h.render().unwrap();
-        }
-        let before = resident_bytes();
-        for _ in 0..100 {
-            h.step();
-            if draw {
-                h.render().unwrap();
-            }
-        }
-        let growth = (resident_bytes() as f64 - before as f64) / 1e6;
-        eprintln!("{what}: {growth:+.1} MB over 100 frames");
-    };
-    let mut h = harness(options(root.path(), vec![]));
-    measure("no photo, drawn", &mut h, true);
-    for name in ["car-1.jpg", "cloth-1.jpg"] {
-        let mut h = harness(options(root.path(), vec![common::photo(name)]));
-        run_until(&mut h, "the first mask", |app| {
-            ready_with(app, Precision::Fp32)
-        });
-        measure(&format!("{name}, drawn"), &mut h, true);
-        measure(&format!("{name}, stepped only"), &mut h, false);
-    }
 }

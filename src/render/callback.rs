@@ -12,7 +12,7 @@ use std::{
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, ScreenDescriptor};
 use image::{GrayImage, RgbImage};
 
-use super::{ImageTextures, Pipeline, RenderError, Uniforms, timer::GpuTimer};
+use super::{ImageTextures, Output, Pipeline, RenderError, Uniforms, timer::GpuTimer};
 use crate::image_ops::CompositeSettings;
 
 /// What the last refinement run was for, so that it runs again only when needed.
@@ -50,7 +50,11 @@ impl Compositor {
     /// resources.
     pub fn install(render_state: &egui_wgpu::RenderState) {
         let compositor = Self {
-            pipeline: Pipeline::new(&render_state.device, render_state.target_format),
+            pipeline: Pipeline::new(
+                &render_state.device,
+                render_state.target_format,
+                Output::Preview,
+            ),
             images: None,
             mask_generation: 0,
             refine: RefineRuns::default(),
@@ -228,9 +232,7 @@ impl CallbackTrait for CompositeCallback {
         resources: &mut CallbackResources,
     ) -> Vec<wgpu::CommandBuffer> {
         if let Some(compositor) = resources.get::<Compositor>() {
-            compositor
-                .pipeline
-                .write_uniforms(queue, self.uniforms, false);
+            compositor.pipeline.write_uniforms(queue, self.uniforms);
             if let Some(timer) = &compositor.timer {
                 timer.prepare(egui_encoder);
             }

@@ -1,12 +1,26 @@
 // The cutout composite, on screen (preview) and offscreen (tests, export check).
 // Same formulas as src/image_ops/composite.rs (the CPU reference); keep the two in step.
 
+// Output kind and target colour space are fixed per pipeline (override constants), and the
+// fragment stage has no branch that depends on uniforms alone: software Vulkan (lavapipe)
+// compiles a fresh copy of a shader with such branches each time its pipeline is bound, and
+// never frees it (about 0.5 MB per frame).
+
+// 0 preview (checkerboard behind transparency, opaque output), 1 export (straight alpha).
+override EXPORT: u32 = 0u;
+// 1 when the target format is sRGB, so the shader must hand over linear values.
+override TARGET_SRGB: u32 = 0u;
+
 struct Uniforms {
     // Image coordinates (0–1) at the top-left and bottom-right of the viewport.
     view_min: vec2<f32>,
     view_max: vec2<f32>,
-    // Colour behind the subject for background 1, sRGB 0–1.
+    // Colour behind the subject for the colour background, sRGB 0–1.
     color: vec4<f32>,
+    // What shows behind the subject, one weight 1 and the others 0: transparency (the
+    // checkerboard in the preview, straight alpha in an export), the colour, the dimmed
+    // photo, the blurred photo.
+    behind: vec4<f32>,
     // Alpha ramp: alpha = clamp((mask - lo) / max(hi - lo, MIN_RAMP), 0, 1).
     lo: f32,
     hi: f32,
@@ -14,19 +28,12 @@ struct Uniforms {
     dim: f32,
     // Viewport x (0–1) left of which the original photo shows; below 0 = no split.
     split: f32,
-    // 0 transparent, 1 colour, 2 dimmed, 3 blurred.
-    background: u32,
-    // 0 composite, 1 mask only.
-    view: u32,
-    // 0 preview (checkerboard behind transparency, opaque output), 1 export (straight alpha).
-    output: u32,
-    // 1 when the target format is sRGB, so the shader must hand over linear values.
-    target_srgb: u32,
+    // 1 shows the mask alone (preview), 0 the composite.
+    mask_only: f32,
     // Checkerboard square size in physical pixels.
     checker_px: f32,
     _pad0: f32,
     _pad1: f32,
-    _pad2: f32,
 };
 
 const MIN_RAMP: f32 = 1e-4;
@@ -62,7 +69,7 @@ fn srgb_to_linear(c: vec3<f32>) -> vec3<f32> {
 }
 
 fn finish(rgba: vec4<f32>) -> vec4<f32> {
-    if u.target_srgb == 1u {
+    if TARGET_SRGB == 1u {
         return vec4<f32>(srgb_to_linear(rgba.rgb), rgba.a);
     }
     return rgba;
@@ -77,7 +84,7 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
 
     var photo: vec3<f32>;
     var cutout: vec4<f32>;
-    if u.output == 1u {
+    if EXPORT == 1u {
         // Export: one output pixel per photo pixel, read exactly.
         let size = vec2<f32>(textureDimensions(photo_tex));
         let texel = vec2<i32>(clamp(floor(image_uv * size), vec2<f32>(0.0), size - 1.0));
@@ -88,41 +95,22 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         cutout = textureSampleLevel(cutout_tex, linear_sampler, image_uv, 0.0);
     }
     let fg = cutout.rgb;
-    let m = cutout.a;
+    let a = clamp((cutout.a - u.lo) / max(u.hi - u.lo, MIN_RAMP), 0.0, 1.0);
 
-    if u.output == 0u && in.viewport_uv.x < u.split {
-        return finish(vec4<f32>(photo, 1.0));
+    let cell = floor(in.position.xy / u.checker_px);
+    let odd = (i32(cell.x) + i32(cell.y)) & 1;
+    let checker = select(vec3<f32>(0.8), vec3<f32>(0.6), odd == 1);
+    let blurred = textureSampleLevel(backdrop_tex, linear_sampler, image_uv, 0.0).rgb;
+    // Exactly one weight is 1, so the sum is exactly that background.
+    let behind = checker * u.behind.x + u.color.rgb * u.behind.y + (photo * u.dim) * u.behind.z
+        + blurred * u.behind.w;
+    let over = vec4<f32>(fg * a + behind * (1.0 - a), 1.0);
+
+    if EXPORT == 1u {
+        // Straight alpha over transparency; fully transparent pixels are stored black.
+        let straight = select(vec4<f32>(0.0), vec4<f32>(fg, a), a * 255.0 >= 0.5);
+        return select(finish(over), straight, u.behind.x > 0.5);
     }
-
-    let a = clamp((m - u.lo) / max(u.hi - u.lo, MIN_RAMP), 0.0, 1.0);
-
-    if u.output == 0u && u.view == 1u {
-        return finish(vec4<f32>(vec3<f32>(a), 1.0));
-    }
-
-    var behind: vec3<f32>;
-    switch u.background {
-        case 1u: {
-            behind = u.color.rgb;
-        }
-        case 2u: {
-            behind = photo * u.dim;
-        }
-        case 3u: {
-            behind = textureSampleLevel(backdrop_tex, linear_sampler, image_uv, 0.0).rgb;
-        }
-        default: {
-            if u.output == 1u {
-                // Straight alpha; fully transparent pixels are stored black.
-                if a * 255.0 < 0.5 {
-                    return vec4<f32>(0.0);
-                }
-                return vec4<f32>(fg, a);
-            }
-            let cell = floor(in.position.xy / u.checker_px);
-            let odd = (i32(cell.x) + i32(cell.y)) & 1;
-            behind = select(vec3<f32>(0.8), vec3<f32>(0.6), odd == 1);
-        }
-    }
-    return finish(vec4<f32>(fg * a + behind * (1.0 - a), 1.0));
+    let shown = select(over, vec4<f32>(vec3<f32>(a), 1.0), u.mask_only > 0.5);
+    return finish(select(shown, vec4<f32>(photo, 1.0), in.viewport_uv.x < u.split));
 }

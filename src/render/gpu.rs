@@ -15,16 +15,14 @@ pub struct Uniforms {
     view_min: [f32; 2],
     view_max: [f32; 2],
     color: [f32; 4],
+    behind: [f32; 4],
     lo: f32,
     hi: f32,
     dim: f32,
     split: f32,
-    background: u32,
-    view: u32,
-    output: u32,
-    target_srgb: u32,
+    mask_only: f32,
     checker_px: f32,
-    pad: [f32; 3],
+    pad: [f32; 2],
 }
 
 impl Uniforms {
@@ -42,7 +40,7 @@ impl Uniforms {
         };
         Self {
             split,
-            view: u32::from(options.mask_only),
+            mask_only: if options.mask_only { 1.0 } else { 0.0 },
             checker_px: checker_px.max(1.0),
             ..Self::export(settings, view)
         }
@@ -52,29 +50,32 @@ impl Uniforms {
     pub fn export(settings: &CompositeSettings, view: ImageView) -> Self {
         let (lo, hi) = settings.ramp();
         let [r, g, b] = settings.color.map(|c| f32::from(c) / 255.0);
+        let mut behind = [0.0; 4];
+        behind[settings.background.shader_code() as usize] = 1.0;
         Self {
             view_min: view.min,
             view_max: view.max,
             color: [r, g, b, 1.0],
+            behind,
             lo,
             hi,
             dim: settings.dim,
             split: -1.0,
-            background: settings.background.shader_code(),
-            view: 0,
-            output: 1,
-            target_srgb: 0,
+            mask_only: 0.0,
             checker_px: 8.0,
-            pad: [0.0; 3],
+            pad: [0.0; 2],
         }
     }
+}
 
-    /// Sets the target's colour space and the output kind (export or preview).
-    fn with_target(mut self, target_srgb: bool, export: bool) -> Self {
-        self.target_srgb = u32::from(target_srgb);
-        self.output = u32::from(export);
-        self
-    }
+/// What a composite pipeline draws: fixed when it is built (a shader override constant, so that
+/// the fragment stage never branches on uniforms alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The on-screen preview: opaque, checkerboard behind transparency.
+    Preview,
+    /// An export: one pixel per photo pixel, straight alpha over transparency.
+    Export,
 }
 
 /// Pipeline, bind group layout, sampler and uniform buffer, and the refinement's compute
@@ -85,12 +86,11 @@ pub struct Pipeline {
     layout: wgpu::BindGroupLayout,
     sampler: wgpu::Sampler,
     uniforms: wgpu::Buffer,
-    target_srgb: bool,
 }
 
 impl Pipeline {
     /// Builds the composite pipeline for a target format.
-    pub fn new(device: &wgpu::Device, target: wgpu::TextureFormat) -> Self {
+    pub fn new(device: &wgpu::Device, target: wgpu::TextureFormat, output: Output) -> Self {
         let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("cutout composite shader"),
             source: wgpu::ShaderSource::Wgsl(include_str!("composite.wgsl").into()),
@@ -151,7 +151,13 @@ impl Pipeline {
             fragment: Some(wgpu::FragmentState {
                 module: &shader,
                 entry_point: Some("fs_main"),
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[
+                        ("EXPORT", f64::from(u8::from(output == Output::Export))),
+                        ("TARGET_SRGB", f64::from(u8::from(target.is_srgb()))),
+                    ],
+                    ..wgpu::PipelineCompilationOptions::default()
+                },
                 targets: &[Some(wgpu::ColorTargetState {
                     format: target,
                     blend: None,
@@ -181,14 +187,12 @@ impl Pipeline {
             layout,
             sampler,
             uniforms,
-            target_srgb: target.is_srgb(),
         }
     }
 
-    /// Writes the uniforms for the next draw (`export` selects straight-alpha output).
-    pub fn write_uniforms(&self, queue: &wgpu::Queue, uniforms: Uniforms, export: bool) {
-        let u = uniforms.with_target(self.target_srgb, export);
-        queue.write_buffer(&self.uniforms, 0, bytemuck::bytes_of(&u));
+    /// Writes the uniforms for the next draw.
+    pub fn write_uniforms(&self, queue: &wgpu::Queue, uniforms: Uniforms) {
+        queue.write_buffer(&self.uniforms, 0, bytemuck::bytes_of(&uniforms));
     }
 
     /// Draws the composite into the current viewport of `pass`.

@@ -13,7 +13,7 @@ mod refine;
 mod timer;
 
 pub use callback::{CompositeCallback, Compositor};
-pub use gpu::{ImageTextures, Pipeline, Uniforms, pack_cutout};
+pub use gpu::{ImageTextures, Output, Pipeline, Uniforms, pack_cutout};
 pub use offscreen::Offscreen;
 pub use timer::window_device_descriptor;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use image::{GrayImage, RgbImage, RgbaImage};
 
-use super::{ImageTextures, ImageView, Pipeline, RenderError, Uniforms};
+use super::{ImageTextures, ImageView, Output, Pipeline, RenderError, Uniforms};
 use crate::image_ops::{CompositeSettings, composite, refine::Refined};
 
 /// A headless wgpu device with the composite pipeline.
@@ -44,7 +44,7 @@ impl Offscreen {
             ..wgpu::DeviceDescriptor::default()
         }))
         .map_err(|e| RenderError::Device(e.to_string()))?;
-        let pipeline = Pipeline::new(&device, FORMAT);
+        let pipeline = Pipeline::new(&device, FORMAT, Output::Export);
         Ok(Self {
             adapter: adapter.get_info(),
             device,
@@ -206,11 +206,8 @@ impl Offscreen {
         target: &wgpu::Texture,
     ) -> wgpu::CommandEncoder {
         let view = target.create_view(&wgpu::TextureViewDescriptor::default());
-        self.pipeline.write_uniforms(
-            &self.queue,
-            Uniforms::export(settings, ImageView::FULL),
-            true,
-        );
+        self.pipeline
+            .write_uniforms(&self.queue, Uniforms::export(settings, ImageView::FULL));
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {

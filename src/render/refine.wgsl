@@ -166,11 +166,10 @@ fn apply(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let p = vec2<i32>(id.xy);
-    var q = textureLoad(mask, p, 0).r;
-    if params.guided == 1u {
-        let ab = textureLoad(in0, p, 0);
-        q = dot(ab.rgb, guide(p)) + ab.a;
-    }
+    // A select, not a branch on the uniform: software Vulkan (lavapipe) compiles a fresh copy of
+    // a shader that branches on uniforms alone each time it is bound, and never frees it.
+    let ab = textureLoad(in0, p, 0);
+    let q = select(textureLoad(mask, p, 0).r, dot(ab.rgb, guide(p)) + ab.a, params.guided == 1u);
     textureStore(refined_out, p, vec4<f32>(quantize(q), 0.0, 0.0, 0.0));
 }
 
