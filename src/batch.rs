@@ -8,6 +8,7 @@
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
     time::Instant,
 };
 
@@ -115,44 +116,111 @@ fn is_image_name(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-/// Expands folders (their image files, sorted, not recursive) and keeps files as given.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PlanError> {
+/// Whether a file looks like one of cutout's own results (`NAME.cutout.png`, `NAME.mask.png`):
+/// those are left out when a folder is read, so that running a command twice does not cut out
+/// its own results.
+fn is_own_output(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".cutout.png") || lower.ends_with(".mask.png")
+}
+
+/// A photo found in the inputs, and the sub-folder (relative to the folder it was found in)
+/// whose layout its result keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The photo.
+    pub path: PathBuf,
+    /// Its folder below the input folder; empty for files given directly and top-level photos.
+    pub sub_folder: PathBuf,
+}
+
+/// Expands folders and keeps files as given. A folder's image files are taken sorted; with
+/// `recursive`, also those of its sub-folders (hidden ones, symbolic links to folders and
+/// `skip` excepted), depth first in name order. cutout's own results are left out.
+pub fn expand_inputs(
+    inputs: &[PathBuf],
+    recursive: bool,
+    skip: Option<&Path>,
+) -> Result<Vec<Found>, PlanError> {
+    fn walk(
+        dir: &Path,
+        sub: &Path,
+        recursive: bool,
+        skip: Option<&Path>,
+        found: &mut Vec<Found>,
+    ) -> Result<(), PlanError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| PlanError::Io {
+            action: "cannot list the folder",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut entries: Vec<std::fs::DirEntry> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir {
+                let hidden = entry.file_name().to_string_lossy().starts_with('.');
+                let skipped = skip.is_some_and(|s| same_place(s, &path));
+                if recursive && !hidden && !skipped {
+                    walk(&path, &sub.join(entry.file_name()), recursive, skip, found)?;
+                }
+            } else if path.is_file() && is_image_name(&path) && !is_own_output(&path) {
+                found.push(Found {
+                    path,
+                    sub_folder: sub.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
     let mut files = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            let entries = std::fs::read_dir(input).map_err(|source| PlanError::Io {
-                action: "cannot list the folder",
-                path: input.clone(),
-                source,
-            })?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_file() && is_image_name(p))
-                .collect();
-            found.sort();
-            files.extend(found);
+            walk(input, Path::new(""), recursive, skip, &mut files)?;
         } else {
-            files.push(input.clone());
+            files.push(Found {
+                path: input.clone(),
+                sub_folder: PathBuf::new(),
+            });
         }
     }
     Ok(files)
 }
 
+/// Whether two paths name the same folder (compared after resolving links, when both exist).
+fn same_place(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// How the inputs become jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// What to write (decides the `.cutout`/`.mask` suffix).
+    pub kind: OutputKind,
+    /// Read folders' sub-folders too, keeping their layout in the output folder.
+    pub recursive: bool,
+}
+
 /// Decides the output path of every input. With no `-o`, results go beside the photo as
 /// `NAME.cutout.png`; with `-o FILE` (one input) exactly there; with `-o DIR` (a folder, an
-/// existing one or a path ending in `/`) as `DIR/NAME.png`. Names are kept, clashes get the
-/// original extension added, and an input is never overwritten.
+/// existing one or a path ending in `/`) as `DIR/NAME.png`, or `DIR/SUB/NAME.png` for a photo
+/// found in sub-folder `SUB` of a folder read recursively (the sub-folders are created). Names
+/// are kept, clashes get the original extension added, and an input is never overwritten.
 pub fn plan_jobs(
     inputs: &[PathBuf],
     output: Option<&Path>,
-    kind: OutputKind,
+    options: PlanOptions,
 ) -> Result<Vec<Job>, PlanError> {
-    let files = expand_inputs(inputs)?;
+    let files = expand_inputs(inputs, options.recursive, output)?;
     if files.is_empty() {
         return Err(PlanError::Empty);
     }
-    let suffix = if kind == OutputKind::MaskOnly {
+    let suffix = if options.kind == OutputKind::MaskOnly {
         "mask"
     } else {
         "cutout"
@@ -165,7 +233,7 @@ pub fn plan_jobs(
             let several = files.len() > 1 || inputs.iter().any(|i| i.is_dir());
             if !names_folder && !several {
                 return Ok(vec![Job {
-                    input: files[0].clone(),
+                    input: files[0].path.clone(),
                     output: out.to_owned(),
                 }]);
             }
@@ -175,18 +243,18 @@ pub fn plan_jobs(
                     output: out.to_owned(),
                 });
             }
-            std::fs::create_dir_all(out).map_err(|source| PlanError::Io {
-                action: "cannot create the output folder",
-                path: out.to_owned(),
-                source,
-            })?;
             Some(out.to_owned())
         }
     };
     // Inputs count as taken, so no output ever lands on a photo of the batch.
-    let mut taken: HashSet<PathBuf> = files.iter().cloned().collect();
+    let mut taken: HashSet<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let mut folders: HashSet<PathBuf> = HashSet::new();
     let mut jobs = Vec::with_capacity(files.len());
-    for input in files {
+    for Found {
+        path: input,
+        sub_folder,
+    } in files
+    {
         let stem = input
             .file_stem()
             .unwrap_or_default()
@@ -198,11 +266,21 @@ pub fn plan_jobs(
             .to_string_lossy()
             .into_owned();
         let candidates = match &out_dir {
-            Some(dir) => vec![
-                dir.join(format!("{stem}.png")),
-                dir.join(format!("{name}.png")),
-                dir.join(format!("{stem}.{suffix}.png")),
-            ],
+            Some(dir) => {
+                let dir = dir.join(&sub_folder);
+                if folders.insert(dir.clone()) {
+                    std::fs::create_dir_all(&dir).map_err(|source| PlanError::Io {
+                        action: "cannot create the output folder",
+                        path: dir.clone(),
+                        source,
+                    })?;
+                }
+                vec![
+                    dir.join(format!("{stem}.png")),
+                    dir.join(format!("{name}.png")),
+                    dir.join(format!("{stem}.{suffix}.png")),
+                ]
+            }
             None => {
                 let dir = input.parent().unwrap_or(Path::new(""));
                 vec![
@@ -404,6 +482,7 @@ pub fn run(
         jobs,
         options,
         finisher,
+        &AtomicBool::new(false),
         on_done,
     );
     match opened {
@@ -414,13 +493,18 @@ pub fn run(
 
 /// [`run`], with the engine opened by `open` while the first photo is being decoded (start-up
 /// and decoding overlap). When `open` fails nothing is written and its error is returned.
+///
+/// Once `stop` is set no further photo is started: a photo whose result is being written is
+/// finished (every write is atomic), the rest have no outcome.
 pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
     open: impl FnOnce() -> Result<S, E>,
     jobs: Vec<Job>,
     options: BatchOptions,
     mut finisher: Finisher,
+    stop: &AtomicBool,
     mut on_done: impl FnMut(&Outcome),
 ) -> Result<Vec<Outcome>, E> {
+    let stopped = || stop.load(Ordering::Relaxed);
     std::thread::scope(|scope| {
         // The stages of [`Segmenter::segment`], each on its own thread. The channels live in
         // this closure, so that an early return closes them before the scope waits.
@@ -435,6 +519,9 @@ pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
             .spawn_scoped(scope, move || {
                 let mut pipeline = None;
                 for job in jobs {
+                    if stopped() {
+                        break;
+                    }
                     let decoded = decode(job, limits);
                     // The first photo is decoded while the engine opens; its input needs the
                     // engine's pipeline.
@@ -464,6 +551,9 @@ pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
             .name("cutout-encode".into())
             .spawn_scoped(scope, move || {
                 for item in infer_rx {
+                    if stopped() {
+                        break;
+                    }
                     let outcome = match item {
                         Ok(inferred) => finish(inferred, pipeline, options, &mut finisher),
                         Err(failed) => *failed,
@@ -476,6 +566,9 @@ pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
             .map_err(|e| tracing::error!("cannot start the encoding thread: {e}"))
             .ok();
         for prepared in prep_rx {
+            if stopped() {
+                break;
+            }
             let next = prepared.and_then(|p| {
                 let t = Instant::now();
                 match segmenter.infer(&p.input) {
@@ -514,6 +607,13 @@ pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
 mod tests {
     use super::*;
 
+    fn plan(kind: OutputKind) -> PlanOptions {
+        PlanOptions {
+            kind,
+            recursive: false,
+        }
+    }
+
     fn touch(path: &Path) {
         std::fs::write(path, b"x").expect("write");
     }
@@ -523,7 +623,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = dir.path().join("a.jpg");
         touch(&a);
-        let jobs = plan_jobs(std::slice::from_ref(&a), None, OutputKind::Cutout).expect("plan");
+        let jobs =
+            plan_jobs(std::slice::from_ref(&a), None, plan(OutputKind::Cutout)).expect("plan");
         assert_eq!(
             jobs,
             vec![Job {
@@ -539,7 +640,7 @@ mod tests {
         let a = dir.path().join("a.jpg");
         touch(&a);
         let out = dir.path().join("result.png");
-        let jobs = plan_jobs(&[a], Some(&out), OutputKind::Cutout).expect("plan");
+        let jobs = plan_jobs(&[a], Some(&out), plan(OutputKind::Cutout)).expect("plan");
         assert_eq!(jobs[0].output, out);
     }
 
@@ -552,8 +653,12 @@ mod tests {
             touch(&src.join(name));
         }
         let out = dir.path().join("out/");
-        let jobs =
-            plan_jobs(std::slice::from_ref(&src), Some(&out), OutputKind::Cutout).expect("plan");
+        let jobs = plan_jobs(
+            std::slice::from_ref(&src),
+            Some(&out),
+            plan(OutputKind::Cutout),
+        )
+        .expect("plan");
         let names: Vec<String> = jobs
             .iter()
             .map(|j| {
@@ -566,8 +671,12 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["b.png", "b.png.png", "c.png"]);
         // Writing into the input folder never targets any input file.
-        let jobs =
-            plan_jobs(std::slice::from_ref(&src), Some(&src), OutputKind::MaskOnly).expect("plan");
+        let jobs = plan_jobs(
+            std::slice::from_ref(&src),
+            Some(&src),
+            plan(OutputKind::MaskOnly),
+        )
+        .expect("plan");
         for job in &jobs {
             assert!(
                 jobs.iter().all(|other| other.input != job.output),
@@ -588,7 +697,7 @@ mod tests {
             touch(p);
         }
         assert!(matches!(
-            plan_jobs(&[a, b], Some(&out), OutputKind::Cutout),
+            plan_jobs(&[a, b], Some(&out), plan(OutputKind::Cutout)),
             Err(PlanError::OutputNotAFolder { .. })
         ));
     }
@@ -597,8 +706,57 @@ mod tests {
     fn an_empty_folder_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(matches!(
-            plan_jobs(&[dir.path().to_owned()], None, OutputKind::Cutout),
+            plan_jobs(&[dir.path().to_owned()], None, plan(OutputKind::Cutout)),
             Err(PlanError::Empty)
         ));
+    }
+
+    #[test]
+    fn recursive_folders_keep_their_layout_and_skip_hidden_folders_outputs_and_the_output_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        for sub in ["", "a", "a/deep", ".hidden", "out"] {
+            std::fs::create_dir_all(src.join(sub)).expect("mkdir");
+        }
+        for name in [
+            "top.jpg",
+            "top.cutout.png",
+            "a/x.png",
+            "a/deep/y.webp",
+            ".hidden/h.jpg",
+            "out/old.png",
+        ] {
+            touch(&src.join(name));
+        }
+        let out = src.join("out");
+        let options = PlanOptions {
+            kind: OutputKind::Cutout,
+            recursive: true,
+        };
+        let jobs = plan_jobs(std::slice::from_ref(&src), Some(&out), options).expect("plan");
+        let pairs: Vec<(PathBuf, PathBuf)> = jobs
+            .into_iter()
+            .map(|j| {
+                (
+                    j.input.strip_prefix(&src).expect("in src").to_owned(),
+                    j.output.strip_prefix(&out).expect("in out").to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(PathBuf, PathBuf)> = [
+            ("a/deep/y.webp", "a/deep/y.png"),
+            ("a/x.png", "a/x.png"),
+            ("top.jpg", "top.png"),
+        ]
+        .iter()
+        .map(|(a, b)| (PathBuf::from(a), PathBuf::from(b)))
+        .collect();
+        assert_eq!(pairs, expected);
+        assert!(out.join("a/deep").is_dir(), "sub-folders are made");
+        // Without -r only the top level is read; without -o results stay beside the photos.
+        let jobs =
+            plan_jobs(std::slice::from_ref(&src), None, plan(OutputKind::Cutout)).expect("plan");
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].output, src.join("top.cutout.png"));
     }
 }

@@ -5,6 +5,10 @@ use std::{
     ops::ControlFlow,
     path::PathBuf,
     process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -153,6 +157,12 @@ pub struct RemoveArgs {
     /// Print per-stage timings for every photo.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Read folders' sub-folders too; with -o DIR the results keep the sub-folder layout.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Leave photos whose result already exists alone (to finish an interrupted batch).
+    #[arg(long)]
+    pub skip_existing: bool,
     /// Edge refinement and foreground colours.
     #[command(flatten)]
     pub refine: RefineArgs,
@@ -369,6 +379,26 @@ fn fetch_progress() -> impl FnMut(FetchStage, u64, Option<u64>) -> ControlFlow<(
     }
 }
 
+/// A flag set by the first Ctrl+C (or termination signal): the batch starts no further photo and
+/// finishes the one being written. A second one removes the temporary files of writes under way
+/// and exits at once (status 130).
+fn stop_on_interrupt() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let handler = move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            crate::image_ops::export::remove_unfinished();
+            eprintln!("\nStopped at once; results already written are complete.");
+            std::process::exit(130);
+        }
+        eprintln!("\nStopping after the photo being written (Ctrl+C again to stop at once)…");
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        tracing::warn!("Ctrl+C will stop cutout without finishing the photo being written: {e}");
+    }
+    stop
+}
+
 /// Batches at least this long get cuDNN's exhaustive algorithm search on the CUDA provider.
 const EXHAUSTIVE_SEARCH_MIN_PHOTOS: usize = 200;
 
@@ -378,10 +408,27 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         (false, Some(color)) => OutputKind::OverColor(color),
         (false, None) => OutputKind::Cutout,
     };
-    let jobs = match batch::plan_jobs(&args.inputs, args.output.as_deref(), kind) {
+    let plan = batch::PlanOptions {
+        kind,
+        recursive: args.recursive,
+    };
+    let mut jobs = match batch::plan_jobs(&args.inputs, args.output.as_deref(), plan) {
         Ok(jobs) => jobs,
         Err(e) => return fail(&e),
     };
+    if args.skip_existing {
+        let planned = jobs.len();
+        jobs.retain(|job| !job.output.exists());
+        let skipped = planned - jobs.len();
+        if skipped > 0 {
+            eprintln!("Skipping {skipped} photos whose result already exists");
+        }
+        if jobs.is_empty() {
+            eprintln!("Nothing left to do");
+            return ExitCode::SUCCESS;
+        }
+    }
+    let stop = stop_on_interrupt();
     let started = Instant::now();
     let mut progress = fetch_progress();
     let mut options = args.engine.segmenter_options();
@@ -442,7 +489,7 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             ..DecodeLimits::default()
         },
     };
-    let opened = batch::run_opening(open, jobs, batch_options, finisher, |outcome| {
+    let opened = batch::run_opening(open, jobs, batch_options, finisher, &stop, |outcome| {
         bar.inc(1);
         match &outcome.result {
             Ok(t) if verbose => bar.suspend(|| eprintln!(
@@ -464,6 +511,16 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         Ok(outcomes) => outcomes,
         Err(e) => return fail(&e),
     };
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if stop.load(Ordering::SeqCst) {
+        let written = outcomes.len() - failed;
+        let left = total - outcomes.len();
+        eprintln!(
+            "Interrupted: {written} written, {failed} failed, {left} not started. Every result \
+             written is complete. To finish, run the same command with --skip-existing."
+        );
+        return ExitCode::from(130);
+    }
     // Every photo must come back as done or failed; anything else is reported, never hidden.
     let missing = total.saturating_sub(outcomes.len());
     if missing > 0 {
@@ -471,10 +528,13 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             "error: {missing} photos were not processed because a pipeline thread could not start"
         );
     }
-    let failed = outcomes.iter().filter(|o| o.result.is_err()).count() + missing;
+    let failed = failed + missing;
     let elapsed = started.elapsed().as_secs_f64();
     if verbose {
         eprintln!("Start-up (runtime, model, session) {load_ms:.0} ms");
+        if let Some(peak) = crate::paths::peak_resident_bytes() {
+            eprintln!("Peak resident memory {:.0} MB", peak as f64 / 1e6);
+        }
     }
     if failed == 0 {
         if total > 1 || verbose {

@@ -80,3 +80,11 @@ pub fn temp_file_builder<'a>(prefix: &'a str, suffix: &'a str) -> tempfile::Buil
     }
     builder
 }
+
+/// The most resident memory this process has held so far, in bytes (`VmHWM`; Linux only).
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

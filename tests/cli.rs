@@ -529,3 +529,133 @@ fn remove_names_the_edge_path_and_why() {
     // No edge pass at all: nothing to say.
     assert_eq!(edges_line(&["--no-foreground"]), None);
 }
+
+/// Waits for `child`, or kills it after `limit`.
+fn wait_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            panic!("cutout did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Ctrl+C in the middle of a recursive batch: exit status 130, no temporary or partial file,
+/// every result written complete; the same command with --skip-existing does only the rest and
+/// leaves the finished results untouched.
+#[test]
+fn ctrl_c_leaves_complete_results_and_skip_existing_finishes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    for i in 0..40 {
+        let folder = if i % 3 == 0 {
+            input.join("sub")
+        } else {
+            input.clone()
+        };
+        std::fs::copy(photo(), folder.join(format!("p{i:02}.jpg"))).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .args(["remove", "-r", "--ep", "cpu"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .env("CUTOUT_MODELS_DIR", common::models_dir())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pngs = |dir: &Path| -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for sub in [dir.to_owned(), dir.join("sub")] {
+            if let Ok(entries) = std::fs::read_dir(&sub) {
+                found.extend(entries.map(|e| e.unwrap().path()));
+            }
+        }
+        found.sort();
+        found
+    };
+    let started = std::time::Instant::now();
+    while pngs(&out)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .count()
+        < 3
+    {
+        assert!(started.elapsed().as_secs() < 120, "no results appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = wait_within(&mut child, std::time::Duration::from_secs(30));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(
+        log.contains("Interrupted:") && log.contains("--skip-existing"),
+        "{log}"
+    );
+    let first = pngs(&out);
+    let written: Vec<&PathBuf> = first.iter().filter(|p| p.is_file()).collect();
+    assert!(
+        written.len() < 40,
+        "interrupted before the end: {}",
+        written.len()
+    );
+    let mut stamps = Vec::new();
+    for path in &written {
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            name.ends_with(".png") && !name.starts_with('.'),
+            "left behind: {name}"
+        );
+        let image = image::open(path).unwrap_or_else(|e| panic!("{name} is not complete: {e}"));
+        assert_eq!(image.width(), 480);
+        stamps.push((
+            (*path).clone(),
+            std::fs::metadata(path).unwrap().modified().unwrap(),
+        ));
+    }
+
+    let again = run(&[
+        "remove",
+        "-r",
+        "--ep",
+        "cpu",
+        "--skip-existing",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!("Skipping {} photos", written.len())),
+        "{}",
+        stderr(&again)
+    );
+    let all = pngs(&out);
+    assert_eq!(all.iter().filter(|p| p.is_file()).count(), 40, "{all:?}");
+    assert_eq!(
+        files_in(&out.join("sub")).len(),
+        14,
+        "the sub-folder layout is kept"
+    );
+    for (path, stamp) in stamps {
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            stamp,
+            "{path:?} was redone"
+        );
+    }
+}

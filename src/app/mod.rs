@@ -330,13 +330,13 @@ impl CutoutApp {
     fn add_paths(&mut self, paths: &[PathBuf]) {
         let mut added = Vec::new();
         for path in paths {
-            match crate::batch::expand_inputs(std::slice::from_ref(path)) {
+            match crate::batch::expand_inputs(std::slice::from_ref(path), false, None) {
                 Ok(files) if files.is_empty() && path.is_dir() => self.state.post(
                     format!("no photos in that folder: {}", path.display()),
                     true,
                 ),
                 Ok(files) => {
-                    for file in files {
+                    for crate::batch::Found { path: file, .. } in files {
                         let name = file.file_name().map_or_else(
                             || file.display().to_string(),
                             |n| n.to_string_lossy().into_owned(),

@@ -1,7 +1,11 @@
 //! Writing PNGs atomically: encode into a temporary file beside the destination, then rename, so
 //! a failure (full disk, bad folder, crash) never leaves a partial file under the user's name.
 
-use std::{io::Write as _, path::Path};
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
 
 use image::{
     ExtendedColorType, ImageEncoder,
@@ -9,6 +13,68 @@ use image::{
 };
 
 use super::ImageError;
+
+/// Temporary files being written now, so that a process told to stop at once (a second Ctrl+C)
+/// can remove them before it exits; `closed` once it has, so that no new one starts.
+static UNFINISHED: Mutex<Unfinished> = Mutex::new(Unfinished {
+    paths: Vec::new(),
+    closed: false,
+});
+
+struct Unfinished {
+    paths: Vec<PathBuf>,
+    closed: bool,
+}
+
+/// Removes the temporary files of writes under way and refuses new ones; for a process about to
+/// exit without waiting for them. A write already renamed into place is complete and stays.
+pub fn remove_unfinished() {
+    let mut unfinished = UNFINISHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    unfinished.closed = true;
+    for path in unfinished.paths.drain(..) {
+        std::fs::remove_file(path).ok();
+    }
+}
+
+/// A temporary file beside the destination, listed in [`UNFINISHED`] while it lives.
+struct TempPng {
+    file: tempfile::NamedTempFile,
+    _listed: Listed,
+}
+
+/// Takes a temporary file off [`UNFINISHED`] when dropped (after its rename or removal).
+struct Listed(PathBuf);
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let mut unfinished = UNFINISHED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        unfinished.paths.retain(|p| *p != self.0);
+    }
+}
+
+impl TempPng {
+    fn create(dir: &Path) -> Result<Self, String> {
+        let mut unfinished = UNFINISHED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if unfinished.closed {
+            return Err("cutout is stopping".to_owned());
+        }
+        let file = crate::paths::temp_file_builder(".cutout-", ".png.tmp")
+            .tempfile_in(dir)
+            .map_err(|e| format!("cannot create a file in that folder: {e}"))?;
+        unfinished.paths.push(file.path().to_owned());
+        let listed = Listed(file.path().to_owned());
+        Ok(Self {
+            file,
+            _listed: listed,
+        })
+    }
+}
 
 /// Encodes 8-bit pixels (`color` says which layout) as PNG at `path`, atomically.
 pub fn write_png_atomic(
@@ -29,11 +95,9 @@ pub fn write_png_atomic(
     if !dir.is_dir() {
         return Err(fail("the folder does not exist".to_owned()));
     }
-    let mut tmp = crate::paths::temp_file_builder(".cutout-", ".png.tmp")
-        .tempfile_in(dir)
-        .map_err(|e| fail(format!("cannot create a file in that folder: {e}")))?;
+    let mut tmp = TempPng::create(dir).map_err(fail)?;
     {
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp.file.as_file_mut());
         // fdeflate ("Fast") with adaptive row filters: several times faster than zlib's default
         // level on photos, files within a few percent of it.
         PngEncoder::new_with_quality(&mut writer, CompressionType::Fast, FilterType::Adaptive)
@@ -41,8 +105,13 @@ pub fn write_png_atomic(
             .map_err(|e| fail(e.to_string()))?;
         writer.flush().map_err(|e| fail(e.to_string()))?;
     }
-    tmp.as_file().sync_data().map_err(|e| fail(e.to_string()))?;
-    tmp.persist(path).map_err(|e| fail(e.error.to_string()))?;
+    tmp.file
+        .as_file()
+        .sync_data()
+        .map_err(|e| fail(e.to_string()))?;
+    tmp.file
+        .persist(path)
+        .map_err(|e| fail(e.error.to_string()))?;
     Ok(())
 }
 
