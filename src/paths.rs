@@ -14,6 +14,8 @@ pub struct AppDirs {
     pub cache_dir: PathBuf,
     /// Settings that persist between runs.
     pub config_dir: PathBuf,
+    /// Where the app exports when no folder was chosen and no file dialog can ask for one.
+    pub default_export_dir: PathBuf,
 }
 
 impl AppDirs {
@@ -45,6 +47,7 @@ impl AppDirs {
                 project.as_ref().map(|p| p.config_dir()),
                 "config",
             ),
+            default_export_dir: pick("CUTOUT_EXPORT_DIR", pictures_folder().as_deref(), "exports"),
         }
     }
 
@@ -54,6 +57,7 @@ impl AppDirs {
             data_dir: root.join("data"),
             cache_dir: root.join("cache"),
             config_dir: root.join("config"),
+            default_export_dir: root.join("exports"),
         }
     }
 
@@ -66,6 +70,15 @@ impl AppDirs {
     pub fn models_dir(&self) -> PathBuf {
         self.data_dir.join("models")
     }
+}
+
+/// `cutout` in the user's pictures folder (the XDG one on Linux), else in the home folder.
+fn pictures_folder() -> Option<PathBuf> {
+    let user = directories::UserDirs::new()?;
+    Some(
+        user.picture_dir()
+            .map_or_else(|| user.home_dir().join("cutout"), |p| p.join("cutout")),
+    )
 }
 
 /// A builder for temporary files that become user files by rename: created with the mode a new

@@ -468,3 +468,127 @@ fn slider_release_to_refined_preview() {
         waits[waits.len() - 1]
     );
 }
+
+/// Mounts a small tmpfs at `at` (CI runs as root), read-only or `size` big.
+fn mount_tmpfs(at: &Path, options: &str) -> bool {
+    std::fs::create_dir_all(at).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here (not root?); that part is not run");
+    }
+    mounted
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        std::process::Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .ok();
+    }
+}
+
+fn last_message(app: &CutoutApp) -> String {
+    app.state
+        .messages
+        .last()
+        .map(|m| m.text.clone())
+        .unwrap_or_default()
+}
+
+/// Export faults, each with one clear message and nothing lost: the export folder deleted since
+/// it was chosen (made again, the file written), a read-only folder (the reason, no file, the
+/// photo still ready to export), and no file dialog on this desktop (exports go to the default
+/// folder, and the message says where and how to type another).
+#[test]
+fn export_faults_give_one_message_and_lose_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let opts = options(root.path(), vec![common::photo("car-1.jpg")]);
+    let chosen = opts.settings.as_ref().unwrap().export_dir.clone().unwrap();
+    let mut h = harness(opts);
+    run_until(&mut h, "the first mask", |app| {
+        ready_with(app, Precision::Fp32)
+    });
+
+    std::fs::remove_dir_all(&chosen).unwrap();
+    h.state_mut().command(Command::Export);
+    run_until(&mut h, "the export", |app| exported(app).is_some());
+    assert!(exported(h.state()).unwrap().starts_with(&chosen));
+    assert!(chosen.join("car-1.png").is_file());
+    assert!(
+        h.state()
+            .state
+            .messages
+            .iter()
+            .any(|m| m.text.contains("was missing and was made again")),
+        "{:?}",
+        h.state().state.messages
+    );
+
+    let read_only = root.path().join("read-only");
+    if mount_tmpfs(&read_only, "ro,size=1m") {
+        let _unmount = Unmount(read_only.clone());
+        h.state_mut()
+            .command(Command::SetExportFolder(read_only.clone()));
+        let before = h.state().state.messages.len();
+        h.state_mut().command(Command::Export);
+        run_until(&mut h, "the failed export", |app| {
+            app.state.messages[before..].iter().any(|m| m.is_error)
+        });
+        let error = last_message(h.state());
+        assert!(error.contains("Read-only file system"), "{error}");
+        assert_eq!(
+            std::fs::read_dir(&read_only).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        assert!(
+            !matches!(
+                h.state().state.current_entry().unwrap().status,
+                EntryStatus::Failed(_)
+            ),
+            "a failed write is not the photo's fault"
+        );
+        let elsewhere = root.path().join("elsewhere");
+        h.state_mut()
+            .command(Command::SetExportFolder(elsewhere.clone()));
+        h.state_mut().command(Command::ExportAll);
+        run_until(&mut h, "the export elsewhere", |app| {
+            exported(app).is_some_and(|p| p.starts_with(&elsewhere))
+        });
+    }
+
+    if let Some(why) = cutout::app::file_dialog_missing() {
+        let mut opts = options(root.path(), vec![common::photo("car-1.jpg")]);
+        opts.settings.as_mut().unwrap().export_dir = None;
+        let default = opts.dirs.default_export_dir.clone();
+        let mut h = harness(opts);
+        run_until(&mut h, "the first mask", |app| {
+            ready_with(app, Precision::Fp32)
+        });
+        h.state_mut().command(Command::Export);
+        run_until(&mut h, "the export without a dialog", |app| {
+            exported(app).is_some()
+        });
+        assert!(default.join("car-1.png").is_file());
+        assert!(
+            h.state()
+                .state
+                .messages
+                .iter()
+                .any(|m| m.text.contains(&why)
+                    && m.text.contains(&default.display().to_string())
+                    && m.text.contains("type it under Export")),
+            "{:?}",
+            h.state().state.messages
+        );
+    } else {
+        eprintln!("this desktop has a file dialog; the no-dialog part is not run");
+    }
+}

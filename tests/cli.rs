@@ -659,3 +659,46 @@ fn ctrl_c_leaves_complete_results_and_skip_existing_finishes_the_rest() {
         );
     }
 }
+
+/// A disk that fills up during the write (a 256 KiB tmpfs, most of it taken): one error line with
+/// the reason, a failing exit, and nothing left on that disk but what was there.
+#[test]
+fn a_full_disk_is_reported_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here (not root?); this test is not run");
+        return;
+    }
+    let filler = disk.join("filler");
+    std::fs::write(&filler, vec![7u8; 200 * 1024]).unwrap();
+    let out = run(&[
+        "remove",
+        "--ep",
+        "cpu",
+        photo().to_str().unwrap(),
+        "-o",
+        disk.join("car.png").to_str().unwrap(),
+    ]);
+    let names = files_in(&disk);
+    Command::new("umount").arg(&disk).status().ok();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let errors = error_lines(&out);
+    assert_eq!(errors.len(), 1, "{}", stderr(&out));
+    assert!(
+        errors[0].contains("No space left on device"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        names,
+        vec!["filler".to_owned()],
+        "no partial or temporary file"
+    );
+}

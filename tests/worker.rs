@@ -27,6 +27,7 @@ fn worker() -> (Worker, tempfile::TempDir) {
         data_dir: root.path().join("data"),
         cache_dir: common::cache_dir(),
         config_dir: root.path().join("config"),
+        default_export_dir: root.path().join("default-exports"),
     };
     std::fs::create_dir_all(dirs.models_dir()).expect("mkdir");
     std::fs::copy(

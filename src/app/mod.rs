@@ -26,6 +26,7 @@ use image::{GrayImage, RgbImage};
 
 pub use settings::Settings;
 pub use state::{AppState, Current, EngineStatus, Entry, EntryId, EntryStatus, Source};
+pub use tasks::file_dialog_missing;
 use tasks::{AfterFolder, TaskResult, Tasks};
 pub use view::ViewState;
 
@@ -56,6 +57,8 @@ pub enum Command {
     ExportAll,
     /// Choose the export folder.
     ChooseExportFolder,
+    /// Use this export folder (typed in the Export panel); made when missing.
+    SetExportFolder(PathBuf),
     /// Copy the cutout to the clipboard.
     Copy,
     /// Paste an image (or file paths) from the clipboard.
@@ -773,11 +776,15 @@ impl CutoutApp {
                 };
                 let engine_ready = matches!(self.state.engine, EngineStatus::Ready { .. });
                 if let Some(e) = self.state.entry_mut(entry) {
-                    // Without a model every job fails; that is not the photo's fault.
-                    e.status = if engine_ready {
-                        EntryStatus::Failed(error.clone())
-                    } else {
+                    // Without a model every job fails; that is not the photo's fault. Nor is a
+                    // failed write (a full disk, a read-only folder): the photo stays ready to
+                    // export again elsewhere.
+                    e.status = if !engine_ready {
                         EntryStatus::Pending
+                    } else if purpose == Purpose::Export && e.status != EntryStatus::Pending {
+                        e.status.clone()
+                    } else {
+                        EntryStatus::Failed(error.clone())
                     };
                 }
                 if purpose == Purpose::Export {
@@ -953,9 +960,43 @@ impl CutoutApp {
         });
     }
 
+    /// The export folder, made again when it was deleted since it was chosen; `None` (with a
+    /// message) when it cannot be made.
+    fn export_dir_ready(&mut self) -> Option<PathBuf> {
+        let dir = self.settings.export_dir.clone()?;
+        if dir.is_dir() {
+            return Some(dir);
+        }
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => {
+                self.state.post(
+                    format!(
+                        "the export folder was missing and was made again: {}",
+                        dir.display()
+                    ),
+                    false,
+                );
+                Some(dir)
+            }
+            Err(e) => {
+                self.state.post(
+                    format!(
+                        "cannot make the export folder ({e}): {}; choose another with Folder… or type one",
+                        dir.display()
+                    ),
+                    true,
+                );
+                None
+            }
+        }
+    }
+
     fn export_current(&mut self) {
-        let Some(dir) = self.settings.export_dir.clone() else {
+        if self.settings.export_dir.is_none() {
             return self.ask_export_folder(AfterFolder::ExportCurrent);
+        }
+        let Some(dir) = self.export_dir_ready() else {
+            return;
         };
         let Some(entry) = self.state.current_entry() else {
             return self.state.post("open a photo first, then export it", true);
@@ -965,8 +1006,11 @@ impl CutoutApp {
     }
 
     fn export_all(&mut self) {
-        let Some(dir) = self.settings.export_dir.clone() else {
+        if self.settings.export_dir.is_none() {
             return self.ask_export_folder(AfterFolder::ExportAll);
+        }
+        let Some(dir) = self.export_dir_ready() else {
+            return;
         };
         let mut taken = HashSet::new();
         let mut requests = Vec::new();
@@ -1012,6 +1056,9 @@ impl CutoutApp {
     }
 
     fn ask_export_folder(&mut self, then: AfterFolder) {
+        if let Some(why) = tasks::file_dialog_missing() {
+            return self.export_without_dialog(&why, then);
+        }
         let start = self
             .settings
             .export_dir
@@ -1019,6 +1066,29 @@ impl CutoutApp {
             .or_else(|| self.settings.open_dir.clone());
         if let Err(e) = self.tasks.pick_export_folder(&self.ctx, start, then) {
             self.state.post(e, true);
+        }
+    }
+
+    /// No dialog can ask for a folder: keep the one there is, or use the default one, and say
+    /// where the files go and how to choose another.
+    fn export_without_dialog(&mut self, why: &str, then: AfterFolder) {
+        let dir = self
+            .settings
+            .export_dir
+            .clone()
+            .unwrap_or_else(|| self.dirs.default_export_dir.clone());
+        self.settings.export_dir = Some(dir.clone());
+        self.state.post(
+            format!(
+                "{why}; exports go to {}. To use another folder, type it under Export → Folder",
+                dir.display()
+            ),
+            then == AfterFolder::Remember,
+        );
+        match then {
+            AfterFolder::ExportCurrent => self.export_current(),
+            AfterFolder::ExportAll => self.export_all(),
+            AfterFolder::Remember => {}
         }
     }
 
@@ -1056,6 +1126,12 @@ impl CutoutApp {
     fn apply(&mut self, command: Command) {
         match command {
             Command::OpenDialog => {
+                if let Some(why) = tasks::file_dialog_missing() {
+                    return self.state.post(
+                        format!("{why}; drop photos onto the window, paste one (Ctrl+V) or name them on the command line"),
+                        true,
+                    );
+                }
                 if let Err(e) = self
                     .tasks
                     .open_files(&self.ctx, self.settings.open_dir.clone())
@@ -1075,6 +1151,9 @@ impl CutoutApp {
                 let Some(entry) = self.state.current_entry() else {
                     return self.state.post("open a photo first, then export it", true);
                 };
+                if let Some(why) = tasks::file_dialog_missing() {
+                    return self.export_without_dialog(&why, AfterFolder::ExportCurrent);
+                }
                 let name = Self::export_path(Path::new(""), entry, &HashSet::new());
                 let start = self.settings.export_dir.clone();
                 if let Err(e) =
@@ -1086,6 +1165,17 @@ impl CutoutApp {
             }
             Command::ExportAll => self.export_all(),
             Command::ChooseExportFolder => self.ask_export_folder(AfterFolder::Remember),
+            Command::SetExportFolder(dir) => match std::fs::create_dir_all(&dir) {
+                Ok(()) => {
+                    self.state
+                        .post(format!("exports go to {}", dir.display()), false);
+                    self.settings.export_dir = Some(dir);
+                }
+                Err(e) => self.state.post(
+                    format!("cannot use that folder ({e}): {}", dir.display()),
+                    true,
+                ),
+            },
             Command::Copy => {
                 let ready = self
                     .state

@@ -50,6 +50,33 @@ impl Default for Tasks {
     }
 }
 
+/// Why no native file dialog can be shown here, if none can. On Linux rfd asks the XDG desktop
+/// portal (on the session bus) and falls back to zenity; with neither, its dialogs return at
+/// once as if cancelled, so cutout checks first.
+pub fn file_dialog_missing() -> Option<String> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    };
+    let session_bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
+        || std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|d| PathBuf::from(d).join("bus").exists());
+    let data_dirs =
+        std::env::var_os("XDG_DATA_DIRS").unwrap_or_else(|| "/usr/local/share:/usr/share".into());
+    let portal = session_bus
+        && std::env::split_paths(&data_dirs).any(|d| {
+            d.join("dbus-1/services/org.freedesktop.portal.Desktop.service")
+                .is_file()
+        });
+    (!portal && !on_path("zenity")).then(|| {
+        "this desktop has no file dialog (neither xdg-desktop-portal nor zenity is installed)"
+            .to_owned()
+    })
+}
+
 impl Tasks {
     fn spawn(
         &mut self,

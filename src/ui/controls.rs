@@ -297,10 +297,30 @@ fn export_ui(
     let folder = settings
         .export_dir
         .as_ref()
-        .map_or_else(|| "not chosen yet".to_owned(), |d| d.display().to_string());
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     ui.horizontal(|ui| {
         ui.label("Folder:");
-        ui.add(egui::Label::new(folder).truncate());
+        // Typed folders are taken on Enter or when the field is left; until then the text being
+        // typed is kept in egui's memory, and otherwise the field shows the folder in use.
+        let id = ui.make_persistent_id("export folder text");
+        let mut text = ui
+            .data(|d| d.get_temp::<String>(id))
+            .unwrap_or_else(|| folder.clone());
+        let response = ui.add(
+            egui::TextEdit::singleline(&mut text)
+                .hint_text("not chosen yet: type one, or Folder…")
+                .desired_width(f32::INFINITY),
+        );
+        if response.has_focus() {
+            ui.data_mut(|d| d.insert_temp(id, text.clone()));
+        } else {
+            ui.data_mut(|d| d.remove_temp::<String>(id));
+            let typed = text.trim();
+            if response.lost_focus() && !typed.is_empty() && typed != folder {
+                commands.push(Command::SetExportFolder(typed.into()));
+            }
+        }
     });
     ui.horizontal(|ui| {
         if ui

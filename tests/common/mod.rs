@@ -123,6 +123,7 @@ pub fn dirs_with_model(root: &std::path::Path) -> AppDirs {
         data_dir: root.join("data"),
         cache_dir: cache_dir(),
         config_dir: root.join("config"),
+        default_export_dir: root.join("default-exports"),
     };
     std::fs::create_dir_all(dirs.models_dir()).expect("mkdir");
     std::fs::copy(
