@@ -84,6 +84,16 @@ pub enum JobKind {
     Queue,
 }
 
+/// Which of the worker's two queues a request waits in. The worker always takes the next
+/// [`Lane::Now`] request first, so a click on a photo is not kept waiting behind an "Export all".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// What the user is looking at: configuration and preview jobs.
+    Now = 0,
+    /// Work in the background: queued photos and exports.
+    Queue = 1,
+}
+
 /// What the front end asks of the worker.
 #[derive(Debug)]
 pub enum Request {
@@ -126,6 +136,26 @@ pub enum Request {
         /// The PNG to write.
         output: PathBuf,
     },
+}
+
+impl Request {
+    /// The queue this request waits in.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Self::Configure { .. }
+            | Self::SegmentFile {
+                kind: JobKind::Preview,
+                ..
+            }
+            | Self::SegmentImage {
+                kind: JobKind::Preview,
+                ..
+            } => Lane::Now,
+            Self::SegmentFile { .. } | Self::SegmentImage { .. } | Self::Export { .. } => {
+                Lane::Queue
+            }
+        }
+    }
 }
 
 /// What the worker reports back.
@@ -210,7 +240,10 @@ pub enum Response {
 
 /// Handle to the worker thread. Dropping it shuts the thread down and joins it.
 pub struct Worker {
-    requests: Option<Sender<Request>>,
+    /// The [`Lane::Now`] and [`Lane::Queue`] queues.
+    requests: Option<[Sender<Request>; 2]>,
+    /// Set when the worker is dropped: requests still queued are not handled.
+    closing: Arc<AtomicBool>,
     responses: Receiver<Response>,
     ids: AtomicU64,
     latest_preview: Arc<AtomicU64>,
@@ -232,7 +265,8 @@ pub enum SendError {
 /// How often fetch progress is sent at most.
 const FETCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Requests waiting for the worker at most; more are refused with [`SendError::Busy`].
+/// Requests waiting for the worker in each lane at most; more are refused with
+/// [`SendError::Busy`].
 const QUEUE_DEPTH: usize = 16;
 
 impl Worker {
@@ -242,7 +276,10 @@ impl Worker {
         limits: DecodeLimits,
         notify: impl Fn() + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(QUEUE_DEPTH);
+        let (now_tx, now_rx) = crossbeam_channel::bounded::<Request>(QUEUE_DEPTH);
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Request>(QUEUE_DEPTH);
+        let closing = Arc::new(AtomicBool::new(false));
+        let closing_seen = Arc::clone(&closing);
         let (resp_tx, resp_rx) = crossbeam_channel::unbounded::<Response>();
         let latest_preview = Arc::new(AtomicU64::new(0));
         let latest_seen = Arc::clone(&latest_preview);
@@ -260,7 +297,18 @@ impl Worker {
                     sessions: 0,
                     finisher: Finisher::new(),
                 };
-                for request in req_rx {
+                // The next request, the Now lane first; `None` once the worker is closing.
+                let next = || {
+                    let request = match now_rx.try_recv() {
+                        Ok(request) => Some(request),
+                        Err(_) => crossbeam_channel::select! {
+                            recv(now_rx) -> r => r.ok(),
+                            recv(queue_rx) -> r => r.ok(),
+                        },
+                    };
+                    request.filter(|_| !closing_seen.load(Ordering::SeqCst))
+                };
+                while let Some(request) = next() {
                     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                         state.handle(request, &mut |r| {
                             let _ = resp_tx.send(r);
@@ -280,7 +328,8 @@ impl Worker {
                 }
             })?;
         Ok(Self {
-            requests: Some(req_tx),
+            requests: Some([now_tx, queue_tx]),
+            closing,
             responses: resp_rx,
             ids: AtomicU64::new(0),
             latest_preview,
@@ -312,9 +361,10 @@ impl Worker {
 
     /// Queues a request without blocking.
     pub fn send(&self, request: Request) -> Result<(), SendError> {
-        let Some(tx) = &self.requests else {
+        let Some(lanes) = &self.requests else {
             return Err(SendError::Stopped);
         };
+        let tx = &lanes[request.lane() as usize];
         tx.try_send(request).map_err(|e| match e {
             TrySendError::Full(r) => SendError::Busy(r),
             TrySendError::Disconnected(_) => SendError::Stopped,
@@ -334,8 +384,9 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing the queue ends the thread's loop after the request in hand; a model fetch in
+        // The thread ends after the request in hand, leaving queued ones; a model fetch in
         // progress is cancelled rather than waited out.
+        self.closing.store(true, Ordering::SeqCst);
         self.requests = None;
         self.cancel.store(true, Ordering::SeqCst);
         if let Some(handle) = self.handle.take() {

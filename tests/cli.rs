@@ -702,3 +702,36 @@ fn a_full_disk_is_reported_and_leaves_no_partial_file() {
         "no partial or temporary file"
     );
 }
+
+/// ONNX Runtime missing, or a library that is not ONNX Runtime where it should be: one error line
+/// saying what to do, a failing exit, no output.
+#[test]
+fn a_missing_or_wrong_onnx_runtime_library_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_ort = dir.path().join("libonnxruntime.so.1.31.1");
+    std::fs::write(&not_ort, b"\x7fELF not really a library").unwrap();
+    for (library, expected) in [
+        (dir.path().join("missing.so"), "no file is there"),
+        (not_ort, "could not load ONNX Runtime"),
+    ] {
+        let output = dir.path().join("car.png");
+        let out = Command::new(env!("CARGO_BIN_EXE_cutout"))
+            .args(["remove", "--ep", "cpu"])
+            .arg(photo())
+            .arg("-o")
+            .arg(&output)
+            .env("CUTOUT_MODELS_DIR", common::models_dir())
+            .env("ORT_DYLIB_PATH", &library)
+            .output()
+            .unwrap();
+        let errors = error_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(errors.len(), 1, "{}", stderr(&out));
+        assert!(
+            errors[0].contains(expected) && errors[0].contains("ORT_DYLIB_PATH"),
+            "{}",
+            errors[0]
+        );
+        assert!(!output.exists());
+    }
+}

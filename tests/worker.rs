@@ -357,3 +357,80 @@ fn a_damaged_prepared_model_in_the_cache_is_made_again() {
     let (mask, _) = segmenter.segment(&rgb).expect("segment");
     assert_eq!(mask.dimensions(), rgb.dimensions());
 }
+
+/// Previews have a lane of their own: with the queue lane full of 12 MP exports, a preview is
+/// answered after at most the export in hand and the next. Dropping the worker then returns
+/// after the request in hand instead of working through the queue, and leaves no partial file.
+#[test]
+fn a_preview_goes_ahead_of_queued_exports_and_closing_leaves_the_queue() {
+    let (worker, root) = worker();
+    configure_cpu(&worker);
+    let big = Arc::new(
+        image::open(common::photo("cloth-1.jpg"))
+            .unwrap()
+            .resize_exact(3000, 4000, image::imageops::FilterType::Triangle)
+            .to_rgb8(),
+    );
+    let out = root.path().join("exports");
+    std::fs::create_dir_all(&out).unwrap();
+    let exports = 16;
+    for i in 0..exports {
+        let id = worker.next_id(JobKind::Queue);
+        worker
+            .send(Request::Export {
+                id,
+                source: ExportSource::Pixels {
+                    name: format!("big {i}"),
+                    rgb: Arc::clone(&big),
+                },
+                settings: CompositeSettings::default(),
+                output: out.join(format!("big{i:02}.png")),
+            })
+            .expect("the queue lane holds 16");
+    }
+    let preview = worker.next_id(JobKind::Preview);
+    worker
+        .send(Request::SegmentFile {
+            id: preview,
+            kind: JobKind::Preview,
+            path: common::photo("car-1.jpg"),
+        })
+        .expect("the preview lane is free");
+    let mut exported_before = 0;
+    loop {
+        match worker.recv_timeout(WAIT) {
+            Some(Response::Exported { .. }) => exported_before += 1,
+            Some(Response::Mask { id, .. }) if id == preview => break,
+            Some(Response::Failed { error, .. }) => panic!("{error}"),
+            Some(_) => {}
+            None => panic!("no preview mask"),
+        }
+    }
+    eprintln!("preview answered after {exported_before} of {exports} queued exports");
+    assert!(
+        exported_before <= 2,
+        "the preview waited for {exported_before} exports"
+    );
+
+    let started = std::time::Instant::now();
+    drop(worker);
+    let closing = started.elapsed();
+    let written = std::fs::read_dir(&out).unwrap().count();
+    eprintln!(
+        "closed in {:.2} s with {written} of {exports} exports written",
+        closing.as_secs_f64()
+    );
+    assert!(
+        written < exports - 4,
+        "the queue was worked through: {written} written"
+    );
+    assert!(closing < Duration::from_secs(5), "closing took {closing:?}");
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(
+            image::open(&path).is_ok(),
+            "{} is not complete",
+            path.display()
+        );
+    }
+}

@@ -293,22 +293,31 @@ impl CutoutApp {
         self.flush_outbox();
     }
 
+    /// Hands queued requests to the worker, in order within each lane; a full lane does not hold
+    /// up the other (a click on a photo during "Export all" goes ahead of the exports).
     fn flush_outbox(&mut self) {
+        let mut kept = std::collections::VecDeque::new();
+        let mut full = [false; 2];
         while let Some(request) = self.outbox.pop_front() {
+            let lane = request.lane() as usize;
+            if full[lane] {
+                kept.push_back(request);
+                continue;
+            }
             match self.worker.send(request) {
                 Ok(()) => {}
                 Err(SendError::Busy(request)) => {
-                    self.outbox.push_front(request);
-                    break;
+                    full[lane] = true;
+                    kept.push_back(request);
                 }
                 Err(SendError::Stopped) => {
-                    self.outbox.clear();
                     self.state
                         .post("the worker thread has stopped; restart cutout", true);
-                    break;
+                    return;
                 }
             }
         }
+        self.outbox = kept;
     }
 
     fn configure(&mut self) {
