@@ -12,7 +12,7 @@ use std::{
     panic::AssertUnwindSafe,
     path::PathBuf,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
@@ -24,8 +24,8 @@ use image::{GrayImage, RgbImage};
 
 use crate::{
     engine::{
-        self, ModelChoice, Precision, ProviderKind, ProviderReport, Segmenter, SegmenterOptions,
-        models::FetchStage, segmenter::StartupTimings,
+        self, ModelChoice, Precision, ProviderKind, ProviderReport, RunStopper, Segmenter,
+        SegmenterOptions, models::FetchStage, segmenter::StartupTimings,
     },
     finish::Finisher,
     image_ops::{self, CompositeSettings, DecodeLimits},
@@ -238,8 +238,19 @@ pub enum Response {
     },
 }
 
+/// The network run under way, shared with the front end so that a newer preview can stop an
+/// older one mid-run.
+#[derive(Default)]
+struct Running {
+    /// The preview job being run (queue jobs and exports are never stopped).
+    preview: Option<JobId>,
+    /// Stops the current session's run.
+    stopper: Option<RunStopper>,
+}
+
 /// Handle to the worker thread. Dropping it shuts the thread down and joins it.
 pub struct Worker {
+    running: Arc<Mutex<Running>>,
     /// The [`Lane::Now`] and [`Lane::Queue`] queues.
     requests: Option<[Sender<Request>; 2]>,
     /// Set when the worker is dropped: requests still queued are not handled.
@@ -280,6 +291,8 @@ impl Worker {
         let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Request>(QUEUE_DEPTH);
         let closing = Arc::new(AtomicBool::new(false));
         let closing_seen = Arc::clone(&closing);
+        let running = Arc::new(Mutex::new(Running::default()));
+        let running_seen = Arc::clone(&running);
         let (resp_tx, resp_rx) = crossbeam_channel::unbounded::<Response>();
         let latest_preview = Arc::new(AtomicU64::new(0));
         let latest_seen = Arc::clone(&latest_preview);
@@ -293,6 +306,7 @@ impl Worker {
                     limits,
                     segmenter: None,
                     latest_preview: latest_seen,
+                    running: running_seen,
                     cancel: cancel_seen,
                     sessions: 0,
                     finisher: Finisher::new(),
@@ -330,6 +344,7 @@ impl Worker {
         Ok(Self {
             requests: Some([now_tx, queue_tx]),
             closing,
+            running,
             responses: resp_rx,
             ids: AtomicU64::new(0),
             latest_preview,
@@ -350,6 +365,14 @@ impl Worker {
         let id = self.ids.fetch_add(1, Ordering::SeqCst) + 1;
         if kind == JobKind::Preview {
             self.latest_preview.fetch_max(id, Ordering::SeqCst);
+            // An older preview mid-run is stopped rather than finished.
+            if let Ok(running) = self.running.lock()
+                && running.preview.is_some_and(|p| p < id)
+                && let Some(stopper) = &running.stopper
+            {
+                tracing::debug!("stopping the superseded preview run");
+                stopper.stop();
+            }
         }
         id
     }
@@ -400,6 +423,7 @@ struct State {
     limits: DecodeLimits,
     segmenter: Option<Segmenter>,
     latest_preview: Arc<AtomicU64>,
+    running: Arc<Mutex<Running>>,
     /// Set by [`Worker::cancel_configure`]; cleared when a configuration starts.
     cancel: Arc<AtomicBool>,
     /// Sessions started so far.
@@ -623,8 +647,21 @@ impl State {
             });
             return None;
         };
-        let (mask, timings) = match segmenter.segment(rgb) {
+        let stopper = segmenter.run_stopper();
+        if let Ok(mut running) = self.running.lock() {
+            // Under the lock, so that a stop meant for an earlier run cannot reach this one.
+            stopper.reset();
+            running.preview = (kind == JobKind::Preview).then_some(id);
+            running.stopper = Some(stopper);
+        }
+        let result = segmenter.segment(rgb);
+        if let Ok(mut running) = self.running.lock() {
+            running.preview = None;
+        }
+        let (mask, timings) = match result {
             Ok(out) => out,
+            // Stopped for a newer preview: nobody waits for this one.
+            Err(_) if self.superseded(id, kind) => return None,
             Err(e) => {
                 send(Response::Failed {
                     id,

@@ -317,9 +317,10 @@ fn mutated_photos_give_a_cutout_or_a_clean_error_never_a_panic_hang_or_leftover(
     let (worst, worst_case) = *worst.lock().unwrap();
     eprintln!(
         "fuzz (seed {seed}): {cases} cases in {:.0} s, {written} written, {refused} refused with \
-         a reason, 0 panics, 0 hangs, 0 files left behind; slowest case {worst_case} {:.2} s",
+         a reason, 0 panics, 0 hangs, 0 files left behind; longest wait for a case {:.2} s (case \
+         {worst_case}; the first one includes the network's warm-up)",
         started.elapsed().as_secs_f64(),
-        worst.as_secs_f64()
+        worst.as_secs_f64(),
     );
     for (kind, (ok, err)) in by_kind {
         eprintln!("  {kind:<18} {ok:>5} written {err:>5} refused");

@@ -434,3 +434,79 @@ fn a_preview_goes_ahead_of_queued_exports_and_closing_leaves_the_queue() {
         );
     }
 }
+
+/// A newer preview stops the older one's network run (ONNX Runtime's terminate) instead of
+/// waiting for it: the older mask never comes, and the newer one arrives about one inference
+/// after it was asked for. IS-Net at 1024 px, seconds a run on the CPU, so the stop lands mid-run.
+#[test]
+fn a_superseded_preview_run_is_stopped_not_finished() {
+    let (worker, root) = worker();
+    let isnet = common::isnet_model();
+    let models = root.path().join("data/models");
+    let linked = models.join(isnet.path.file_name().unwrap());
+    std::fs::hard_link(&isnet.path, &linked)
+        .or_else(|_| std::fs::copy(&isnet.path, &linked).map(drop))
+        .unwrap();
+    worker
+        .send(Request::Configure {
+            model: ModelChoice::Named("isnet".to_owned()),
+            options: SegmenterOptions {
+                provider: ProviderRequest::Only(ProviderKind::Cpu),
+                ..SegmenterOptions::default()
+            },
+        })
+        .unwrap();
+    assert!(matches!(settled(&worker), Some(Response::Ready { .. })));
+    let preview = |path: PathBuf| {
+        let id = worker.next_id(JobKind::Preview);
+        worker
+            .send(Request::SegmentFile {
+                id,
+                kind: JobKind::Preview,
+                path,
+            })
+            .unwrap();
+        id
+    };
+    let mask_of = |wanted: u64, stale: Option<u64>| -> std::time::Instant {
+        loop {
+            match worker.recv_timeout(WAIT) {
+                Some(Response::Mask { id, .. }) if id == wanted => {
+                    return std::time::Instant::now();
+                }
+                Some(Response::Mask { id, .. }) if Some(id) == stale => {
+                    panic!("the superseded preview ran to the end")
+                }
+                Some(Response::Failed { error, .. }) => panic!("{error}"),
+                Some(_) => {}
+                None => panic!("no mask"),
+            }
+        }
+    };
+    // One whole run, for scale.
+    let started = std::time::Instant::now();
+    let alone = preview(photo("car-1.jpg"));
+    let one_run = mask_of(alone, None) - started;
+
+    let first = preview(photo("cloth-1.jpg"));
+    loop {
+        match worker.recv_timeout(WAIT) {
+            Some(Response::Decoded { id, .. }) if id == first => break,
+            Some(_) => {}
+            None => panic!("not decoded"),
+        }
+    }
+    std::thread::sleep(one_run / 5);
+    let asked = std::time::Instant::now();
+    let second = preview(photo("plants-1.jpg"));
+    let waited = mask_of(second, Some(first)) - asked;
+    eprintln!(
+        "one run {:.2} s; the newer preview's mask {:.2} s after it was asked for",
+        one_run.as_secs_f64(),
+        waited.as_secs_f64()
+    );
+    assert!(
+        waited < one_run.mul_f64(1.6),
+        "waited {waited:?} for one run of {one_run:?}"
+    );
+}

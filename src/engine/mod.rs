@@ -17,7 +17,7 @@ pub use models::{Manifest, ModelError, ModelSpec, ResolvedModel};
 pub use pipeline::{MaskPipeline, MaskTimings, SegmentError};
 pub use providers::{Precision, ProviderKind, ProviderReport, ProviderRequest};
 pub use runtime::{Runtime, RuntimeError};
-pub use segmenter::{ConvSearch, Segmenter, SegmenterOptions};
+pub use segmenter::{ConvSearch, RunStopper, Segmenter, SegmenterOptions};
 
 use crate::paths::AppDirs;
 

@@ -6,13 +6,14 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Instant,
 };
 
 use ort::{
     ep::{self, ExecutionProvider as _},
     memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType},
-    session::{IoBinding, Session, builder::GraphOptimizationLevel},
+    session::{IoBinding, RunOptions, Session, builder::GraphOptimizationLevel},
     value::{Tensor, TensorElementType, TensorRef, ValueType},
 };
 
@@ -119,6 +120,31 @@ pub struct Segmenter {
     input_side_px: u32,
     report: ProviderReport,
     startup: StartupTimings,
+    /// Every run goes with these options, so that another thread can stop it (see
+    /// [`Segmenter::run_stopper`]).
+    run_options: Arc<RunOptions>,
+}
+
+/// Stops the network run of its segmenter from another thread (ONNX Runtime's
+/// `RunOptions::terminate`): the run under way ends early with an error, and so does every later
+/// one until [`RunStopper::reset`].
+#[derive(Clone)]
+pub struct RunStopper(Arc<RunOptions>);
+
+impl RunStopper {
+    /// Asks the run under way (and later ones, until reset) to end.
+    pub fn stop(&self) {
+        if let Err(e) = self.0.terminate() {
+            tracing::warn!("cannot stop the network run: {e}");
+        }
+    }
+
+    /// Lets runs go to the end again.
+    pub fn reset(&self) {
+        if let Err(e) = self.0.unterminate() {
+            tracing::warn!("cannot reset the run options: {e}");
+        }
+    }
 }
 
 impl std::fmt::Debug for Segmenter {
@@ -252,6 +278,8 @@ impl Segmenter {
         report: ProviderReport,
     ) -> Result<Self, EngineError> {
         let (input_name, output_name) = check_io(&session, &model.path, side_px)?;
+        let run_options =
+            Arc::new(RunOptions::new().map_err(|e| EngineError::ort("create run options", &e))?);
         Ok(Self {
             session,
             device,
@@ -262,7 +290,13 @@ impl Segmenter {
             input_side_px: side_px,
             report,
             startup: StartupTimings::default(),
+            run_options,
         })
+    }
+
+    /// A handle that stops this segmenter's run under way, from any thread.
+    pub fn run_stopper(&self) -> RunStopper {
+        RunStopper(Arc::clone(&self.run_options))
     }
 
     /// What runs, and why faster providers do not.
@@ -335,7 +369,7 @@ impl Segmenter {
                 let started = Instant::now();
                 device.upload(input_nchw)?;
                 let upload_ms = ms_since(started);
-                let run_ms = run_bound(&mut self.session, device)?;
+                let run_ms = run_bound(&mut self.session, device, &self.run_options)?;
                 let started = Instant::now();
                 let mask = device.download()?;
                 Ok((
@@ -353,7 +387,10 @@ impl Segmenter {
                     .map_err(|e| EngineError::ort("wrap the input", &e))?;
                 let outputs = self
                     .session
-                    .run(ort::inputs![self.input_name.as_str() => tensor])
+                    .run_with_options(
+                        ort::inputs![self.input_name.as_str() => tensor],
+                        &self.run_options,
+                    )
                     .map_err(|e| EngineError::ort("run the model", &e))?;
                 let value = outputs.get(&self.output_name).ok_or_else(|| {
                     EngineError::BadOutput(format!("output `{}` missing", self.output_name))
@@ -384,7 +421,7 @@ impl Segmenter {
     /// nothing but the run either, as there is no copy.
     pub fn run_resident(&mut self) -> Result<f64, EngineError> {
         match &mut self.device {
-            Some(device) => run_bound(&mut self.session, device),
+            Some(device) => run_bound(&mut self.session, device, &self.run_options),
             None => Err(EngineError::Setup(
                 "run_resident needs a GPU provider; use infer_timed on the CPU".to_owned(),
             )),
@@ -401,10 +438,14 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-fn run_bound(session: &mut Session, device: &mut DeviceIo) -> Result<f64, EngineError> {
+fn run_bound(
+    session: &mut Session,
+    device: &mut DeviceIo,
+    options: &RunOptions,
+) -> Result<f64, EngineError> {
     let started = Instant::now();
     session
-        .run_binding(&device.binding)
+        .run_binding_with_options(&device.binding, options)
         .map_err(|e| EngineError::ort("run the model", &e))?;
     device
         .binding
@@ -631,7 +672,8 @@ fn first_device_run(
     // A mid-grey image: realistic values, not zeros (which can take faster paths).
     let grey = vec![0.1f32; 3 * side * side];
     device.upload(&grey).map_err(|e| e.to_string())?;
-    run_bound(&mut session, &mut device).map_err(|e| e.to_string())?;
+    let run_options = RunOptions::new().map_err(|e| e.to_string())?;
+    run_bound(&mut session, &mut device, &run_options).map_err(|e| e.to_string())?;
     Ok((session, device))
 }
 
