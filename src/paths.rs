@@ -94,10 +94,19 @@ pub fn temp_file_builder<'a>(prefix: &'a str, suffix: &'a str) -> tempfile::Buil
     builder
 }
 
+/// The resident memory of this process now, in bytes (`VmRSS`; Linux only).
+pub fn resident_bytes() -> Option<u64> {
+    status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The most resident memory this process has held so far, in bytes (`VmHWM`; Linux only).
 pub fn peak_resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    status_kib("VmHWM:").map(|kib| kib * 1024)
 }

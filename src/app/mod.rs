@@ -143,6 +143,8 @@ pub struct CutoutApp {
     pasted: usize,
     tasks: Tasks,
     render_state: Option<egui_wgpu::RenderState>,
+    /// `CUTOUT_STATS_LOG`: a line of memory, frame and GPU figures every few seconds.
+    stats_log: Option<stats::StatsLog>,
     commands: Vec<Command>,
     canvas_rect: egui::Rect,
     ctx: egui::Context,
@@ -246,6 +248,7 @@ impl CutoutApp {
             last_save: Instant::now(),
             dirs: options.dirs,
             worker,
+            stats_log: stats::StatsLog::from_env(),
             outbox: VecDeque::new(),
             jobs: HashMap::new(),
             next_entry: 0,
@@ -1355,6 +1358,11 @@ impl CutoutApp {
     fn update_logic(&mut self, ctx: &egui::Context, frame: &eframe::Frame) {
         if let Some(cpu_s) = frame.info().cpu_usage {
             self.state.stats.ui_frame.push(f64::from(cpu_s) * 1e3);
+        }
+        if let Some(log) = &mut self.stats_log {
+            let device = self.render_state.as_ref().map(|rs| &rs.device);
+            log.tick(&self.state.stats.ui_frame, device);
+            ctx.request_repaint_after(stats::StatsLog::EVERY);
         }
         // One line per frame with CUTOUT_LOG=cutout=trace: its timestamps give frame intervals.
         tracing::trace!(cpu_ms = frame.info().cpu_usage.map(|s| s * 1e3), "frame");

@@ -1,7 +1,7 @@
 //! Recent timings for the latency overlay: last value, min, median and 99th percentile over a
 //! sliding window.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, io::Write as _};
 
 /// The last `capacity` samples of one quantity, in milliseconds.
 #[derive(Debug, Clone)]
@@ -121,5 +121,74 @@ mod tests {
         assert_eq!(sum.max, 1000.0);
         s.push(f64::NAN);
         assert_eq!(s.len(), 100);
+    }
+}
+
+/// For soak runs: with `CUTOUT_STATS_LOG=FILE` the app appends one JSON line to FILE every
+/// [`StatsLog::EVERY`]: seconds since start, resident memory, UI frame times (median and p99 of
+/// the last frames) and the GPU objects and memory wgpu holds.
+pub struct StatsLog {
+    file: std::fs::File,
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl StatsLog {
+    /// How often a line is written.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// The log asked for by `CUTOUT_STATS_LOG`, if any (a file that cannot be opened is logged
+    /// and skipped).
+    pub fn from_env() -> Option<Self> {
+        let path = std::env::var_os("CUTOUT_STATS_LOG").filter(|p| !p.is_empty())?;
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(file) => Some(Self {
+                file,
+                started: std::time::Instant::now(),
+                last: std::time::Instant::now(),
+            }),
+            Err(e) => {
+                tracing::warn!("CUTOUT_STATS_LOG: cannot open {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Writes a line when one is due.
+    pub fn tick(&mut self, frames: &Samples, device: Option<&wgpu::Device>) {
+        if self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let frame = frames.summary();
+        let gpu = device.map(|d| {
+            let hal = d.get_internal_counters().hal;
+            serde_json::json!({
+                "buffers": hal.buffers.read(),
+                "textures": hal.textures.read(),
+                "texture_views": hal.texture_views.read(),
+                "bind_groups": hal.bind_groups.read(),
+                "render_pipelines": hal.render_pipelines.read(),
+                "compute_pipelines": hal.compute_pipelines.read(),
+                "buffer_memory_mb": hal.buffer_memory.read() as f64 / 1e6,
+                "texture_memory_mb": hal.texture_memory.read() as f64 / 1e6,
+                "memory_allocations": hal.memory_allocations.read(),
+            })
+        });
+        let line = serde_json::json!({
+            "t_s": self.started.elapsed().as_secs_f64(),
+            "resident_mb": crate::paths::resident_bytes().map(|b| b as f64 / 1e6),
+            "frame_ms_median": frame.map(|f| f.median),
+            "frame_ms_p99": frame.map(|f| f.p99),
+            "frames": frame.map(|f| f.count),
+            "gpu": gpu,
+        });
+        if let Err(e) = writeln!(self.file, "{line}") {
+            tracing::warn!("CUTOUT_STATS_LOG: {e}");
+        }
     }
 }
