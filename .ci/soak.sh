@@ -50,7 +50,7 @@ end = rows[-1]
 def show(r):
     g = r["gpu"] or {}
     return (f'resident {r["resident_mb"]:.0f} MB, frame median {r["frame_ms_median"]:.2f} ms, '
-            f'p99 {r["frame_ms_p99"]:.2f} ms, GPU: {g.get("textures")} textures, '
+            f'p99 {r["frame_ms_p99"]:.2f} ms, GPU: {g.get("texture_views")} texture views, '
             f'{g.get("buffers")} buffers, {g.get("bind_groups")} bind groups, '
             f'{g.get("texture_memory_mb", 0):.1f} MB textures, {g.get("buffer_memory_mb", 0):.1f} MB buffers')
 print(f'start (t={start["t_s"]:.0f} s): {show(start)}')
