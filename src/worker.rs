@@ -136,6 +136,10 @@ pub enum Request {
         /// The PNG to write.
         output: PathBuf,
     },
+    /// Panics inside request handling, as a bug would: for tests of the recovery path (the
+    /// panic is reported, the session dropped, and the worker goes on serving).
+    #[doc(hidden)]
+    Panic,
 }
 
 impl Request {
@@ -143,6 +147,7 @@ impl Request {
     pub fn lane(&self) -> Lane {
         match self {
             Self::Configure { .. }
+            | Self::Panic
             | Self::SegmentFile {
                 kind: JobKind::Preview,
                 ..
@@ -440,6 +445,7 @@ impl State {
     fn handle(&mut self, request: Request, send: &mut dyn FnMut(Response)) {
         match request {
             Request::Configure { model, options } => self.configure(&model, &options, send),
+            Request::Panic => panic!("a panic asked for by Request::Panic"),
             Request::SegmentFile { id, kind, path } => {
                 if self.superseded(id, kind) {
                     return;

@@ -510,3 +510,38 @@ fn a_superseded_preview_run_is_stopped_not_finished() {
         "waited {waited:?} for one run of {one_run:?}"
     );
 }
+
+/// A panic inside the worker: reported as `Panicked`, the session dropped (a photo then fails
+/// with "no model is loaded"), and the worker goes on: configured again, it segments.
+#[test]
+fn a_panic_inside_the_worker_is_reported_and_the_worker_goes_on() {
+    let (worker, _root) = worker();
+    configure_cpu(&worker);
+    worker.send(Request::Panic).unwrap();
+    match worker.recv_timeout(WAIT) {
+        Some(Response::Panicked { message }) => assert!(message.contains("Request::Panic")),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    let segment = |worker: &Worker| {
+        let id = worker.next_id(JobKind::Preview);
+        worker
+            .send(Request::SegmentFile {
+                id,
+                kind: JobKind::Preview,
+                path: photo("car-1.jpg"),
+            })
+            .unwrap();
+        loop {
+            match worker.recv_timeout(WAIT) {
+                Some(Response::Decoded { .. }) => {}
+                other => return other,
+            }
+        }
+    };
+    match segment(&worker) {
+        Some(Response::Failed { error, .. }) => assert!(error.contains("no model"), "{error}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    configure_cpu(&worker);
+    assert!(matches!(segment(&worker), Some(Response::Mask { .. })));
+}
