@@ -138,7 +138,6 @@ pub enum Request {
     },
     /// Panics inside request handling, as a bug would: for tests of the recovery path (the
     /// panic is reported, the session dropped, and the worker goes on serving).
-    #[doc(hidden)]
     Panic,
 }
 

@@ -96,34 +96,6 @@ impl Samples {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_of_a_window() {
-        let mut s = Samples::new(100);
-        assert!(s.summary().is_none());
-        for v in 1..=100 {
-            s.push(f64::from(v));
-        }
-        let sum = s.summary().unwrap();
-        assert_eq!(sum.min, 1.0);
-        assert_eq!(sum.max, 100.0);
-        assert_eq!(sum.median, 50.5);
-        assert_eq!(sum.p99, 99.0);
-        assert_eq!(sum.last, 100.0);
-        s.push(1000.0);
-        let sum = s.summary().unwrap();
-        assert_eq!(sum.count, 100);
-        assert_eq!(sum.min, 2.0, "the oldest sample is dropped");
-        assert_eq!(sum.max, 1000.0);
-        s.push(f64::NAN);
-        assert_eq!(s.len(), 100);
-    }
-}
-
 /// For soak runs: with `CUTOUT_STATS_LOG=FILE` the app appends one JSON line to FILE every
 /// [`StatsLog::EVERY`]: seconds since start, resident memory, UI frame times (median and p99 of
 /// the last frames) and the GPU objects and memory wgpu holds.
@@ -190,5 +162,33 @@ impl StatsLog {
         if let Err(e) = writeln!(self.file, "{line}") {
             tracing::warn!("CUTOUT_STATS_LOG: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_a_window() {
+        let mut s = Samples::new(100);
+        assert!(s.summary().is_none());
+        for v in 1..=100 {
+            s.push(f64::from(v));
+        }
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.min, 1.0);
+        assert_eq!(sum.max, 100.0);
+        assert_eq!(sum.median, 50.5);
+        assert_eq!(sum.p99, 99.0);
+        assert_eq!(sum.last, 100.0);
+        s.push(1000.0);
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.count, 100);
+        assert_eq!(sum.min, 2.0, "the oldest sample is dropped");
+        assert_eq!(sum.max, 1000.0);
+        s.push(f64::NAN);
+        assert_eq!(s.len(), 100);
     }
 }
