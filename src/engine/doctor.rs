@@ -12,7 +12,13 @@ use super::{
 use crate::paths::AppDirs;
 
 /// The NVIDIA GPU and driver, if any: `nvidia-smi`'s answer, else the kernel driver's version line.
+/// Asked once per process (the TensorRT engine cache key reads it at every session build).
 pub fn nvidia_gpu() -> Option<String> {
+    static GPU: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    GPU.get_or_init(ask_nvidia_gpu).clone()
+}
+
+fn ask_nvidia_gpu() -> Option<String> {
     let smi = Command::new("nvidia-smi")
         .args([
             "--query-gpu=name,driver_version,memory.total",

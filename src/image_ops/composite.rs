@@ -10,7 +10,7 @@ use image::{GrayImage, Rgb, RgbImage, RgbaImage};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{ImageError, resize};
+use super::{ImageError, resize, to_u8};
 
 /// What the subject is placed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -174,14 +174,6 @@ pub fn composite_pixel(
         Background::Dimmed => over(photo.map(|c| c * settings.dim)),
         Background::Blurred => over(behind),
     }
-}
-
-/// Converts a 0–1 value to 8 bits, rounding to nearest (as a GPU writes a unorm8 target).
-pub fn to_u8(v: f32) -> u8 {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    // Truncation is the floor here: the value is never negative.
-    let q = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
-    q
 }
 
 /// The full-resolution composite of a photo and its mask (same size), as exported.

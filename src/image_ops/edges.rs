@@ -23,8 +23,8 @@ use rayon::prelude::*;
 use super::{
     CompositeSettings,
     band::{Band, Columns, Lanes, Scratch, Window, window_sums},
-    composite::to_u8,
     refine::{FOREGROUND_EPS, FOREGROUND_RADII_PX, Refined},
+    to_u8,
 };
 
 /// How many pixels each pass worked on (its band, grown by the radius), for reports.

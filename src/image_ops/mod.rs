@@ -73,3 +73,11 @@ pub enum ImageError {
         reason: String,
     },
 }
+
+/// Converts a 0–1 value to 8 bits, rounding to nearest (as a GPU writes a unorm8 target).
+pub fn to_u8(v: f32) -> u8 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    // Truncation is the floor here: the value is never negative.
+    let q = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+    q
+}

@@ -224,7 +224,7 @@ pub fn guided_filter(guide: &RgbImage, mask: &GrayImage, radius: usize, eps: f32
                 + mean_a[1][k] * i[1][k]
                 + mean_a[2][k] * i[2][k]
                 + mean_b[k];
-            super::composite::to_u8(q)
+            super::to_u8(q)
         })
         .collect();
     GrayImage::from_raw(guide.width(), guide.height(), out).unwrap_or_else(|| GrayImage::new(0, 0))
@@ -294,7 +294,7 @@ pub fn estimate_foreground(photo: &RgbImage, alpha: &[f32]) -> RgbImage {
         if alpha[k] <= 0.0 || alpha[k] >= 1.0 {
             out.extend_from_slice(px);
         } else {
-            out.extend([f[0][k], f[1][k], f[2][k]].map(super::composite::to_u8));
+            out.extend([f[0][k], f[1][k], f[2][k]].map(super::to_u8));
         }
     }
     RgbImage::from_raw(photo.width(), photo.height(), out).unwrap_or_else(|| RgbImage::new(0, 0))
@@ -310,9 +310,15 @@ pub struct Refined {
 }
 
 /// The CPU reference of the whole refinement: guided filter (if on), then foreground estimation
-/// (if on) with the alpha that `settings` gives the refined mask.
-pub fn refine(photo: &RgbImage, mask: &GrayImage, settings: &super::CompositeSettings) -> Refined {
-    let r = settings.refine.clamped();
+/// (if on) with the alpha that `alpha` gives the refined mask (the compositor's threshold and
+/// softness, `CompositeSettings::alpha`).
+pub fn refine(
+    photo: &RgbImage,
+    mask: &GrayImage,
+    settings: &RefineSettings,
+    alpha: impl Fn(f32) -> f32,
+) -> Refined {
+    let r = settings.clamped();
     let mask = if r.guided {
         guided_filter(photo, mask, r.radius as usize, r.eps)
     } else {
@@ -322,7 +328,7 @@ pub fn refine(photo: &RgbImage, mask: &GrayImage, settings: &super::CompositeSet
         let alpha: Vec<f32> = mask
             .as_raw()
             .iter()
-            .map(|&m| settings.alpha(f32::from(m) / 255.0))
+            .map(|&m| alpha(f32::from(m) / 255.0))
             .collect();
         estimate_foreground(photo, &alpha)
     });

@@ -5,6 +5,7 @@ use image::{GrayImage, RgbImage};
 use super::{
     ImageView, PreviewOptions, RenderError,
     refine::{CUTOUT_FORMAT, RefineTargets, Refiner},
+    texture_with_usage,
 };
 use crate::image_ops::CompositeSettings;
 
@@ -227,30 +228,6 @@ fn texture(
         format,
         wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
     )
-}
-
-/// A 2D texture with one mip level and the given usage.
-pub(super) fn texture_with_usage(
-    device: &wgpu::Device,
-    label: &str,
-    (width, height): (u32, u32),
-    format: wgpu::TextureFormat,
-    usage: wgpu::TextureUsages,
-) -> wgpu::Texture {
-    device.create_texture(&wgpu::TextureDescriptor {
-        label: Some(label),
-        size: wgpu::Extent3d {
-            width,
-            height,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage,
-        view_formats: &[],
-    })
 }
 
 fn write(queue: &wgpu::Queue, texture: &wgpu::Texture, bytes: &[u8], bytes_per_pixel: u32) {

@@ -6,16 +6,14 @@
 //! mask changes ([`ImageTextures`]); per frame only the 80-byte [`Uniforms`] are written.
 //! The formulas are those of [`crate::image_ops::composite`], the CPU reference.
 
-mod callback;
 mod gpu;
 mod offscreen;
 mod refine;
 mod timer;
 
-pub use callback::{CompositeCallback, Compositor};
 pub use gpu::{ImageTextures, Output, Pipeline, Uniforms, pack_cutout};
 pub use offscreen::Offscreen;
-pub use timer::window_device_descriptor;
+pub use timer::{GpuTimer, window_device_descriptor};
 
 /// Whether an adapter draws in software on the CPU (Mesa's llvmpipe/lavapipe, SwiftShader,
 /// Windows' WARP): compute passes there are slower than native CPU code.
@@ -104,4 +102,28 @@ pub struct PreviewOptions {
     pub split: Option<f32>,
     /// The mask is not there yet: show the photo alone.
     pub photo_only: bool,
+}
+
+/// A 2D texture with one mip level and the given usage.
+fn texture_with_usage(
+    device: &wgpu::Device,
+    label: &str,
+    (width, height): (u32, u32),
+    format: wgpu::TextureFormat,
+    usage: wgpu::TextureUsages,
+) -> wgpu::Texture {
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage,
+        view_formats: &[],
+    })
 }

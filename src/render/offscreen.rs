@@ -172,7 +172,7 @@ impl Offscreen {
 
     /// A render target of the composite's format, `width` × `height` (a window's size, say).
     pub fn target(&self, width: u32, height: u32) -> wgpu::Texture {
-        super::gpu::texture_with_usage(
+        super::texture_with_usage(
             &self.device,
             "cutout offscreen target",
             (width, height),

@@ -242,7 +242,7 @@ impl RefineTargets {
     ) -> Self {
         let size = [photo.width(), photo.height()];
         let plane = |label: &str, format| {
-            super::gpu::texture_with_usage(
+            super::texture_with_usage(
                 device,
                 label,
                 (size[0], size[1]),

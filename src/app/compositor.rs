@@ -12,8 +12,10 @@ use std::{
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, ScreenDescriptor};
 use image::{GrayImage, RgbImage};
 
-use super::{ImageTextures, Output, Pipeline, RenderError, Uniforms, timer::GpuTimer};
-use crate::image_ops::CompositeSettings;
+use crate::{
+    image_ops::CompositeSettings,
+    render::{GpuTimer, ImageTextures, Output, Pipeline, RenderError, Uniforms},
+};
 
 /// What the last refinement run was for, so that it runs again only when needed.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,8 +4,8 @@
 use eframe::egui_wgpu;
 
 use crate::{
-    app::{AppState, Command, Settings, ViewState},
-    render::{CompositeCallback, PreviewOptions, Uniforms},
+    app::{AppState, Command, Settings, ViewState, compositor::CompositeCallback},
+    render::{PreviewOptions, Uniforms},
 };
 
 /// Checkerboard square in points.
