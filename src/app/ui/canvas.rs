@@ -4,7 +4,7 @@
 use eframe::egui_wgpu;
 
 use crate::{
-    app::{AppState, Command, Settings, ViewState, compositor::CompositeCallback},
+    app::{AppState, Command, Settings, UiCommand, ViewState, compositor::CompositeCallback},
     render::{PreviewOptions, Uniforms},
 };
 
@@ -24,8 +24,12 @@ pub fn canvas_ui(
     let current = state.current.as_ref();
     let Some((current, size)) = current.and_then(|c| Some((c, c.texture_size?))) else {
         let text = match current {
-            Some(_) => "Loading the photo…",
-            None => "Drop photos here, paste one (Ctrl+V), or open some (Ctrl+O)",
+            Some(_) => "Loading the photo…".to_owned(),
+            None => format!(
+                "Drop photos here, paste one ({}), or open some ({})",
+                UiCommand::Paste.shortcut_text(ui.ctx()).unwrap_or_default(),
+                UiCommand::Open.shortcut_text(ui.ctx()).unwrap_or_default()
+            ),
         };
         ui.painter().text(
             rect.center(),

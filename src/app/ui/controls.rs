@@ -1,7 +1,7 @@
 //! The right-hand panel: engine (precision, provider, Live), compositing controls, export.
 
 use crate::{
-    app::{AppState, Command, EngineStatus, Settings},
+    app::{AppState, Command, EngineStatus, Settings, UiCommand},
     engine::Precision,
     image_ops::{
         Background,
@@ -62,7 +62,15 @@ fn engine_ui(
     if ui
         .add_enabled(
             state.current.is_some(),
-            egui::Checkbox::new(&mut live, "Live: re-run inference continuously (Ctrl+L)"),
+            egui::Checkbox::new(
+                &mut live,
+                format!(
+                    "Live: re-run inference continuously ({})",
+                    UiCommand::ToggleLive
+                        .shortcut_text(ui.ctx())
+                        .unwrap_or_default()
+                ),
+            ),
         )
         .changed()
     {
@@ -325,9 +333,12 @@ fn export_ui(
     ui.horizontal(|ui| {
         if ui
             .add_enabled(state.has_cutout(), egui::Button::new("Export PNG"))
-            .on_hover_text(
-                "Full resolution, with the threshold, softness and background above (Ctrl+S)",
-            )
+            .on_hover_text(format!(
+                "Full resolution, with the threshold, softness and background above ({})",
+                UiCommand::Export
+                    .shortcut_text(ui.ctx())
+                    .unwrap_or_default()
+            ))
             .clicked()
         {
             commands.push(Command::Export);

@@ -6,7 +6,7 @@ mod controls;
 mod overlay;
 mod queue;
 
-use crate::app::{AppState, Command, EngineStatus, Settings, ViewState};
+use crate::app::{AppState, Command, EngineStatus, Settings, UiCommand, ViewState, commands::Menu};
 
 /// Draws the whole window; returns the canvas rectangle (for zoom commands).
 pub fn app_ui(
@@ -50,61 +50,25 @@ fn menu_bar_ui(
 ) {
     egui::MenuBar::new().ui(ui, |ui| {
         ui.menu_button("File", |ui| {
-            if ui.button("Open photos…  (Ctrl+O)").clicked() {
-                commands.push(Command::OpenDialog);
-            }
-            if ui.button("Paste image  (Ctrl+V)").clicked() {
-                commands.push(Command::Paste);
-            }
-            ui.separator();
-            let ready = state.has_cutout();
-            if ui
-                .add_enabled(ready, egui::Button::new("Export PNG  (Ctrl+S)"))
-                .clicked()
+            for command in UiCommand::ALL
+                .into_iter()
+                .filter(|c| c.menu() == Menu::File)
             {
-                commands.push(Command::Export);
-            }
-            if ui
-                .add_enabled(ready, egui::Button::new("Export as…  (Ctrl+Shift+S)"))
-                .clicked()
-            {
-                commands.push(Command::ExportAs);
-            }
-            if ui
-                .add_enabled(
-                    !state.entries.is_empty(),
-                    egui::Button::new("Export all  (Ctrl+E)"),
-                )
-                .clicked()
-            {
-                commands.push(Command::ExportAll);
-            }
-            if ui.button("Choose export folder…").clicked() {
-                commands.push(Command::ChooseExportFolder);
-            }
-            if ui
-                .add_enabled(ready, egui::Button::new("Copy cutout  (Ctrl+C)"))
-                .clicked()
-            {
-                commands.push(Command::Copy);
-            }
-            ui.separator();
-            if ui.button("Quit  (Ctrl+Q)").clicked() {
-                commands.push(Command::Quit);
+                if matches!(command, UiCommand::Export | UiCommand::Quit) {
+                    ui.separator();
+                }
+                command_button_ui(ui, state, command, commands);
             }
         });
         ui.menu_button("View", |ui| {
-            if ui.button("Zoom in  (Ctrl++)").clicked() {
-                commands.push(Command::ZoomIn);
-            }
-            if ui.button("Zoom out  (Ctrl+-)").clicked() {
-                commands.push(Command::ZoomOut);
-            }
-            if ui.button("Fit  (Ctrl+0)").clicked() {
-                commands.push(Command::ZoomFit);
-            }
-            if ui.button("Actual pixels  (Ctrl+1)").clicked() {
-                commands.push(Command::ZoomActual);
+            for command in UiCommand::ALL
+                .into_iter()
+                .filter(|c| c.menu() == Menu::View)
+            {
+                command_button_ui(ui, state, command, commands);
+                if command == UiCommand::ToggleLive {
+                    ui.separator();
+                }
             }
             ui.separator();
             ui.checkbox(&mut settings.show_overlay, "Latency overlay");
@@ -113,7 +77,48 @@ fn menu_bar_ui(
                 egui::Checkbox::new(&mut settings.overlay_details, "Every stage in the overlay"),
             );
         });
+        ui.menu_button("Help", shortcuts_help_ui);
     });
+}
+
+/// A menu entry for a command from the table: its label, its shortcut, enabled when it can run.
+fn command_button_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    command: UiCommand,
+    commands: &mut Vec<Command>,
+) {
+    let mut button = if command == UiCommand::ToggleLive {
+        egui::Button::selectable(state.live, command.label())
+    } else {
+        egui::Button::new(command.label())
+    };
+    if let Some(keys) = command.shortcut_text(ui.ctx()) {
+        button = button.shortcut_text(keys);
+    }
+    if ui
+        .add_enabled(command.enabled(state), button)
+        .on_hover_text(command.help())
+        .clicked()
+    {
+        commands.push(command.command(state));
+    }
+}
+
+/// Every command with its shortcut and what it does, from the command table.
+fn shortcuts_help_ui(ui: &mut egui::Ui) {
+    ui.strong("Keyboard shortcuts");
+    egui::Grid::new("shortcuts")
+        .num_columns(3)
+        .striped(true)
+        .show(ui, |ui| {
+            for command in UiCommand::ALL {
+                ui.label(command.label());
+                ui.label(command.shortcut_text(ui.ctx()).unwrap_or_default());
+                ui.weak(command.help());
+                ui.end_row();
+            }
+        });
 }
 
 fn status_bar_ui(ui: &mut egui::Ui, state: &AppState) {

@@ -1,0 +1,491 @@
+//! Commands: what the UI asks for ([`Command`]), the table of named commands with their labels
+//! and shortcuts ([`UiCommand`]: the menu, the keyboard handler and the help read from it), and
+//! applying a command to the app.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    AppState, CutoutApp, EngineStatus, EntryId, ViewState,
+    tasks::{self, AfterFolder},
+};
+use crate::engine::Precision;
+
+/// What the UI asks for (anything that is more than a redraw).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Show the open dialog.
+    OpenDialog,
+    /// Add files and folders to the queue.
+    Add(Vec<PathBuf>),
+    /// Put a photo on screen.
+    Select(EntryId),
+    /// Remove a photo from the queue.
+    Remove(EntryId),
+    /// Export the photo on screen into the export folder.
+    Export,
+    /// Export the photo on screen under a name chosen in a dialog.
+    ExportAs,
+    /// Export every photo of the queue into the export folder.
+    ExportAll,
+    /// Choose the export folder.
+    ChooseExportFolder,
+    /// Use this export folder (typed in the Export panel); made when missing.
+    SetExportFolder(PathBuf),
+    /// Copy the cutout to the clipboard.
+    Copy,
+    /// Paste an image (or file paths) from the clipboard.
+    Paste,
+    /// Switch precision (reloads the session on the worker).
+    SetPrecision(Precision),
+    /// Switch provider (`auto`, `tensorrt`, `cuda`, `cpu`).
+    SetProvider(String),
+    /// Switch model (a manifest name; fetched on first use, with progress).
+    SetModel(String),
+    /// Stop the model fetch in progress and go back to the model before it.
+    CancelFetch,
+    /// Turn continuous re-inference on or off.
+    SetLive(bool),
+    /// Zoom in around the canvas centre.
+    ZoomIn,
+    /// Zoom out around the canvas centre.
+    ZoomOut,
+    /// Fit the photo in the canvas.
+    ZoomFit,
+    /// One photo pixel per screen pixel.
+    ZoomActual,
+    /// Close the window.
+    Quit,
+}
+
+/// The commands that have a name, a menu entry and (most) a keyboard shortcut, defined once: the
+/// menu, the keyboard handler and the help window all read this table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UiCommand {
+    /// Open photos with the file dialog.
+    Open,
+    /// Paste an image or file paths.
+    Paste,
+    /// Export the photo on screen.
+    Export,
+    /// Export the photo on screen under a chosen name.
+    ExportAs,
+    /// Export every photo in the queue.
+    ExportAll,
+    /// Choose the export folder.
+    ChooseExportFolder,
+    /// Copy the cutout.
+    Copy,
+    /// Close the window.
+    Quit,
+    /// Live inference on or off.
+    ToggleLive,
+    /// Zoom in.
+    ZoomIn,
+    /// Zoom out.
+    ZoomOut,
+    /// Fit the photo in the canvas.
+    ZoomFit,
+    /// One photo pixel per screen pixel.
+    ZoomActual,
+}
+
+/// Where a command sits in the menu bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Menu {
+    /// File.
+    File,
+    /// View.
+    View,
+}
+
+impl UiCommand {
+    /// Every command, in menu order.
+    pub const ALL: [Self; 13] = [
+        Self::Open,
+        Self::Paste,
+        Self::Export,
+        Self::ExportAs,
+        Self::ExportAll,
+        Self::ChooseExportFolder,
+        Self::Copy,
+        Self::Quit,
+        Self::ToggleLive,
+        Self::ZoomIn,
+        Self::ZoomOut,
+        Self::ZoomFit,
+        Self::ZoomActual,
+    ];
+
+    /// The menu entry's words.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Open => "Open photos…",
+            Self::Paste => "Paste image",
+            Self::Export => "Export PNG",
+            Self::ExportAs => "Export as…",
+            Self::ExportAll => "Export all",
+            Self::ChooseExportFolder => "Choose export folder…",
+            Self::Copy => "Copy cutout",
+            Self::Quit => "Quit",
+            Self::ToggleLive => "Live inference",
+            Self::ZoomIn => "Zoom in",
+            Self::ZoomOut => "Zoom out",
+            Self::ZoomFit => "Fit",
+            Self::ZoomActual => "Actual pixels",
+        }
+    }
+
+    /// What it does, in a sentence (the help window and tooltips).
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::Open => "Add photos or folders to the queue.",
+            Self::Paste => "Add the image (or the file paths) on the clipboard.",
+            Self::Export => {
+                "Write the photo on screen as a transparent PNG into the export folder, at full resolution."
+            }
+            Self::ExportAs => "Write the photo on screen under a name you choose.",
+            Self::ExportAll => "Write every photo in the queue into the export folder.",
+            Self::ChooseExportFolder => "Choose where exports go.",
+            Self::Copy => "Copy the cutout to the clipboard as an image.",
+            Self::Quit => "Close cutout.",
+            Self::ToggleLive => "Run the network again and again on the photo on screen.",
+            Self::ZoomIn => "Zoom in around the middle of the canvas (or scroll).",
+            Self::ZoomOut => "Zoom out around the middle of the canvas (or scroll).",
+            Self::ZoomFit => "Fit the whole photo in the canvas.",
+            Self::ZoomActual => "Show one photo pixel per screen pixel.",
+        }
+    }
+
+    /// The menu it is in.
+    pub fn menu(self) -> Menu {
+        match self {
+            Self::ToggleLive | Self::ZoomIn | Self::ZoomOut | Self::ZoomFit | Self::ZoomActual => {
+                Menu::View
+            }
+            _ => Menu::File,
+        }
+    }
+
+    /// Its keyboard shortcuts; the first is the one shown. Command is Ctrl, or ⌘ on macOS.
+    pub fn shortcuts(self) -> &'static [egui::KeyboardShortcut] {
+        use egui::{Key, KeyboardShortcut as K, Modifiers as M};
+        const CMD: M = M::COMMAND;
+        const CMD_SHIFT: M = M {
+            shift: true,
+            ..M::COMMAND
+        };
+        match self {
+            Self::Open => &[K {
+                modifiers: CMD,
+                logical_key: Key::O,
+            }],
+            Self::Paste => &[K {
+                modifiers: CMD,
+                logical_key: Key::V,
+            }],
+            Self::Export => &[K {
+                modifiers: CMD,
+                logical_key: Key::S,
+            }],
+            Self::ExportAs => &[K {
+                modifiers: CMD_SHIFT,
+                logical_key: Key::S,
+            }],
+            Self::ExportAll => &[K {
+                modifiers: CMD,
+                logical_key: Key::E,
+            }],
+            Self::ChooseExportFolder => &[],
+            Self::Copy => &[K {
+                modifiers: CMD,
+                logical_key: Key::C,
+            }],
+            Self::Quit => &[K {
+                modifiers: CMD,
+                logical_key: Key::Q,
+            }],
+            Self::ToggleLive => &[K {
+                modifiers: CMD,
+                logical_key: Key::L,
+            }],
+            Self::ZoomIn => &[
+                K {
+                    modifiers: CMD,
+                    logical_key: Key::Plus,
+                },
+                K {
+                    modifiers: CMD,
+                    logical_key: Key::Equals,
+                },
+            ],
+            Self::ZoomOut => &[K {
+                modifiers: CMD,
+                logical_key: Key::Minus,
+            }],
+            Self::ZoomFit => &[K {
+                modifiers: CMD,
+                logical_key: Key::Num0,
+            }],
+            Self::ZoomActual => &[K {
+                modifiers: CMD,
+                logical_key: Key::Num1,
+            }],
+        }
+    }
+
+    /// Copy and paste arrive as the platform's clipboard events, not as key presses.
+    fn from_clipboard_event(self) -> bool {
+        matches!(self, Self::Copy | Self::Paste)
+    }
+
+    /// The shown shortcut in the platform's words (`Ctrl+S`, or `⌘S` on macOS).
+    pub fn shortcut_text(self, ctx: &egui::Context) -> Option<String> {
+        self.shortcuts().first().map(|s| ctx.format_shortcut(s))
+    }
+
+    /// The label with its shortcut in brackets, for a hint in running text.
+    pub fn hint(self, ctx: &egui::Context) -> String {
+        match self.shortcut_text(ctx) {
+            Some(keys) => format!("{} ({keys})", self.label()),
+            None => self.label().to_owned(),
+        }
+    }
+
+    /// Whether it can run now.
+    pub fn enabled(self, state: &AppState) -> bool {
+        match self {
+            Self::Export | Self::ExportAs | Self::Copy => state.has_cutout(),
+            Self::ExportAll => !state.entries.is_empty(),
+            _ => true,
+        }
+    }
+
+    /// The command it stands for now.
+    pub fn command(self, state: &AppState) -> Command {
+        match self {
+            Self::Open => Command::OpenDialog,
+            Self::Paste => Command::Paste,
+            Self::Export => Command::Export,
+            Self::ExportAs => Command::ExportAs,
+            Self::ExportAll => Command::ExportAll,
+            Self::ChooseExportFolder => Command::ChooseExportFolder,
+            Self::Copy => Command::Copy,
+            Self::Quit => Command::Quit,
+            Self::ToggleLive => Command::SetLive(!state.live),
+            Self::ZoomIn => Command::ZoomIn,
+            Self::ZoomOut => Command::ZoomOut,
+            Self::ZoomFit => Command::ZoomFit,
+            Self::ZoomActual => Command::ZoomActual,
+        }
+    }
+}
+
+impl CutoutApp {
+    // ---- commands ---------------------------------------------------------------------------
+
+    pub(super) fn apply(&mut self, command: Command) {
+        match command {
+            Command::OpenDialog => {
+                if let Some(why) = tasks::file_dialog_missing() {
+                    return self.state.post(
+                        format!(
+                            "{why}; drop photos onto the window, paste one ({}) or name them on the command line",
+                            UiCommand::Paste.shortcut_text(&self.ctx).unwrap_or_default()
+                        ),
+                        true,
+                    );
+                }
+                if let Err(e) = self
+                    .tasks
+                    .open_files(&self.ctx, self.settings.open_dir.clone())
+                {
+                    self.state.post(e, true);
+                }
+            }
+            Command::Add(paths) => self.add_paths(&paths),
+            Command::Select(entry) => {
+                if self.state.current.as_ref().map(|c| c.entry) != Some(entry) {
+                    self.select(entry);
+                }
+            }
+            Command::Remove(entry) => self.remove(entry),
+            Command::Export => self.export_current(),
+            Command::ExportAs => {
+                let Some(entry) = self.state.current_entry() else {
+                    return self.state.post("open a photo first, then export it", true);
+                };
+                if let Some(why) = tasks::file_dialog_missing() {
+                    return self.export_without_dialog(&why, AfterFolder::ExportCurrent);
+                }
+                let name = Self::export_path(Path::new(""), entry, &HashSet::new());
+                let start = self.settings.export_dir.clone();
+                if let Err(e) =
+                    self.tasks
+                        .save_file(&self.ctx, start, name.to_string_lossy().into_owned())
+                {
+                    self.state.post(e, true);
+                }
+            }
+            Command::ExportAll => self.export_all(),
+            Command::ChooseExportFolder => self.ask_export_folder(AfterFolder::Remember),
+            Command::SetExportFolder(dir) => match std::fs::create_dir_all(&dir) {
+                Ok(()) => {
+                    self.state
+                        .post(format!("exports go to {}", dir.display()), false);
+                    self.settings.export_dir = Some(dir);
+                }
+                Err(e) => self.state.post(
+                    format!("cannot use that folder ({e}): {}", dir.display()),
+                    true,
+                ),
+            },
+            Command::Copy => {
+                let ready = self
+                    .state
+                    .current
+                    .as_ref()
+                    .and_then(|c| Some((c.photo.clone()?, c.mask.clone()?)));
+                match ready {
+                    Some((photo, mask)) => {
+                        if let Err(e) = self.tasks.prepare_clipboard(
+                            &self.ctx,
+                            photo,
+                            mask,
+                            self.settings.composite,
+                        ) {
+                            self.state.post(e, true);
+                        }
+                    }
+                    None => self.state.post("there is no cutout to copy yet", true),
+                }
+            }
+            Command::Paste => {
+                self.ctx
+                    .send_viewport_cmd(egui::ViewportCommand::RequestPaste);
+            }
+            Command::SetPrecision(precision) => {
+                if self.settings.precision() != precision {
+                    self.settings.set_precision(precision);
+                    self.configure();
+                }
+            }
+            Command::SetProvider(provider) => {
+                if self.settings.provider != provider {
+                    self.settings.provider = provider;
+                    self.configure();
+                }
+            }
+            Command::SetModel(model) => {
+                if self.settings.model_name() != model {
+                    self.settings.model = model;
+                    self.configure();
+                }
+            }
+            Command::CancelFetch => self.worker.cancel_configure(),
+            Command::SetLive(live) => {
+                self.state.live = live;
+                let idle = self.state.current.as_ref().is_some_and(|c| !c.busy);
+                if live && idle && matches!(self.state.engine, EngineStatus::Ready { .. }) {
+                    self.rerun_current();
+                }
+            }
+            Command::ZoomIn | Command::ZoomOut | Command::ZoomFit | Command::ZoomActual => {
+                self.zoom(&command);
+            }
+            Command::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+        }
+    }
+
+    pub(super) fn zoom(&mut self, command: &Command) {
+        let Some(size) = self.state.current.as_ref().and_then(|c| c.texture_size) else {
+            return;
+        };
+        let canvas = self.canvas_rect;
+        match command {
+            Command::ZoomIn => self.view.zoom_at(canvas, size, canvas.center(), 1.25),
+            Command::ZoomOut => self.view.zoom_at(canvas, size, canvas.center(), 0.8),
+            Command::ZoomFit => self.view = ViewState::default(),
+            _ => self.view.actual_size(size, self.ctx.pixels_per_point()),
+        }
+    }
+
+    /// Keyboard shortcuts, dropped files and clipboard events.
+    pub(super) fn handle_input(&mut self, ctx: &egui::Context) {
+        let mut commands = Vec::new();
+        ctx.input_mut(|i| {
+            for command in UiCommand::ALL {
+                if command.from_clipboard_event() {
+                    continue;
+                }
+                if command.shortcuts().iter().any(|s| i.consume_shortcut(s)) {
+                    commands.push(command.command(&self.state));
+                }
+            }
+        });
+        let (dropped, events) = ctx.input(|i| (i.raw.dropped_files.clone(), i.events.clone()));
+        let paths: Vec<PathBuf> = dropped
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !paths.is_empty() {
+            commands.push(Command::Add(paths));
+        }
+        for event in events {
+            match event {
+                egui::Event::Copy => commands.push(Command::Copy),
+                egui::Event::PasteImage(image) => self.paste_image(&image),
+                egui::Event::Paste(text) => self.paste_text(&text),
+                _ => {}
+            }
+        }
+        self.commands.extend(commands);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shortcut_belongs_to_one_command() {
+        let mut seen = Vec::new();
+        for command in UiCommand::ALL {
+            assert!(!command.label().is_empty() && !command.help().is_empty());
+            for shortcut in command.shortcuts() {
+                assert!(
+                    !seen.contains(shortcut),
+                    "{shortcut:?} is given to two commands"
+                );
+                seen.push(*shortcut);
+            }
+        }
+        let distinct: std::collections::HashSet<_> =
+            UiCommand::ALL.iter().map(|c| c.label()).collect();
+        assert_eq!(distinct.len(), UiCommand::ALL.len(), "labels are distinct");
+    }
+
+    #[test]
+    fn shortcuts_speak_the_platform_s_words() {
+        let ctx = egui::Context::default();
+        // Fonts (which decide whether ⌘ can be drawn) exist after the first pass.
+        let _ = ctx.run_ui(egui::RawInput::default(), |_| {});
+        ctx.set_os(egui::os::OperatingSystem::Nix);
+        assert_eq!(
+            UiCommand::ExportAs.shortcut_text(&ctx).as_deref(),
+            Some("Ctrl+Shift+S")
+        );
+        assert_eq!(UiCommand::Export.hint(&ctx), "Export PNG (Ctrl+S)");
+        ctx.set_os(egui::os::OperatingSystem::Mac);
+        let mac = UiCommand::Export.shortcut_text(&ctx).unwrap();
+        assert!(
+            mac == "⌘S" || mac == "Cmd+S",
+            "macOS shows Command, not Ctrl: {mac}"
+        );
+        assert_eq!(UiCommand::ChooseExportFolder.shortcut_text(&ctx), None);
+    }
+}

@@ -1,0 +1,310 @@
+//! Talking to the worker: the outbox (its queue is bounded, and lanes are kept apart), the
+//! session's configuration, and what each [`Response`] does to the state.
+
+use std::{sync::Arc, time::Instant};
+
+use image::{GrayImage, RgbImage};
+
+use super::{CutoutApp, EngineStatus, EntryId, EntryStatus, Purpose, state};
+use crate::{
+    engine::Precision,
+    image_ops::{self},
+    worker::{JobId, Request, Response, RunInfo, SendError},
+};
+
+impl CutoutApp {
+    pub(super) fn send(&mut self, request: Request) {
+        self.outbox.push_back(request);
+        self.flush_outbox();
+    }
+
+    /// Hands queued requests to the worker, in order within each lane; a full lane does not hold
+    /// up the other (a click on a photo during "Export all" goes ahead of the exports).
+    pub(super) fn flush_outbox(&mut self) {
+        let mut kept = std::collections::VecDeque::new();
+        let mut full = [false; 2];
+        while let Some(request) = self.outbox.pop_front() {
+            let lane = request.lane() as usize;
+            if full[lane] {
+                kept.push_back(request);
+                continue;
+            }
+            match self.worker.send(request) {
+                Ok(()) => {}
+                Err(SendError::Busy(request)) => {
+                    full[lane] = true;
+                    kept.push_back(request);
+                }
+                Err(SendError::Stopped) => {
+                    self.state
+                        .post("the worker thread has stopped; restart cutout", true);
+                    return;
+                }
+            }
+        }
+        self.outbox = kept;
+    }
+
+    pub(super) fn configure(&mut self) {
+        self.state.engine = EngineStatus::Configuring {
+            what: format!(
+                "{} on {}, {}",
+                self.settings.model_name(),
+                self.settings.provider_request(),
+                self.settings.precision()
+            ),
+            since: Instant::now(),
+            fetch: None,
+        };
+        self.send(Request::Configure {
+            model: self.settings.model_choice(),
+            options: self.settings.segmenter_options(),
+        });
+    }
+
+    // ---- worker responses -------------------------------------------------------------------
+
+    pub(super) fn handle_response(&mut self, response: Response) {
+        match response {
+            Response::Configuring { what } => {
+                let since = match &self.state.engine {
+                    EngineStatus::Configuring { since, .. } => *since,
+                    _ => Instant::now(),
+                };
+                self.state.engine = EngineStatus::Configuring {
+                    what,
+                    since,
+                    fetch: None,
+                };
+            }
+            Response::Fetching {
+                model,
+                stage,
+                done,
+                total,
+            } => {
+                if let EngineStatus::Configuring { what, fetch, .. } = &mut self.state.engine {
+                    *what = format!("{} {model}", stage.label());
+                    *fetch = Some(state::FetchStatus { stage, done, total });
+                }
+            }
+            Response::Ready {
+                model,
+                report,
+                startup,
+                input_side_px,
+            } => {
+                // The first session shows which provider runs: settle the `auto` choices, and
+                // load the model they pick before any photo runs.
+                if self.settings.settle_auto(report.provider) {
+                    self.state.post(
+                        format!(
+                            "{} runs here, so cutout uses {} in {}; change it in the Engine panel",
+                            report.provider,
+                            self.settings.model_name(),
+                            self.settings.precision()
+                        ),
+                        false,
+                    );
+                    self.configure();
+                    return;
+                }
+                let model_changed = self.loaded_model.as_deref() != Some(model.as_str());
+                if model_changed {
+                    // Timings and masks of another network would mislead the comparison.
+                    self.state.stats.infer_by_run.clear();
+                    if let Some(current) = &mut self.state.current {
+                        current.masks_by_precision.clear();
+                        current.difference = None;
+                    }
+                }
+                self.loaded_model = Some(model.clone());
+                self.state.models = state::ModelEntry::all(&self.dirs);
+                self.state.engine = EngineStatus::Ready {
+                    model,
+                    report,
+                    startup,
+                    input_side_px,
+                };
+                self.state.stats.reset_stages();
+                // Photos that failed only because no model was loaded get another go.
+                let retry: Vec<EntryId> = self
+                    .state
+                    .entries
+                    .iter()
+                    .filter(|e| e.status == EntryStatus::Pending)
+                    .map(|e| e.id)
+                    .filter(|id| !self.jobs.values().any(|(e, _)| e == id))
+                    .collect();
+                for id in retry {
+                    if self.state.current.as_ref().is_some_and(|c| c.entry == id) {
+                        continue;
+                    }
+                    self.scan(id);
+                }
+                if self.state.current.is_some() {
+                    self.rerun_current();
+                }
+            }
+            Response::ConfigureFailed { error, cancelled } => {
+                if cancelled
+                    && let Some(previous) = self.loaded_model.clone()
+                    && previous != self.settings.model_name()
+                {
+                    self.state
+                        .post(format!("{error}; back to {previous}"), false);
+                    self.settings.model = previous;
+                    self.configure();
+                    return;
+                }
+                self.state
+                    .post(format!("the model could not be loaded: {error}"), true);
+                self.state.engine = EngineStatus::Failed(error);
+                if let Some(current) = &mut self.state.current {
+                    current.busy = false;
+                }
+            }
+            Response::Decoded { id, rgb, thumbnail } => self.on_decoded(id, &rgb, &thumbnail),
+            Response::Mask {
+                id,
+                mask,
+                timings,
+                ran,
+            } => self.on_mask(id, mask, &timings, ran),
+            Response::Exported { id, path, write_ms } => {
+                let Some((entry, _)) = self.jobs.remove(&id) else {
+                    return;
+                };
+                if let Some(e) = self.state.entry_mut(entry) {
+                    e.status = EntryStatus::Exported(path.clone());
+                }
+                self.bump_export(true);
+                self.state.post(
+                    format!("exported in {write_ms:.0} ms: {}", path.display()),
+                    false,
+                );
+            }
+            Response::Failed { id, error } => {
+                let Some((entry, purpose)) = self.jobs.remove(&id) else {
+                    return;
+                };
+                let engine_ready = matches!(self.state.engine, EngineStatus::Ready { .. });
+                if let Some(e) = self.state.entry_mut(entry) {
+                    // Without a model every job fails; that is not the photo's fault. Nor is a
+                    // failed write (a full disk, a read-only folder): the photo stays ready to
+                    // export again elsewhere.
+                    e.status = if !engine_ready {
+                        EntryStatus::Pending
+                    } else if purpose == Purpose::Export && e.status != EntryStatus::Pending {
+                        e.status.clone()
+                    } else {
+                        EntryStatus::Failed(error.clone())
+                    };
+                }
+                if purpose == Purpose::Export {
+                    self.bump_export(false);
+                }
+                if let Some(current) = &mut self.state.current
+                    && current.job == id
+                {
+                    current.busy = false;
+                    self.state.live = false;
+                }
+                if engine_ready {
+                    self.state.post(error, true);
+                }
+            }
+            Response::Panicked { message } => {
+                self.state.post(
+                    format!("the worker hit an internal error ({message}); reloading the model"),
+                    true,
+                );
+                self.state.live = false;
+                self.jobs.clear();
+                if let Some(current) = &mut self.state.current {
+                    current.busy = false;
+                }
+                self.configure();
+            }
+        }
+    }
+
+    pub(super) fn on_decoded(&mut self, id: JobId, rgb: &Arc<RgbImage>, thumbnail: &RgbImage) {
+        let Some(&(entry, purpose)) = self.jobs.get(&id) else {
+            return;
+        };
+        if let Some(e) = self.state.entry_mut(entry)
+            && e.thumbnail.is_none()
+        {
+            let image = egui::ColorImage::from_rgb(
+                [thumbnail.width() as usize, thumbnail.height() as usize],
+                thumbnail.as_raw(),
+            );
+            e.thumbnail = Some(self.ctx.load_texture(
+                format!("thumbnail-{entry}"),
+                image,
+                egui::TextureOptions::LINEAR,
+            ));
+        }
+        let is_current = self.state.current.as_ref().is_some_and(|c| c.job == id);
+        if purpose == Purpose::Preview && is_current {
+            self.install_photo(rgb);
+            if let Some(current) = &mut self.state.current {
+                current.photo = Some(Arc::clone(rgb));
+            }
+        }
+    }
+
+    pub(super) fn on_mask(
+        &mut self,
+        id: JobId,
+        mask: Arc<GrayImage>,
+        timings: &crate::worker::MaskTimings,
+        ran: RunInfo,
+    ) {
+        let Some((entry, purpose)) = self.jobs.remove(&id) else {
+            return;
+        };
+        if let Some(e) = self.state.entry_mut(entry)
+            && !matches!(e.status, EntryStatus::Exported(_))
+        {
+            e.status = EntryStatus::Done;
+        }
+        if purpose == Purpose::Export {
+            return;
+        }
+        let is_current = self.state.current.as_ref().is_some_and(|c| c.job == id);
+        if !is_current {
+            return;
+        }
+        self.state.stats.record(timings, ran);
+        if let (Some(model), Some(median)) = (
+            self.loaded_model.as_deref(),
+            self.state.stats.infer.summary().map(|s| s.median),
+        ) {
+            self.settings.remember_infer_ms(model, ran.provider, median);
+        }
+        self.install_mask(&mask, ran);
+        if let Some(current) = &mut self.state.current {
+            // Live re-runs of the same precision give the same mask: compare only when the
+            // precision changed (a 12 MP comparison costs ~10 ms on the UI thread).
+            let precision_changed = current.ran.map(|r| r.precision) != Some(ran.precision);
+            current.busy = false;
+            current.ran = Some(ran);
+            current
+                .masks_by_precision
+                .insert(ran.precision, Arc::clone(&mask));
+            if let (Some(a), Some(b)) = (
+                current.masks_by_precision.get(&Precision::Fp32),
+                current.masks_by_precision.get(&Precision::Fp16),
+            ) && (current.difference.is_none() || precision_changed)
+            {
+                current.difference = image_ops::mask_difference(a, b);
+            }
+            current.mask = Some(mask);
+        }
+        if self.state.live && matches!(self.state.engine, EngineStatus::Ready { .. }) {
+            self.rerun_current();
+        }
+    }
+}
