@@ -237,7 +237,7 @@ impl UiCommand {
     }
 
     /// Copy and paste arrive as the platform's clipboard events, not as key presses.
-    fn from_clipboard_event(self) -> bool {
+    fn arrives_as_clipboard_event(self) -> bool {
         matches!(self, Self::Copy | Self::Paste)
     }
 
@@ -417,7 +417,7 @@ impl CutoutApp {
         let mut commands = Vec::new();
         ctx.input_mut(|i| {
             for command in UiCommand::ALL {
-                if command.from_clipboard_event() {
+                if command.arrives_as_clipboard_event() {
                     continue;
                 }
                 if command.shortcuts().iter().any(|s| i.consume_shortcut(s)) {
