@@ -1,0 +1,272 @@
+//! Building the session for one provider: options per provider, the prepared model, device IO on
+//! a GPU and the first inference (a failed CUDA-graph capture rebuilds without graphs).
+
+use std::{path::Path, time::Instant};
+
+use ort::{
+    ep::{self, ExecutionProvider as _},
+    session::{RunOptions, Session, builder::GraphOptimizationLevel},
+};
+
+use super::device_io::{DeviceIo, check_io, run_bound};
+use super::{ConvSearch, SegmenterOptions, StartupTimings, ms_since};
+use crate::engine::{
+    EngineError,
+    models::ResolvedModel,
+    providers::{Precision, ProviderKind, explain_failure},
+    runtime::Runtime,
+};
+
+pub(super) enum SessionFailure {
+    /// The provider could not run: try the next one.
+    Provider(String),
+    /// The model itself is unusable: no provider will help.
+    Model(EngineError),
+}
+
+/// Builds the session for one provider, sets up device IO on a GPU and runs the first inference.
+/// On the CUDA provider a failed CUDA-graph capture rebuilds the session without graphs, noted in
+/// `features`.
+pub(super) fn start(
+    runtime: &Runtime,
+    prepared: &Path,
+    provider: ProviderKind,
+    options: &SegmenterOptions,
+    cache_dir: &Path,
+    model: &ResolvedModel,
+    features: &mut Vec<String>,
+) -> Result<(Session, Option<DeviceIo>, StartupTimings), SessionFailure> {
+    let mut graphs = provider == ProviderKind::Cuda && options.cuda_graphs;
+    loop {
+        let started = Instant::now();
+        let session = build_session(
+            runtime, prepared, provider, options, cache_dir, model, graphs,
+        )?;
+        let session_ms = ms_since(started);
+        let outcome = if provider == ProviderKind::Cpu {
+            Ok((session, None, session_ms))
+        } else {
+            first_device_run(session, options, model).map(|(s, d)| (s, Some(d), session_ms))
+        };
+        match outcome {
+            Ok((session, device, session_ms)) => {
+                let first_run_ms = ms_since(started) - session_ms;
+                features.extend(provider_features(provider, options, graphs));
+                return Ok((
+                    session,
+                    device,
+                    StartupTimings {
+                        prepare_ms: 0.0,
+                        session_ms,
+                        first_run_ms,
+                    },
+                ));
+            }
+            Err(reason) if graphs => {
+                tracing::warn!("CUDA graph capture failed, running without it: {reason}");
+                features.push(format!("CUDA graphs off ({reason})"));
+                graphs = false;
+            }
+            Err(reason) => {
+                return Err(SessionFailure::Provider(explain_failure(provider, &reason)));
+            }
+        }
+    }
+}
+
+fn provider_features(
+    provider: ProviderKind,
+    options: &SegmenterOptions,
+    graphs: bool,
+) -> Vec<String> {
+    let mut out = vec!["fixed-shape prepared model".to_owned()];
+    match provider {
+        ProviderKind::Cuda => {
+            let search = match options.conv_search {
+                ConvSearch::Exhaustive => "cuDNN exhaustive search",
+                ConvSearch::Heuristic => "cuDNN heuristic search",
+            };
+            let layout = if options.prefer_nhwc { "NHWC" } else { "NCHW" };
+            out.extend([
+                "IO binding".to_owned(),
+                search.to_owned(),
+                layout.to_owned(),
+            ]);
+            if graphs {
+                // ONNX Runtime captures a CUDA graph only when every node runs on CUDA.
+                out.push("CUDA graphs (all nodes on the GPU)".to_owned());
+            }
+        }
+        ProviderKind::TensorRt => {
+            out.extend([
+                "IO binding".to_owned(),
+                "engine and timing cache".to_owned(),
+            ]);
+            if options.precision == Precision::Fp16 {
+                out.push("TensorRT FP16".to_owned());
+            }
+        }
+        ProviderKind::Cpu => {}
+    }
+    out
+}
+
+/// Binds device tensors and runs once (for CUDA graphs, this is the capture).
+fn first_device_run(
+    mut session: Session,
+    options: &SegmenterOptions,
+    model: &ResolvedModel,
+) -> Result<(Session, DeviceIo), String> {
+    let side_px = options.input_side_px.unwrap_or(model.spec.input_size);
+    let side = side_px as usize;
+    let (input_name, output_name) =
+        check_io(&session, &model.path, side_px).map_err(|e| e.to_string())?;
+    let mut device = DeviceIo::new(&session, &input_name, &output_name, side)
+        .map_err(|e| format!("cannot bind GPU buffers: {e}"))?;
+    // A mid-grey image: realistic values, not zeros (which can take faster paths).
+    let grey = vec![0.1f32; 3 * side * side];
+    device.upload(&grey).map_err(|e| e.to_string())?;
+    let run_options = RunOptions::new().map_err(|e| e.to_string())?;
+    run_bound(&mut session, &mut device, &run_options).map_err(|e| e.to_string())?;
+    Ok((session, device))
+}
+
+fn build_session(
+    runtime: &Runtime,
+    model_path: &Path,
+    provider: ProviderKind,
+    options: &SegmenterOptions,
+    cache_dir: &Path,
+    model: &ResolvedModel,
+    cuda_graphs: bool,
+) -> Result<Session, SessionFailure> {
+    let setup =
+        |e: &dyn std::fmt::Display| SessionFailure::Model(EngineError::Setup(e.to_string()));
+    let mut builder = Session::builder(&runtime.env)
+        .map_err(|e| setup(&e))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| setup(&e))?;
+    if let Some(threads) = options.intra_threads {
+        builder = builder.with_intra_threads(threads).map_err(|e| setup(&e))?;
+    }
+    let provider_available = |available: ort::Result<bool>, name: &str| match available {
+        Ok(true) => Ok(()),
+        _ => Err(SessionFailure::Provider(format!(
+            "this ONNX Runtime build has no {name} provider; run `cutout setup --gpu` to install onnxruntime-gpu"
+        ))),
+    };
+    let dispatch = match provider {
+        ProviderKind::TensorRt => {
+            provider_available(ep::TensorRT::is_available(), "TensorRT")?;
+            let cache = cache_dir.join("tensorrt");
+            let _ = std::fs::create_dir_all(&cache);
+            let side = options.input_side_px.unwrap_or(model.spec.input_size);
+            // Engines are tied to model, precision, shape, TensorRT version and GPU: the prefix
+            // carries the first three and ONNX Runtime's version; TensorRT adds its own
+            // hardware and version checks and rebuilds on mismatch.
+            let gpu = crate::engine::doctor::nvidia_gpu().unwrap_or_default();
+            let gpu_tag: String = gpu
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect();
+            let prefix = format!(
+                "{}_{side}px_{}_ort{}_{gpu_tag}",
+                model.sha256.get(..16).unwrap_or(&model.sha256),
+                options.precision.as_str(),
+                runtime.version.replace('.', "_")
+            );
+            Some(
+                ep::TensorRT::default()
+                    .with_device_id(0)
+                    .with_fp16(options.precision == Precision::Fp16)
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(cache.display())
+                    .with_engine_cache_prefix(prefix)
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(cache.display())
+                    .with_max_workspace_size(options.tensorrt_workspace_bytes)
+                    .build(),
+            )
+        }
+        ProviderKind::Cuda => {
+            provider_available(ep::CUDA::is_available(), "CUDA")?;
+            Some(
+                ep::CUDA::default()
+                    .with_device_id(0)
+                    // One fixed shape: an exhaustive search runs once, at the first inference.
+                    .with_conv_algorithm_search(match options.conv_search {
+                        ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+                        ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+                    })
+                    .with_prefer_nhwc(options.prefer_nhwc)
+                    .with_cuda_graph(cuda_graphs)
+                    .build(),
+            )
+        }
+        ProviderKind::Cpu => None,
+    };
+    if let Some(dispatch) = dispatch {
+        builder = builder
+            .with_execution_providers([dispatch.error_on_failure()])
+            .map_err(|e| SessionFailure::Provider(explain_failure(provider, e.message())))?;
+    }
+    builder.commit_from_file(model_path).map_err(|e| {
+        let message = e.to_string();
+        // A GPU provider that registered can still fail when the session starts (no device, a
+        // library loaded lazily); the CPU provider failing means the model itself is bad.
+        if provider == ProviderKind::Cpu {
+            SessionFailure::Model(EngineError::LoadModel {
+                path: model_path.to_owned(),
+                reason: message,
+            })
+        } else {
+            SessionFailure::Provider(explain_failure(provider, &message))
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_what_is_really_switched_on() {
+        let mut options = SegmenterOptions::default();
+        let cuda = provider_features(ProviderKind::Cuda, &options, true);
+        assert_eq!(
+            cuda,
+            [
+                "fixed-shape prepared model",
+                "IO binding",
+                "cuDNN exhaustive search",
+                "NHWC",
+                "CUDA graphs (all nodes on the GPU)"
+            ]
+        );
+        options.prefer_nhwc = false;
+        options.conv_search = ConvSearch::Heuristic;
+        let cuda = provider_features(ProviderKind::Cuda, &options, false);
+        assert_eq!(
+            cuda,
+            [
+                "fixed-shape prepared model",
+                "IO binding",
+                "cuDNN heuristic search",
+                "NCHW"
+            ]
+        );
+        options.precision = Precision::Fp16;
+        assert!(
+            provider_features(ProviderKind::TensorRt, &options, false)
+                .contains(&"TensorRT FP16".to_owned())
+        );
+        assert_eq!(
+            provider_features(ProviderKind::Cpu, &options, false),
+            ["fixed-shape prepared model"]
+        );
+    }
+}
