@@ -1,0 +1,388 @@
+//! Batch background removal: file → decode → preprocess → infer → postprocess → PNG on disk.
+//!
+//! Three stages overlap on their own threads, joined by bounded channels: decoding and
+//! preprocessing the next photo, running the network on the current one, and resizing the mask and
+//! encoding the previous one. A photo that fails at any stage becomes an [`Outcome`] with the
+//! reason; the rest of the batch goes on.
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
+
+use image::{ExtendedColorType, GrayImage, RgbImage};
+
+mod plan;
+
+pub use plan::{Found, IMAGE_EXTENSIONS, PlanError, PlanOptions, expand_inputs, plan_jobs};
+
+use crate::{
+    engine::{EngineError, MaskPipeline, Segmenter},
+    finish::{FinishError, Finisher},
+    image_ops::{
+        self, Background, CompositeSettings, DecodeLimits, ImageError, refine::RefineSettings,
+    },
+};
+
+/// What to write for each photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputKind {
+    /// Transparent PNG: the photo's colours with the mask as alpha.
+    #[default]
+    Cutout,
+    /// The mask alone, as an 8-bit grey PNG.
+    MaskOnly,
+    /// The subject over an opaque colour.
+    OverColor([u8; 3]),
+}
+
+/// One photo and where its result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The photo.
+    pub input: PathBuf,
+    /// The PNG to write.
+    pub output: PathBuf,
+}
+
+/// Milliseconds spent in each stage for one photo.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StageTimings {
+    /// Reading and decoding the file.
+    pub decode_ms: f64,
+    /// Resizing to the model size and normalising.
+    pub preprocess_ms: f64,
+    /// The network.
+    pub infer_ms: f64,
+    /// Mask back to full size and compositing.
+    pub postprocess_ms: f64,
+    /// PNG encoding and the atomic write.
+    pub encode_ms: f64,
+}
+
+/// Why one photo failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Reading, decoding or writing.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The network.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Edge refinement or compositing.
+    #[error(transparent)]
+    Finish(#[from] FinishError),
+}
+
+/// What happened to one photo.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The job.
+    pub job: Job,
+    /// Timings, or why it failed.
+    pub result: Result<StageTimings, JobError>,
+}
+
+/// Settings for [`run`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchOptions {
+    /// What to write.
+    pub kind: OutputKind,
+    /// Edge refinement and foreground colours.
+    pub refine: RefineSettings,
+    /// Decoder limits.
+    pub limits: DecodeLimits,
+}
+
+struct Prepared {
+    job: Job,
+    rgb: RgbImage,
+    input: Vec<f32>,
+    timings: StageTimings,
+}
+
+struct Inferred {
+    job: Job,
+    rgb: RgbImage,
+    raw: Vec<f32>,
+    timings: StageTimings,
+}
+
+fn failed(job: Job, error: JobError) -> Box<Outcome> {
+    Box::new(Outcome {
+        job,
+        result: Err(error),
+    })
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// A decoded photo, before the network's input is made.
+struct Decoded {
+    job: Job,
+    rgb: RgbImage,
+    decode_ms: f64,
+}
+
+/// Decodes one photo.
+fn decode(job: Job, limits: DecodeLimits) -> Result<Decoded, Box<Outcome>> {
+    let t = Instant::now();
+    match image_ops::decode_file(&job.input, limits) {
+        Ok(d) => Ok(Decoded {
+            job,
+            rgb: d.rgb,
+            decode_ms: ms_since(t),
+        }),
+        Err(e) => Err(failed(job, e.into())),
+    }
+}
+
+/// Makes the network's input from a decoded photo.
+fn preprocess(decoded: Decoded, pipeline: MaskPipeline) -> Result<Prepared, Box<Outcome>> {
+    let Decoded {
+        job,
+        rgb,
+        decode_ms,
+    } = decoded;
+    let t = Instant::now();
+    let input = match pipeline.preprocess(&rgb) {
+        Ok(i) => i,
+        Err(e) => return Err(failed(job, e.into())),
+    };
+    let timings = StageTimings {
+        decode_ms,
+        preprocess_ms: ms_since(t),
+        ..StageTimings::default()
+    };
+    Ok(Prepared {
+        job,
+        rgb,
+        input,
+        timings,
+    })
+}
+
+/// The 8-bit pixels to write for one photo and their layout: the refined mask, or the composite
+/// (refined, with the subject's colours where foreground estimation is on).
+pub fn render(
+    finisher: &mut Finisher,
+    rgb: &RgbImage,
+    mask: &GrayImage,
+    kind: OutputKind,
+    refine: RefineSettings,
+) -> Result<(Vec<u8>, ExtendedColorType), FinishError> {
+    let settings = CompositeSettings {
+        background: match kind {
+            OutputKind::OverColor(_) => Background::Color,
+            OutputKind::Cutout | OutputKind::MaskOnly => Background::Transparent,
+        },
+        color: match kind {
+            OutputKind::OverColor(color) => color,
+            OutputKind::Cutout | OutputKind::MaskOnly => [255; 3],
+        },
+        refine: RefineSettings {
+            // The mask alone has no colours to estimate.
+            foreground: refine.foreground && kind != OutputKind::MaskOnly,
+            ..refine
+        },
+        ..CompositeSettings::default()
+    };
+    Ok(match kind {
+        OutputKind::MaskOnly => (
+            finisher.refine(rgb, mask, &settings)?.mask.into_raw(),
+            ExtendedColorType::L8,
+        ),
+        OutputKind::Cutout => (
+            finisher.composite(rgb, mask, &settings)?.into_raw(),
+            ExtendedColorType::Rgba8,
+        ),
+        OutputKind::OverColor(_) => (
+            finisher
+                .composite(rgb, mask, &settings)?
+                .as_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect(),
+            ExtendedColorType::Rgb8,
+        ),
+    })
+}
+
+fn finish(
+    item: Inferred,
+    pipeline: MaskPipeline,
+    options: BatchOptions,
+    finisher: &mut Finisher,
+) -> Outcome {
+    let Inferred {
+        job,
+        rgb,
+        raw,
+        mut timings,
+    } = item;
+    let t = Instant::now();
+    let mask = match pipeline.postprocess(&raw, rgb.width(), rgb.height()) {
+        Ok(m) => m,
+        Err(e) => {
+            return Outcome {
+                job,
+                result: Err(e.into()),
+            };
+        }
+    };
+    let (pixels, color) = match render(finisher, &rgb, &mask, options.kind, options.refine) {
+        Ok(rendered) => rendered,
+        Err(e) => {
+            return Outcome {
+                job,
+                result: Err(e.into()),
+            };
+        }
+    };
+    timings.postprocess_ms = ms_since(t);
+    let t = Instant::now();
+    let written =
+        image_ops::write_png_atomic(&job.output, &pixels, rgb.width(), rgb.height(), color);
+    timings.encode_ms = ms_since(t);
+    Outcome {
+        job,
+        result: written.map(|()| timings).map_err(JobError::from),
+    }
+}
+
+/// Runs every job through the overlapped pipeline; `on_done` sees each outcome as it completes
+/// (in input order). Returns all outcomes.
+pub fn run(
+    segmenter: &mut Segmenter,
+    jobs: Vec<Job>,
+    options: BatchOptions,
+    finisher: Finisher,
+    on_done: impl FnMut(&Outcome),
+) -> Vec<Outcome> {
+    let opened = run_opening(
+        || Ok::<_, std::convert::Infallible>(segmenter),
+        jobs,
+        options,
+        finisher,
+        &AtomicBool::new(false),
+        on_done,
+    );
+    match opened {
+        Ok(outcomes) => outcomes,
+        Err(never) => match never {},
+    }
+}
+
+/// [`run`], with the engine opened by `open` while the first photo is being decoded (start-up
+/// and decoding overlap). When `open` fails nothing is written and its error is returned.
+///
+/// Once `stop` is set no further photo is started: a photo whose result is being written is
+/// finished (every write is atomic), the rest have no outcome.
+pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
+    open: impl FnOnce() -> Result<S, E>,
+    jobs: Vec<Job>,
+    options: BatchOptions,
+    mut finisher: Finisher,
+    stop: &AtomicBool,
+    mut on_done: impl FnMut(&Outcome),
+) -> Result<Vec<Outcome>, E> {
+    let stopped = || stop.load(Ordering::Relaxed);
+    std::thread::scope(|scope| {
+        // The stages of [`Segmenter::segment`], each on its own thread. The channels live in
+        // this closure, so that an early return closes them before the scope waits.
+        let (pipeline_tx, pipeline_rx) = crossbeam_channel::bounded::<MaskPipeline>(1);
+        let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Result<Prepared, Box<Outcome>>>(1);
+        let (infer_tx, infer_rx) = crossbeam_channel::bounded::<Result<Inferred, Box<Outcome>>>(1);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
+        let mut outcomes = Vec::new();
+        let limits = options.limits;
+        std::thread::Builder::new()
+            .name("cutout-decode".into())
+            .spawn_scoped(scope, move || {
+                let mut pipeline = None;
+                for job in jobs {
+                    if stopped() {
+                        break;
+                    }
+                    let decoded = decode(job, limits);
+                    // The first photo is decoded while the engine opens; its input needs the
+                    // engine's pipeline.
+                    let pipeline = match pipeline {
+                        Some(p) => p,
+                        None => match pipeline_rx.recv() {
+                            Ok(p) => *pipeline.insert(p),
+                            Err(_) => break,
+                        },
+                    };
+                    if prep_tx
+                        .send(decoded.and_then(|d| preprocess(d, pipeline)))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| tracing::error!("cannot start the decoding thread: {e}"))
+            .ok();
+        let mut opened = open()?;
+        let segmenter = opened.borrow_mut();
+        let pipeline = segmenter.pipeline();
+        // The decoding thread may already be gone (no photos, or it could not start).
+        pipeline_tx.send(pipeline).ok();
+        std::thread::Builder::new()
+            .name("cutout-encode".into())
+            .spawn_scoped(scope, move || {
+                for item in infer_rx {
+                    if stopped() {
+                        break;
+                    }
+                    let outcome = match item {
+                        Ok(inferred) => finish(inferred, pipeline, options, &mut finisher),
+                        Err(failed) => *failed,
+                    };
+                    if done_tx.send(outcome).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| tracing::error!("cannot start the encoding thread: {e}"))
+            .ok();
+        for prepared in prep_rx {
+            if stopped() {
+                break;
+            }
+            let next = prepared.and_then(|p| {
+                let t = Instant::now();
+                match segmenter.infer(&p.input) {
+                    Ok(raw) => {
+                        let mut timings = p.timings;
+                        timings.infer_ms = ms_since(t);
+                        Ok(Inferred {
+                            job: p.job,
+                            rgb: p.rgb,
+                            raw,
+                            timings,
+                        })
+                    }
+                    Err(e) => Err(failed(p.job, e.into())),
+                }
+            });
+            if infer_tx.send(next).is_err() {
+                break;
+            }
+            for outcome in done_rx.try_iter() {
+                on_done(&outcome);
+                outcomes.push(outcome);
+            }
+        }
+        drop(infer_tx);
+        for outcome in &done_rx {
+            on_done(&outcome);
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    })
+}

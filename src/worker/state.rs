@@ -1,0 +1,324 @@
+//! The worker thread's side: the state it owns (runtime, session, settings) and what it does
+//! for each [`Request`].
+
+use std::{
+    ops::ControlFlow,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use image::{GrayImage, RgbImage};
+
+use crate::{
+    engine::{self, ModelChoice, Segmenter, SegmenterOptions, models::FetchStage},
+    finish::Finisher,
+    image_ops::{self, CompositeSettings, DecodeLimits},
+    paths::AppDirs,
+};
+
+/// Longer side of the thumbnails sent with [`Response::Decoded`].
+pub const THUMBNAIL_SIDE_PX: u32 = 96;
+
+use super::{
+    ExportSource, FETCH_PROGRESS_INTERVAL, JobId, JobKind, MaskTimings, Request, Response, RunInfo,
+    Running,
+};
+
+pub(super) struct State {
+    dirs: AppDirs,
+    limits: DecodeLimits,
+    segmenter: Option<Segmenter>,
+    latest_preview: Arc<AtomicU64>,
+    running: Arc<Mutex<Running>>,
+    /// Set by [`Worker::cancel_configure`]; cleared when a configuration starts.
+    cancel: Arc<AtomicBool>,
+    /// Sessions started so far.
+    sessions: u64,
+    /// Refinement and compositing for exports (opens a headless GPU device when asked).
+    finisher: Finisher,
+}
+
+impl State {
+    /// The state of a new worker: no session yet.
+    pub(super) fn new(
+        dirs: AppDirs,
+        limits: DecodeLimits,
+        latest_preview: Arc<AtomicU64>,
+        running: Arc<Mutex<Running>>,
+        cancel: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            dirs,
+            limits,
+            segmenter: None,
+            latest_preview,
+            running,
+            cancel,
+            sessions: 0,
+            finisher: Finisher::new(),
+        }
+    }
+
+    /// Drops the session (after a panic, it may be in any state).
+    pub(super) fn drop_session(&mut self) {
+        self.segmenter = None;
+    }
+
+    pub(super) fn superseded(&self, id: JobId, kind: JobKind) -> bool {
+        kind == JobKind::Preview && id < self.latest_preview.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn handle(&mut self, request: Request, send: &mut dyn FnMut(Response)) {
+        match request {
+            Request::Configure { model, options } => self.configure(&model, &options, send),
+            Request::Panic => panic!("a panic asked for by Request::Panic"),
+            Request::SegmentFile { id, kind, path } => {
+                if self.superseded(id, kind) {
+                    return;
+                }
+                let started = Instant::now();
+                match image_ops::decode_file(&path, self.limits) {
+                    Ok(decoded) => {
+                        let decode_ms = started.elapsed().as_secs_f64() * 1e3;
+                        let rgb = Arc::new(decoded.rgb);
+                        let thumbnail =
+                            match image_ops::resize::shrink_to_fit(&rgb, THUMBNAIL_SIDE_PX) {
+                                Ok(t) => t,
+                                Err(e) => {
+                                    return send(Response::Failed {
+                                        id,
+                                        error: e.to_string(),
+                                    });
+                                }
+                            };
+                        send(Response::Decoded {
+                            id,
+                            rgb: Arc::clone(&rgb),
+                            thumbnail,
+                        });
+                        let name = path.display().to_string();
+                        if let Some((mask, timings, ran)) =
+                            self.segment(id, kind, &name, &rgb, send)
+                        {
+                            send(Response::Mask {
+                                id,
+                                mask: Arc::new(mask),
+                                timings: MaskTimings {
+                                    decode_ms,
+                                    ..timings
+                                },
+                                ran,
+                            });
+                        }
+                    }
+                    Err(e) => send(Response::Failed {
+                        id,
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            Request::SegmentImage {
+                id,
+                kind,
+                name,
+                rgb,
+            } => {
+                if let Some((mask, timings, ran)) = self.segment(id, kind, &name, &rgb, send) {
+                    send(Response::Mask {
+                        id,
+                        mask: Arc::new(mask),
+                        timings,
+                        ran,
+                    });
+                }
+            }
+            Request::Export {
+                id,
+                source,
+                settings,
+                output,
+            } => self.export(id, source, &settings, &output, send),
+        }
+    }
+
+    /// Loads ONNX Runtime, fetches the model if needed (with progress, cancellable), then
+    /// prepares it and starts the session, saying which step it is on.
+    pub(super) fn configure(
+        &mut self,
+        model: &ModelChoice,
+        options: &SegmenterOptions,
+        send: &mut dyn FnMut(Response),
+    ) {
+        self.cancel.store(false, Ordering::SeqCst);
+        let name = model_name(model);
+        send(Response::Configuring {
+            what: format!("{name} on {}, {}", options.provider, options.precision),
+        });
+        self.segmenter = None;
+        let failed =
+            |error: String, cancelled: bool| Response::ConfigureFailed { error, cancelled };
+        let runtime = match engine::runtime::load(&self.dirs) {
+            Ok(r) => r,
+            Err(e) => return send(failed(e.to_string(), false)),
+        };
+        let mut last_sent: Option<Instant> = None;
+        let cancel = Arc::clone(&self.cancel);
+        let mut progress = |stage: FetchStage, done: u64, total: Option<u64>| {
+            let finished = total == Some(done);
+            if finished || last_sent.is_none_or(|t| t.elapsed() >= FETCH_PROGRESS_INTERVAL) {
+                last_sent = Some(Instant::now());
+                send(Response::Fetching {
+                    model: name.clone(),
+                    stage,
+                    done,
+                    total,
+                });
+            }
+            if cancel.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let resolved = engine::resolve_model(&self.dirs, model, &mut progress);
+        let resolved = match resolved {
+            Ok(m) => m,
+            Err(e) => {
+                let cancelled = matches!(
+                    e,
+                    engine::EngineError::Model(engine::ModelError::Cancelled { .. })
+                );
+                return send(failed(e.to_string(), cancelled));
+            }
+        };
+        send(Response::Configuring {
+            what: format!(
+                "{name}: preparing the {} model and starting the {} session",
+                options.precision, options.provider
+            ),
+        });
+        match Segmenter::new(&runtime, &resolved, options, &self.dirs.cache_dir) {
+            Ok(segmenter) => {
+                self.sessions += 1;
+                send(Response::Ready {
+                    model: name,
+                    report: segmenter.report().clone(),
+                    startup: segmenter.startup(),
+                    input_side_px: segmenter.input_side_px(),
+                });
+                self.segmenter = Some(segmenter);
+            }
+            Err(e) => send(failed(e.to_string(), false)),
+        }
+    }
+
+    pub(super) fn export(
+        &mut self,
+        id: JobId,
+        source: ExportSource,
+        settings: &CompositeSettings,
+        output: &std::path::Path,
+        send: &mut dyn FnMut(Response),
+    ) {
+        let (rgb, mask) = match source {
+            ExportSource::Segmented { rgb, mask } => (rgb, mask),
+            ExportSource::File(path) => match image_ops::decode_file(&path, self.limits) {
+                Ok(decoded) => {
+                    let rgb = Arc::new(decoded.rgb);
+                    let name = path.display().to_string();
+                    let Some((mask, ..)) = self.segment(id, JobKind::Queue, &name, &rgb, send)
+                    else {
+                        return;
+                    };
+                    (rgb, Arc::new(mask))
+                }
+                Err(e) => {
+                    return send(Response::Failed {
+                        id,
+                        error: e.to_string(),
+                    });
+                }
+            },
+            ExportSource::Pixels { name, rgb } => {
+                let Some((mask, ..)) = self.segment(id, JobKind::Queue, &name, &rgb, send) else {
+                    return;
+                };
+                (rgb, Arc::new(mask))
+            }
+        };
+        let started = Instant::now();
+        match self.finisher.write(&rgb, &mask, settings, output) {
+            Ok(()) => send(Response::Exported {
+                id,
+                path: output.to_owned(),
+                write_ms: started.elapsed().as_secs_f64() * 1e3,
+            }),
+            Err(e) => send(Response::Failed {
+                id,
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// Preprocess, infer and postprocess one photo. Failures are sent; `None` then.
+    pub(super) fn segment(
+        &mut self,
+        id: JobId,
+        kind: JobKind,
+        name: &str,
+        rgb: &RgbImage,
+        send: &mut dyn FnMut(Response),
+    ) -> Option<(GrayImage, MaskTimings, RunInfo)> {
+        if self.superseded(id, kind) {
+            return None;
+        }
+        let Some(segmenter) = self.segmenter.as_mut() else {
+            send(Response::Failed {
+                id,
+                error: format!("no model is loaded yet, so {name} cannot be processed"),
+            });
+            return None;
+        };
+        let stopper = segmenter.run_stopper();
+        if let Ok(mut running) = self.running.lock() {
+            // Under the lock, so that a stop meant for an earlier run cannot reach this one.
+            stopper.reset();
+            running.preview = (kind == JobKind::Preview).then_some(id);
+            running.stopper = Some(stopper);
+        }
+        let result = segmenter.segment(rgb);
+        if let Ok(mut running) = self.running.lock() {
+            running.preview = None;
+        }
+        let (mask, timings) = match result {
+            Ok(out) => out,
+            // Stopped for a newer preview: nobody waits for this one.
+            Err(_) if self.superseded(id, kind) => return None,
+            Err(e) => {
+                send(Response::Failed {
+                    id,
+                    error: format!("{e}: {name}"),
+                });
+                return None;
+            }
+        };
+        let report = segmenter.report();
+        let ran = RunInfo {
+            session: self.sessions,
+            provider: report.provider,
+            precision: report.precision,
+            input_side_px: segmenter.input_side_px(),
+        };
+        Some((mask, timings, ran))
+    }
+}
+
+fn model_name(model: &ModelChoice) -> String {
+    match model {
+        ModelChoice::Named(name) => name.clone(),
+        ModelChoice::Custom(path) => path.display().to_string(),
+    }
+}
