@@ -439,3 +439,19 @@ fn the_checker_reads_trees_relative_paths_and_reexports() {
     let tree: BTreeSet<(String, String)> = edges.into_iter().filter(|(x, _)| x != "c").collect();
     assert!(find_cycle(&tree).is_none());
 }
+
+/// A file over this many lines is a hint that it holds two things: split it the way `app/` is
+/// split (several files holding parts of one `impl`) or by responsibility.
+const MAX_FILE_LINES: usize = 600;
+
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let graph = graph();
+    let long: Vec<String> = graph
+        .text
+        .values()
+        .filter(|(_, contents)| contents.lines().count() > MAX_FILE_LINES)
+        .map(|(file, contents)| format!("{}: {} lines", file.display(), contents.lines().count()))
+        .collect();
+    assert!(long.is_empty(), "files to split:\n{}", long.join("\n"));
+}
