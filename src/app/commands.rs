@@ -302,7 +302,7 @@ impl CutoutApp {
                     .tasks
                     .open_files(&self.ctx, self.settings.open_dir.clone())
                 {
-                    self.state.post(e, true);
+                    self.state.post(e.to_string(), true);
                 }
             }
             Command::Add(paths) => self.add_paths(&paths),
@@ -326,7 +326,7 @@ impl CutoutApp {
                     self.tasks
                         .save_file(&self.ctx, start, name.to_string_lossy().into_owned())
                 {
-                    self.state.post(e, true);
+                    self.state.post(e.to_string(), true);
                 }
             }
             Command::ExportAll => self.export_all(),
@@ -356,7 +356,7 @@ impl CutoutApp {
                             mask,
                             self.settings.composite,
                         ) {
-                            self.state.post(e, true);
+                            self.state.post(e.to_string(), true);
                         }
                     }
                     None => self.state.post("there is no cutout to copy yet", true),

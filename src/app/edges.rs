@@ -7,6 +7,7 @@
 //! The thread takes only the newest request (a slider being dragged sends one per frame), so the
 //! preview follows the slider at the pace the CPU allows and never queues stale work.
 
+use super::AppError;
 use std::{
     sync::Arc,
     thread::JoinHandle,
@@ -66,7 +67,7 @@ impl EdgePreview {
     pub fn new(
         adapter: Option<&wgpu::AdapterInfo>,
         wake: impl Fn() + Send + 'static,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AppError> {
         let path = match adapter {
             Some(info) if render::is_software(info) => {
                 EdgePath::cpu(format!("{} is a software rasterizer", info.name))
@@ -176,7 +177,7 @@ impl Drop for EdgePreview {
     }
 }
 
-fn spawn(wake: impl Fn() + Send + 'static) -> Result<EdgeThread, String> {
+fn spawn(wake: impl Fn() + Send + 'static) -> Result<EdgeThread, AppError> {
     let (jobs_tx, jobs) = crossbeam_channel::unbounded::<EdgeJob>();
     let (done_tx, done) = crossbeam_channel::unbounded();
     let handle = std::thread::Builder::new()
@@ -203,7 +204,10 @@ fn spawn(wake: impl Fn() + Send + 'static) -> Result<EdgeThread, String> {
                 wake();
             }
         })
-        .map_err(|e| format!("cannot start the edge thread: {e}"))?;
+        .map_err(|source| AppError::Thread {
+            what: "edge passes".to_owned(),
+            source,
+        })?;
     Ok(EdgeThread {
         jobs: jobs_tx,
         done,

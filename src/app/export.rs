@@ -184,7 +184,7 @@ impl CutoutApp {
             .clone()
             .or_else(|| self.settings.open_dir.clone());
         if let Err(e) = self.tasks.pick_export_folder(&self.ctx, start, then) {
-            self.state.post(e, true);
+            self.state.post(e.to_string(), true);
         }
     }
 

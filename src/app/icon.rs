@@ -1,5 +1,5 @@
 //! The app icon, rendered from its one source, `assets/icons/cutout.svg`, with resvg. The window
-//! icon is rendered at start-up; `tests/icons.rs` renders the PNG sizes and the multi-size ICO in
+//! icon is rendered at start-up; `tests/integration/icons.rs` renders the PNG sizes and the multi-size ICO in
 //! `assets/icons/` from the same function and fails when the files no longer match the SVG.
 
 use image::RgbaImage;

@@ -8,6 +8,7 @@
 mod commands;
 mod compositor;
 mod edges;
+mod error;
 mod export;
 mod frame;
 pub mod icon;
@@ -32,6 +33,7 @@ use eframe::egui_wgpu;
 
 pub use commands::{Command, UiCommand};
 use compositor::Compositor;
+pub use error::AppError;
 pub use settings::Settings;
 pub use state::{AppState, Current, EngineStatus, Entry, EntryId, EntryStatus, Source};
 use tasks::Tasks;
@@ -119,7 +121,7 @@ pub struct CutoutApp {
 impl CutoutApp {
     /// Creates the app: starts the worker, loads the model, installs the GPU compositor, and
     /// queues the photos given on the command line.
-    pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> anyhow::Result<Self> {
+    pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Result<Self, AppError> {
         let ctx = cc.egui_ctx.clone();
         let (settings, settings_warning) = match options.settings {
             Some(s) => (s, None),
@@ -128,6 +130,10 @@ impl CutoutApp {
         let wake = ctx.clone();
         let worker = Worker::spawn(options.dirs.clone(), options.limits, move || {
             wake.request_repaint();
+        })
+        .map_err(|source| AppError::Thread {
+            what: "worker".to_owned(),
+            source,
         })?;
         let render_state = cc.wgpu_render_state.clone();
         let wake = ctx.clone();
@@ -137,8 +143,7 @@ impl CutoutApp {
                 .map(|rs| rs.adapter.get_info())
                 .as_ref(),
             move || wake.request_repaint(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         let (adapter, gpu_ready) = match &render_state {
             Some(rs) => {
                 Compositor::install(rs);

@@ -9,7 +9,7 @@ use super::{CutoutApp, EngineStatus, EntryId, EntryStatus, Purpose, state};
 use crate::{
     engine::Precision,
     image_ops::{self},
-    worker::{JobId, Request, Response, RunInfo, SendError},
+    worker::{JobFailure, JobId, Request, Response, RunInfo, SendError},
 };
 
 impl CutoutApp {
@@ -157,6 +157,7 @@ impl CutoutApp {
                     self.configure();
                     return;
                 }
+                let error = error.to_string();
                 self.state
                     .post(format!("the model could not be loaded: {error}"), true);
                 self.state.engine = EngineStatus::Failed(error);
@@ -188,17 +189,18 @@ impl CutoutApp {
                 let Some((entry, purpose)) = self.jobs.remove(&id) else {
                     return;
                 };
-                let engine_ready = matches!(self.state.engine, EngineStatus::Ready { .. });
+                let no_model = matches!(error, JobFailure::NoModel { .. });
+                let message = error.to_string();
                 if let Some(e) = self.state.entry_mut(entry) {
-                    // Without a model every job fails; that is not the photo's fault. Nor is a
-                    // failed write (a full disk, a read-only folder): the photo stays ready to
-                    // export again elsewhere.
-                    e.status = if !engine_ready {
-                        EntryStatus::Pending
-                    } else if purpose == Purpose::Export && e.status != EntryStatus::Pending {
-                        e.status.clone()
-                    } else {
-                        EntryStatus::Failed(error.clone())
+                    // Without a model every job fails; that is not the photo's fault (it is
+                    // segmented once a model loads). Nor is a failed write (a full disk, a
+                    // read-only folder): the photo stays ready to export again elsewhere.
+                    e.status = match error {
+                        JobFailure::NoModel { .. } => EntryStatus::Pending,
+                        JobFailure::Write(_) if e.status != EntryStatus::Pending => {
+                            e.status.clone()
+                        }
+                        _ => EntryStatus::Failed(message.clone()),
                     };
                 }
                 if purpose == Purpose::Export {
@@ -210,8 +212,8 @@ impl CutoutApp {
                     current.busy = false;
                     self.state.live = false;
                 }
-                if engine_ready {
-                    self.state.post(error, true);
+                if !no_model {
+                    self.state.post(message, true);
                 }
             }
             Response::Panicked { message } => {

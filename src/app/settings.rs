@@ -1,6 +1,7 @@
 //! What persists between runs: compositing choices, engine choices and folders, as TOML in the
 //! config folder. A damaged file is reported and replaced by defaults, never a crash.
 
+use super::AppError;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -109,18 +110,25 @@ impl Settings {
     }
 
     /// Writes the settings atomically.
-    pub fn save(&self, config_dir: &Path) -> Result<(), String> {
+    pub fn save(&self, config_dir: &Path) -> Result<(), AppError> {
         let path = config_dir.join(FILE_NAME);
-        let text = toml::to_string_pretty(self).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(config_dir)
-            .map_err(|e| format!("cannot create {}: {e}", config_dir.display()))?;
+        let text = toml::to_string_pretty(self)?;
+        let fail = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| AppError::Settings {
+                action,
+                path,
+                source,
+            }
+        };
+        std::fs::create_dir_all(config_dir).map_err(fail("cannot create", config_dir))?;
         let mut tmp = crate::paths::temp_file_builder(".settings-", ".toml.tmp")
             .tempfile_in(config_dir)
-            .map_err(|e| format!("cannot write in {}: {e}", config_dir.display()))?;
+            .map_err(fail("cannot write in", config_dir))?;
         std::io::Write::write_all(tmp.as_file_mut(), text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(fail("cannot write", &path))?;
         tmp.persist(&path)
-            .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
+            .map_err(|e| fail("cannot write", &path)(e.error))?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! the xdg-portal backend) and preparing a cutout for the clipboard. Each runs on its own named
 //! thread and reports through one bounded channel, then wakes the UI.
 
+use super::AppError;
 use std::{path::PathBuf, sync::Arc, thread::JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -29,7 +30,7 @@ pub enum TaskResult {
     /// A file chosen in the "Export as" dialog (`None` when cancelled).
     ExportFile(Option<PathBuf>),
     /// The cutout, ready for the clipboard, or why not.
-    Clipboard(Result<egui::ColorImage, String>),
+    Clipboard(Result<egui::ColorImage, AppError>),
 }
 
 /// Runs tasks and collects their results.
@@ -83,7 +84,7 @@ impl Tasks {
         name: &str,
         ctx: &egui::Context,
         work: impl FnOnce() -> TaskResult + Send + 'static,
-    ) -> Result<(), String> {
+    ) -> Result<(), AppError> {
         self.running.retain(|h| !h.is_finished());
         let tx = self.tx.clone();
         let ctx = ctx.clone();
@@ -93,7 +94,10 @@ impl Tasks {
                 let _ = tx.send(work());
                 ctx.request_repaint();
             })
-            .map_err(|e| format!("cannot start a thread for the {name}: {e}"))?;
+            .map_err(|source| AppError::Thread {
+                what: name.to_owned(),
+                source,
+            })?;
         self.running.push(handle);
         Ok(())
     }
@@ -108,7 +112,7 @@ impl Tasks {
         &mut self,
         ctx: &egui::Context,
         start: Option<PathBuf>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AppError> {
         self.spawn("open-dialog", ctx, move || {
             let mut dialog = rfd::AsyncFileDialog::new()
                 .set_title("Open photos")
@@ -127,7 +131,7 @@ impl Tasks {
         ctx: &egui::Context,
         start: Option<PathBuf>,
         then: AfterFolder,
-    ) -> Result<(), String> {
+    ) -> Result<(), AppError> {
         self.spawn("folder-dialog", ctx, move || {
             let mut dialog = rfd::AsyncFileDialog::new().set_title("Export cutouts to");
             if let Some(dir) = start {
@@ -144,7 +148,7 @@ impl Tasks {
         ctx: &egui::Context,
         start: Option<PathBuf>,
         file_name: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), AppError> {
         self.spawn("save-dialog", ctx, move || {
             let mut dialog = rfd::AsyncFileDialog::new()
                 .set_title("Export cutout as")
@@ -166,7 +170,7 @@ impl Tasks {
         photo: Arc<RgbImage>,
         mask: Arc<GrayImage>,
         settings: CompositeSettings,
-    ) -> Result<(), String> {
+    ) -> Result<(), AppError> {
         self.spawn("clipboard", ctx, move || {
             TaskResult::Clipboard(
                 crate::finish::Finisher::new()
@@ -177,7 +181,7 @@ impl Tasks {
                             rgba.as_raw(),
                         )
                     })
-                    .map_err(|e| e.to_string()),
+                    .map_err(AppError::from),
             )
         })
     }

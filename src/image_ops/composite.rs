@@ -2,7 +2,7 @@
 //! (threshold and edge softness) and what goes behind the subject.
 //!
 //! This is the CPU reference. The GPU compositor (`render/composite.wgsl`) implements the same
-//! formulas; `tests/compositor.rs` renders both and requires them to agree within one grey level.
+//! formulas; `tests/integration/compositor.rs` renders both and requires them to agree within one grey level.
 //! With the default settings the result is exactly [`super::cutout_rgba`], i.e. what
 //! `cutout remove` writes.
 

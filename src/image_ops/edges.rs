@@ -15,7 +15,7 @@
 //!   step sums f32 values in f64.
 //!
 //! The result matches [`super::refine::refine`] (the plain reference) and the GPU passes within
-//! one grey level; `tests/compositor.rs` checks both on real photos.
+//! one grey level; `tests/integration/compositor.rs` checks both on real photos.
 
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;

@@ -27,10 +27,11 @@ use image::{GrayImage, RgbImage};
 
 use crate::{
     engine::{
-        ModelChoice, Precision, ProviderKind, ProviderReport, RunStopper, SegmenterOptions,
-        models::FetchStage, segmenter::StartupTimings,
+        EngineError, ModelChoice, Precision, ProviderKind, ProviderReport, RunStopper,
+        SegmentError, SegmenterOptions, models::FetchStage, segmenter::StartupTimings,
     },
-    image_ops::{CompositeSettings, DecodeLimits},
+    finish::FinishError,
+    image_ops::{CompositeSettings, DecodeLimits, ImageError},
     paths::AppDirs,
 };
 
@@ -164,6 +165,32 @@ impl Request {
     }
 }
 
+/// Why a job failed, so that the app can tell the photo's fault from the machine's.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// The photo cannot be read or decoded: the photo's fault.
+    #[error(transparent)]
+    Photo(#[from] ImageError),
+    /// No session is loaded (none configured yet, or it failed): not the photo's fault.
+    #[error("no model is loaded yet, so {name} cannot be processed")]
+    NoModel {
+        /// The photo.
+        name: String,
+    },
+    /// The network failed on this photo.
+    #[error("{error}: {name}")]
+    Network {
+        /// What failed.
+        error: SegmentError,
+        /// The photo.
+        name: String,
+    },
+    /// Compositing or writing the result failed (a full disk, a read-only folder, the GPU): the
+    /// photo itself is fine and can be exported elsewhere.
+    #[error(transparent)]
+    Write(#[from] FinishError),
+}
+
 /// What the worker reports back.
 #[derive(Debug)]
 pub enum Response {
@@ -197,7 +224,7 @@ pub enum Response {
     /// The configuration failed; the previous session (if any) is gone.
     ConfigureFailed {
         /// Why, in words the user can act on.
-        error: String,
+        error: EngineError,
         /// The user cancelled it ([`Worker::cancel_configure`]).
         cancelled: bool,
     },
@@ -235,7 +262,7 @@ pub enum Response {
         /// Job id.
         id: JobId,
         /// Why, with the file named.
-        error: String,
+        error: JobFailure,
     },
     /// Handling a request panicked; the session was dropped and must be configured again.
     Panicked {
@@ -409,8 +436,10 @@ impl Drop for Worker {
         self.closing.store(true, Ordering::SeqCst);
         self.requests = None;
         self.cancel.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
+        if let Some(handle) = self.handle.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the worker thread ended with a panic outside a request");
         }
     }
 }

@@ -23,8 +23,8 @@ use crate::{
 pub const THUMBNAIL_SIDE_PX: u32 = 96;
 
 use super::{
-    ExportSource, FETCH_PROGRESS_INTERVAL, JobId, JobKind, MaskTimings, Request, Response, RunInfo,
-    Running,
+    ExportSource, FETCH_PROGRESS_INTERVAL, JobFailure, JobId, JobKind, MaskTimings, Request,
+    Response, RunInfo, Running,
 };
 
 pub(super) struct State {
@@ -90,7 +90,7 @@ impl State {
                                 Err(e) => {
                                     return send(Response::Failed {
                                         id,
-                                        error: e.to_string(),
+                                        error: e.into(),
                                     });
                                 }
                             };
@@ -116,7 +116,7 @@ impl State {
                     }
                     Err(e) => send(Response::Failed {
                         id,
-                        error: e.to_string(),
+                        error: e.into(),
                     }),
                 }
             }
@@ -158,11 +158,13 @@ impl State {
             what: format!("{name} on {}, {}", options.provider, options.precision),
         });
         self.segmenter = None;
-        let failed =
-            |error: String, cancelled: bool| Response::ConfigureFailed { error, cancelled };
+        let failed = |error: engine::EngineError, cancelled: bool| Response::ConfigureFailed {
+            error,
+            cancelled,
+        };
         let runtime = match engine::runtime::load(&self.dirs) {
             Ok(r) => r,
-            Err(e) => return send(failed(e.to_string(), false)),
+            Err(e) => return send(failed(e.into(), false)),
         };
         let mut last_sent: Option<Instant> = None;
         let cancel = Arc::clone(&self.cancel);
@@ -191,7 +193,7 @@ impl State {
                     e,
                     engine::EngineError::Model(engine::ModelError::Cancelled { .. })
                 );
-                return send(failed(e.to_string(), cancelled));
+                return send(failed(e, cancelled));
             }
         };
         send(Response::Configuring {
@@ -211,7 +213,7 @@ impl State {
                 });
                 self.segmenter = Some(segmenter);
             }
-            Err(e) => send(failed(e.to_string(), false)),
+            Err(e) => send(failed(e, false)),
         }
     }
 
@@ -238,7 +240,7 @@ impl State {
                 Err(e) => {
                     return send(Response::Failed {
                         id,
-                        error: e.to_string(),
+                        error: e.into(),
                     });
                 }
             },
@@ -258,7 +260,7 @@ impl State {
             }),
             Err(e) => send(Response::Failed {
                 id,
-                error: e.to_string(),
+                error: e.into(),
             }),
         }
     }
@@ -278,7 +280,9 @@ impl State {
         let Some(segmenter) = self.segmenter.as_mut() else {
             send(Response::Failed {
                 id,
-                error: format!("no model is loaded yet, so {name} cannot be processed"),
+                error: JobFailure::NoModel {
+                    name: name.to_owned(),
+                },
             });
             return None;
         };
@@ -300,7 +304,10 @@ impl State {
             Err(e) => {
                 send(Response::Failed {
                     id,
-                    error: format!("{e}: {name}"),
+                    error: JobFailure::Network {
+                        error: e,
+                        name: name.to_owned(),
+                    },
                 });
                 return None;
             }

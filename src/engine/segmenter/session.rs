@@ -159,7 +159,13 @@ fn build_session(
         ProviderKind::TensorRt => {
             provider_available(ep::TensorRT::is_available(), "TensorRT")?;
             let cache = cache_dir.join("tensorrt");
-            let _ = std::fs::create_dir_all(&cache);
+            if let Err(e) = std::fs::create_dir_all(&cache) {
+                // TensorRT then builds its engine every time; the session still runs.
+                tracing::warn!(
+                    "cannot create the TensorRT cache folder ({e}): {}",
+                    cache.display()
+                );
+            }
             let side = options.input_side_px.unwrap_or(model.spec.input_size);
             // Engines are tied to model, precision, shape, TensorRT version and GPU: the prefix
             // carries the first three and ONNX Runtime's version; TensorRT adds its own

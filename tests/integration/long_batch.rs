@@ -3,10 +3,10 @@
 //! reason, and peak memory that does not grow with the number of photos.
 //!
 //! CI runs 60 photos against 10; the 1000-photo run is a measurement to start on purpose:
-//! `cargo test --release --test long_batch -- --ignored --nocapture`.
+//! `cargo test --release --test integration long_batch:: -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where ../shared is, and a CPU segmenter on the real model.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod app;
+
 use std::path::PathBuf;
 
 use cutout::{

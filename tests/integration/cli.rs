@@ -2,7 +2,7 @@
 //! output file, the rest of a batch still processed, and honest provider reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

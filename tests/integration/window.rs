@@ -6,7 +6,7 @@
 //! them); it fails rather than skips when they are missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     io::{BufRead as _, BufReader},

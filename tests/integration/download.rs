@@ -2,7 +2,7 @@
 //! file and a corrupted copy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{path::Path, thread};
 

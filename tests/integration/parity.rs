@@ -3,7 +3,7 @@
 //! `common::isnet_model`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
 
-mod common;
+use crate::common;
 
 use cutout::{
     engine::{Precision, Segmenter},

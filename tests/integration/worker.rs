@@ -2,7 +2,7 @@
 //! previews skipped, failures reported and survived.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -11,7 +11,7 @@ use cutout::{
     image_ops::DecodeLimits,
     image_ops::{Background, CompositeSettings},
     paths::AppDirs,
-    worker::{ExportSource, JobKind, Request, Response, Worker},
+    worker::{ExportSource, JobFailure, JobKind, Request, Response, Worker},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -157,7 +157,13 @@ fn a_bad_file_in_the_queue_fails_alone() {
     assert_eq!(masks, vec![ids[0], ids[2]], "queue jobs are never skipped");
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].0, ids[1]);
-    assert!(failures[0].1.contains("broken.jpg"), "{}", failures[0].1);
+    assert!(
+        matches!(failures[0].1, JobFailure::Photo(_)),
+        "a broken photo is the photo's fault: {:?}",
+        failures[0].1
+    );
+    let message = failures[0].1.to_string();
+    assert!(message.contains("broken.jpg"), "{message}");
 }
 
 #[test]
@@ -204,8 +210,11 @@ fn work_before_a_model_and_a_bad_model_are_reported() {
         Some(Response::Decoded { .. })
     ));
     match worker.recv_timeout(WAIT) {
-        Some(Response::Failed { error, .. }) => {
-            assert!(error.contains("no model is loaded"), "{error}");
+        Some(Response::Failed {
+            error: error @ JobFailure::NoModel { .. },
+            ..
+        }) => {
+            assert!(error.to_string().contains("no model is loaded"), "{error}");
         }
         other => panic!("expected Failed, got {other:?}"),
     }
@@ -223,6 +232,7 @@ fn work_before_a_model_and_a_bad_model_are_reported() {
     ));
     match settled(&worker) {
         Some(Response::ConfigureFailed { error, .. }) => {
+            let error = error.to_string();
             assert!(error.contains("not a readable ONNX model"), "{error}");
         }
         other => panic!("expected ConfigureFailed, got {other:?}"),
@@ -276,7 +286,8 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
     match worker.recv_timeout(WAIT) {
         Some(Response::Failed { id: got, error }) => {
             assert_eq!(got, id);
-            assert!(error.contains("does not exist"), "{error}");
+            assert!(matches!(error, JobFailure::Photo(_)), "{error:?}");
+            assert!(error.to_string().contains("does not exist"), "{error}");
         }
         other => panic!("expected Failed, got {other:?}"),
     }
@@ -539,7 +550,10 @@ fn a_panic_inside_the_worker_is_reported_and_the_worker_goes_on() {
         }
     };
     match segment(&worker) {
-        Some(Response::Failed { error, .. }) => assert!(error.contains("no model"), "{error}"),
+        Some(Response::Failed {
+            error: JobFailure::NoModel { .. },
+            ..
+        }) => {}
         other => panic!("expected Failed, got {other:?}"),
     }
     configure_cpu(&worker);

@@ -4,7 +4,7 @@
 //! there is no GPU.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
 
-mod common;
+use crate::common;
 
 use cutout::{
     image_ops::{

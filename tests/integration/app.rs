@@ -2,9 +2,7 @@
 //! photo, the real model on the CPU provider, real widgets clicked, real files written.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/app.rs"]
-mod app;
-mod common;
+use crate::common::{self, app};
 
 use std::{
     path::{Path, PathBuf},
@@ -377,8 +375,8 @@ fn edge_passes_run_where_the_adapter_calls_for_and_follow_the_settings() {
     assert_ne!(centre, top, "the canvas shows the refined cutout");
 }
 
-/// Not a test but a measurement (`cargo test --release --test app -- --ignored --nocapture
-/// slider`): a 12 MP photo with refinement and colours on; the radius slider is "dragged" (its
+/// Not a test but a measurement (`cargo test --release --test integration app::slider --
+/// --ignored --nocapture`): a 12 MP photo with refinement and colours on; the radius slider is "dragged" (its
 /// value changes every frame for a second, as a drag sends), then "released" (the last value);
 /// prints the time from the release to the frame that shows the refined result for the last
 /// value, several times. Set CUTOUT_SLIDER_PHOTO to use another photo.

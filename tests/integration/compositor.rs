@@ -3,7 +3,7 @@
 //! background and a range of thresholds and softness. Runs on lavapipe where there is no GPU.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use cutout::{
     image_ops::{

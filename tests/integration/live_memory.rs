@@ -1,10 +1,9 @@
-//! Memory over many frames of the app, drawn with wgpu (lavapipe without a GPU). Its own test
-//! binary, so that the process's resident memory is this test's alone.
+//! Memory over many frames of the app, drawn with wgpu (lavapipe without a GPU). The test runs
+//! itself again in a child process of the test binary, so that the resident memory it measures
+//! is its own alone, not that of other tests running beside it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/app.rs"]
-mod app;
-mod common;
+use crate::common::{self, app};
 
 use std::time::Instant;
 
@@ -36,6 +35,20 @@ fn executable_mappings() -> usize {
 /// freed: ~0.9 MB and three new executable mappings per frame, ~5 MB/s in the window.
 #[test]
 fn live_frames_drawn_on_screen_do_not_grow_memory() {
+    const CHILD: &str = "CUTOUT_TEST_OWN_PROCESS";
+    if std::env::var_os(CHILD).is_none() {
+        let name = "live_memory::live_frames_drawn_on_screen_do_not_grow_memory";
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .status()
+            .expect("the test binary runs again");
+        assert!(
+            status.success(),
+            "the measurement in its own process failed: {status}"
+        );
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let mut h = harness(options(root.path(), vec![common::photo("cloth-1.jpg")]));
     run_until(&mut h, "the first mask", |app| {

@@ -4,11 +4,11 @@
 //! nothing written; no panic, no hang (a watchdog aborts a case that takes too long), no
 //! temporary file left behind.
 //!
-//! CI runs 600 cases; `CUTOUT_FUZZ_CASES=5000 cargo test --release --test fuzz -- --nocapture`
+//! CI runs 600 cases; `CUTOUT_FUZZ_CASES=5000 cargo test --release --test integration fuzz:: -- --nocapture`
 //! runs more (`CUTOUT_FUZZ_SEED` picks another seed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     path::PathBuf,

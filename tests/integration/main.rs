@@ -1,0 +1,21 @@
+//! cutout's integration tests, in one binary: one link of wgpu, ONNX Runtime and egui instead of
+//! one per file. Each module is one area (`app`, `cli`, `worker`…); run one with
+//! `cargo test --release --test integration app::`. They read the real models and photos from
+//! `../shared` (`common`) and drive the real binary, window, GPU adapter and files.
+
+mod common;
+
+mod app;
+mod cli;
+mod compositor;
+mod download;
+mod fuzz;
+mod icons;
+mod layers;
+mod live_memory;
+mod long_batch;
+mod packaging;
+mod parity;
+mod refine;
+mod window;
+mod worker;
