@@ -286,7 +286,7 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
     match worker.recv_timeout(WAIT) {
         Some(Response::Failed { id: got, error }) => {
             assert_eq!(got, id);
-            assert!(matches!(error, JobFailure::Photo(_)), "{error:?}");
+            assert!(matches!(error, JobFailure::Write(_)), "{error:?}");
             assert!(error.to_string().contains("does not exist"), "{error}");
         }
         other => panic!("expected Failed, got {other:?}"),
