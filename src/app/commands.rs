@@ -8,10 +8,13 @@ use std::{
 };
 
 use super::{
-    AppState, CutoutApp, EngineStatus, EntryId, ViewState,
+    AppState, CutoutApp, EngineStatus, EntryId, Purpose, ViewState,
     tasks::{self, AfterFolder},
 };
-use crate::engine::Precision;
+use crate::{
+    engine::Precision,
+    worker::{JobKind, Request},
+};
 
 /// What the UI asks for (anything that is more than a redraw).
 #[derive(Debug, Clone)]
@@ -348,18 +351,18 @@ impl CutoutApp {
                     .current
                     .as_ref()
                     .and_then(|c| Some((c.photo.clone()?, c.mask.clone()?)));
-                match ready {
-                    Some((photo, mask)) => {
-                        if let Err(e) = self.tasks.prepare_clipboard(
-                            &self.ctx,
+                match (ready, self.state.current_entry().map(|e| e.id)) {
+                    (Some((photo, mask)), Some(entry)) => {
+                        let id = self.worker.next_id(JobKind::Queue);
+                        self.jobs.insert(id, (entry, Purpose::Copy));
+                        self.send(Request::Copy {
+                            id,
                             photo,
                             mask,
-                            self.settings.composite,
-                        ) {
-                            self.state.post(e.to_string(), true);
-                        }
+                            settings: self.settings.composite,
+                        });
                     }
-                    None => self.state.post("there is no cutout to copy yet", true),
+                    _ => self.state.post("there is no cutout to copy yet", true),
                 }
             }
             Command::Paste => {

@@ -10,7 +10,10 @@ use super::{
     CutoutApp, Entry, EntryStatus, Purpose, Source, state,
     tasks::{self, AfterFolder, TaskResult},
 };
-use crate::worker::{ExportSource, JobKind, Request};
+use crate::{
+    batch,
+    worker::{ExportSource, JobKind, Request},
+};
 
 impl CutoutApp {
     pub(super) fn bump_export(&mut self, ok: bool) {
@@ -33,29 +36,20 @@ impl CutoutApp {
 
     // ---- export -----------------------------------------------------------------------------
 
-    /// The PNG name for an entry in `dir`, never the photo itself and not one in `taken`.
+    /// The PNG name for an entry in `dir` by the command line's rule ([`batch::output_name`]):
+    /// never the photo itself and not one in `taken`.
     pub(super) fn export_path(dir: &Path, entry: &Entry, taken: &HashSet<PathBuf>) -> PathBuf {
-        let stem = match &entry.source {
-            Source::File(path) => path
-                .file_stem()
-                .map_or_else(|| "photo".to_owned(), |s| s.to_string_lossy().into_owned()),
-            Source::Pasted(_) => entry.name.to_lowercase().replace(' ', "-"),
+        let (name, input) = match &entry.source {
+            Source::File(path) => (
+                path.file_name()
+                    .map_or_else(|| "photo".to_owned(), |s| s.to_string_lossy().into_owned()),
+                Some(path.clone()),
+            ),
+            Source::Pasted(_) => (entry.name.to_lowercase().replace(' ', "-"), None),
         };
-        let input = match &entry.source {
-            Source::File(path) => Some(path.as_path()),
-            Source::Pasted(_) => None,
-        };
-        let mut candidate = dir.join(format!("{stem}.png"));
-        let mut n = 1;
-        while Some(candidate.as_path()) == input || taken.contains(&candidate) {
-            candidate = dir.join(if n == 1 {
-                format!("{stem}.cutout.png")
-            } else {
-                format!("{stem}.cutout-{n}.png")
-            });
-            n += 1;
-        }
-        candidate
+        let mut taken = taken.clone();
+        taken.extend(input);
+        batch::output_name(dir, &name, "cutout", batch::Place::Folder, &taken)
     }
 
     pub(super) fn export_current_to(&mut self, output: PathBuf) {
@@ -228,14 +222,6 @@ impl CutoutApp {
                     self.settings.export_dir = Some(dir.to_owned());
                 }
                 self.export_current_to(path);
-            }
-            TaskResult::Clipboard(Ok(image)) => {
-                self.ctx.copy_image(image);
-                self.state.post("cutout copied to the clipboard", false);
-            }
-            TaskResult::Clipboard(Err(e)) => {
-                self.state
-                    .post(format!("could not copy the cutout: {e}"), true);
             }
         }
     }

@@ -83,6 +83,8 @@ enum Purpose {
     Scan,
     /// A PNG export.
     Export,
+    /// The cutout for the clipboard.
+    Copy,
 }
 
 /// The app.

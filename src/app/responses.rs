@@ -185,6 +185,16 @@ impl CutoutApp {
                     false,
                 );
             }
+            Response::Copied { id, rgba } => {
+                self.jobs.remove(&id);
+                let size = [rgba.width() as usize, rgba.height() as usize];
+                self.ctx
+                    .copy_image(egui::ColorImage::from_rgba_unmultiplied(
+                        size,
+                        rgba.as_raw(),
+                    ));
+                self.state.post("cutout copied to the clipboard", false);
+            }
             Response::Failed { id, error } => {
                 let Some((entry, purpose)) = self.jobs.remove(&id) else {
                     return;

@@ -3,12 +3,9 @@
 //! thread and reports through one bounded channel, then wakes the UI.
 
 use super::AppError;
-use std::{path::PathBuf, sync::Arc, thread::JoinHandle};
+use std::{path::PathBuf, thread::JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
-use image::{GrayImage, RgbImage};
-
-use crate::image_ops::CompositeSettings;
 
 /// What to do once the export folder is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +26,6 @@ pub enum TaskResult {
     ExportFolder(Option<PathBuf>, AfterFolder),
     /// A file chosen in the "Export as" dialog (`None` when cancelled).
     ExportFile(Option<PathBuf>),
-    /// The cutout, ready for the clipboard, or why not.
-    Clipboard(Result<egui::ColorImage, AppError>),
 }
 
 /// Runs tasks and collects their results.
@@ -159,29 +154,6 @@ impl Tasks {
             }
             TaskResult::ExportFile(
                 pollster::block_on(dialog.save_file()).map(|f| f.path().to_owned()),
-            )
-        })
-    }
-
-    /// Composites the cutout for the clipboard (full resolution, straight alpha).
-    pub fn prepare_clipboard(
-        &mut self,
-        ctx: &egui::Context,
-        photo: Arc<RgbImage>,
-        mask: Arc<GrayImage>,
-        settings: CompositeSettings,
-    ) -> Result<(), AppError> {
-        self.spawn("clipboard", ctx, move || {
-            TaskResult::Clipboard(
-                crate::finish::Finisher::new()
-                    .composite(&photo, &mask, &settings)
-                    .map(|rgba| {
-                        egui::ColorImage::from_rgba_unmultiplied(
-                            [rgba.width() as usize, rgba.height() as usize],
-                            rgba.as_raw(),
-                        )
-                    })
-                    .map_err(AppError::from),
             )
         })
     }

@@ -15,7 +15,9 @@ use image::{ExtendedColorType, GrayImage, RgbImage};
 
 mod plan;
 
-pub use plan::{Found, IMAGE_EXTENSIONS, PlanError, PlanOptions, expand_inputs, plan_jobs};
+pub use plan::{
+    Found, IMAGE_EXTENSIONS, Place, PlanError, PlanOptions, expand_inputs, output_name, plan_jobs,
+};
 
 use crate::{
     engine::{EngineError, MaskPipeline, Segmenter},

@@ -133,6 +133,50 @@ pub struct PlanOptions {
     pub recursive: bool,
 }
 
+/// Where a result goes, for [`output_name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Into an output folder: the photo's own name with `.png`.
+    Folder,
+    /// Beside the photo: `NAME.cutout.png` (or `.mask.png`), so that it is told apart.
+    BesideInput,
+}
+
+/// cutout's one naming rule, for the command line and the app: the result for the photo
+/// `input_name` (`car.jpg`) in `dir`. Into a folder the first free of `car.png`, `car.jpg.png`,
+/// `car.SUFFIX.png`; beside the photo the first free of `car.SUFFIX.png`, `car.jpg.SUFFIX.png`;
+/// then `car.SUFFIX-2.png`, `-3`… A name in `taken` (other results, and the photos themselves) is
+/// never used, so no result overwrites a photo or another result.
+pub fn output_name(
+    dir: &Path,
+    input_name: &str,
+    suffix: &str,
+    place: Place,
+    taken: &HashSet<PathBuf>,
+) -> PathBuf {
+    let stem = Path::new(input_name).file_stem().map_or_else(
+        || input_name.to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let first = match place {
+        Place::Folder => vec![
+            format!("{stem}.png"),
+            format!("{input_name}.png"),
+            format!("{stem}.{suffix}.png"),
+        ],
+        Place::BesideInput => vec![
+            format!("{stem}.{suffix}.png"),
+            format!("{input_name}.{suffix}.png"),
+        ],
+    };
+    first
+        .into_iter()
+        .chain((2..).map(|n| format!("{stem}.{suffix}-{n}.png")))
+        .map(|name| dir.join(name))
+        .find(|c| !taken.contains(c))
+        .unwrap_or_else(|| dir.join(format!("{stem}.{suffix}.png")))
+}
+
 /// Decides the output path of every input. With no `-o`, results go beside the photo as
 /// `NAME.cutout.png`; with `-o FILE` (one input) exactly there; with `-o DIR` (a folder, an
 /// existing one or a path ending in `/`) as `DIR/NAME.png`, or `DIR/SUB/NAME.png` for a photo
@@ -182,17 +226,12 @@ pub fn plan_jobs(
         sub_folder,
     } in files
     {
-        let stem = input
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
         let name = input
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let candidates = match &out_dir {
+        let output = match &out_dir {
             Some(dir) => {
                 let dir = dir.join(&sub_folder);
                 if folders.insert(dir.clone()) {
@@ -202,24 +241,13 @@ pub fn plan_jobs(
                         source,
                     })?;
                 }
-                vec![
-                    dir.join(format!("{stem}.png")),
-                    dir.join(format!("{name}.png")),
-                    dir.join(format!("{stem}.{suffix}.png")),
-                ]
+                output_name(&dir, &name, suffix, Place::Folder, &taken)
             }
             None => {
                 let dir = input.parent().unwrap_or(Path::new(""));
-                vec![
-                    dir.join(format!("{stem}.{suffix}.png")),
-                    dir.join(format!("{name}.{suffix}.png")),
-                ]
+                output_name(dir, &name, suffix, Place::BesideInput, &taken)
             }
         };
-        let output = candidates
-            .into_iter()
-            .find(|c| !taken.contains(c))
-            .unwrap_or_else(|| input.with_extension(format!("{}.{suffix}.png", taken.len())));
         taken.insert(output.clone());
         jobs.push(Job { input, output });
     }
@@ -382,5 +410,31 @@ mod tests {
             plan_jobs(std::slice::from_ref(&src), None, plan(OutputKind::Cutout)).expect("plan");
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].output, src.join("top.cutout.png"));
+    }
+
+    #[test]
+    fn one_naming_rule_never_reuses_a_taken_name() {
+        let dir = Path::new("out");
+        let mut taken = HashSet::new();
+        let mut names = Vec::new();
+        for _ in 0..5 {
+            let next = output_name(dir, "car.jpg", "cutout", Place::Folder, &taken);
+            taken.insert(next.clone());
+            names.push(next.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        assert_eq!(
+            names,
+            [
+                "car.png",
+                "car.jpg.png",
+                "car.cutout.png",
+                "car.cutout-2.png",
+                "car.cutout-3.png"
+            ]
+        );
+        let pasted = output_name(dir, "pasted-2", "cutout", Place::Folder, &HashSet::new());
+        assert_eq!(pasted, dir.join("pasted-2.png"));
+        let beside = output_name(dir, "car.jpg", "mask", Place::BesideInput, &HashSet::new());
+        assert_eq!(beside, dir.join("car.mask.png"));
     }
 }

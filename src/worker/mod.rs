@@ -23,7 +23,7 @@ use std::{
 };
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use image::{GrayImage, RgbImage};
+use image::{GrayImage, RgbImage, RgbaImage};
 
 use crate::{
     engine::{
@@ -139,6 +139,18 @@ pub enum Request {
         /// The PNG to write.
         output: PathBuf,
     },
+    /// Composites the cutout for the clipboard at full resolution (straight alpha), with the
+    /// worker's finisher, whose GPU device (when the edge passes run on one) is opened once.
+    Copy {
+        /// Job id.
+        id: JobId,
+        /// The photo.
+        photo: Arc<RgbImage>,
+        /// Its mask.
+        mask: Arc<GrayImage>,
+        /// Threshold, softness, background and edge passes, as in the preview.
+        settings: CompositeSettings,
+    },
     /// Panics inside request handling, as a bug would: for tests of the recovery path (the
     /// panic is reported, the session dropped, and the worker goes on serving).
     Panic,
@@ -149,6 +161,7 @@ impl Request {
     pub fn lane(&self) -> Lane {
         match self {
             Self::Configure { .. }
+            | Self::Copy { .. }
             | Self::Panic
             | Self::SegmentFile {
                 kind: JobKind::Preview,
@@ -256,6 +269,13 @@ pub enum Response {
         path: PathBuf,
         /// Compositing and encoding time (after any segmentation), in milliseconds.
         write_ms: f64,
+    },
+    /// The cutout for the clipboard is ready.
+    Copied {
+        /// Job id.
+        id: JobId,
+        /// The composite, straight alpha.
+        rgba: RgbaImage,
     },
     /// A job failed; the worker goes on.
     Failed {

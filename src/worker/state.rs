@@ -74,6 +74,18 @@ impl State {
     pub(super) fn handle(&mut self, request: Request, send: &mut dyn FnMut(Response)) {
         match request {
             Request::Configure { model, options } => self.configure(&model, &options, send),
+            Request::Copy {
+                id,
+                photo,
+                mask,
+                settings,
+            } => match self.finisher.composite(&photo, &mask, &settings) {
+                Ok(rgba) => send(Response::Copied { id, rgba }),
+                Err(e) => send(Response::Failed {
+                    id,
+                    error: e.into(),
+                }),
+            },
             Request::Panic => panic!("a panic asked for by Request::Panic"),
             Request::SegmentFile { id, kind, path } => {
                 if self.superseded(id, kind) {

@@ -117,6 +117,19 @@ fn open_segment_compare_precisions_threshold_and_export() {
         &common::models_dir(),
     );
 
+    // Copy, from the File menu (the command table's entry): the worker composites it.
+    h.get_by_label("File").click();
+    for _ in 0..4 {
+        h.step();
+    }
+    h.get_by_label_contains("Copy cutout").click();
+    run_until(&mut h, "the copy", |app| {
+        app.state
+            .messages
+            .iter()
+            .any(|m| m.text.contains("copied to the clipboard"))
+    });
+
     // FP16: the worker reloads the session, the photo is re-run, both latencies and the mask
     // difference appear.
     h.get_by_label("FP16").click();
