@@ -3,7 +3,7 @@
 //! Data flows one way: file → [`image_ops::decode`] → [`image_ops::preprocess`] →
 //! [`engine::Segmenter`] → [`image_ops::postprocess`] → [`image_ops::export`]. The command line
 //! ([`cli`]), the batch pipeline ([`batch`]) and the [`worker`] thread that the desktop app drives
-//! all use the same engine and image functions. The desktop app ([`app`], drawn by [`ui`]) drives
+//! all use the same engine and image functions. The desktop app ([`app`], drawn by its `ui` module) drives
 //! the worker and composites on the GPU with [`render`]; nothing in `engine` or `image_ops`
 //! depends on the UI.
 
