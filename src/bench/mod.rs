@@ -1,4 +1,4 @@
-//! `cutout bench`: the seed's benchmark method.
+//! `cutout bench`: PhotoRoom's benchmark method.
 //!
 //! Fixed input size per row; a prepared (fixed-shape) model; the first inference (cuDNN algorithm
 //! search, CUDA graph capture, TensorRT engine build) timed apart; warm-up runs; then many runs of

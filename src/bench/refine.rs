@@ -40,7 +40,7 @@ fn band_share(px: usize, total: usize) -> String {
     format!("{mp:.2} MP ({share:.0} %)")
 }
 
-/// Times the edge passes on a photo and its mask the seed's way: `warmup` untimed runs, then
+/// Times the edge passes on a photo and its mask the benchmark's way: `warmup` untimed runs, then
 /// `runs` timed runs, min and median, for
 /// - the CPU path ([`crate::image_ops::edges`]), whole call, with the size of its bands;
 /// - the GPU passes: textures uploaded once, each run waited for on the GPU (submission to

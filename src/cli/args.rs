@@ -43,7 +43,7 @@ pub enum Command {
     Setup(SetupArgs),
     /// Report ONNX Runtime, execution providers, GPU, libraries, models and folders.
     Doctor,
-    /// Measure the network the seed's way: warm-up, synchronised runs, min and median.
+    /// Measure the network: warm-up, synchronised runs, min and median (PhotoRoom's method).
     Bench(BenchArgs),
     /// Time edge refinement and foreground colours on a photo (CPU path, GPU passes, CPU reference).
     BenchRefine(BenchRefineArgs),

@@ -1,4 +1,4 @@
-//! Prepared models: cutout's analogue of the seed's ahead-of-time compile.
+//! Prepared models: cutout's analogue of TensorRT's ahead-of-time compile.
 //!
 //! From the FP32 model, for one input size and precision, a copy is derived by editing the ONNX
 //! protobuf: the input fixed at `[1, 3, side, side]` (so ONNX Runtime folds the shape arithmetic

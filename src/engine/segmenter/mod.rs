@@ -2,7 +2,7 @@
 //!
 //! On a GPU provider the input and output tensors live on the device, allocated once and bound
 //! with IO binding, so the network runs with fixed addresses (what CUDA graphs need) and the host
-//! copies can be timed apart from the network, as the seed's benchmark method asks.
+//! copies can be timed apart from the network, as PhotoRoom's benchmark method asks.
 
 use std::{
     path::{Path, PathBuf},
@@ -56,7 +56,7 @@ pub struct SegmenterOptions {
 /// How cuDNN picks convolution algorithms: a trade between the first run and every later one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvSearch {
-    /// Time every algorithm at the first run (the seed's autotuner): slow start (1–3 s for
+    /// Time every algorithm at the first run (an autotuner, as TensorRT's): slow start (1–3 s for
     /// u2netp on an H100), fastest runs. For long sessions: the app, batches, benchmarks.
     #[default]
     Exhaustive,
@@ -80,7 +80,7 @@ impl Default for SegmenterOptions {
     }
 }
 
-/// What starting the session cost, in milliseconds: the seed's "first-run cost" reported apart.
+/// What starting the session cost, in milliseconds: the first-run cost, reported apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct StartupTimings {
     /// Making or finding the prepared model.
