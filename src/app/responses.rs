@@ -1,14 +1,14 @@
 //! Talking to the worker: the outbox (its queue is bounded, and lanes are kept apart), the
 //! session's configuration, and what each [`Response`] does to the state.
 
-use std::{sync::Arc, time::Instant};
+use std::{path::Path, sync::Arc, time::Instant};
 
-use image::{GrayImage, RgbImage};
+use image::{GrayImage, RgbImage, RgbaImage};
 
 use super::{CutoutApp, EngineStatus, EntryId, EntryStatus, Purpose, state};
 use crate::{
-    engine::Precision,
-    image_ops::{self},
+    engine::{EngineError, Precision, ProviderReport, segmenter::StartupTimings},
+    image_ops,
     worker::{JobFailure, JobId, Request, Response, RunInfo, SendError},
 };
 
@@ -93,77 +93,9 @@ impl CutoutApp {
                 report,
                 startup,
                 input_side_px,
-            } => {
-                // The first session shows which provider runs: settle the `auto` choices, and
-                // load the model they pick before any photo runs.
-                if self.settings.settle_auto(report.provider) {
-                    self.state.post(
-                        format!(
-                            "{} runs here, so cutout uses {} in {}; change it in the Engine panel",
-                            report.provider,
-                            self.settings.model_name(),
-                            self.settings.precision()
-                        ),
-                        false,
-                    );
-                    self.configure();
-                    return;
-                }
-                let model_changed = self.loaded_model.as_deref() != Some(model.as_str());
-                if model_changed {
-                    // Timings and masks of another network would mislead the comparison.
-                    self.state.stats.infer_by_run.clear();
-                    if let Some(current) = &mut self.state.current {
-                        current.masks_by_precision.clear();
-                        current.difference = None;
-                    }
-                }
-                self.loaded_model = Some(model.clone());
-                self.state.models = state::ModelEntry::all(&self.dirs);
-                self.state.engine = EngineStatus::Ready {
-                    model,
-                    report,
-                    startup,
-                    input_side_px,
-                };
-                self.state.stats.reset_stages();
-                // Photos that failed only because no model was loaded get another go.
-                let retry: Vec<EntryId> = self
-                    .state
-                    .entries
-                    .iter()
-                    .filter(|e| e.status == EntryStatus::Pending)
-                    .map(|e| e.id)
-                    .filter(|id| !self.jobs.values().any(|(e, _)| e == id))
-                    .collect();
-                for id in retry {
-                    if self.state.current.as_ref().is_some_and(|c| c.entry == id) {
-                        continue;
-                    }
-                    self.scan(id);
-                }
-                if self.state.current.is_some() {
-                    self.rerun_current();
-                }
-            }
+            } => self.on_ready(model, report, startup, input_side_px),
             Response::ConfigureFailed { error, cancelled } => {
-                if cancelled
-                    && let Some(previous) = self.loaded_model.clone()
-                    && previous != self.settings.model_name()
-                {
-                    self.state
-                        .post(format!("{error}; back to {previous}"), false);
-                    self.settings.model = previous;
-                    self.configure();
-                    return;
-                }
-                let error = error.to_string();
-                self.state
-                    .post(format!("the model could not be loaded: {error}"), true);
-                self.state.engine = EngineStatus::Failed(error);
-                if let Some(current) = &mut self.state.current {
-                    current.busy = false;
-                }
+                self.on_configure_failed(&error, cancelled);
             }
             Response::Decoded { id, rgb, thumbnail } => self.on_decoded(id, &rgb, &thumbnail),
             Response::Mask {
@@ -172,73 +104,164 @@ impl CutoutApp {
                 timings,
                 ran,
             } => self.on_mask(id, mask, &timings, ran),
-            Response::Exported { id, path, write_ms } => {
-                let Some((entry, _)) = self.jobs.remove(&id) else {
-                    return;
-                };
-                if let Some(e) = self.state.entry_mut(entry) {
-                    e.status = EntryStatus::Exported(path.clone());
-                }
-                self.bump_export(true);
-                self.state.post(
-                    format!("exported in {write_ms:.0} ms: {}", path.display()),
-                    false,
-                );
-            }
-            Response::Copied { id, rgba } => {
-                self.jobs.remove(&id);
-                let size = [rgba.width() as usize, rgba.height() as usize];
-                self.ctx
-                    .copy_image(egui::ColorImage::from_rgba_unmultiplied(
-                        size,
-                        rgba.as_raw(),
-                    ));
-                self.state.post("cutout copied to the clipboard", false);
-            }
-            Response::Failed { id, error } => {
-                let Some((entry, purpose)) = self.jobs.remove(&id) else {
-                    return;
-                };
-                let no_model = matches!(error, JobFailure::NoModel { .. });
-                let message = error.to_string();
-                if let Some(e) = self.state.entry_mut(entry) {
-                    // Without a model every job fails; that is not the photo's fault (it is
-                    // segmented once a model loads). Nor is a failed write (a full disk, a
-                    // read-only folder): the photo stays ready to export again elsewhere.
-                    e.status = match error {
-                        JobFailure::NoModel { .. } => EntryStatus::Pending,
-                        JobFailure::Write(_) if e.status != EntryStatus::Pending => {
-                            e.status.clone()
-                        }
-                        _ => EntryStatus::Failed(message.clone()),
-                    };
-                }
-                if purpose == Purpose::Export {
-                    self.bump_export(false);
-                }
-                if let Some(current) = &mut self.state.current
-                    && current.job == id
-                {
-                    current.busy = false;
-                    self.state.live = false;
-                }
-                if !no_model {
-                    self.state.post(message, true);
-                }
-            }
-            Response::Panicked { message } => {
-                self.state.post(
-                    format!("the worker hit an internal error ({message}); reloading the model"),
-                    true,
-                );
-                self.state.live = false;
-                self.jobs.clear();
-                if let Some(current) = &mut self.state.current {
-                    current.busy = false;
-                }
-                self.configure();
+            Response::Exported { id, path, write_ms } => self.on_exported(id, &path, write_ms),
+            Response::Copied { id, rgba } => self.on_copied(id, &rgba),
+            Response::Failed { id, error } => self.on_failed(id, &error),
+            Response::Panicked { message } => self.on_panicked(&message),
+        }
+    }
+
+    /// The session is ready: settle `auto` choices, reset what belonged to another model, and
+    /// give photos that waited for a model their turn.
+    fn on_ready(
+        &mut self,
+        model: String,
+        report: ProviderReport,
+        startup: StartupTimings,
+        input_side_px: u32,
+    ) {
+        // The first session shows which provider runs: settle the `auto` choices, and
+        // load the model they pick before any photo runs.
+        if self.settings.settle_auto(report.provider) {
+            self.state.post(
+                format!(
+                    "{} runs here, so cutout uses {} in {}; change it in the Engine panel",
+                    report.provider,
+                    self.settings.model_name(),
+                    self.settings.precision()
+                ),
+                false,
+            );
+            self.configure();
+            return;
+        }
+        let model_changed = self.loaded_model.as_deref() != Some(model.as_str());
+        if model_changed {
+            // Timings and masks of another network would mislead the comparison.
+            self.state.stats.infer_by_run.clear();
+            if let Some(current) = &mut self.state.current {
+                current.masks_by_precision.clear();
+                current.difference = None;
             }
         }
+        self.loaded_model = Some(model.clone());
+        self.state.models = state::ModelEntry::all(&self.dirs);
+        self.state.engine = EngineStatus::Ready {
+            model,
+            report,
+            startup,
+            input_side_px,
+        };
+        self.state.stats.reset_stages();
+        // Photos that failed only because no model was loaded get another go.
+        let retry: Vec<EntryId> = self
+            .state
+            .entries
+            .iter()
+            .filter(|e| e.status == EntryStatus::Pending)
+            .map(|e| e.id)
+            .filter(|id| !self.jobs.values().any(|(e, _)| e == id))
+            .collect();
+        for id in retry {
+            if self.state.current.as_ref().is_some_and(|c| c.entry == id) {
+                continue;
+            }
+            self.scan(id);
+        }
+        if self.state.current.is_some() {
+            self.rerun_current();
+        }
+    }
+
+    /// A configuration failed; a cancelled fetch goes back to the model before it.
+    fn on_configure_failed(&mut self, error: &EngineError, cancelled: bool) {
+        if cancelled
+            && let Some(previous) = self.loaded_model.clone()
+            && previous != self.settings.model_name()
+        {
+            self.state
+                .post(format!("{error}; back to {previous}"), false);
+            self.settings.model = previous;
+            self.configure();
+            return;
+        }
+        let error = error.to_string();
+        self.state
+            .post(format!("the model could not be loaded: {error}"), true);
+        self.state.engine = EngineStatus::Failed(error);
+        if let Some(current) = &mut self.state.current {
+            current.busy = false;
+        }
+    }
+
+    fn on_exported(&mut self, id: JobId, path: &Path, write_ms: f64) {
+        let Some((entry, _)) = self.jobs.remove(&id) else {
+            return;
+        };
+        if let Some(e) = self.state.entry_mut(entry) {
+            e.status = EntryStatus::Exported(path.to_owned());
+        }
+        self.bump_export(true);
+        self.state.post(
+            format!("exported in {write_ms:.0} ms: {}", path.display()),
+            false,
+        );
+    }
+
+    fn on_copied(&mut self, id: JobId, rgba: &RgbaImage) {
+        self.jobs.remove(&id);
+        let size = [rgba.width() as usize, rgba.height() as usize];
+        self.ctx
+            .copy_image(egui::ColorImage::from_rgba_unmultiplied(
+                size,
+                rgba.as_raw(),
+            ));
+        self.state.post("cutout copied to the clipboard", false);
+    }
+
+    /// A job failed: the photo's status follows the cause (see [`JobFailure`]).
+    fn on_failed(&mut self, id: JobId, error: &JobFailure) {
+        let Some((entry, purpose)) = self.jobs.remove(&id) else {
+            return;
+        };
+        let no_model = matches!(error, JobFailure::NoModel { .. });
+        let message = error.to_string();
+        if let Some(e) = self.state.entry_mut(entry) {
+            // Without a model every job fails; that is not the photo's fault (it is
+            // segmented once a model loads). Nor is a failed write (a full disk, a
+            // read-only folder): the photo stays ready to export again elsewhere.
+            e.status = match error {
+                JobFailure::NoModel { .. } => EntryStatus::Pending,
+                JobFailure::Write(_) if e.status != EntryStatus::Pending => e.status.clone(),
+                _ => EntryStatus::Failed(message.clone()),
+            };
+        }
+        if purpose == Purpose::Export {
+            self.bump_export(false);
+        }
+        if let Some(current) = &mut self.state.current
+            && current.job == id
+        {
+            current.busy = false;
+            self.state.live = false;
+        }
+        if !no_model {
+            self.state.post(message, true);
+        }
+    }
+
+    /// The worker panicked while handling a request: it dropped its session; load it again.
+    fn on_panicked(&mut self, message: &str) {
+        self.state.post(
+            format!("the worker hit an internal error ({message}); reloading the model"),
+            true,
+        );
+        self.state.live = false;
+        self.jobs.clear();
+        if let Some(current) = &mut self.state.current {
+            current.busy = false;
+        }
+        self.configure();
     }
 
     pub(super) fn on_decoded(&mut self, id: JobId, rgb: &Arc<RgbImage>, thumbnail: &RgbImage) {
