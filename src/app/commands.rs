@@ -2,19 +2,10 @@
 //! and shortcuts ([`UiCommand`]: the menu, the keyboard handler and the help read from it), and
 //! applying a command to the app.
 
-use std::{
-    collections::HashSet,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
-use super::{
-    AppState, CutoutApp, EngineStatus, EntryId, Purpose, ViewState,
-    tasks::{self, AfterFolder},
-};
-use crate::{
-    engine::Precision,
-    worker::{JobKind, Request},
-};
+use super::{AppState, CutoutApp, EngineStatus, EntryId, ViewState, tasks::AfterFolder};
+use crate::engine::Precision;
 
 /// What the UI asks for (anything that is more than a redraw).
 #[derive(Debug, Clone)]
@@ -291,23 +282,7 @@ impl CutoutApp {
 
     pub(super) fn apply(&mut self, command: Command) {
         match command {
-            Command::OpenDialog => {
-                if let Some(why) = tasks::file_dialog_missing() {
-                    return self.state.post(
-                        format!(
-                            "{why}; drop photos onto the window, paste one ({}) or name them on the command line",
-                            UiCommand::Paste.shortcut_text(&self.ctx).unwrap_or_default()
-                        ),
-                        true,
-                    );
-                }
-                if let Err(e) = self
-                    .tasks
-                    .open_files(&self.ctx, self.settings.open_dir.clone())
-                {
-                    self.state.post(e.to_string(), true);
-                }
-            }
+            Command::OpenDialog => self.open_dialog(),
             Command::Add(paths) => self.add_paths(&paths),
             Command::Select(entry) => {
                 if self.state.current.as_ref().map(|c| c.entry) != Some(entry) {
@@ -316,55 +291,11 @@ impl CutoutApp {
             }
             Command::Remove(entry) => self.remove(entry),
             Command::Export => self.export_current(),
-            Command::ExportAs => {
-                let Some(entry) = self.state.current_entry() else {
-                    return self.state.post("open a photo first, then export it", true);
-                };
-                if let Some(why) = tasks::file_dialog_missing() {
-                    return self.export_without_dialog(&why, AfterFolder::ExportCurrent);
-                }
-                let name = Self::export_path(Path::new(""), entry, &HashSet::new());
-                let start = self.settings.export_dir.clone();
-                if let Err(e) =
-                    self.tasks
-                        .save_file(&self.ctx, start, name.to_string_lossy().into_owned())
-                {
-                    self.state.post(e.to_string(), true);
-                }
-            }
+            Command::ExportAs => self.export_as(),
             Command::ExportAll => self.export_all(),
             Command::ChooseExportFolder => self.ask_export_folder(AfterFolder::Remember),
-            Command::SetExportFolder(dir) => match std::fs::create_dir_all(&dir) {
-                Ok(()) => {
-                    self.state
-                        .post(format!("exports go to {}", dir.display()), false);
-                    self.settings.export_dir = Some(dir);
-                }
-                Err(e) => self.state.post(
-                    format!("cannot use that folder ({e}): {}", dir.display()),
-                    true,
-                ),
-            },
-            Command::Copy => {
-                let ready = self
-                    .state
-                    .current
-                    .as_ref()
-                    .and_then(|c| Some((c.photo.clone()?, c.mask.clone()?)));
-                match (ready, self.state.current_entry().map(|e| e.id)) {
-                    (Some((photo, mask)), Some(entry)) => {
-                        let id = self.worker.next_id(JobKind::Queue);
-                        self.jobs.insert(id, (entry, Purpose::Copy));
-                        self.send(Request::Copy {
-                            id,
-                            photo,
-                            mask,
-                            settings: self.settings.composite,
-                        });
-                    }
-                    _ => self.state.post("there is no cutout to copy yet", true),
-                }
-            }
+            Command::SetExportFolder(dir) => self.set_export_folder(dir),
+            Command::Copy => self.copy_current(),
             Command::Paste => {
                 self.ctx
                     .send_viewport_cmd(egui::ViewportCommand::RequestPaste);

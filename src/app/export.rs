@@ -225,4 +225,59 @@ impl CutoutApp {
             }
         }
     }
+
+    /// Asks where to export the photo on screen (a save dialog).
+    pub(super) fn export_as(&mut self) {
+        let Some(entry) = self.state.current_entry() else {
+            return self.state.post("open a photo first, then export it", true);
+        };
+        if let Some(why) = tasks::file_dialog_missing() {
+            return self.export_without_dialog(&why, AfterFolder::ExportCurrent);
+        }
+        let name = Self::export_path(Path::new(""), entry, &HashSet::new());
+        let start = self.settings.export_dir.clone();
+        if let Err(e) = self
+            .tasks
+            .save_file(&self.ctx, start, name.to_string_lossy().into_owned())
+        {
+            self.state.post(e.to_string(), true);
+        }
+    }
+
+    /// Uses `dir` (typed in the Export panel) for exports, made when missing.
+    pub(super) fn set_export_folder(&mut self, dir: PathBuf) {
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => {
+                self.state
+                    .post(format!("exports go to {}", dir.display()), false);
+                self.settings.export_dir = Some(dir);
+            }
+            Err(e) => self.state.post(
+                format!("cannot use that folder ({e}): {}", dir.display()),
+                true,
+            ),
+        }
+    }
+
+    /// Copies the cutout on screen; the worker composites it at full resolution.
+    pub(super) fn copy_current(&mut self) {
+        let ready = self
+            .state
+            .current
+            .as_ref()
+            .and_then(|c| Some((c.photo.clone()?, c.mask.clone()?)));
+        match (ready, self.state.current_entry().map(|e| e.id)) {
+            (Some((photo, mask)), Some(entry)) => {
+                let id = self.worker.next_id(JobKind::Queue);
+                self.jobs.insert(id, (entry, Purpose::Copy));
+                self.send(Request::Copy {
+                    id,
+                    photo,
+                    mask,
+                    settings: self.settings.composite,
+                });
+            }
+            _ => self.state.post("there is no cutout to copy yet", true),
+        }
+    }
 }

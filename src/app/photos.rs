@@ -10,8 +10,8 @@ use std::{
 use image::{GrayImage, RgbImage};
 
 use super::{
-    Current, CutoutApp, Entry, EntryId, EntryStatus, Purpose, Source, ViewState,
-    compositor::Compositor,
+    Current, CutoutApp, Entry, EntryId, EntryStatus, Purpose, Source, UiCommand, ViewState,
+    compositor::Compositor, tasks,
 };
 use crate::{
     image_ops::{self, composite},
@@ -337,5 +337,24 @@ impl CutoutApp {
             .stats
             .texture_upload
             .push(started.elapsed().as_secs_f64() * 1e3);
+    }
+
+    /// Shows the open dialog, or says how else to add photos where there is none.
+    pub(super) fn open_dialog(&mut self) {
+        if let Some(why) = tasks::file_dialog_missing() {
+            return self.state.post(
+                format!(
+                    "{why}; drop photos onto the window, paste one ({}) or name them on the command line",
+                    UiCommand::Paste.shortcut_text(&self.ctx).unwrap_or_default()
+                ),
+                true,
+            );
+        }
+        if let Err(e) = self
+            .tasks
+            .open_files(&self.ctx, self.settings.open_dir.clone())
+        {
+            self.state.post(e.to_string(), true);
+        }
     }
 }
