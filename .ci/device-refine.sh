@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Edge refinement on the lent NVIDIA machine (not part of CI: CI has no GPU): runs tests/refine.rs
-# there (GPU against the CPU reference, ECSSD quality, halos) and times `cutout bench-refine` on a
+# Edge refinement on the lent NVIDIA machine (not part of CI: CI has no GPU): runs the refine tests of
+# tests/integration there (GPU against the CPU reference, ECSSD quality, halos) and times `cutout bench-refine` on a
 # 12 MP photo.
 #
 # Here:  bash .ci/device-refine.sh prepare PHOTO [MASK]
@@ -18,11 +18,11 @@ prepare() {
     local photo=$1 mask=${2:-}
     cargo build --release
     local test
-    test=$(cargo test --release --test refine --no-run --message-format=json 2> /dev/null |
+    test=$(cargo test --release --test integration --no-run --message-format=json 2> /dev/null |
         python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "refine" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "integration" and m.get("executable"):
         print(m["executable"])')
     rm -rf "$dev" /tmp/cutout-refine-pack && mkdir -p "$dev/lib" /tmp/cutout-refine-pack/ort \
         /tmp/cutout-refine-pack/shared/models /tmp/cutout-refine-pack/shared/testdata
@@ -32,7 +32,7 @@ for line in sys.stdin:
         cp -L "/usr/lib/x86_64-linux-gnu/$so" "$dev/lib/"
     done
     local pack=/tmp/cutout-refine-pack
-    strip -o "$pack/refine" "$test"
+    strip -o "$pack/integration" "$test"
     cp "$(ls -d "${XDG_DATA_HOME:-$HOME/.local/share}"/cutout/runtime/cpu-*/ | tail -1)"* "$pack/ort/"
     cp ../shared/models/u2netp.onnx "$pack/shared/models/"
     cp -r ../shared/testdata/ecssd "$pack/shared/testdata/"
@@ -56,7 +56,7 @@ run() {
     local ort
     ort=$(ls /tmp/refine-test/ort/libonnxruntime.so.* | head -1)
     (cd /tmp/refine-test && CUTOUT_SHARED_DIR=/tmp/refine-test/shared ORT_DYLIB_PATH=$ort \
-        ./refine --test-threads 1 --nocapture) 2>&1 | tee "$OUT/refine-tests.txt" | tail -20
+        ./integration refine:: --test-threads 1 --nocapture) 2>&1 | tee "$OUT/refine-tests.txt" | tail -20
     "$dev/cutout" bench-refine "$dev/photo.jpg" --mask "$dev/mask.png" --runs 50 --warmup 5 \
         --cpu-runs 0 2>&1 | tee "$OUT/bench-refine.txt"
 }
