@@ -318,7 +318,7 @@ impl CutoutApp {
                     self.configure();
                 }
             }
-            Command::CancelFetch => self.worker.cancel_configure(),
+            Command::CancelFetch => self.link.worker.cancel_configure(),
             Command::SetLive(live) => {
                 self.state.live = live;
                 let idle = self.state.current.as_ref().is_some_and(|c| !c.busy);

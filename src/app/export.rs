@@ -63,8 +63,8 @@ impl CutoutApp {
             );
         };
         let entry = current.entry;
-        let id = self.worker.next_id(JobKind::Queue);
-        self.jobs.insert(id, (entry, Purpose::Export));
+        let id = self.link.worker.next_id(JobKind::Queue);
+        self.link.jobs.insert(id, (entry, Purpose::Export));
         self.send(Request::Export {
             id,
             source: ExportSource::Segmented { rgb, mask },
@@ -157,8 +157,8 @@ impl CutoutApp {
             ..state::ExportProgress::default()
         });
         for (entry, source, output) in requests {
-            let id = self.worker.next_id(JobKind::Queue);
-            self.jobs.insert(id, (entry, Purpose::Export));
+            let id = self.link.worker.next_id(JobKind::Queue);
+            self.link.jobs.insert(id, (entry, Purpose::Export));
             self.send(Request::Export {
                 id,
                 source,
@@ -268,8 +268,8 @@ impl CutoutApp {
             .and_then(|c| Some((c.photo.clone()?, c.mask.clone()?)));
         match (ready, self.state.current_entry().map(|e| e.id)) {
             (Some((photo, mask)), Some(entry)) => {
-                let id = self.worker.next_id(JobKind::Queue);
-                self.jobs.insert(id, (entry, Purpose::Copy));
+                let id = self.link.worker.next_id(JobKind::Queue);
+                self.link.jobs.insert(id, (entry, Purpose::Copy));
                 self.send(Request::Copy {
                     id,
                     photo,

@@ -39,18 +39,18 @@ fn refine_pace(last_refine_ms: Option<f64>, pointer_down: bool) -> RefinePace {
 
 impl CutoutApp {
     pub(super) fn save_settings_if_changed(&mut self, force: bool) {
-        if !self.persist || self.settings == self.saved {
+        if !self.store.persist || self.settings == self.store.saved {
             return;
         }
-        if !force && self.last_save.elapsed() < SAVE_INTERVAL {
+        if !force && self.store.last_save.elapsed() < SAVE_INTERVAL {
             return;
         }
-        self.last_save = Instant::now();
+        self.store.last_save = Instant::now();
         match self.settings.save(&self.dirs.config_dir) {
-            Ok(()) => self.saved = self.settings.clone(),
+            Ok(()) => self.store.saved = self.settings.clone(),
             Err(e) => {
                 // Say it once; keep running with the settings in memory.
-                self.saved = self.settings.clone();
+                self.store.saved = self.settings.clone();
                 self.state
                     .post(format!("settings were not saved: {e}"), true);
             }
@@ -82,7 +82,7 @@ impl CutoutApp {
             }
         }
         self.upload_cpu_edges();
-        let responses: Vec<Response> = self.worker.try_iter().collect();
+        let responses: Vec<Response> = self.link.worker.try_iter().collect();
         for response in responses {
             self.handle_response(response);
         }
@@ -95,7 +95,8 @@ impl CutoutApp {
             self.apply(command);
         }
         self.flush_outbox();
-        if !self.outbox.is_empty() || matches!(self.state.engine, EngineStatus::Configuring { .. })
+        if !self.link.outbox.is_empty()
+            || matches!(self.state.engine, EngineStatus::Configuring { .. })
         {
             // Waiting for room in the worker's queue, or animating the progress line.
             ctx.request_repaint_after(Duration::from_millis(100));

@@ -87,6 +87,22 @@ enum Purpose {
     Copy,
 }
 
+/// The settings as last written, and whether and when to write them.
+struct SettingsStore {
+    saved: Settings,
+    /// Whether to write settings back to the config folder at all.
+    persist: bool,
+    last_save: Instant,
+}
+
+/// The worker, the requests waiting for room in its bounded queue, and what each job sent to it
+/// was for.
+struct WorkerLink {
+    worker: Worker,
+    outbox: VecDeque<Request>,
+    jobs: HashMap<JobId, (EntryId, Purpose)>,
+}
+
 /// The app.
 pub struct CutoutApp {
     /// Persisted settings (the UI edits them directly for things that only cost a redraw).
@@ -95,13 +111,11 @@ pub struct CutoutApp {
     pub state: AppState,
     /// Zoom and pan.
     pub view: ViewState,
-    saved: Settings,
-    persist: bool,
-    last_save: Instant,
+    /// Writing changed settings back.
+    store: SettingsStore,
     dirs: AppDirs,
-    worker: Worker,
-    outbox: VecDeque<Request>,
-    jobs: HashMap<JobId, (EntryId, Purpose)>,
+    /// The worker and what was sent to it.
+    link: WorkerLink,
     next_entry: EntryId,
     pasted: usize,
     tasks: Tasks,
@@ -158,7 +172,11 @@ impl CutoutApp {
             None => ("no wgpu renderer".to_owned(), false),
         };
         let mut app = Self {
-            saved: settings.clone(),
+            store: SettingsStore {
+                saved: settings.clone(),
+                persist: options.persist,
+                last_save: Instant::now(),
+            },
             settings,
             state: AppState {
                 engine: EngineStatus::Configuring {
@@ -179,13 +197,13 @@ impl CutoutApp {
                 models: state::ModelEntry::all(&options.dirs),
             },
             view: ViewState::default(),
-            persist: options.persist,
-            last_save: Instant::now(),
             dirs: options.dirs,
-            worker,
+            link: WorkerLink {
+                worker,
+                outbox: VecDeque::new(),
+                jobs: HashMap::new(),
+            },
             stats_log: stats::StatsLog::from_env(),
-            outbox: VecDeque::new(),
-            jobs: HashMap::new(),
             next_entry: 0,
             pasted: 0,
             tasks: Tasks::default(),

@@ -91,8 +91,8 @@ impl CutoutApp {
         };
         let source = e.source.clone();
         let name = e.name.clone();
-        let id = self.worker.next_id(JobKind::Queue);
-        self.jobs.insert(id, (entry, Purpose::Scan));
+        let id = self.link.worker.next_id(JobKind::Queue);
+        self.link.jobs.insert(id, (entry, Purpose::Scan));
         self.send(match source {
             Source::File(path) => Request::SegmentFile {
                 id,
@@ -115,9 +115,9 @@ impl CutoutApp {
         let source = e.source.clone();
         let name = e.name.clone();
         // Older preview jobs are superseded: forget them.
-        self.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
-        let id = self.worker.next_id(JobKind::Preview);
-        self.jobs.insert(id, (entry, Purpose::Preview));
+        self.link.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
+        let id = self.link.worker.next_id(JobKind::Preview);
+        self.link.jobs.insert(id, (entry, Purpose::Preview));
         self.state.current = Some(Current::new(entry, id));
         self.view = ViewState::default();
         if let Some(rs) = &self.render_state {
@@ -162,9 +162,9 @@ impl CutoutApp {
             .entry(entry)
             .map(|e| e.name.clone())
             .unwrap_or_default();
-        self.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
-        let id = self.worker.next_id(JobKind::Preview);
-        self.jobs.insert(id, (entry, Purpose::Preview));
+        self.link.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
+        let id = self.link.worker.next_id(JobKind::Preview);
+        self.link.jobs.insert(id, (entry, Purpose::Preview));
         if let Some(current) = &mut self.state.current {
             current.job = id;
             current.busy = true;
@@ -179,7 +179,8 @@ impl CutoutApp {
 
     pub(super) fn remove(&mut self, entry: EntryId) {
         self.state.entries.retain(|e| e.id != entry);
-        self.jobs
+        self.link
+            .jobs
             .retain(|_, (e, p)| *e != entry || *p == Purpose::Export);
         if self
             .state

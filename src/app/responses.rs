@@ -14,7 +14,7 @@ use crate::{
 
 impl CutoutApp {
     pub(super) fn send(&mut self, request: Request) {
-        self.outbox.push_back(request);
+        self.link.outbox.push_back(request);
         self.flush_outbox();
     }
 
@@ -23,13 +23,13 @@ impl CutoutApp {
     pub(super) fn flush_outbox(&mut self) {
         let mut kept = std::collections::VecDeque::new();
         let mut full = [false; 2];
-        while let Some(request) = self.outbox.pop_front() {
+        while let Some(request) = self.link.outbox.pop_front() {
             let lane = request.lane() as usize;
             if full[lane] {
                 kept.push_back(request);
                 continue;
             }
-            match self.worker.send(request) {
+            match self.link.worker.send(request) {
                 Ok(()) => {}
                 Err(SendError::Busy(request)) => {
                     full[lane] = true;
@@ -42,7 +42,7 @@ impl CutoutApp {
                 }
             }
         }
-        self.outbox = kept;
+        self.link.outbox = kept;
     }
 
     pub(super) fn configure(&mut self) {
@@ -160,7 +160,7 @@ impl CutoutApp {
             .iter()
             .filter(|e| e.status == EntryStatus::Pending)
             .map(|e| e.id)
-            .filter(|id| !self.jobs.values().any(|(e, _)| e == id))
+            .filter(|id| !self.link.jobs.values().any(|(e, _)| e == id))
             .collect();
         for id in retry {
             if self.state.current.as_ref().is_some_and(|c| c.entry == id) {
@@ -195,7 +195,7 @@ impl CutoutApp {
     }
 
     fn on_exported(&mut self, id: JobId, path: &Path, write_ms: f64) {
-        let Some((entry, _)) = self.jobs.remove(&id) else {
+        let Some((entry, _)) = self.link.jobs.remove(&id) else {
             return;
         };
         if let Some(e) = self.state.entry_mut(entry) {
@@ -209,7 +209,7 @@ impl CutoutApp {
     }
 
     fn on_copied(&mut self, id: JobId, rgba: &RgbaImage) {
-        self.jobs.remove(&id);
+        self.link.jobs.remove(&id);
         let size = [rgba.width() as usize, rgba.height() as usize];
         self.ctx
             .copy_image(egui::ColorImage::from_rgba_unmultiplied(
@@ -221,7 +221,7 @@ impl CutoutApp {
 
     /// A job failed: the photo's status follows the cause (see [`JobFailure`]).
     fn on_failed(&mut self, id: JobId, error: &JobFailure) {
-        let Some((entry, purpose)) = self.jobs.remove(&id) else {
+        let Some((entry, purpose)) = self.link.jobs.remove(&id) else {
             return;
         };
         let no_model = matches!(error, JobFailure::NoModel { .. });
@@ -257,7 +257,7 @@ impl CutoutApp {
             true,
         );
         self.state.live = false;
-        self.jobs.clear();
+        self.link.jobs.clear();
         if let Some(current) = &mut self.state.current {
             current.busy = false;
         }
@@ -265,7 +265,7 @@ impl CutoutApp {
     }
 
     pub(super) fn on_decoded(&mut self, id: JobId, rgb: &Arc<RgbImage>, thumbnail: &RgbImage) {
-        let Some(&(entry, purpose)) = self.jobs.get(&id) else {
+        let Some(&(entry, purpose)) = self.link.jobs.get(&id) else {
             return;
         };
         if let Some(e) = self.state.entry_mut(entry)
@@ -297,7 +297,7 @@ impl CutoutApp {
         timings: &crate::worker::MaskTimings,
         ran: RunInfo,
     ) {
-        let Some((entry, purpose)) = self.jobs.remove(&id) else {
+        let Some((entry, purpose)) = self.link.jobs.remove(&id) else {
             return;
         };
         if let Some(e) = self.state.entry_mut(entry)
