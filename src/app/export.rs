@@ -47,9 +47,9 @@ impl CutoutApp {
             ),
             Source::Pasted(_) => (entry.name.to_lowercase().replace(' ', "-"), None),
         };
-        let mut taken = taken.clone();
-        taken.extend(input);
-        batch::output_name(dir, &name, "cutout", batch::Place::Folder, &taken)
+        batch::output_name(dir, &name, "cutout", batch::Place::Folder, |p| {
+            taken.contains(p) || input.as_deref() == Some(p)
+        })
     }
 
     pub(super) fn export_current_to(&mut self, output: PathBuf) {

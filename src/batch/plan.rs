@@ -145,14 +145,14 @@ pub enum Place {
 /// cutout's one naming rule, for the command line and the app: the result for the photo
 /// `input_name` (`car.jpg`) in `dir`. Into a folder the first free of `car.png`, `car.jpg.png`,
 /// `car.SUFFIX.png`; beside the photo the first free of `car.SUFFIX.png`, `car.jpg.SUFFIX.png`;
-/// then `car.SUFFIX-2.png`, `-3`… A name in `taken` (other results, and the photos themselves) is
-/// never used, so no result overwrites a photo or another result.
+/// then `car.SUFFIX-2.png`, `-3`… A name that `taken` says is taken (other results, and the
+/// photos themselves) is never used, so no result overwrites a photo or another result.
 pub fn output_name(
     dir: &Path,
     input_name: &str,
     suffix: &str,
     place: Place,
-    taken: &HashSet<PathBuf>,
+    taken: impl Fn(&Path) -> bool,
 ) -> PathBuf {
     let stem = Path::new(input_name).file_stem().map_or_else(
         || input_name.to_owned(),
@@ -173,7 +173,7 @@ pub fn output_name(
         .into_iter()
         .chain((2..).map(|n| format!("{stem}.{suffix}-{n}.png")))
         .map(|name| dir.join(name))
-        .find(|c| !taken.contains(c))
+        .find(|c| !taken(c))
         .unwrap_or_else(|| dir.join(format!("{stem}.{suffix}.png")))
 }
 
@@ -241,11 +241,13 @@ pub fn plan_jobs(
                         source,
                     })?;
                 }
-                output_name(&dir, &name, suffix, Place::Folder, &taken)
+                output_name(&dir, &name, suffix, Place::Folder, |p| taken.contains(p))
             }
             None => {
                 let dir = input.parent().unwrap_or(Path::new(""));
-                output_name(dir, &name, suffix, Place::BesideInput, &taken)
+                output_name(dir, &name, suffix, Place::BesideInput, |p| {
+                    taken.contains(p)
+                })
             }
         };
         taken.insert(output.clone());
@@ -418,7 +420,9 @@ mod tests {
         let mut taken = HashSet::new();
         let mut names = Vec::new();
         for _ in 0..5 {
-            let next = output_name(dir, "car.jpg", "cutout", Place::Folder, &taken);
+            let next = output_name(dir, "car.jpg", "cutout", Place::Folder, |p| {
+                taken.contains(p)
+            });
             taken.insert(next.clone());
             names.push(next.file_name().unwrap().to_string_lossy().into_owned());
         }
@@ -432,9 +436,9 @@ mod tests {
                 "car.cutout-3.png"
             ]
         );
-        let pasted = output_name(dir, "pasted-2", "cutout", Place::Folder, &HashSet::new());
+        let pasted = output_name(dir, "pasted-2", "cutout", Place::Folder, |_| false);
         assert_eq!(pasted, dir.join("pasted-2.png"));
-        let beside = output_name(dir, "car.jpg", "mask", Place::BesideInput, &HashSet::new());
+        let beside = output_name(dir, "car.jpg", "mask", Place::BesideInput, |_| false);
         assert_eq!(beside, dir.join("car.mask.png"));
     }
 }
