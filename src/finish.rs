@@ -16,6 +16,7 @@ use crate::{
     image_ops::{
         self, CompositeSettings, ImageError,
         edges::{self, BandSizes},
+        edits::EditLayer,
         refine::{RefineSettings, Refined},
     },
     render::{self, Offscreen, RenderError},
@@ -234,12 +235,14 @@ impl Finisher {
         Ok(refined)
     }
 
-    /// The full-resolution composite (straight alpha) after refinement.
+    /// The full-resolution composite (straight alpha) after refinement, with the touch-up
+    /// edits when there are any.
     pub fn composite(
         &mut self,
         photo: &RgbImage,
         mask: &GrayImage,
         settings: &CompositeSettings,
+        edits: Option<&EditLayer>,
     ) -> Result<RgbaImage, FinishError> {
         let refined = self.refine(photo, mask, settings)?;
         Ok(image_ops::composite::composite(
@@ -247,6 +250,7 @@ impl Finisher {
             &refined.mask,
             refined.foreground.as_ref(),
             settings,
+            edits,
         )?)
     }
 
@@ -257,9 +261,10 @@ impl Finisher {
         photo: &RgbImage,
         mask: &GrayImage,
         settings: &CompositeSettings,
+        edits: Option<&EditLayer>,
         output: &std::path::Path,
     ) -> Result<(), FinishError> {
-        let rgba = self.composite(photo, mask, settings)?;
+        let rgba = self.composite(photo, mask, settings, edits)?;
         let (w, h) = rgba.dimensions();
         if settings.has_alpha() {
             image_ops::write_png_atomic(

@@ -4,8 +4,15 @@
 
 use std::path::PathBuf;
 
-use super::{AppState, CutoutApp, EngineStatus, EntryId, ViewState, tasks::AfterFolder};
-use crate::engine::Precision;
+use super::{
+    AppState, CutoutApp, EngineStatus, EntryId, ViewState,
+    brush::{EditStep, PaintEvent},
+    tasks::AfterFolder,
+};
+use crate::{
+    engine::Precision,
+    image_ops::edits::{BrushMode, History},
+};
 
 /// What the UI asks for (anything that is more than a redraw).
 #[derive(Debug, Clone)]
@@ -50,6 +57,14 @@ pub enum Command {
     ZoomFit,
     /// One photo pixel per screen pixel.
     ZoomActual,
+    /// Pick a touch-up brush (the one in hand again, or `None`: put it down).
+    PickBrush(Option<BrushMode>),
+    /// Grow (> 1) or shrink the brush.
+    ResizeBrush(f32),
+    /// The brush on the canvas.
+    Paint(PaintEvent),
+    /// Undo, redo or reset the edits of the photo on screen.
+    Edit(EditStep),
     /// Close the window.
     Quit,
 }
@@ -84,6 +99,20 @@ pub enum UiCommand {
     ZoomFit,
     /// One photo pixel per screen pixel.
     ZoomActual,
+    /// Undo the last touch-up.
+    Undo,
+    /// Redo what was undone.
+    Redo,
+    /// Take the Keep brush.
+    KeepBrush,
+    /// Take the Erase brush.
+    EraseBrush,
+    /// Smaller brush.
+    BrushSmaller,
+    /// Larger brush.
+    BrushLarger,
+    /// Drop the photo's touch-ups.
+    ResetEdits,
 }
 
 /// Where a command sits in the menu bar.
@@ -91,13 +120,15 @@ pub enum UiCommand {
 pub enum Menu {
     /// File.
     File,
+    /// Edit: undo, the brushes.
+    Edit,
     /// View.
     View,
 }
 
 impl UiCommand {
     /// Every command, in menu order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 20] = [
         Self::Open,
         Self::Paste,
         Self::Export,
@@ -111,6 +142,13 @@ impl UiCommand {
         Self::ZoomOut,
         Self::ZoomFit,
         Self::ZoomActual,
+        Self::Undo,
+        Self::Redo,
+        Self::KeepBrush,
+        Self::EraseBrush,
+        Self::BrushSmaller,
+        Self::BrushLarger,
+        Self::ResetEdits,
     ];
 
     /// The menu entry's words.
@@ -129,6 +167,13 @@ impl UiCommand {
             Self::ZoomOut => "Zoom out",
             Self::ZoomFit => "Fit",
             Self::ZoomActual => "Actual pixels",
+            Self::Undo => "Undo",
+            Self::Redo => "Redo",
+            Self::KeepBrush => "Keep brush",
+            Self::EraseBrush => "Erase brush",
+            Self::BrushSmaller => "Smaller brush",
+            Self::BrushLarger => "Larger brush",
+            Self::ResetEdits => "Reset edits",
         }
     }
 
@@ -150,6 +195,17 @@ impl UiCommand {
             Self::ZoomOut => "Zoom out around the middle of the canvas (or scroll).",
             Self::ZoomFit => "Fit the whole photo in the canvas.",
             Self::ZoomActual => "Show one photo pixel per screen pixel.",
+            Self::Undo => "Take back the last brush stroke (or reset) on this photo.",
+            Self::Redo => "Put back the stroke you took back.",
+            Self::KeepBrush => {
+                "Paint the subject back in where the network left it out (again: put the brush down). Space+drag or the middle button pans."
+            }
+            Self::EraseBrush => {
+                "Paint out what the network wrongly kept (again: put the brush down). Space+drag or the middle button pans."
+            }
+            Self::BrushSmaller => "Make the brush smaller.",
+            Self::BrushLarger => "Make the brush larger.",
+            Self::ResetEdits => "Drop every brush stroke on this photo (Undo brings them back).",
         }
     }
 
@@ -159,6 +215,13 @@ impl UiCommand {
             Self::ToggleLive | Self::ZoomIn | Self::ZoomOut | Self::ZoomFit | Self::ZoomActual => {
                 Menu::View
             }
+            Self::Undo
+            | Self::Redo
+            | Self::KeepBrush
+            | Self::EraseBrush
+            | Self::BrushSmaller
+            | Self::BrushLarger
+            | Self::ResetEdits => Menu::Edit,
             _ => Menu::File,
         }
     }
@@ -227,6 +290,37 @@ impl UiCommand {
                 modifiers: CMD,
                 logical_key: Key::Num1,
             }],
+            Self::Undo => &[K {
+                modifiers: CMD,
+                logical_key: Key::Z,
+            }],
+            Self::Redo => &[
+                K {
+                    modifiers: CMD_SHIFT,
+                    logical_key: Key::Z,
+                },
+                K {
+                    modifiers: CMD,
+                    logical_key: Key::Y,
+                },
+            ],
+            Self::KeepBrush => &[K {
+                modifiers: M::NONE,
+                logical_key: Key::B,
+            }],
+            Self::EraseBrush => &[K {
+                modifiers: M::NONE,
+                logical_key: Key::E,
+            }],
+            Self::BrushSmaller => &[K {
+                modifiers: M::NONE,
+                logical_key: Key::OpenBracket,
+            }],
+            Self::BrushLarger => &[K {
+                modifiers: M::NONE,
+                logical_key: Key::CloseBracket,
+            }],
+            Self::ResetEdits => &[],
         }
     }
 
@@ -253,6 +347,10 @@ impl UiCommand {
         match self {
             Self::Export | Self::ExportAs | Self::Copy => state.has_cutout(),
             Self::ExportAll => !state.entries.is_empty(),
+            Self::Undo => state.current_edits().is_some_and(History::can_undo),
+            Self::Redo => state.current_edits().is_some_and(History::can_redo),
+            Self::ResetEdits => state.current_edits().is_some_and(History::has_edits),
+            Self::KeepBrush | Self::EraseBrush => state.can_touch_up(),
             _ => true,
         }
     }
@@ -273,8 +371,43 @@ impl UiCommand {
             Self::ZoomOut => Command::ZoomOut,
             Self::ZoomFit => Command::ZoomFit,
             Self::ZoomActual => Command::ZoomActual,
+            Self::Undo => Command::Edit(EditStep::Undo),
+            Self::Redo => Command::Edit(EditStep::Redo),
+            Self::ResetEdits => Command::Edit(EditStep::Reset),
+            Self::KeepBrush => Command::PickBrush(Some(BrushMode::Keep)),
+            Self::EraseBrush => Command::PickBrush(Some(BrushMode::Erase)),
+            Self::BrushSmaller => Command::ResizeBrush(1.0 / BRUSH_STEP),
+            Self::BrushLarger => Command::ResizeBrush(BRUSH_STEP),
         }
     }
+
+    /// Whether it is selected now (a brush in hand, Live on), for a tick in the menu.
+    pub fn selected(self, state: &AppState) -> Option<bool> {
+        match self {
+            Self::ToggleLive => Some(state.live),
+            Self::KeepBrush => Some(state.tool == Some(BrushMode::Keep)),
+            Self::EraseBrush => Some(state.tool == Some(BrushMode::Erase)),
+            _ => None,
+        }
+    }
+}
+
+/// How much `[` and `]` change the brush radius.
+pub const BRUSH_STEP: f32 = 1.25;
+
+/// Every key shortcut (clipboard ones aside) with its command, those with more modifiers first:
+/// egui ignores extra Shift when matching, so Ctrl+Shift+S must be tried before Ctrl+S.
+fn shortcuts_most_specific_first() -> Vec<(UiCommand, egui::KeyboardShortcut)> {
+    let mut all: Vec<_> = UiCommand::ALL
+        .into_iter()
+        .filter(|c| !c.arrives_as_clipboard_event())
+        .flat_map(|c| c.shortcuts().iter().map(move |s| (c, *s)))
+        .collect();
+    let count = |m: egui::Modifiers| {
+        usize::from(m.alt) + usize::from(m.shift) + usize::from(m.ctrl || m.command || m.mac_cmd)
+    };
+    all.sort_by_key(|(_, s)| std::cmp::Reverse(count(s.modifiers)));
+    all
 }
 
 impl CutoutApp {
@@ -329,6 +462,10 @@ impl CutoutApp {
             Command::ZoomIn | Command::ZoomOut | Command::ZoomFit | Command::ZoomActual => {
                 self.zoom(&command);
             }
+            Command::PickBrush(mode) => self.pick_brush(mode),
+            Command::ResizeBrush(factor) => self.settings.brush.resize(factor),
+            Command::Paint(event) => self.paint(event),
+            Command::Edit(step) => self.edit_step(step),
             Command::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
         }
     }
@@ -349,12 +486,14 @@ impl CutoutApp {
     /// Keyboard shortcuts, dropped files and clipboard events.
     pub(super) fn handle_input(&mut self, ctx: &egui::Context) {
         let mut commands = Vec::new();
+        // A plain key (B, E, [, ]) is text while a text field has the keyboard.
+        let typing = ctx.egui_wants_keyboard_input();
         ctx.input_mut(|i| {
-            for command in UiCommand::ALL {
-                if command.arrives_as_clipboard_event() {
+            for (command, shortcut) in shortcuts_most_specific_first() {
+                if typing && shortcut.modifiers.is_none() {
                     continue;
                 }
-                if command.shortcuts().iter().any(|s| i.consume_shortcut(s)) {
+                if i.consume_shortcut(&shortcut) {
                     commands.push(command.command(&self.state));
                 }
             }
@@ -421,5 +560,17 @@ mod tests {
             "macOS shows Command, not Ctrl: {mac}"
         );
         assert_eq!(UiCommand::ChooseExportFolder.shortcut_text(&ctx), None);
+        ctx.set_os(egui::os::OperatingSystem::Nix);
+        assert_eq!(UiCommand::Redo.hint(&ctx), "Redo (Ctrl+Shift+Z)");
+        assert_eq!(UiCommand::BrushLarger.shortcut_text(&ctx).as_deref(), Some("]"));
+    }
+
+    #[test]
+    fn a_shortcut_with_shift_is_tried_before_the_same_key_without() {
+        let order = shortcuts_most_specific_first();
+        let at = |command| order.iter().position(|(c, _)| *c == command).unwrap();
+        assert!(at(UiCommand::ExportAs) < at(UiCommand::Export));
+        assert!(at(UiCommand::Redo) < at(UiCommand::Undo));
+        assert!(at(UiCommand::ExportAll) < at(UiCommand::EraseBrush));
     }
 }

@@ -13,7 +13,10 @@ use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, ScreenDescriptor
 use image::{GrayImage, RgbImage};
 
 use crate::{
-    image_ops::CompositeSettings,
+    image_ops::{
+        CompositeSettings,
+        edits::{EditLayer, PixelRect},
+    },
     render::{GpuTimer, ImageTextures, Output, Pipeline, RenderError, Uniforms},
 };
 
@@ -106,6 +109,19 @@ impl Compositor {
         self.mask_generation += 1;
         match &self.images {
             Some(images) => images.write_mask(queue, mask),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies `rect` of the edit layer into the edit texture.
+    pub fn write_edits(
+        &self,
+        queue: &wgpu::Queue,
+        layer: &EditLayer,
+        rect: PixelRect,
+    ) -> Result<(), RenderError> {
+        match &self.images {
+            Some(images) => images.write_edits(queue, layer, rect),
             None => Ok(()),
         }
     }

@@ -63,12 +63,14 @@ impl CutoutApp {
             );
         };
         let entry = current.entry;
+        let edits = self.edits_of(entry);
         let id = self.link.worker.next_id(JobKind::Queue);
         self.link.jobs.insert(id, (entry, Purpose::Export));
         self.send(Request::Export {
             id,
             source: ExportSource::Segmented { rgb, mask },
             settings: self.settings.composite,
+            edits,
             output,
         });
     }
@@ -147,7 +149,7 @@ impl CutoutApp {
                     },
                 },
             };
-            requests.push((entry.id, source, output));
+            requests.push((entry.id, source, entry.edits.strokes(), output));
         }
         if requests.is_empty() {
             return self.state.post("there is nothing to export yet", true);
@@ -156,13 +158,14 @@ impl CutoutApp {
             total: requests.len(),
             ..state::ExportProgress::default()
         });
-        for (entry, source, output) in requests {
+        for (entry, source, edits, output) in requests {
             let id = self.link.worker.next_id(JobKind::Queue);
             self.link.jobs.insert(id, (entry, Purpose::Export));
             self.send(Request::Export {
                 id,
                 source,
                 settings: self.settings.composite,
+                edits,
                 output,
             });
         }
@@ -268,6 +271,7 @@ impl CutoutApp {
             .and_then(|c| Some((c.photo.clone()?, c.mask.clone()?)));
         match (ready, self.state.current_entry().map(|e| e.id)) {
             (Some((photo, mask)), Some(entry)) => {
+                let edits = self.edits_of(entry);
                 let id = self.link.worker.next_id(JobKind::Queue);
                 self.link.jobs.insert(id, (entry, Purpose::Copy));
                 self.send(Request::Copy {
@@ -275,6 +279,7 @@ impl CutoutApp {
                     photo,
                     mask,
                     settings: self.settings.composite,
+                    edits,
                 });
             }
             _ => self.state.post("there is no cutout to copy yet", true),

@@ -94,6 +94,7 @@ impl CutoutApp {
         for command in std::mem::take(&mut self.commands) {
             self.apply(command);
         }
+        self.upload_edits();
         self.flush_outbox();
         if !self.link.outbox.is_empty()
             || matches!(self.state.engine, EngineStatus::Configuring { .. })

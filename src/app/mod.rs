@@ -5,6 +5,7 @@
 //! Flow: input and `ui/` widgets → [`Command`] → [`Request`] (via a small outbox, because the
 //! worker's queue is bounded) → worker → [`Response`] → [`AppState`] → `ui/` and `render/`.
 
+mod brush;
 mod commands;
 mod compositor;
 mod edges;
@@ -31,6 +32,7 @@ use std::{
 
 use eframe::egui_wgpu;
 
+pub use brush::{EditStep, PaintEvent};
 pub use commands::{Command, UiCommand};
 use compositor::Compositor;
 pub use error::AppError;
@@ -195,6 +197,7 @@ impl CutoutApp {
                 edges: edges.path().clone(),
                 edge_bands: None,
                 models: state::ModelEntry::all(&options.dirs),
+                tool: None,
             },
             view: ViewState::default(),
             dirs: options.dirs,

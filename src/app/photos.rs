@@ -14,6 +14,7 @@ use super::{
     compositor::Compositor, tasks,
 };
 use crate::{
+    image_ops::edits::History,
     image_ops::{self, composite},
     worker::{JobKind, Request, RunInfo},
 };
@@ -62,6 +63,7 @@ impl CutoutApp {
             source,
             status: EntryStatus::Pending,
             thumbnail: None,
+            edits: History::default(),
         });
         id
     }
@@ -114,6 +116,7 @@ impl CutoutApp {
         };
         let source = e.source.clone();
         let name = e.name.clone();
+        self.end_stroke();
         // Older preview jobs are superseded: forget them.
         self.link.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
         let id = self.link.worker.next_id(JobKind::Preview);
@@ -134,6 +137,9 @@ impl CutoutApp {
                 self.install_photo(&rgb);
                 if let Some(current) = &mut self.state.current {
                     current.photo = Some(Arc::clone(&rgb));
+                }
+                if self.state.current_edits().is_some_and(History::has_edits) {
+                    self.paint_layer_again();
                 }
                 Request::SegmentImage {
                     id,

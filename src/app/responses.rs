@@ -287,6 +287,9 @@ impl CutoutApp {
             if let Some(current) = &mut self.state.current {
                 current.photo = Some(Arc::clone(rgb));
             }
+            if self.state.entry(entry).is_some_and(|e| e.edits.has_edits()) {
+                self.paint_layer_again();
+            }
         }
     }
 

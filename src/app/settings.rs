@@ -42,6 +42,40 @@ pub struct Settings {
     pub split: f32,
     /// Show the mask instead of the composite.
     pub mask_only: bool,
+    /// The touch-up brush.
+    pub brush: BrushSettings,
+}
+
+/// The touch-up brush's size, hardness and edge snapping (which brush is picked is not saved).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrushSettings {
+    /// Radius on screen, in points: a stroke paints this much of what is shown, at any zoom.
+    pub radius_pt: f32,
+    /// The share of the radius painted at full strength (0 soft – 1 hard).
+    pub hardness: f32,
+    /// Strokes snap to the photo's edges.
+    pub edge_aware: bool,
+}
+
+impl Default for BrushSettings {
+    fn default() -> Self {
+        Self {
+            radius_pt: 24.0,
+            hardness: 0.6,
+            edge_aware: false,
+        }
+    }
+}
+
+impl BrushSettings {
+    /// The smallest and largest radius, in points.
+    pub const RADIUS_PT: std::ops::RangeInclusive<f32> = 2.0..=400.0;
+
+    /// Grows (factor > 1) or shrinks the radius, within [`Self::RADIUS_PT`].
+    pub fn resize(&mut self, factor: f32) {
+        self.radius_pt = (self.radius_pt * factor).clamp(*Self::RADIUS_PT.start(), *Self::RADIUS_PT.end());
+    }
 }
 
 impl Default for Settings {
@@ -59,6 +93,7 @@ impl Default for Settings {
             split_enabled: false,
             split: 0.5,
             mask_only: false,
+            brush: BrushSettings::default(),
         }
     }
 }

@@ -17,7 +17,10 @@ use crate::{
         models::{self, FetchStage},
         segmenter::StartupTimings,
     },
-    image_ops::MaskDifference,
+    image_ops::{
+        MaskDifference,
+        edits::{BrushMode, EditLayer, History, Painter, PixelRect},
+    },
     paths::AppDirs,
     worker::{JobId, MaskTimings, RunInfo},
 };
@@ -59,6 +62,9 @@ pub struct Entry {
     pub status: EntryStatus,
     /// A small picture for the list.
     pub thumbnail: Option<egui::TextureHandle>,
+    /// The touch-up strokes, kept with the photo (they outlive its turn on screen and re-runs
+    /// of the network).
+    pub edits: History,
 }
 
 /// The photo on screen.
@@ -85,6 +91,20 @@ pub struct Current {
     pub shown: Arc<AtomicBool>,
     /// The mask on the GPU came from this run (skip re-uploading identical live masks).
     pub uploaded: Option<RunInfo>,
+    /// The touch-up edits of the photo on screen.
+    pub touchup: Touchup,
+}
+
+/// The photo on screen's edit layer (painted from the entry's strokes), the stroke being
+/// painted, and the part of the layer the GPU texture does not have yet.
+#[derive(Default)]
+pub struct Touchup {
+    /// The layer, at the photo's full resolution (made at the first stroke).
+    pub layer: Option<EditLayer>,
+    /// The stroke being painted.
+    pub painter: Option<Painter>,
+    /// What the edit texture is missing.
+    pub upload: Option<PixelRect>,
 }
 
 impl Current {
@@ -102,6 +122,7 @@ impl Current {
             texture_size: None,
             shown: Arc::new(AtomicBool::new(false)),
             uploaded: None,
+            touchup: Touchup::default(),
         }
     }
 }
@@ -287,6 +308,8 @@ pub struct AppState {
     pub edge_bands: Option<crate::image_ops::edges::BandSizes>,
     /// The models of the manifest, for the picker.
     pub models: Vec<ModelEntry>,
+    /// The touch-up brush in hand (`None`: the pointer pans).
+    pub tool: Option<BrushMode>,
 }
 
 /// A model the app offers.
@@ -329,6 +352,20 @@ impl AppState {
     /// The entry on screen.
     pub fn current_entry(&self) -> Option<&Entry> {
         self.current.as_ref().and_then(|c| self.entry(c.entry))
+    }
+
+    /// Whether the photo on screen can be touched up: shown at full resolution (not shrunk to
+    /// the GPU's texture limit) with its mask.
+    pub fn can_touch_up(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| {
+            c.mask.is_some()
+                && c.photo.as_ref().is_some_and(|p| c.texture_size == Some([p.width(), p.height()]))
+        })
+    }
+
+    /// The edit history of the photo on screen.
+    pub fn current_edits(&self) -> Option<&History> {
+        self.current_entry().map(|e| &e.edits)
     }
 
     /// Whether the current photo shows a mask.

@@ -198,12 +198,12 @@ pub fn render(
             ExtendedColorType::L8,
         ),
         OutputKind::Cutout => (
-            finisher.composite(rgb, mask, &settings)?.into_raw(),
+            finisher.composite(rgb, mask, &settings, None)?.into_raw(),
             ExtendedColorType::Rgba8,
         ),
         OutputKind::OverColor(_) => (
             finisher
-                .composite(rgb, mask, &settings)?
+                .composite(rgb, mask, &settings, None)?
                 .as_raw()
                 .chunks_exact(4)
                 .flat_map(|p| [p[0], p[1], p[2]])

@@ -10,7 +10,11 @@ use image::{GrayImage, Rgb, RgbImage, RgbaImage};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{ImageError, resize, to_u8};
+use super::{
+    ImageError,
+    edits::{self, EditLayer},
+    resize, to_u8,
+};
 
 /// What the subject is placed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -157,7 +161,31 @@ pub fn composite_pixel(
     m: f32,
     behind: [f32; 3],
 ) -> [f32; 4] {
-    let a = settings.alpha(m);
+    over_behind(settings, settings.alpha(m), fg, photo, behind)
+}
+
+/// [`composite_pixel`] with the touch-up edits applied: `edit` is the edit layer's
+/// `[strength, keep]` at this pixel (see [`edits::apply`]).
+pub fn composite_edited_pixel(
+    settings: &CompositeSettings,
+    fg: [f32; 3],
+    photo: [f32; 3],
+    m: f32,
+    behind: [f32; 3],
+    edit: [u8; 2],
+) -> [f32; 4] {
+    let (a, fg) = edits::apply(settings.alpha(m), fg, photo, edit);
+    over_behind(settings, a, fg, photo, behind)
+}
+
+/// The subject with alpha `a` and colour `fg` over the background.
+fn over_behind(
+    settings: &CompositeSettings,
+    a: f32,
+    fg: [f32; 3],
+    photo: [f32; 3],
+    behind: [f32; 3],
+) -> [f32; 4] {
     let over = |bg: [f32; 3]| -> [f32; 4] {
         [
             fg[0] * a + bg[0] * (1.0 - a),
@@ -176,15 +204,20 @@ pub fn composite_pixel(
     }
 }
 
-/// The full-resolution composite of a photo and its mask (same size), as exported.
+/// The full-resolution composite of a photo and its mask (same size), as exported, with the
+/// touch-up edits when there are any.
 pub fn composite(
     photo: &RgbImage,
     mask: &GrayImage,
     foreground: Option<&RgbImage>,
     settings: &CompositeSettings,
+    edits: Option<&EditLayer>,
 ) -> Result<RgbaImage, ImageError> {
     let fg_image = foreground.unwrap_or(photo);
-    if photo.dimensions() != mask.dimensions() || fg_image.dimensions() != photo.dimensions() {
+    if photo.dimensions() != mask.dimensions()
+        || fg_image.dimensions() != photo.dimensions()
+        || edits.is_some_and(|e| e.dimensions() != photo.dimensions())
+    {
         return Err(ImageError::Resize(format!(
             "the mask is {}×{} but the photo is {}×{}",
             mask.width(),
@@ -199,7 +232,7 @@ pub fn composite(
     };
     let (w, h) = photo.dimensions();
     if settings.background == Background::Transparent {
-        return Ok(transparent(fg_image, mask, settings));
+        return Ok(transparent(photo, fg_image, mask, settings, edits));
     }
     let mut out = RgbaImage::new(w, h);
     let unit = |p: &[u8]| [p[0], p[1], p[2]].map(|c| f32::from(c) / 255.0);
@@ -214,6 +247,7 @@ pub fn composite(
             let row_in = &photo.as_raw()[at * 3..(at + row_len) * 3];
             let row_fg = &fg_image.as_raw()[at * 3..(at + row_len) * 3];
             let row_mask = &mask.as_raw()[at..at + row_len];
+            let row_edits = edits.map(|e| &e.as_raw()[at * 2..(at + row_len) * 2]);
             for (x, (px_out, ((px, px_fg), m))) in row_out
                 .chunks_exact_mut(4)
                 .zip(
@@ -227,18 +261,31 @@ pub fn composite(
                 let b = behind.as_ref().map_or([0.0; 3], |img| {
                     sample_bilinear(img, (x as f32 + 0.5) / w as f32, v)
                 });
-                let rgba =
-                    composite_pixel(settings, unit(px_fg), unit(px), f32::from(*m) / 255.0, b);
+                let edit = row_edits.map_or([0, 0], |e| [e[2 * x], e[2 * x + 1]]);
+                let rgba = composite_edited_pixel(
+                    settings,
+                    unit(px_fg),
+                    unit(px),
+                    f32::from(*m) / 255.0,
+                    b,
+                    edit,
+                );
                 px_out.copy_from_slice(&rgba.map(to_u8));
             }
         });
     Ok(out)
 }
 
-/// [`composite`] over a transparent background: each output pixel depends only on the colour and
-/// the 8-bit mask value, so the alpha (and whether the pixel is cleared) comes from a 256-entry
-/// table made with [`composite_pixel`] itself.
-fn transparent(colours: &RgbImage, mask: &GrayImage, settings: &CompositeSettings) -> RgbaImage {
+/// [`composite`] over a transparent background: each unedited output pixel depends only on the
+/// colour and the 8-bit mask value, so the alpha (and whether the pixel is cleared) comes from a
+/// 256-entry table made with [`composite_pixel`] itself; edited pixels take the whole formula.
+fn transparent(
+    photo: &RgbImage,
+    colours: &RgbImage,
+    mask: &GrayImage,
+    settings: &CompositeSettings,
+    edits: Option<&EditLayer>,
+) -> RgbaImage {
     #[allow(clippy::cast_precision_loss)]
     let alpha: [Option<u8>; 256] = std::array::from_fn(|m| {
         let px = composite_pixel(settings, [1.0; 3], [1.0; 3], m as f32 / 255.0, [0.0; 3]);
@@ -247,12 +294,28 @@ fn transparent(colours: &RgbImage, mask: &GrayImage, settings: &CompositeSetting
     let (w, h) = colours.dimensions();
     let mut out = vec![0u8; mask.as_raw().len() * 4];
     const CHUNK: usize = 16 * 1024;
+    let unit = |p: &[u8]| [p[0], p[1], p[2]].map(|c| f32::from(c) / 255.0);
     out.par_chunks_mut(4 * CHUNK)
+        .enumerate()
         .zip(colours.as_raw().par_chunks(3 * CHUNK))
         .zip(mask.as_raw().par_chunks(CHUNK))
-        .for_each(|((out, rgb), m)| {
-            for ((o, c), &v) in out.chunks_exact_mut(4).zip(rgb.chunks_exact(3)).zip(m) {
-                if let Some(a) = alpha[usize::from(v)] {
+        .for_each(|(((chunk, out), rgb), m)| {
+            let at = chunk * CHUNK;
+            let edits = edits.map(|e| &e.as_raw()[at * 2..(at + m.len()) * 2]);
+            let photo = &photo.as_raw()[at * 3..(at + m.len()) * 3];
+            for (i, ((o, c), &v)) in out.chunks_exact_mut(4).zip(rgb.chunks_exact(3)).zip(m).enumerate() {
+                let edit = edits.map_or([0, 0], |e| [e[2 * i], e[2 * i + 1]]);
+                if edit != [0, 0] {
+                    let px = composite_edited_pixel(
+                        settings,
+                        unit(c),
+                        unit(&photo[3 * i..3 * i + 3]),
+                        f32::from(v) / 255.0,
+                        [0.0; 3],
+                        edit,
+                    );
+                    o.copy_from_slice(&px.map(to_u8));
+                } else if let Some(a) = alpha[usize::from(v)] {
                     o.copy_from_slice(&[c[0], c[1], c[2], a]);
                 }
             }
@@ -280,7 +343,7 @@ mod tests {
                 softness,
                 ..CompositeSettings::default()
             };
-            let fast = composite(&photo, &mask, None, &settings).unwrap();
+            let fast = composite(&photo, &mask, None, &settings, None).unwrap();
             for ((px, out), m) in photo.pixels().zip(fast.pixels()).zip(mask.pixels()) {
                 let unit = px.0.map(|c| f32::from(c) / 255.0);
                 let want =
@@ -294,7 +357,7 @@ mod tests {
     #[test]
     fn default_settings_equal_the_command_line_cutout() {
         let (photo, mask) = photo_and_mask();
-        let ours = composite(&photo, &mask, None, &CompositeSettings::default()).unwrap();
+        let ours = composite(&photo, &mask, None, &CompositeSettings::default(), None).unwrap();
         assert_eq!(ours, super::super::cutout_rgba(&photo, &mask));
     }
 
@@ -306,7 +369,7 @@ mod tests {
             color: [10, 200, 30],
             ..CompositeSettings::default()
         };
-        let ours = composite(&photo, &mask, None, &settings).unwrap();
+        let ours = composite(&photo, &mask, None, &settings, None).unwrap();
         let cli = super::super::over_background(&photo, &mask, [10, 200, 30]);
         for (a, b) in ours.pixels().zip(cli.pixels()) {
             assert_eq!(a.0[3], 255);
@@ -346,12 +409,12 @@ mod tests {
                 background,
                 ..CompositeSettings::default()
             };
-            let kept = composite(&photo, &full, None, &settings).unwrap();
+            let kept = composite(&photo, &full, None, &settings, None).unwrap();
             for (a, b) in kept.pixels().zip(photo.pixels()) {
                 assert_eq!(&a.0[..3], &b.0[..]);
                 assert_eq!(a.0[3], 255);
             }
-            let behind = composite(&photo, &none, None, &settings).unwrap();
+            let behind = composite(&photo, &none, None, &settings, None).unwrap();
             assert!(behind.pixels().all(|p| p.0[3] == 255));
         }
         let dimmed = composite(
@@ -363,6 +426,7 @@ mod tests {
                 dim: 0.5,
                 ..CompositeSettings::default()
             },
+            None,
         )
         .unwrap();
         assert_eq!(dimmed.get_pixel(10, 10).0[2], 100);
@@ -379,9 +443,52 @@ mod tests {
     }
 
     #[test]
+    fn edits_change_only_edited_pixels_with_the_pixel_formula_on_every_background() {
+        use super::super::edits::{Brush, BrushMode, Stroke};
+        let (photo, mask) = photo_and_mask();
+        let stroke = |mode, x: f32| Stroke {
+            brush: Brush {
+                mode,
+                radius_px: 6.0,
+                hardness: 0.3,
+                edge_aware: false,
+            },
+            points: vec![[x, 10.0], [x, 40.0]],
+        };
+        let layer = EditLayer::from_strokes(
+            &photo,
+            &[stroke(BrushMode::Keep, 12.0), stroke(BrushMode::Erase, 50.0)],
+        );
+        for background in Background::ALL {
+            let settings = CompositeSettings {
+                background,
+                color: [10, 200, 30],
+                ..CompositeSettings::default()
+            };
+            let plain = composite(&photo, &mask, None, &settings, None).unwrap();
+            let edited = composite(&photo, &mask, None, &settings, Some(&layer)).unwrap();
+            let blank = EditLayer::new(64, 48);
+            assert_eq!(composite(&photo, &mask, None, &settings, Some(&blank)).unwrap(), plain);
+            for (x, y, px) in edited.enumerate_pixels() {
+                let edit = layer.get(x, y);
+                if edit == [0, 0] {
+                    assert_eq!(px, plain.get_pixel(x, y), "{background:?} ({x}, {y})");
+                }
+            }
+            if background == Background::Transparent {
+                assert_eq!(edited.get_pixel(12, 25).0, {
+                    let p = photo.get_pixel(12, 25).0;
+                    [p[0], p[1], p[2], 255]
+                });
+                assert_eq!(edited.get_pixel(50, 25).0, [0; 4]);
+            }
+        }
+    }
+
+    #[test]
     fn mismatched_sizes_are_an_error() {
         let (photo, _) = photo_and_mask();
         let mask = GrayImage::new(3, 3);
-        assert!(composite(&photo, &mask, None, &CompositeSettings::default()).is_err());
+        assert!(composite(&photo, &mask, None, &CompositeSettings::default(), None).is_err());
     }
 }

@@ -5,6 +5,7 @@ pub mod band;
 pub mod composite;
 pub mod decode;
 pub mod edges;
+pub mod edits;
 pub mod export;
 pub mod metrics;
 pub mod postprocess;

@@ -44,6 +44,9 @@ const MIN_RAMP: f32 = 1e-4;
 @group(0) @binding(2) var cutout_tex: texture_2d<f32>;
 @group(0) @binding(3) var backdrop_tex: texture_2d<f32>;
 @group(0) @binding(4) var linear_sampler: sampler;
+// Touch-up edits: r = how much the edits override the network (0–1), g = how much of that is
+// "keep" (premultiplied). Same formula as src/image_ops/edits.rs `apply`.
+@group(0) @binding(5) var edits_tex: texture_2d<f32>;
 
 struct VertexOut {
     @builtin(position) position: vec4<f32>,
@@ -84,18 +87,24 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
 
     var photo: vec3<f32>;
     var cutout: vec4<f32>;
+    var edit: vec2<f32>;
     if EXPORT == 1u {
         // Export: one output pixel per photo pixel, read exactly.
         let size = vec2<f32>(textureDimensions(photo_tex));
         let texel = vec2<i32>(clamp(floor(image_uv * size), vec2<f32>(0.0), size - 1.0));
         photo = textureLoad(photo_tex, texel, 0).rgb;
         cutout = textureLoad(cutout_tex, texel, 0);
+        edit = textureLoad(edits_tex, texel, 0).rg;
     } else {
         photo = textureSampleLevel(photo_tex, linear_sampler, image_uv, 0.0).rgb;
         cutout = textureSampleLevel(cutout_tex, linear_sampler, image_uv, 0.0);
+        edit = textureSampleLevel(edits_tex, linear_sampler, image_uv, 0.0).rg;
     }
-    let fg = cutout.rgb;
-    let a = clamp((cutout.a - u.lo) / max(u.hi - u.lo, MIN_RAMP), 0.0, 1.0);
+    let ramp = clamp((cutout.a - u.lo) / max(u.hi - u.lo, MIN_RAMP), 0.0, 1.0);
+    // The edits: alpha towards 0 where erased and towards 1 where kept, with the photo's own
+    // colour where kept.
+    let a = ramp * (1.0 - edit.x) + edit.y;
+    let fg = mix(cutout.rgb, photo, edit.y);
 
     let cell = floor(in.position.xy / u.checker_px);
     let odd = (i32(cell.x) + i32(cell.y)) & 1;

@@ -7,7 +7,10 @@ use super::{
     refine::{CUTOUT_FORMAT, RefineTargets, Refiner},
     texture_with_usage,
 };
-use crate::image_ops::CompositeSettings;
+use crate::image_ops::{
+    CompositeSettings,
+    edits::{EditLayer, PixelRect},
+};
 
 /// The uniform block of `composite.wgsl` (80 bytes, same field order and padding).
 #[repr(C)]
@@ -124,6 +127,7 @@ impl Pipeline {
                 texture_entry(1),
                 texture_entry(2),
                 texture_entry(3),
+                texture_entry(5),
                 wgpu::BindGroupLayoutEntry {
                     binding: 4,
                     visibility: wgpu::ShaderStages::FRAGMENT,
@@ -208,6 +212,9 @@ impl Pipeline {
 /// refinement passes) and the blurred backdrop as textures, with their bind groups.
 pub struct ImageTextures {
     mask: wgpu::Texture,
+    /// The touch-up edits, `[strength, keep]` a pixel (see `image_ops::edits`); zero (no edits)
+    /// when made.
+    edits: wgpu::Texture,
     pub(super) cutout: wgpu::Texture,
     refine: RefineTargets,
     bind_group: wgpu::BindGroup,
@@ -345,8 +352,15 @@ impl ImageTextures {
                 | wgpu::TextureUsages::COPY_SRC
                 | wgpu::TextureUsages::COPY_DST,
         );
+        let edits = texture(
+            device,
+            "cutout edits",
+            (width, height),
+            wgpu::TextureFormat::Rg8Unorm,
+        );
         let refine = RefineTargets::new(device, &pipeline.refiner, &photo_tex, &mask, &cutout);
         let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
+        let edits_view = view(&edits);
         let (photo_view, cutout_view, backdrop_view) =
             (view(&photo_tex), view(&cutout), view(&backdrop_tex));
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -373,10 +387,15 @@ impl ImageTextures {
                     binding: 4,
                     resource: wgpu::BindingResource::Sampler(&pipeline.sampler),
                 },
+                wgpu::BindGroupEntry {
+                    binding: 5,
+                    resource: wgpu::BindingResource::TextureView(&edits_view),
+                },
             ],
         });
         Self {
             mask,
+            edits,
             cutout,
             refine,
             bind_group,
@@ -396,6 +415,48 @@ impl ImageTextures {
             )));
         }
         write(queue, &self.mask, mask.as_raw(), 1);
+        Ok(())
+    }
+
+    /// Copies `rect` of the edit layer (same size as the photo) into the edit texture: the
+    /// part a brush stroke changed, or all of it after an undo.
+    pub fn write_edits(
+        &self,
+        queue: &wgpu::Queue,
+        layer: &EditLayer,
+        rect: PixelRect,
+    ) -> Result<(), RenderError> {
+        let (w, h) = layer.dimensions();
+        if [w, h] != self.size || rect.x1 > w || rect.y1 > h || rect.width() == 0 || rect.height() == 0
+        {
+            return Err(RenderError::Readback(format!(
+                "edit layer {w}×{h} (region {rect:?}) does not fit the {}×{} photo texture",
+                self.size[0], self.size[1]
+            )));
+        }
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &self.edits,
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: rect.x0,
+                    y: rect.y0,
+                    z: 0,
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
+            &layer.region(rect),
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(rect.width() * 2),
+                rows_per_image: Some(rect.height()),
+            },
+            wgpu::Extent3d {
+                width: rect.width(),
+                height: rect.height(),
+                depth_or_array_layers: 1,
+            },
+        );
         Ok(())
     }
 

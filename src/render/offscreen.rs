@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use image::{GrayImage, RgbImage, RgbaImage};
 
 use super::{ImageTextures, ImageView, Output, Pipeline, RenderError, Uniforms};
-use crate::image_ops::{CompositeSettings, composite, refine::Refined};
+use crate::image_ops::{
+    CompositeSettings, composite,
+    edits::EditLayer,
+    refine::Refined,
+};
 
 /// A headless wgpu device with the composite pipeline.
 pub struct Offscreen {
@@ -154,14 +158,18 @@ impl Offscreen {
     }
 
     /// The export composite of a photo and its mask, at full resolution (refined as
-    /// `settings` say).
+    /// `settings` say), with the touch-up edits when there are any.
     pub fn composite(
         &self,
         photo: &RgbImage,
         mask: &GrayImage,
         settings: &CompositeSettings,
+        edits: Option<&EditLayer>,
     ) -> Result<RgbaImage, RenderError> {
         let images = self.upload(photo, mask)?;
+        if let Some(layer) = edits {
+            images.write_edits(&self.queue, layer, layer.bounds())?;
+        }
         let (width, height) = photo.dimensions();
         let target = self.target(width, height);
         let encoder = self.refine_and_draw(&images, settings, &target);

@@ -31,7 +31,7 @@ use crate::{
         SegmentError, SegmenterOptions, models::FetchStage, segmenter::StartupTimings,
     },
     finish::FinishError,
-    image_ops::{CompositeSettings, DecodeLimits, ImageError},
+    image_ops::{CompositeSettings, DecodeLimits, ImageError, edits::Stroke},
     paths::AppDirs,
 };
 
@@ -136,6 +136,8 @@ pub enum Request {
         source: ExportSource,
         /// Threshold, softness and background, as in the preview.
         settings: CompositeSettings,
+        /// The photo's touch-up strokes, painted on it before compositing (empty: none).
+        edits: Vec<Stroke>,
         /// The PNG to write.
         output: PathBuf,
     },
@@ -150,6 +152,8 @@ pub enum Request {
         mask: Arc<GrayImage>,
         /// Threshold, softness, background and edge passes, as in the preview.
         settings: CompositeSettings,
+        /// The photo's touch-up strokes (empty: none).
+        edits: Vec<Stroke>,
     },
     /// Panics inside request handling, as a bug would: for tests of the recovery path (the
     /// panic is reported, the session dropped, and the worker goes on serving).

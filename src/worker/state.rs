@@ -15,7 +15,10 @@ use image::{GrayImage, RgbImage};
 use crate::{
     engine::{self, ModelChoice, Segmenter, SegmenterOptions, models::FetchStage},
     finish::Finisher,
-    image_ops::{self, CompositeSettings, DecodeLimits},
+    image_ops::{
+        self, CompositeSettings, DecodeLimits,
+        edits::{EditLayer, Stroke},
+    },
     paths::AppDirs,
 };
 
@@ -79,7 +82,11 @@ impl State {
                 photo,
                 mask,
                 settings,
-            } => match self.finisher.composite(&photo, &mask, &settings) {
+                edits,
+            } => match self
+                .finisher
+                .composite(&photo, &mask, &settings, edit_layer(&photo, &edits).as_ref())
+            {
                 Ok(rgba) => send(Response::Copied { id, rgba }),
                 Err(e) => send(Response::Failed {
                     id,
@@ -151,8 +158,9 @@ impl State {
                 id,
                 source,
                 settings,
+                edits,
                 output,
-            } => self.export(id, source, &settings, &output, send),
+            } => self.export(id, source, &settings, &edits, &output, send),
         }
     }
 
@@ -234,6 +242,7 @@ impl State {
         id: JobId,
         source: ExportSource,
         settings: &CompositeSettings,
+        edits: &[Stroke],
         output: &std::path::Path,
         send: &mut dyn FnMut(Response),
     ) {
@@ -264,7 +273,11 @@ impl State {
             }
         };
         let started = Instant::now();
-        match self.finisher.write(&rgb, &mask, settings, output) {
+        let layer = edit_layer(&rgb, edits);
+        match self
+            .finisher
+            .write(&rgb, &mask, settings, layer.as_ref(), output)
+        {
             Ok(()) => send(Response::Exported {
                 id,
                 path: output.to_owned(),
@@ -340,4 +353,9 @@ fn model_name(model: &ModelChoice) -> String {
         ModelChoice::Named(name) => name.clone(),
         ModelChoice::Custom(path) => path.display().to_string(),
     }
+}
+
+/// The edit layer of `strokes` on `photo`, if there are any.
+fn edit_layer(photo: &RgbImage, strokes: &[Stroke]) -> Option<EditLayer> {
+    (!strokes.is_empty()).then(|| EditLayer::from_strokes(photo, strokes))
 }

@@ -167,6 +167,7 @@ fn open_segment_compare_precisions_threshold_and_export() {
                 threshold: 0.7,
                 ..settings
             },
+            None,
         )
         .unwrap();
     let written = image::open(&gui_png).unwrap().to_rgba8();

@@ -8,6 +8,7 @@ use crate::common;
 use cutout::{
     image_ops::{
         Background, CompositeSettings, DecodeLimits, composite, decode_file, edges,
+        edits::{Brush, BrushMode, EditLayer, Stroke},
         refine::{self, RefineSettings},
     },
     render::Offscreen,
@@ -164,18 +165,45 @@ fn gpu_composite_matches_the_cpu_reference_within_one_level() {
             ..CompositeSettings::default()
         },
     ];
-    for settings in cases {
+    // Touch-up edits on part of the photo: a keep stroke over the background, an erase stroke
+    // across the subject, an edge-aware erase along its outline, and a soft keep over an erase.
+    let (w, h) = (photo.width() as f32, photo.height() as f32);
+    let stroke = |mode, radius_px, hardness, edge_aware, points: Vec<[f32; 2]>| Stroke {
+        brush: Brush {
+            mode,
+            radius_px,
+            hardness,
+            edge_aware,
+        },
+        points,
+    };
+    let layer = EditLayer::from_strokes(
+        &photo,
+        &[
+            stroke(BrushMode::Keep, 14.0, 0.5, false, vec![[w * 0.05, h * 0.1], [w * 0.3, h * 0.15]]),
+            stroke(BrushMode::Erase, 20.0, 0.2, false, vec![[w * 0.4, h * 0.3], [w * 0.6, h * 0.7]]),
+            stroke(BrushMode::Erase, 12.0, 0.6, true, vec![[w * 0.2, h * 0.5], [w * 0.8, h * 0.55]]),
+            stroke(BrushMode::Keep, 25.0, 0.0, false, vec![[w * 0.5, h * 0.5]]),
+        ],
+    );
+    let edited = layer.as_raw().chunks_exact(2).filter(|e| e[0] > 0).count();
+    assert!(edited > 5000, "the edits must cover something: {edited} px");
+    for (settings, edits) in cases
+        .iter()
+        .flat_map(|s| [(*s, None), (*s, Some(&layer))])
+    {
         // The CPU reference of the whole path: refinement (foreground colours by default), then
-        // the composite.
+        // the composite and the edits.
         let refined = refine::refine(&photo, &mask, &settings.refine, |a| settings.alpha(a));
         let cpu = composite::composite(
             &photo,
             &refined.mask,
             refined.foreground.as_ref(),
             &settings,
+            edits,
         )
         .unwrap();
-        let gpu_out = gpu.composite(&photo, &mask, &settings).unwrap();
+        let gpu_out = gpu.composite(&photo, &mask, &settings, edits).unwrap();
         assert_eq!(cpu.dimensions(), gpu_out.dimensions());
         let mut worst = 0u8;
         let mut off = 0usize;
@@ -185,8 +213,11 @@ fn gpu_composite_matches_the_cpu_reference_within_one_level() {
             off += usize::from(d > 0);
         }
         eprintln!(
-            "{:?} threshold {} softness {}: max difference {worst}, {off} channel values differ",
-            settings.background, settings.threshold, settings.softness
+            "{:?} threshold {} softness {}, edits {}: max difference {worst}, {off} channel values differ",
+            settings.background,
+            settings.threshold,
+            settings.softness,
+            edits.is_some()
         );
         // With the guided filter the refined masks may differ by their one level, which moves
         // a blend over a colour by up to one more.
@@ -209,7 +240,7 @@ fn gpu_export_without_foreground_colours_is_the_plain_cutout() {
         },
         ..CompositeSettings::default()
     };
-    let ours = gpu.composite(&photo, &mask, &plain).unwrap();
+    let ours = gpu.composite(&photo, &mask, &plain, None).unwrap();
     let cli = cutout::image_ops::cutout_rgba(&photo, &mask);
     assert_eq!(
         ours, cli,

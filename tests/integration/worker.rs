@@ -242,6 +242,67 @@ fn work_before_a_model_and_a_bad_model_are_reported() {
 }
 
 #[test]
+fn an_export_of_a_file_paints_its_touch_up_strokes_on_it() {
+    use cutout::image_ops::edits::{Brush, BrushMode, Stroke};
+    let (worker, root) = worker();
+    configure_cpu(&worker);
+    let export = |name: &str, edits: Vec<Stroke>| {
+        let out = root.path().join(name);
+        let id = worker.next_id(JobKind::Queue);
+        worker
+            .send(Request::Export {
+                id,
+                source: ExportSource::File(photo("car-1.jpg")),
+                settings: CompositeSettings::default(),
+                edits,
+                output: out.clone(),
+            })
+            .expect("send");
+        match worker.recv_timeout(WAIT) {
+            Some(Response::Exported { id: got, .. }) => assert_eq!(got, id),
+            other => panic!("expected Exported, got {other:?}"),
+        }
+        image::open(&out).expect("png").to_rgba8()
+    };
+    let plain = export("plain.png", Vec::new());
+    let (w, h) = plain.dimensions();
+    let centre = [w as f32 / 2.0, h as f32 / 2.0];
+    assert!(plain.get_pixel(w / 2, h / 2).0[3] > 200, "the car is kept");
+    assert_eq!(plain.get_pixel(3, 3).0[3], 0, "the corner is background");
+    let brush = |mode| Brush {
+        mode,
+        radius_px: 10.0,
+        hardness: 1.0,
+        edge_aware: false,
+    };
+    let edited = export(
+        "edited.png",
+        vec![
+            Stroke {
+                brush: brush(BrushMode::Erase),
+                points: vec![centre],
+            },
+            Stroke {
+                brush: brush(BrushMode::Keep),
+                points: vec![[3.5, 3.5]],
+            },
+        ],
+    );
+    assert_eq!(edited.get_pixel(w / 2, h / 2).0, [0; 4], "erased");
+    let decoded = cutout::image_ops::decode_file(&photo("car-1.jpg"), Default::default())
+        .unwrap()
+        .rgb;
+    let corner = decoded.get_pixel(3, 3).0;
+    assert_eq!(edited.get_pixel(3, 3).0, [corner[0], corner[1], corner[2], 255], "kept");
+    for (x, y, px) in edited.enumerate_pixels() {
+        let near = |c: [f32; 2]| (x as f32 + 0.5 - c[0]).hypot(y as f32 + 0.5 - c[1]) < 11.0;
+        if !near(centre) && !near([3.5, 3.5]) {
+            assert_eq!(px, plain.get_pixel(x, y), "({x}, {y}) is outside both strokes");
+        }
+    }
+}
+
+#[test]
 fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
     let (worker, root) = worker();
     configure_cpu(&worker);
@@ -256,6 +317,7 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
                 color: [0, 255, 0],
                 ..CompositeSettings::default()
             },
+            edits: Vec::new(),
             output: out.clone(),
         })
         .expect("send");
@@ -280,6 +342,7 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
             id,
             source: ExportSource::File(photo("car-1.jpg")),
             settings: CompositeSettings::default(),
+            edits: Vec::new(),
             output: missing.clone(),
         })
         .expect("send");
@@ -395,6 +458,7 @@ fn a_preview_goes_ahead_of_queued_exports_and_closing_leaves_the_queue() {
                     rgb: Arc::clone(&big),
                 },
                 settings: CompositeSettings::default(),
+                edits: Vec::new(),
                 output: out.join(format!("big{i:02}.png")),
             })
             .expect("the queue lane holds 16");

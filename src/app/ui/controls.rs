@@ -1,10 +1,11 @@
 //! The right-hand panel: engine (precision, provider, Live), compositing controls, export.
 
 use crate::{
-    app::{AppState, Command, EngineStatus, Settings, UiCommand},
+    app::{AppState, Command, EngineStatus, Settings, UiCommand, settings::BrushSettings},
     engine::Precision,
     image_ops::{
         Background,
+        edits::BrushMode,
         refine::{self, RefineSettings},
     },
 };
@@ -20,6 +21,8 @@ pub fn controls_ui(
         engine_ui(ui, state, settings, commands);
         ui.separator();
         composite_ui(ui, settings);
+        ui.separator();
+        touchup_ui(ui, state, settings, commands);
         ui.separator();
         export_ui(ui, state, settings, commands);
     });
@@ -292,6 +295,76 @@ fn composite_ui(ui: &mut egui::Ui, settings: &mut Settings) {
     ui.checkbox(&mut settings.split_enabled, "Before/after split");
     if settings.split_enabled {
         ui.add(egui::Slider::new(&mut settings.split, 0.0..=1.0).text("Split"));
+    }
+}
+
+/// The touch-up brush: Keep / Erase, size, hardness, edge snapping, undo, redo and reset.
+fn touchup_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    settings: &mut Settings,
+    commands: &mut Vec<Command>,
+) {
+    ui.heading("Touch up");
+    let can = state.can_touch_up();
+    ui.horizontal(|ui| {
+        for (command, mode) in [
+            (UiCommand::KeepBrush, BrushMode::Keep),
+            (UiCommand::EraseBrush, BrushMode::Erase),
+        ] {
+            let label = format!(
+                "{} ({})",
+                mode.label(),
+                command.shortcut_text(ui.ctx()).unwrap_or_default()
+            );
+            let button = egui::Button::selectable(state.tool == Some(mode), label);
+            if ui
+                .add_enabled(can, button)
+                .on_hover_text(command.help())
+                .clicked()
+            {
+                commands.push(command.command(state));
+            }
+        }
+    });
+    let brush = &mut settings.brush;
+    ui.add(
+        egui::Slider::new(&mut brush.radius_pt, BrushSettings::RADIUS_PT)
+            .logarithmic(true)
+            .text("Size")
+            .suffix(" pt"),
+    )
+    .on_hover_text(format!(
+        "The brush radius on screen ({} smaller, {} larger)",
+        UiCommand::BrushSmaller.shortcut_text(ui.ctx()).unwrap_or_default(),
+        UiCommand::BrushLarger.shortcut_text(ui.ctx()).unwrap_or_default()
+    ));
+    ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("Hardness"))
+        .on_hover_text("How much of the radius paints at full strength; the rest fades out");
+    ui.checkbox(&mut brush.edge_aware, "Snap to edges").on_hover_text(
+        "A stroke paints only what looks like the colour under the brush's centre, and its rim \
+         follows the photo's edges (a guided filter over the stroke), so a rough stroke along \
+         hair does not paint a hard disc",
+    );
+    ui.horizontal(|ui| {
+        for command in [UiCommand::Undo, UiCommand::Redo, UiCommand::ResetEdits] {
+            if ui
+                .add_enabled(command.enabled(state), egui::Button::new(command.label()))
+                .on_hover_text(command.hint(ui.ctx()))
+                .on_hover_text(command.help())
+                .clicked()
+            {
+                commands.push(command.command(state));
+            }
+        }
+    });
+    if let Some(edits) = state.current_edits()
+        && edits.has_edits()
+    {
+        ui.weak(format!(
+            "{} strokes on this photo; Export and Copy include them",
+            edits.strokes().len()
+        ));
     }
 }
 

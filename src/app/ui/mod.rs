@@ -60,6 +60,17 @@ fn menu_bar_ui(
                 command_button_ui(ui, state, command, commands);
             }
         });
+        ui.menu_button("Edit", |ui| {
+            for command in UiCommand::ALL
+                .into_iter()
+                .filter(|c| c.menu() == Menu::Edit)
+            {
+                if matches!(command, UiCommand::KeepBrush | UiCommand::ResetEdits) {
+                    ui.separator();
+                }
+                command_button_ui(ui, state, command, commands);
+            }
+        });
         ui.menu_button("View", |ui| {
             for command in UiCommand::ALL
                 .into_iter()
@@ -88,10 +99,9 @@ fn command_button_ui(
     command: UiCommand,
     commands: &mut Vec<Command>,
 ) {
-    let mut button = if command == UiCommand::ToggleLive {
-        egui::Button::selectable(state.live, command.label())
-    } else {
-        egui::Button::new(command.label())
+    let mut button = match command.selected(state) {
+        Some(selected) => egui::Button::selectable(selected, command.label()),
+        None => egui::Button::new(command.label()),
     };
     if let Some(keys) = command.shortcut_text(ui.ctx()) {
         button = button.shortcut_text(keys);
