@@ -331,7 +331,14 @@ impl UiCommand {
 
     /// The shown shortcut in the platform's words (`Ctrl+S`, or `⌘S` on macOS).
     pub fn shortcut_text(self, ctx: &egui::Context) -> Option<String> {
-        self.shortcuts().first().map(|s| ctx.format_shortcut(s))
+        self.shortcuts().first().map(|s| {
+            if s.modifiers.is_none() {
+                // A single key: its symbol (`]`), not its name (`CloseBracket`).
+                s.logical_key.symbol_or_name().to_owned()
+            } else {
+                ctx.format_shortcut(s)
+            }
+        })
     }
 
     /// The label with its shortcut in brackets, for a hint in running text.
