@@ -242,6 +242,11 @@ impl CutoutApp {
         self.commands.push(command);
     }
 
+    /// Where the canvas was drawn last frame (screen points).
+    pub fn canvas(&self) -> egui::Rect {
+        self.canvas_rect
+    }
+
     /// Entries that finished (done or exported) and failed.
     pub fn counts(&self) -> (usize, usize) {
         self.state.counts()

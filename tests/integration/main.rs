@@ -6,6 +6,7 @@
 mod common;
 
 mod app;
+mod brush;
 mod cli;
 mod compositor;
 mod download;
