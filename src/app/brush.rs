@@ -43,7 +43,9 @@ impl CutoutApp {
         if self.state.tool.is_some() && !self.state.can_touch_up() {
             let why = match &self.state.current {
                 None => "open a photo first, then touch up its cutout",
-                Some(c) if c.mask.is_none() => "the cutout is not ready yet; the brush paints once it is",
+                Some(c) if c.mask.is_none() => {
+                    "the cutout is not ready yet; the brush paints once it is"
+                }
                 Some(_) => {
                     "this photo is larger than the GPU's largest texture, so it is shown shrunk and cannot be touched up; export it as it is"
                 }
@@ -53,6 +55,17 @@ impl CutoutApp {
     }
 
     pub(super) fn paint(&mut self, event: PaintEvent) {
+        let started = std::time::Instant::now();
+        let what = match &event {
+            PaintEvent::Begin { .. } => "begin",
+            PaintEvent::To(_) => "to",
+            PaintEvent::End => "end",
+        };
+        self.paint_event(event);
+        tracing::trace!(what, ms = started.elapsed().as_secs_f64() * 1e3, "brush");
+    }
+
+    fn paint_event(&mut self, event: PaintEvent) {
         let Some(mode) = self.state.tool else {
             return;
         };
@@ -176,17 +189,28 @@ impl CutoutApp {
         if current.texture_size != Some([layer.dimensions().0, layer.dimensions().1]) {
             return;
         }
-        if let Some(Err(e)) = super::Compositor::with(&rs, |c, _, queue| {
-            c.write_edits(queue, layer, rect)
-        }) {
-            self.state.post(format!("the edits cannot be shown: {e}"), true);
+        let started = std::time::Instant::now();
+        let result = super::Compositor::with(&rs, |c, _, queue| c.write_edits(queue, layer, rect));
+        tracing::trace!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            px = rect.width() * rect.height(),
+            "edits uploaded"
+        );
+        if let Some(Err(e)) = result {
+            self.state
+                .post(format!("the edits cannot be shown: {e}"), true);
         }
     }
 
     /// The strokes of a photo, for an export or a copy (the stroke being painted is finished
     /// first, so what is exported is what is on screen).
     pub(super) fn edits_of(&mut self, entry: super::EntryId) -> Vec<Stroke> {
-        if self.state.current.as_ref().is_some_and(|c| c.entry == entry) {
+        if self
+            .state
+            .current
+            .as_ref()
+            .is_some_and(|c| c.entry == entry)
+        {
             self.end_stroke();
         }
         self.state

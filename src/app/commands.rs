@@ -569,7 +569,10 @@ mod tests {
         assert_eq!(UiCommand::ChooseExportFolder.shortcut_text(&ctx), None);
         ctx.set_os(egui::os::OperatingSystem::Nix);
         assert_eq!(UiCommand::Redo.hint(&ctx), "Redo (Ctrl+Shift+Z)");
-        assert_eq!(UiCommand::BrushLarger.shortcut_text(&ctx).as_deref(), Some("]"));
+        assert_eq!(
+            UiCommand::BrushLarger.shortcut_text(&ctx).as_deref(),
+            Some("]")
+        );
     }
 
     #[test]

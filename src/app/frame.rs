@@ -59,9 +59,23 @@ impl CutoutApp {
 
     /// The per-frame logic: drain the worker and the tasks, apply commands. Never waits.
     pub(super) fn update_logic(&mut self, ctx: &egui::Context, frame: &eframe::Frame) {
+        let painting = self
+            .state
+            .current
+            .as_ref()
+            .is_some_and(|c| c.touchup.painter.is_some());
+        let stats = &mut self.state.stats;
         if let Some(cpu_s) = frame.info().cpu_usage {
-            self.state.stats.ui_frame.push(f64::from(cpu_s) * 1e3);
+            stats.ui_frame.push(f64::from(cpu_s) * 1e3);
+            if painting {
+                stats.paint_cpu.push(f64::from(cpu_s) * 1e3);
+            }
         }
+        let now = Instant::now();
+        if painting && let Some(last) = stats.last_frame {
+            stats.paint_interval.push((now - last).as_secs_f64() * 1e3);
+        }
+        stats.last_frame = Some(now);
         if let Some(log) = &mut self.stats_log {
             let device = self.render_state.as_ref().map(|rs| &rs.device);
             log.tick(&self.state.stats.ui_frame, device);

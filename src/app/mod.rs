@@ -262,15 +262,24 @@ impl CutoutApp {
 
     /// A line with the UI frame-time statistics, for the log at exit.
     pub fn frame_time_line(&self) -> Option<String> {
-        let s = self.state.stats.ui_frame.summary()?;
-        Some(format!(
+        let stats = &self.state.stats;
+        let s = stats.ui_frame.summary()?;
+        let mut line = format!(
             "ui frame time over {} frames: median {:.2} ms, p99 {:.2} ms, max {:.2} ms (running {:.0} s)",
             s.count,
             s.median,
             s.p99,
             s.max,
             self.started.elapsed().as_secs_f64()
-        ))
+        );
+        if let (Some(wall), Some(cpu)) = (stats.paint_interval.summary(), stats.paint_cpu.summary())
+        {
+            line.push_str(&format!(
+                "; while painting, {} frames: interval median {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU median {:.1} ms, p99 {:.1} ms",
+                wall.count, wall.median, wall.p99, wall.max, cpu.median, cpu.p99
+            ));
+        }
+        Some(line)
     }
 }
 

@@ -74,7 +74,8 @@ impl BrushSettings {
 
     /// Grows (factor > 1) or shrinks the radius, within [`Self::RADIUS_PT`].
     pub fn resize(&mut self, factor: f32) {
-        self.radius_pt = (self.radius_pt * factor).clamp(*Self::RADIUS_PT.start(), *Self::RADIUS_PT.end());
+        self.radius_pt =
+            (self.radius_pt * factor).clamp(*Self::RADIUS_PT.start(), *Self::RADIUS_PT.end());
     }
 }
 

@@ -198,6 +198,12 @@ pub struct LatencyStats {
     pub composite_measurable: bool,
     /// UI frame time (egui pass and rendering, CPU side).
     pub ui_frame: Samples,
+    /// Wall time between consecutive frames while a brush stroke is painted.
+    pub paint_interval: Samples,
+    /// egui's CPU time of the frames while a brush stroke is painted.
+    pub paint_cpu: Samples,
+    /// When the last frame's logic ran.
+    pub last_frame: Option<Instant>,
     /// Inference per provider and precision, for the side-by-side comparison.
     pub infer_by_run: HashMap<(ProviderKind, Precision), Samples>,
     /// The newest per-stage times.
@@ -222,6 +228,9 @@ impl Default for LatencyStats {
             edges: Samples::new(STAGE_WINDOW),
             composite_measurable: false,
             ui_frame: Samples::new(FRAME_WINDOW),
+            paint_interval: Samples::new(FRAME_WINDOW),
+            paint_cpu: Samples::new(FRAME_WINDOW),
+            last_frame: None,
             infer_by_run: HashMap::new(),
             last: None,
         }
@@ -359,7 +368,9 @@ impl AppState {
     pub fn can_touch_up(&self) -> bool {
         self.current.as_ref().is_some_and(|c| {
             c.mask.is_some()
-                && c.photo.as_ref().is_some_and(|p| c.texture_size == Some([p.width(), p.height()]))
+                && c.photo
+                    .as_ref()
+                    .is_some_and(|p| c.texture_size == Some([p.width(), p.height()]))
         })
     }
 

@@ -303,7 +303,12 @@ fn transparent(
             let at = chunk * CHUNK;
             let edits = edits.map(|e| &e.as_raw()[at * 2..(at + m.len()) * 2]);
             let photo = &photo.as_raw()[at * 3..(at + m.len()) * 3];
-            for (i, ((o, c), &v)) in out.chunks_exact_mut(4).zip(rgb.chunks_exact(3)).zip(m).enumerate() {
+            for (i, ((o, c), &v)) in out
+                .chunks_exact_mut(4)
+                .zip(rgb.chunks_exact(3))
+                .zip(m)
+                .enumerate()
+            {
                 let edit = edits.map_or([0, 0], |e| [e[2 * i], e[2 * i + 1]]);
                 if edit != [0, 0] {
                     let px = composite_edited_pixel(
@@ -457,7 +462,10 @@ mod tests {
         };
         let layer = EditLayer::from_strokes(
             &photo,
-            &[stroke(BrushMode::Keep, 12.0), stroke(BrushMode::Erase, 50.0)],
+            &[
+                stroke(BrushMode::Keep, 12.0),
+                stroke(BrushMode::Erase, 50.0),
+            ],
         );
         for background in Background::ALL {
             let settings = CompositeSettings {
@@ -468,7 +476,10 @@ mod tests {
             let plain = composite(&photo, &mask, None, &settings, None).unwrap();
             let edited = composite(&photo, &mask, None, &settings, Some(&layer)).unwrap();
             let blank = EditLayer::new(64, 48);
-            assert_eq!(composite(&photo, &mask, None, &settings, Some(&blank)).unwrap(), plain);
+            assert_eq!(
+                composite(&photo, &mask, None, &settings, Some(&blank)).unwrap(),
+                plain
+            );
             for (x, y, px) in edited.enumerate_pixels() {
                 let edit = layer.get(x, y);
                 if edit == [0, 0] {

@@ -180,6 +180,37 @@ impl EditLayer {
         out
     }
 
+    /// Mip level `level` (each pixel the mean of the 2^level × 2^level pixels it covers) over
+    /// the part of it that `rect` (level 0) touches: that part and its bytes.
+    pub fn level_region(&self, level: u32, rect: PixelRect) -> (PixelRect, Vec<u8>) {
+        let (lw, lh) = ((self.width >> level).max(1), (self.height >> level).max(1));
+        let out = PixelRect {
+            x0: (rect.x0 >> level).min(lw - 1),
+            y0: (rect.y0 >> level).min(lh - 1),
+            x1: rect.x1.div_ceil(1 << level).clamp(1, lw),
+            y1: rect.y1.div_ceil(1 << level).clamp(1, lh),
+        };
+        let mut bytes = Vec::with_capacity(out.width() as usize * out.height() as usize * 2);
+        for y in out.y0..out.y1 {
+            let (sy0, sy1) = (y << level, ((y + 1) << level).min(self.height));
+            for x in out.x0..out.x1 {
+                let (sx0, sx1) = (x << level, ((x + 1) << level).min(self.width));
+                let mut sum = [0u32; 2];
+                for sy in sy0..sy1 {
+                    let row = &self.data[self.index(sx0, sy)..self.index(sx1, sy)];
+                    for px in row.chunks_exact(2) {
+                        sum[0] += u32::from(px[0]);
+                        sum[1] += u32::from(px[1]);
+                    }
+                }
+                let n = ((sy1 - sy0) * (sx1 - sx0)).max(1);
+                #[allow(clippy::cast_possible_truncation)]
+                bytes.extend(sum.map(|v| ((v + n / 2) / n) as u8));
+            }
+        }
+        (out, bytes)
+    }
+
     /// Whether any pixel is edited.
     pub fn is_empty(&self) -> bool {
         self.data.iter().all(|&b| b == 0)
@@ -247,7 +278,12 @@ impl Painter {
 
     /// The stretch of the segment `from` → `to` (distances along it) that passes within a
     /// radius of the photo, if any.
-    fn span(&self, from: [f32; 2], to: [f32; 2], (width, height): (u32, u32)) -> Option<(f32, f32)> {
+    fn span(
+        &self,
+        from: [f32; 2],
+        to: [f32; 2],
+        (width, height): (u32, u32),
+    ) -> Option<(f32, f32)> {
         let r = self.brush.radius_px + 1.0;
         #[allow(clippy::cast_precision_loss)]
         let (lo, hi) = ([-r, -r], [width as f32 + r, height as f32 + r]);
@@ -299,7 +335,10 @@ impl Painter {
                                 break;
                             }
                             let t = if length > 0.0 { at / length } else { 0.0 };
-                            dirty = union(dirty, self.dab(layer, photo, [from[0] + dx * t, from[1] + dy * t]));
+                            dirty = union(
+                                dirty,
+                                self.dab(layer, photo, [from[0] + dx * t, from[1] + dy * t]),
+                            );
                             k += 1.0;
                         }
                     }
@@ -316,12 +355,21 @@ impl Painter {
             }
             self.points.push(p);
         }
+        // Laid once over everything the new dabs touched (dabs overlap several times over).
+        if let Some(rect) = dirty {
+            self.lay(layer, rect);
+        }
         dirty
     }
 
-    /// One dab at `centre`: raises the stroke's coverage and lays the stroke over the layer as
-    /// it was, in the dab's square.
-    fn dab(&mut self, layer: &mut EditLayer, photo: &RgbImage, centre: [f32; 2]) -> Option<PixelRect> {
+    /// One dab at `centre`: raises the stroke's coverage in the dab's square (laid over the
+    /// layer by [`Self::extend`]).
+    fn dab(
+        &mut self,
+        layer: &mut EditLayer,
+        photo: &RgbImage,
+        centre: [f32; 2],
+    ) -> Option<PixelRect> {
         let r = self.brush.radius_px;
         let rect = clip(
             [centre[0] - r, centre[1] - r, centre[0] + r, centre[1] + r],
@@ -332,49 +380,49 @@ impl Painter {
         // dab's centre, so the dab stops at an edge of the photo.
         let like = (self.brush.edge_aware && photo.dimensions() == layer.dimensions())
             .then(|| mean_colour(photo, centre));
-        for y in rect.y0..rect.y1 {
-            #[allow(clippy::cast_precision_loss)]
-            let dy = y as f32 + 0.5 - centre[1];
-            for x in rect.x0..rect.x1 {
+        let (r2, hard2) = (r * r, hard * hard);
+        for (key, part) in tiles(rect) {
+            self.ensure_tile(layer, key);
+            let coverage = self.coverage.get_mut(&key).expect("the tile was just made");
+            for y in part.y0..part.y1 {
                 #[allow(clippy::cast_precision_loss)]
-                let dx = x as f32 + 0.5 - centre[0];
-                let d = dx.hypot(dy);
-                if d >= r {
-                    continue;
-                }
-                let c = if d <= hard {
-                    1.0
-                } else {
-                    let t = (r - d) / (r - hard);
-                    t * t * (3.0 - 2.0 * t)
-                };
-                let c = match like {
-                    Some(seed) => c * similarity(photo.get_pixel(x, y).0, seed),
-                    None => c,
-                };
-                let c = to_u8(c);
-                let slot = self.tile(layer, x, y);
-                if c > *slot {
-                    *slot = c;
+                let dy = y as f32 + 0.5 - centre[1];
+                let row = ((y % TILE) * TILE) as usize;
+                for x in part.x0..part.x1 {
+                    #[allow(clippy::cast_precision_loss)]
+                    let dx = x as f32 + 0.5 - centre[0];
+                    let d2 = dx * dx + dy * dy;
+                    if d2 >= r2 {
+                        continue;
+                    }
+                    let c = if d2 <= hard2 {
+                        1.0
+                    } else {
+                        let t = (r - d2.sqrt()) / (r - hard);
+                        t * t * (3.0 - 2.0 * t)
+                    };
+                    let c = match like {
+                        Some(seed) => c * similarity(photo.get_pixel(x, y).0, seed),
+                        None => c,
+                    };
+                    let c = to_u8(c);
+                    let slot = &mut coverage[row + (x % TILE) as usize];
+                    if c > *slot {
+                        *slot = c;
+                    }
                 }
             }
         }
-        self.lay(layer, rect);
         Some(rect)
     }
 
-    /// The coverage byte of pixel (x, y), making its tile (and saving the layer's) if new.
-    fn tile(&mut self, layer: &EditLayer, x: u32, y: u32) -> &mut u8 {
-        let key = (x / TILE, y / TILE);
+    /// Makes the coverage tile `key` (and saves the layer's tile as it was) if it is new.
+    fn ensure_tile(&mut self, layer: &EditLayer, key: (u32, u32)) {
         if !self.coverage.contains_key(&key) {
             self.before.insert(key, save_tile(layer, key));
-            self.coverage.insert(key, vec![0; TILE_PX].into_boxed_slice());
+            self.coverage
+                .insert(key, vec![0; TILE_PX].into_boxed_slice());
         }
-        let i = ((y % TILE) * TILE + x % TILE) as usize;
-        &mut self
-            .coverage
-            .get_mut(&key)
-            .expect("the tile was just made")[i]
     }
 
     /// The layer in `rect` = the stroke laid over the layer as it was.
@@ -383,22 +431,24 @@ impl Painter {
             BrushMode::Keep => 1.0,
             BrushMode::Erase => 0.0,
         };
-        for y in rect.y0..rect.y1 {
-            for x in rect.x0..rect.x1 {
-                let key = (x / TILE, y / TILE);
-                let (Some(coverage), Some(before)) = (self.coverage.get(&key), self.before.get(&key))
-                else {
-                    continue;
-                };
-                let i = ((y % TILE) * TILE + x % TILE) as usize;
-                let c = f32::from(coverage[i]) / 255.0;
-                let (s, k) = (
-                    f32::from(before[2 * i]) / 255.0,
-                    f32::from(before[2 * i + 1]) / 255.0,
-                );
-                let at = layer.index(x, y);
-                layer.data[at] = to_u8(c + s * (1.0 - c));
-                layer.data[at + 1] = to_u8(target * c + k * (1.0 - c));
+        for (key, part) in tiles(rect) {
+            let (Some(coverage), Some(before)) = (self.coverage.get(&key), self.before.get(&key))
+            else {
+                continue;
+            };
+            for y in part.y0..part.y1 {
+                let row = ((y % TILE) * TILE) as usize;
+                for x in part.x0..part.x1 {
+                    let i = row + (x % TILE) as usize;
+                    let c = f32::from(coverage[i]) / 255.0;
+                    let (s, k) = (
+                        f32::from(before[2 * i]) / 255.0,
+                        f32::from(before[2 * i + 1]) / 255.0,
+                    );
+                    let at = layer.index(x, y);
+                    layer.data[at] = to_u8(c + s * (1.0 - c));
+                    layer.data[at + 1] = to_u8(target * c + k * (1.0 - c));
+                }
             }
         }
     }
@@ -406,7 +456,11 @@ impl Painter {
     /// Ends the stroke. An edge-aware stroke's coverage is now snapped to the photo's edges (a
     /// guided filter over the stroke's box, guided by the photo, kept inside the footprint) and
     /// laid again. Returns the stroke, for the history, and the pixels that changed.
-    pub fn finish(mut self, layer: &mut EditLayer, photo: &RgbImage) -> (Stroke, Option<PixelRect>) {
+    pub fn finish(
+        mut self,
+        layer: &mut EditLayer,
+        photo: &RgbImage,
+    ) -> (Stroke, Option<PixelRect>) {
         let mut dirty = None;
         if self.brush.edge_aware
             && photo.dimensions() == layer.dimensions()
@@ -443,9 +497,8 @@ impl Painter {
     /// Replaces the coverage in `rect` by its guided filter with the photo as guide (radius a
     /// quarter of the brush's), zero outside the footprint.
     fn snap_to_edges(&mut self, photo: &RgbImage, rect: PixelRect) {
-        let guide =
-            image::imageops::crop_imm(photo, rect.x0, rect.y0, rect.width(), rect.height())
-                .to_image();
+        let guide = image::imageops::crop_imm(photo, rect.x0, rect.y0, rect.width(), rect.height())
+            .to_image();
         let coverage = GrayImage::from_fn(rect.width(), rect.height(), |x, y| {
             image::Luma([self.coverage_at(rect.x0 + x, rect.y0 + y)])
         });
@@ -494,7 +547,10 @@ fn mean_colour(photo: &RgbImage, centre: [f32; 2]) -> [f32; 3] {
 
 /// How alike two colours are (1 the same, falling to 0 by about [`EDGE_COLOUR_SIGMA`] × 3).
 fn similarity(px: [u8; 3], seed: [f32; 3]) -> f32 {
-    let d2: f32 = (0..3).map(|c| (f32::from(px[c]) - seed[c]).powi(2)).sum::<f32>() / (255.0 * 255.0);
+    let d2: f32 = (0..3)
+        .map(|c| (f32::from(px[c]) - seed[c]).powi(2))
+        .sum::<f32>()
+        / (255.0 * 255.0);
     (-d2 / (2.0 * EDGE_COLOUR_SIGMA * EDGE_COLOUR_SIGMA)).exp()
 }
 
@@ -505,6 +561,23 @@ const EDGE_COLOUR_SIGMA: f32 = 0.12;
 /// The guided filter's regularisation for edge-aware strokes (squared 0–1 colour units): small,
 /// so the footprint's rim follows the photo's edges closely.
 const EDGE_EPS: f32 = 1e-3;
+
+/// The tiles that `rect` touches, each with the part of `rect` inside it.
+fn tiles(rect: PixelRect) -> impl Iterator<Item = ((u32, u32), PixelRect)> {
+    let (tx0, tx1) = (rect.x0 / TILE, (rect.x1 - 1) / TILE);
+    let (ty0, ty1) = (rect.y0 / TILE, (rect.y1 - 1) / TILE);
+    (ty0..=ty1).flat_map(move |ty| {
+        (tx0..=tx1).map(move |tx| {
+            let part = PixelRect {
+                x0: rect.x0.max(tx * TILE),
+                y0: rect.y0.max(ty * TILE),
+                x1: rect.x1.min((tx + 1) * TILE),
+                y1: rect.y1.min((ty + 1) * TILE),
+            };
+            ((tx, ty), part)
+        })
+    })
+}
 
 /// The layer's bytes of one tile, padded to a full tile.
 fn save_tile(layer: &EditLayer, (tx, ty): (u32, u32)) -> Box<[u8]> {
@@ -522,7 +595,11 @@ fn save_tile(layer: &EditLayer, (tx, ty): (u32, u32)) -> Box<[u8]> {
 
 /// The pixels whose centres may lie in `[x0, y0, x1, y1]`, inside a `width` × `height` image.
 fn clip(bounds: [f32; 4], (width, height): (u32, u32)) -> Option<PixelRect> {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let at = |v: f32, limit: u32| (v.max(0.0) as u32).min(limit);
     #[allow(clippy::cast_precision_loss)]
     let rect = PixelRect {
@@ -659,10 +736,13 @@ mod tests {
         let photo = photo();
         for edge_aware in [false, true] {
             let mut first = EditLayer::new(200, 120);
-            first.paint(&photo, &Stroke {
-                brush: brush(BrushMode::Keep, 9.0, false),
-                points: vec![[100.0, 60.0], [140.0, 70.0]],
-            });
+            first.paint(
+                &photo,
+                &Stroke {
+                    brush: brush(BrushMode::Keep, 9.0, false),
+                    points: vec![[100.0, 60.0], [140.0, 70.0]],
+                },
+            );
             let mut live = first.clone();
             let mut painter = Painter::new(brush(BrushMode::Erase, 12.5, edge_aware));
             for piece in zigzag().chunks(3) {
@@ -672,13 +752,16 @@ mod tests {
             let mut again = first.clone();
             again.paint(&photo, &stroke);
             assert_eq!(live, again, "edge-aware {edge_aware}");
-            let all = EditLayer::from_strokes(&photo, &[
-                Stroke {
-                    brush: brush(BrushMode::Keep, 9.0, false),
-                    points: vec![[100.0, 60.0], [140.0, 70.0]],
-                },
-                stroke,
-            ]);
+            let all = EditLayer::from_strokes(
+                &photo,
+                &[
+                    Stroke {
+                        brush: brush(BrushMode::Keep, 9.0, false),
+                        points: vec![[100.0, 60.0], [140.0, 70.0]],
+                    },
+                    stroke,
+                ],
+            );
             assert_eq!(live, all);
         }
     }
@@ -707,10 +790,13 @@ mod tests {
             }
         }
         // Erase, then keep on top: the keep wins where it is laid.
-        layer.paint(&photo, &Stroke {
-            brush: brush(BrushMode::Keep, 4.0, false),
-            points: vec![[60.0, 50.0]],
-        });
+        layer.paint(
+            &photo,
+            &Stroke {
+                brush: brush(BrushMode::Keep, 4.0, false),
+                points: vec![[60.0, 50.0]],
+            },
+        );
         assert_eq!(layer.get(60, 50), [255, 255]);
         let (a, fg) = apply(0.2, [0.0; 3], [0.5; 3], layer.get(60, 50));
         assert!((a - 1.0).abs() < 1e-6 && (fg[0] - 0.5).abs() < 1e-6);
@@ -725,27 +811,54 @@ mod tests {
         // A stroke along the dark side of the edge, its disc spilling over to the light side.
         let points = vec![[94.0, 20.0], [94.0, 100.0]];
         let mut plain = EditLayer::new(200, 120);
-        plain.paint(&photo, &Stroke {
-            brush: brush(BrushMode::Keep, 14.0, false),
-            points: points.clone(),
-        });
+        plain.paint(
+            &photo,
+            &Stroke {
+                brush: brush(BrushMode::Keep, 14.0, false),
+                points: points.clone(),
+            },
+        );
         let mut snapped = EditLayer::new(200, 120);
-        snapped.paint(&photo, &Stroke {
-            brush: brush(BrushMode::Keep, 14.0, true),
-            points,
-        });
+        snapped.paint(
+            &photo,
+            &Stroke {
+                brush: brush(BrushMode::Keep, 14.0, true),
+                points,
+            },
+        );
         let spill = |layer: &EditLayer| -> u32 {
-            (30..90).map(|y| (100..108).map(|x| u32::from(layer.get(x, y)[0])).sum::<u32>()).sum()
+            (30..90)
+                .map(|y| {
+                    (100..108)
+                        .map(|x| u32::from(layer.get(x, y)[0]))
+                        .sum::<u32>()
+                })
+                .sum()
         };
         let core = |layer: &EditLayer| -> u32 {
-            (30..90).map(|y| (86..100).map(|x| u32::from(layer.get(x, y)[0])).sum::<u32>()).sum()
+            (30..90)
+                .map(|y| {
+                    (86..100)
+                        .map(|x| u32::from(layer.get(x, y)[0]))
+                        .sum::<u32>()
+                })
+                .sum()
         };
-        assert!(spill(&snapped) * 3 < spill(&plain), "{} vs {}", spill(&snapped), spill(&plain));
+        assert!(
+            spill(&snapped) * 3 < spill(&plain),
+            "{} vs {}",
+            spill(&snapped),
+            spill(&plain)
+        );
         assert!(core(&snapped) * 10 > core(&plain) * 9);
         for y in 0..120 {
             for x in 0..200 {
                 if plain.get(x, y)[0] == 0 {
-                    assert_eq!(snapped.get(x, y), [0, 0], "({x}, {y}) outside the footprint");
+                    assert_eq!(
+                        snapped.get(x, y),
+                        [0, 0],
+                        "({x}, {y}) outside the footprint"
+                    );
                 }
             }
         }

@@ -83,10 +83,12 @@ impl State {
                 mask,
                 settings,
                 edits,
-            } => match self
-                .finisher
-                .composite(&photo, &mask, &settings, edit_layer(&photo, &edits).as_ref())
-            {
+            } => match self.finisher.composite(
+                &photo,
+                &mask,
+                &settings,
+                edit_layer(&photo, &edits).as_ref(),
+            ) {
                 Ok(rgba) => send(Response::Copied { id, rgba }),
                 Err(e) => send(Response::Failed {
                     id,

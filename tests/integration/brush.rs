@@ -101,7 +101,13 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
     h.run_steps(2);
     assert_eq!(h.state().state.tool, Some(BrushMode::Erase));
     let path: Vec<egui::Pos2> = (0..=8)
-        .map(|i| on_screen(h.state(), w as f32 * (0.35 + 0.03 * i as f32), ht as f32 * 0.5))
+        .map(|i| {
+            on_screen(
+                h.state(),
+                w as f32 * (0.35 + 0.03 * i as f32),
+                ht as f32 * 0.5,
+            )
+        })
         .collect();
     let shown_before = screen_pixel(&mut h, path[4]);
     drag(&mut h, &path);
@@ -117,7 +123,10 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
 
     // The preview shows it (the composite shader applies the edit layer).
     let shown_after = screen_pixel(&mut h, path[4]);
-    assert_ne!(shown_before, shown_after, "the preview shows the erased car");
+    assert_ne!(
+        shown_before, shown_after,
+        "the preview shows the erased car"
+    );
 
     // The export: erased inside the footprint, byte for byte the same outside it.
     let edited = rgba(&export_bytes(&mut h, "the export after the stroke"));
@@ -125,7 +134,11 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
     for (x, y, px) in edited.enumerate_pixels() {
         let d = distance_to(&stroke, x, y);
         if d >= stroke.brush.radius_px + 0.5 {
-            assert_eq!(px, plain.get_pixel(x, y), "({x}, {y}) is outside the footprint");
+            assert_eq!(
+                px,
+                plain.get_pixel(x, y),
+                "({x}, {y}) is outside the footprint"
+            );
         } else if px != plain.get_pixel(x, y) {
             changed += 1;
         }
@@ -137,7 +150,14 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
     // Ctrl+Z: the export is the one before the stroke, byte for byte; the preview too.
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     h.run_steps(3);
-    assert!(h.state().state.current_edits().unwrap().strokes().is_empty());
+    assert!(
+        h.state()
+            .state
+            .current_edits()
+            .unwrap()
+            .strokes()
+            .is_empty()
+    );
     assert_eq!(
         export_bytes(&mut h, "the export after undo"),
         before,
@@ -159,14 +179,21 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
     h.state_mut()
         .command(Command::Edit(cutout::app::EditStep::Undo));
     h.run_steps(2);
-    assert_eq!(rgba(&export_bytes(&mut h, "the export after undoing the reset")), edited);
+    assert_eq!(
+        rgba(&export_bytes(&mut h, "the export after undoing the reset")),
+        edited
+    );
 
     // Edits are a layer of their own: they survive a re-run of the network (FP16 here).
-    h.state_mut().command(Command::SetPrecision(Precision::Fp16));
+    h.state_mut()
+        .command(Command::SetPrecision(Precision::Fp16));
     run_until(&mut h, "the FP16 mask", |app| {
         ready_with(app, Precision::Fp16)
     });
-    assert_eq!(h.state().state.current_edits().unwrap().strokes(), vec![stroke]);
+    assert_eq!(
+        h.state().state.current_edits().unwrap().strokes(),
+        vec![stroke]
+    );
     let fp16 = rgba(&export_bytes(&mut h, "the FP16 export"));
     assert_eq!(fp16.get_pixel(mid[0] as u32, mid[1] as u32).0[3], 0);
 }
@@ -189,9 +216,24 @@ fn painting_frame_times_on_a_12_mp_photo() {
     run_until(&mut h, "the first mask", |app| {
         ready_with(app, Precision::Fp32)
     });
+    // The same frames without a brush (the pointer only hovers), for comparison.
+    let mut idle = Vec::new();
+    for i in 0..100 {
+        h.hover_at(on_screen(h.state(), 400.0 + i as f32 * 30.0, 1500.0));
+        let started = Instant::now();
+        h.step();
+        h.render().expect("render");
+        idle.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    idle.sort_by(f64::total_cmp);
+    eprintln!(
+        "no brush, 12 MP: median {:.1} ms, p99 {:.1} ms",
+        idle[50], idle[98]
+    );
     for edge_aware in [false, true] {
         h.state_mut().settings.brush.edge_aware = edge_aware;
-        h.state_mut().command(Command::PickBrush(Some(BrushMode::Keep)));
+        h.state_mut()
+            .command(Command::PickBrush(Some(BrushMode::Keep)));
         h.run_steps(3);
         let start = on_screen(h.state(), 400.0, 600.0);
         h.hover_at(start);

@@ -180,18 +180,33 @@ fn gpu_composite_matches_the_cpu_reference_within_one_level() {
     let layer = EditLayer::from_strokes(
         &photo,
         &[
-            stroke(BrushMode::Keep, 14.0, 0.5, false, vec![[w * 0.05, h * 0.1], [w * 0.3, h * 0.15]]),
-            stroke(BrushMode::Erase, 20.0, 0.2, false, vec![[w * 0.4, h * 0.3], [w * 0.6, h * 0.7]]),
-            stroke(BrushMode::Erase, 12.0, 0.6, true, vec![[w * 0.2, h * 0.5], [w * 0.8, h * 0.55]]),
+            stroke(
+                BrushMode::Keep,
+                14.0,
+                0.5,
+                false,
+                vec![[w * 0.05, h * 0.1], [w * 0.3, h * 0.15]],
+            ),
+            stroke(
+                BrushMode::Erase,
+                20.0,
+                0.2,
+                false,
+                vec![[w * 0.4, h * 0.3], [w * 0.6, h * 0.7]],
+            ),
+            stroke(
+                BrushMode::Erase,
+                12.0,
+                0.6,
+                true,
+                vec![[w * 0.2, h * 0.5], [w * 0.8, h * 0.55]],
+            ),
             stroke(BrushMode::Keep, 25.0, 0.0, false, vec![[w * 0.5, h * 0.5]]),
         ],
     );
     let edited = layer.as_raw().chunks_exact(2).filter(|e| e[0] > 0).count();
     assert!(edited > 5000, "the edits must cover something: {edited} px");
-    for (settings, edits) in cases
-        .iter()
-        .flat_map(|s| [(*s, None), (*s, Some(&layer))])
-    {
+    for (settings, edits) in cases.iter().flat_map(|s| [(*s, None), (*s, Some(&layer))]) {
         // The CPU reference of the whole path: refinement (foreground colours by default), then
         // the composite and the edits.
         let refined = refine::refine(&photo, &mask, &settings.refine, |a| settings.alpha(a));

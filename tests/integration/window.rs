@@ -85,12 +85,24 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, timeout: Duration
     }
 }
 
-#[test]
-fn real_window_shows_the_cutout_and_closes_cleanly() {
+/// The app running in a real window under its own Xvfb, with its log lines.
+struct Running {
+    app: KillOnDrop,
+    lines: mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<()>,
+    window: String,
+    display: String,
+    _xvfb: KillOnDrop,
+    _home: tempfile::TempDir,
+}
+
+/// Starts `cutout PHOTO` on the CPU provider under a new Xvfb, waits until the cutout is shown
+/// and gives the window the keyboard focus (there is no window manager).
+fn launch(photo: &Path) -> Running {
     for name in ["Xvfb", "xdotool", "import", "xprop"] {
         tool(name);
     }
-    let (_xvfb, display) = start_xvfb();
+    let (xvfb, display) = start_xvfb();
     let home = tempfile::tempdir().unwrap();
     let runtime_dir = home.path().join("xdg");
     std::fs::create_dir_all(&runtime_dir).unwrap();
@@ -103,10 +115,9 @@ fn real_window_shows_the_cutout_and_closes_cleanly() {
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("settings.toml"), "provider = \"cpu\"\n").unwrap();
 
-    let photo = common::photo("car-1.jpg");
     let mut app = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_cutout"))
-            .arg(&photo)
+            .arg(photo)
             .env("DISPLAY", &display)
             .env_remove("WAYLAND_DISPLAY")
             .env("XDG_RUNTIME_DIR", &runtime_dir)
@@ -128,8 +139,7 @@ fn real_window_shows_the_cutout_and_closes_cleanly() {
         }
     });
 
-    wait_for_line(&lines, "cutout shown", Duration::from_secs(120));
-    // There is no window manager: give the window the keyboard focus.
+    wait_for_line(&lines, "cutout shown", Duration::from_secs(300));
     let found = Command::new("xdotool")
         .args(["search", "--name", "^cutout"])
         .env("DISPLAY", &display)
@@ -141,6 +151,42 @@ fn real_window_shows_the_cutout_and_closes_cleanly() {
         .expect("the cutout window exists")
         .to_owned();
     xdotool(&display, &["windowfocus", "--sync", &window]);
+    Running {
+        app,
+        lines,
+        reader,
+        window,
+        display,
+        _xvfb: xvfb,
+        _home: home,
+    }
+}
+
+impl Running {
+    /// Ctrl+Q, then waits for a clean exit; returns the log lines after the ones read so far.
+    fn quit(mut self) -> Vec<String> {
+        xdotool(&self.display, &["key", "ctrl+q"]);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.app.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the app did not close on Ctrl+Q"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.reader.join().unwrap();
+        assert!(status.success(), "the app exited with {status}");
+        self.lines.try_iter().collect()
+    }
+}
+
+#[test]
+fn real_window_shows_the_cutout_and_closes_cleanly() {
+    let running = launch(&common::photo("car-1.jpg"));
+    let (display, window) = (running.display.clone(), running.window.clone());
     // The window carries the app icon and the desktop entry's class.
     let xprop = |args: &[&str]| {
         let out = Command::new("xprop")
@@ -194,28 +240,66 @@ fn real_window_shows_the_cutout_and_closes_cleanly() {
     );
 
     xdotool(&display, &["key", "ctrl+l"]);
-    xdotool(&display, &["key", "ctrl+q"]);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = app.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the app did not close on Ctrl+Q"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    reader.join().unwrap();
-    let frame_line: Vec<String> = lines
-        .try_iter()
+    let frame_line: Vec<String> = running
+        .quit()
+        .into_iter()
         .filter(|l| l.contains("ui frame time"))
         .collect();
     eprintln!("{frame_line:?}");
-    assert!(status.success(), "the app exited with {status}");
     assert_eq!(
         frame_line.len(),
         1,
         "the app reports its frame times at exit"
+    );
+}
+
+/// Frame times while painting on a 12 MP photo in a real window (Xvfb, lavapipe): B takes the
+/// Keep brush, xdotool drags it back and forth over the photo for about 6 s, and the app logs
+/// at exit the wall time between frames while a stroke was being painted, and egui's CPU time
+/// of those frames. Set CUTOUT_PAINT_PHOTO to use another photo.
+#[test]
+#[ignore = "a measurement; run it on purpose"]
+fn painting_frame_times_in_a_real_window() {
+    let root = tempfile::tempdir().unwrap();
+    let photo = std::env::var_os("CUTOUT_PAINT_PHOTO").map_or_else(
+        || {
+            let path = root.path().join("photo-12mp.png");
+            image::open(common::photo("car-1.jpg"))
+                .unwrap()
+                .resize_exact(4000, 3000, image::imageops::FilterType::Triangle)
+                .save(&path)
+                .unwrap();
+            path
+        },
+        std::path::PathBuf::from,
+    );
+    let running = launch(&photo);
+    let display = running.display.clone();
+    std::thread::sleep(Duration::from_secs(2));
+    xdotool(&display, &["key", "b"]);
+    // The canvas lies between the queue (left) and the controls (right).
+    let (x0, x1, y0) = (420, 860, 300);
+    xdotool(&display, &["mousemove", &x0.to_string(), &y0.to_string()]);
+    xdotool(&display, &["mousedown", "1"]);
+    for i in 0..600 {
+        let t = f64::from(i) / 600.0;
+        let x = x0 + ((f64::from(x1 - x0)) * (t * std::f64::consts::TAU * 3.0).sin().abs()) as i32;
+        let y = y0 + (200.0 * t) as i32;
+        xdotool(&display, &["mousemove", &x.to_string(), &y.to_string()]);
+        std::thread::sleep(Duration::from_millis(8));
+    }
+    xdotool(&display, &["mouseup", "1"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let lines: Vec<String> = running
+        .quit()
+        .into_iter()
+        .filter(|l| l.contains("frame time"))
+        .collect();
+    for line in &lines {
+        eprintln!("{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("while painting")),
+        "the app reports its painting frame times: {lines:?}"
     );
 }

@@ -293,11 +293,19 @@ fn an_export_of_a_file_paints_its_touch_up_strokes_on_it() {
         .unwrap()
         .rgb;
     let corner = decoded.get_pixel(3, 3).0;
-    assert_eq!(edited.get_pixel(3, 3).0, [corner[0], corner[1], corner[2], 255], "kept");
+    assert_eq!(
+        edited.get_pixel(3, 3).0,
+        [corner[0], corner[1], corner[2], 255],
+        "kept"
+    );
     for (x, y, px) in edited.enumerate_pixels() {
         let near = |c: [f32; 2]| (x as f32 + 0.5 - c[0]).hypot(y as f32 + 0.5 - c[1]) < 11.0;
         if !near(centre) && !near([3.5, 3.5]) {
-            assert_eq!(px, plain.get_pixel(x, y), "({x}, {y}) is outside both strokes");
+            assert_eq!(
+                px,
+                plain.get_pixel(x, y),
+                "({x}, {y}) is outside both strokes"
+            );
         }
     }
 }

@@ -71,6 +71,7 @@ pub fn canvas_ui(
         mask_only: settings.mask_only,
         split: settings.split_enabled.then_some(settings.split),
         photo_only: current.mask.is_none(),
+        lod: PreviewOptions::lod_for(1.0 / (view.scale(rect, size) * ui.ctx().pixels_per_point())),
     };
     let uniforms = Uniforms::preview(
         &settings.composite,
@@ -179,11 +180,19 @@ fn brush_input_ui(
             ui.ctx().set_cursor_icon(egui::CursorIcon::None);
             let r = settings.brush.radius_pt;
             let painter = ui.painter_at(rect);
-            painter.circle_stroke(pos, r, egui::Stroke::new(3.0, egui::Color32::from_black_alpha(160)));
+            painter.circle_stroke(
+                pos,
+                r,
+                egui::Stroke::new(3.0, egui::Color32::from_black_alpha(160)),
+            );
             painter.circle_stroke(pos, r, egui::Stroke::new(1.5, egui::Color32::WHITE));
             let hard = r * settings.brush.hardness;
             if hard > 2.0 && hard < r - 2.0 {
-                painter.circle_stroke(pos, hard, egui::Stroke::new(1.0, egui::Color32::from_white_alpha(110)));
+                painter.circle_stroke(
+                    pos,
+                    hard,
+                    egui::Stroke::new(1.0, egui::Color32::from_white_alpha(110)),
+                );
             }
             painter.circle_filled(pos, 1.5, egui::Color32::WHITE);
         }

@@ -22,9 +22,9 @@ pub fn controls_ui(
         ui.separator();
         composite_ui(ui, settings);
         ui.separator();
-        touchup_ui(ui, state, settings, commands);
-        ui.separator();
         export_ui(ui, state, settings, commands);
+        ui.separator();
+        touchup_ui(ui, state, settings, commands);
     });
 }
 
@@ -336,16 +336,21 @@ fn touchup_ui(
     )
     .on_hover_text(format!(
         "The brush radius on screen ({} smaller, {} larger)",
-        UiCommand::BrushSmaller.shortcut_text(ui.ctx()).unwrap_or_default(),
-        UiCommand::BrushLarger.shortcut_text(ui.ctx()).unwrap_or_default()
+        UiCommand::BrushSmaller
+            .shortcut_text(ui.ctx())
+            .unwrap_or_default(),
+        UiCommand::BrushLarger
+            .shortcut_text(ui.ctx())
+            .unwrap_or_default()
     ));
     ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("Hardness"))
         .on_hover_text("How much of the radius paints at full strength; the rest fades out");
-    ui.checkbox(&mut brush.edge_aware, "Snap to edges").on_hover_text(
-        "A stroke paints only what looks like the colour under the brush's centre, and its rim \
+    ui.checkbox(&mut brush.edge_aware, "Snap to edges")
+        .on_hover_text(
+            "A stroke paints only what looks like the colour under the brush's centre, and its rim \
          follows the photo's edges (a guided filter over the stroke), so a rough stroke along \
          hair does not paint a hard disc",
-    );
+        );
     ui.horizontal(|ui| {
         for command in [UiCommand::Undo, UiCommand::Redo, UiCommand::ResetEdits] {
             if ui
