@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::{refine, to_u8};
+use super::{edges, to_u8};
 
 /// What a stroke does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -495,7 +495,8 @@ impl Painter {
     }
 
     /// Replaces the coverage in `rect` by its guided filter with the photo as guide (radius a
-    /// quarter of the brush's), zero outside the footprint.
+    /// quarter of the brush's), zero outside the footprint. The filter is the CPU edge path's
+    /// (`edges::guided_filter`: only where the coverage changes, on all cores).
     fn snap_to_edges(&mut self, photo: &RgbImage, rect: PixelRect) {
         let guide = image::imageops::crop_imm(photo, rect.x0, rect.y0, rect.width(), rect.height())
             .to_image();
@@ -504,7 +505,7 @@ impl Painter {
         });
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let radius = ((self.brush.radius_px / 4.0).round() as usize).clamp(1, 32);
-        let snapped = refine::guided_filter(&guide, &coverage, radius, EDGE_EPS);
+        let (snapped, _) = edges::guided_filter(&guide, &coverage, radius, EDGE_EPS);
         for (x, y, v) in snapped.enumerate_pixels() {
             let (px, py) = (rect.x0 + x, rect.y0 + y);
             let key = (px / TILE, py / TILE);
