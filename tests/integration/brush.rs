@@ -272,3 +272,52 @@ fn painting_frame_times_on_a_12_mp_photo() {
         h.run_steps(2);
     }
 }
+
+/// The README's before/after picture, made through the app: CUTOUT_BRUSH_PHOTO (scikit-image's
+/// astronaut) on a blue background, an Erase stroke dragged down the left edge where u2netp kept
+/// a strip of the flag, and the two exports written to CUTOUT_BRUSH_OUT.
+#[test]
+#[ignore = "makes the README picture; run it on purpose"]
+fn readme_before_and_after_picture() {
+    let (Some(photo), Some(out)) = (
+        std::env::var_os("CUTOUT_BRUSH_PHOTO"),
+        std::env::var_os("CUTOUT_BRUSH_OUT"),
+    ) else {
+        panic!("set CUTOUT_BRUSH_PHOTO and CUTOUT_BRUSH_OUT");
+    };
+    let root = tempfile::tempdir().unwrap();
+    let mut opts = options(root.path(), vec![PathBuf::from(photo)]);
+    if let Some(s) = &mut opts.settings {
+        s.composite.background = cutout::image_ops::Background::Color;
+        s.composite.color = [16, 64, 255];
+        s.brush.hardness = 0.6;
+    }
+    let mut h = harness(opts);
+    run_until(&mut h, "the first mask", |app| {
+        ready_with(app, Precision::Fp32)
+    });
+    let out = PathBuf::from(out);
+    std::fs::write(out.join("brush-before.png"), export_bytes(&mut h, "before")).unwrap();
+    let size = h.state().state.current.as_ref().unwrap().texture_size.unwrap();
+    let scale = h.state().view.scale(h.state().canvas(), size);
+    h.state_mut()
+        .command(Command::PickBrush(Some(BrushMode::Erase)));
+    h.run_steps(2);
+    // Down the photo's left edge, a smaller stroke where the flag meets the arm, and two
+    // edge-aware ones along the arm, which erase the flag's colours and leave the orange sleeve.
+    for (radius, edge_aware, points) in [
+        (15.0, false, vec![[5.0, 200.0], [5.0, 360.0], [5.0, 511.0]]),
+        (11.0, false, vec![[27.0, 188.0], [24.0, 220.0], [16.0, 262.0]]),
+        (9.0, true, vec![[19.0, 245.0], [19.0, 290.0]]),
+        (9.0, true, vec![[18.0, 375.0], [19.0, 440.0], [20.0, 511.0]]),
+    ] {
+        h.state_mut().settings.brush.radius_pt = radius * scale;
+        h.state_mut().settings.brush.edge_aware = edge_aware;
+        let path: Vec<egui::Pos2> = points
+            .iter()
+            .map(|p: &[f32; 2]| on_screen(h.state(), p[0], p[1]))
+            .collect();
+        drag(&mut h, &path);
+    }
+    std::fs::write(out.join("brush-after.png"), export_bytes(&mut h, "after")).unwrap();
+}
