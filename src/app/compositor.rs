@@ -17,7 +17,7 @@ use crate::{
         CompositeSettings,
         edits::{EditLayer, PixelRect},
     },
-    render::{GpuTimer, ImageTextures, Output, Pipeline, RenderError, Uniforms, preview_levels},
+    render::{GpuTimer, ImageTextures, Output, Pipeline, RenderError, Uniforms},
 };
 
 /// What the last refinement run was for, so that it runs again only when needed.
@@ -100,7 +100,6 @@ impl Compositor {
             &self.pipeline,
             photo,
             backdrop,
-            preview_levels(photo.width(), photo.height()),
         )?);
         Ok(())
     }
@@ -251,12 +250,7 @@ impl CallbackTrait for CompositeCallback {
         resources: &mut CallbackResources,
     ) -> Vec<wgpu::CommandBuffer> {
         if let Some(compositor) = resources.get::<Compositor>() {
-            // The refinement passes write the cutout's level 0 alone: sample that level then.
-            let uniforms = match &compositor.images {
-                Some(images) if !images.cutout_levels_current() => self.uniforms.at_full_detail(),
-                _ => self.uniforms,
-            };
-            compositor.pipeline.write_uniforms(queue, uniforms);
+            compositor.pipeline.write_uniforms(queue, self.uniforms);
             if let Some(timer) = &compositor.timer {
                 timer.prepare(egui_encoder);
             }

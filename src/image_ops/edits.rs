@@ -180,37 +180,6 @@ impl EditLayer {
         out
     }
 
-    /// Mip level `level` (each pixel the mean of the 2^level × 2^level pixels it covers) over
-    /// the part of it that `rect` (level 0) touches: that part and its bytes.
-    pub fn level_region(&self, level: u32, rect: PixelRect) -> (PixelRect, Vec<u8>) {
-        let (lw, lh) = ((self.width >> level).max(1), (self.height >> level).max(1));
-        let out = PixelRect {
-            x0: (rect.x0 >> level).min(lw - 1),
-            y0: (rect.y0 >> level).min(lh - 1),
-            x1: rect.x1.div_ceil(1 << level).clamp(1, lw),
-            y1: rect.y1.div_ceil(1 << level).clamp(1, lh),
-        };
-        let mut bytes = Vec::with_capacity(out.width() as usize * out.height() as usize * 2);
-        for y in out.y0..out.y1 {
-            let (sy0, sy1) = (y << level, ((y + 1) << level).min(self.height));
-            for x in out.x0..out.x1 {
-                let (sx0, sx1) = (x << level, ((x + 1) << level).min(self.width));
-                let mut sum = [0u32; 2];
-                for sy in sy0..sy1 {
-                    let row = &self.data[self.index(sx0, sy)..self.index(sx1, sy)];
-                    for px in row.chunks_exact(2) {
-                        sum[0] += u32::from(px[0]);
-                        sum[1] += u32::from(px[1]);
-                    }
-                }
-                let n = ((sy1 - sy0) * (sx1 - sx0)).max(1);
-                #[allow(clippy::cast_possible_truncation)]
-                bytes.extend(sum.map(|v| ((v + n / 2) / n) as u8));
-            }
-        }
-        (out, bytes)
-    }
-
     /// Whether any pixel is edited.
     pub fn is_empty(&self) -> bool {
         self.data.iter().all(|&b| b == 0)

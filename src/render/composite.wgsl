@@ -32,9 +32,8 @@ struct Uniforms {
     mask_only: f32,
     // Checkerboard square size in physical pixels.
     checker_px: f32,
-    // Preview: the mip level sampled (photo pixels per screen pixel, as a power of two).
-    lod: f32,
     _pad0: f32,
+    _pad1: f32,
 };
 
 const MIN_RAMP: f32 = 1e-4;
@@ -97,9 +96,9 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         cutout = textureLoad(cutout_tex, texel, 0);
         edit = textureLoad(edits_tex, texel, 0).rg;
     } else {
-        photo = textureSampleLevel(photo_tex, linear_sampler, image_uv, u.lod).rgb;
-        cutout = textureSampleLevel(cutout_tex, linear_sampler, image_uv, u.lod);
-        edit = textureSampleLevel(edits_tex, linear_sampler, image_uv, u.lod).rg;
+        photo = textureSampleLevel(photo_tex, linear_sampler, image_uv, 0.0).rgb;
+        cutout = textureSampleLevel(cutout_tex, linear_sampler, image_uv, 0.0);
+        edit = textureSampleLevel(edits_tex, linear_sampler, image_uv, 0.0).rg;
     }
     let ramp = clamp((cutout.a - u.lo) / max(u.hi - u.lo, MIN_RAMP), 0.0, 1.0);
     // The edits: alpha towards 0 where erased and towards 1 where kept, with the photo's own

@@ -5,7 +5,7 @@ use image::{GrayImage, RgbImage};
 use super::{
     ImageView, PreviewOptions, RenderError,
     refine::{CUTOUT_FORMAT, RefineTargets, Refiner},
-    texture_with_levels, texture_with_usage,
+    texture_with_usage,
 };
 use crate::image_ops::{
     CompositeSettings,
@@ -26,8 +26,7 @@ pub struct Uniforms {
     split: f32,
     mask_only: f32,
     checker_px: f32,
-    lod: f32,
-    pad: f32,
+    pad: [f32; 2],
 }
 
 impl Uniforms {
@@ -47,7 +46,6 @@ impl Uniforms {
             split,
             mask_only: if options.mask_only { 1.0 } else { 0.0 },
             checker_px: checker_px.max(1.0),
-            lod: options.lod.max(0.0),
             ..Self::export(settings, view)
         }
     }
@@ -69,16 +67,8 @@ impl Uniforms {
             split: -1.0,
             mask_only: 0.0,
             checker_px: 8.0,
-            lod: 0.0,
-            pad: 0.0,
+            pad: [0.0; 2],
         }
-    }
-}
-
-impl Uniforms {
-    /// The same uniforms sampling level 0 (where the smaller levels are out of date).
-    pub fn at_full_detail(self) -> Self {
-        Self { lod: 0.0, ..self }
     }
 }
 
@@ -229,78 +219,6 @@ pub struct ImageTextures {
     refine: RefineTargets,
     bind_group: wgpu::BindGroup,
     size: [u32; 2],
-    /// Mip levels of the photo, cutout and edit textures (1 = none; see [`preview_levels`]).
-    levels: u32,
-    /// Whether the cutout texture's smaller levels match level 0 (true after a CPU-computed
-    /// cutout was written, false once the refinement passes wrote level 0 alone).
-    cutout_levels_current: std::sync::atomic::AtomicBool,
-}
-
-/// Mip levels for a preview texture of `width` × `height`: halved until the long side would go
-/// below 1024 px (4000 × 3000: 3 levels, down to 1000 × 750), at most 6.
-pub fn preview_levels(width: u32, height: u32) -> u32 {
-    let mut levels = 1;
-    while levels < 6 && (width.max(height) >> levels) >= 1024 {
-        levels += 1;
-    }
-    levels
-}
-
-/// Level `level` of a `width` × `height` image with `channels` channels, each pixel the mean of
-/// the level-0 pixels it covers.
-fn level_bytes(bytes: &[u8], (width, height): (u32, u32), channels: u8, level: u32) -> Vec<u8> {
-    let (w, h) = ((width >> level).max(1), (height >> level).max(1));
-    crate::image_ops::resize::box_average(bytes, width, height, channels, w, h)
-        .unwrap_or_else(|_| vec![0; w as usize * h as usize * usize::from(channels)])
-}
-
-/// Writes `bytes` (level 0) and the smaller levels of a texture made with `levels` levels.
-fn write_levels(queue: &wgpu::Queue, texture: &wgpu::Texture, bytes: &[u8], bytes_per_pixel: u32) {
-    write(queue, texture, bytes, bytes_per_pixel);
-    let size = (texture.width(), texture.height());
-    for level in 1..texture.mip_level_count() {
-        #[allow(clippy::cast_possible_truncation)]
-        let smaller = level_bytes(bytes, size, bytes_per_pixel as u8, level);
-        let (w, h) = ((size.0 >> level).max(1), (size.1 >> level).max(1));
-        write_region(
-            queue,
-            texture,
-            level,
-            (0, 0, w, h),
-            &smaller,
-            bytes_per_pixel,
-        );
-    }
-}
-
-/// Writes a `w` × `h` region at (`x`, `y`) of mip level `level`.
-fn write_region(
-    queue: &wgpu::Queue,
-    texture: &wgpu::Texture,
-    level: u32,
-    (x, y, w, h): (u32, u32, u32, u32),
-    bytes: &[u8],
-    bytes_per_pixel: u32,
-) {
-    queue.write_texture(
-        wgpu::TexelCopyTextureInfo {
-            texture,
-            mip_level: level,
-            origin: wgpu::Origin3d { x, y, z: 0 },
-            aspect: wgpu::TextureAspect::All,
-        },
-        bytes,
-        wgpu::TexelCopyBufferLayout {
-            offset: 0,
-            bytes_per_row: Some(w * bytes_per_pixel),
-            rows_per_image: Some(h),
-        },
-        wgpu::Extent3d {
-            width: w,
-            height: h,
-            depth_or_array_layers: 1,
-        },
-    );
 }
 
 /// A 2D texture that shaders read and the queue writes.
@@ -365,16 +283,13 @@ pub fn pack_cutout(photo: &RgbImage, mask: &GrayImage, foreground: Option<&RgbIm
 }
 
 impl ImageTextures {
-    /// Uploads a photo (with its blurred backdrop) and an empty mask of the same size. The
-    /// photo, cutout and edit textures get `levels` mip levels (1 for an export; see
-    /// [`preview_levels`] for the preview).
+    /// Uploads a photo (with its blurred backdrop) and an empty mask of the same size.
     pub fn new(
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         pipeline: &Pipeline,
         photo: &RgbImage,
         backdrop: &RgbImage,
-        levels: u32,
     ) -> Result<Self, RenderError> {
         let (width, height) = photo.dimensions();
         let limit = device.limits().max_texture_dimension_2d;
@@ -388,7 +303,7 @@ impl ImageTextures {
         // A photo of many megapixels needs gigabytes of intermediates (the refinement's float
         // planes): running out of GPU memory is an error for the user, not a panic.
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let images = Self::create(device, queue, pipeline, photo, backdrop, levels.max(1));
+        let images = Self::create(device, queue, pipeline, photo, backdrop);
         match pollster::block_on(scope.pop()) {
             Some(e) => Err(RenderError::OutOfMemory {
                 width,
@@ -405,19 +320,15 @@ impl ImageTextures {
         pipeline: &Pipeline,
         photo: &RgbImage,
         backdrop: &RgbImage,
-        levels: u32,
     ) -> Self {
         let (width, height) = photo.dimensions();
-        let sampled = wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST;
-        let photo_tex = texture_with_levels(
+        let photo_tex = texture(
             device,
             "cutout photo",
             (width, height),
             wgpu::TextureFormat::Rgba8Unorm,
-            sampled,
-            levels,
         );
-        write_levels(queue, &photo_tex, &rgba_bytes(photo), 4);
+        write(queue, &photo_tex, &rgba_bytes(photo), 4);
         let backdrop_tex = texture(
             device,
             "cutout blurred backdrop",
@@ -431,7 +342,7 @@ impl ImageTextures {
             (width, height),
             wgpu::TextureFormat::R8Unorm,
         );
-        let cutout = texture_with_levels(
+        let cutout = texture_with_usage(
             device,
             "cutout refined",
             (width, height),
@@ -440,15 +351,12 @@ impl ImageTextures {
                 | wgpu::TextureUsages::STORAGE_BINDING
                 | wgpu::TextureUsages::COPY_SRC
                 | wgpu::TextureUsages::COPY_DST,
-            levels,
         );
-        let edits = texture_with_levels(
+        let edits = texture(
             device,
             "cutout edits",
             (width, height),
             wgpu::TextureFormat::Rg8Unorm,
-            sampled,
-            levels,
         );
         let refine = RefineTargets::new(device, &pipeline.refiner, &photo_tex, &mask, &cutout);
         let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
@@ -492,18 +400,7 @@ impl ImageTextures {
             refine,
             bind_group,
             size: [width, height],
-            levels,
-            cutout_levels_current: std::sync::atomic::AtomicBool::new(false),
         }
-    }
-
-    /// Whether every level of the cutout texture is current (else only level 0 may be
-    /// sampled).
-    pub fn cutout_levels_current(&self) -> bool {
-        self.levels == 1
-            || self
-                .cutout_levels_current
-                .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Replaces the mask (same size as the photo).
@@ -530,36 +427,36 @@ impl ImageTextures {
         rect: PixelRect,
     ) -> Result<(), RenderError> {
         let (w, h) = layer.dimensions();
-        if [w, h] != self.size
-            || rect.x1 > w
-            || rect.y1 > h
-            || rect.width() == 0
-            || rect.height() == 0
+        if [w, h] != self.size || rect.x1 > w || rect.y1 > h || rect.width() == 0 || rect.height() == 0
         {
             return Err(RenderError::Readback(format!(
                 "edit layer {w}×{h} (region {rect:?}) does not fit the {}×{} photo texture",
                 self.size[0], self.size[1]
             )));
         }
-        write_region(
-            queue,
-            &self.edits,
-            0,
-            (rect.x0, rect.y0, rect.width(), rect.height()),
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &self.edits,
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: rect.x0,
+                    y: rect.y0,
+                    z: 0,
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
             &layer.region(rect),
-            2,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(rect.width() * 2),
+                rows_per_image: Some(rect.height()),
+            },
+            wgpu::Extent3d {
+                width: rect.width(),
+                height: rect.height(),
+                depth_or_array_layers: 1,
+            },
         );
-        for level in 1..self.levels {
-            let (region, bytes) = layer.level_region(level, rect);
-            write_region(
-                queue,
-                &self.edits,
-                level,
-                (region.x0, region.y0, region.width(), region.height()),
-                &bytes,
-                2,
-            );
-        }
         Ok(())
     }
 
@@ -574,9 +471,7 @@ impl ImageTextures {
                 self.size[1]
             )));
         }
-        write_levels(queue, &self.cutout, rgba, 4);
-        self.cutout_levels_current
-            .store(true, std::sync::atomic::Ordering::Release);
+        write(queue, &self.cutout, rgba, 4);
         Ok(())
     }
 
@@ -608,8 +503,6 @@ impl ImageTextures {
         settings: &CompositeSettings,
         part: std::ops::Range<usize>,
     ) {
-        self.cutout_levels_current
-            .store(false, std::sync::atomic::Ordering::Release);
         self.refine
             .record_part(&pipeline.refiner, queue, encoder, settings, part);
     }

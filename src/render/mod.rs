@@ -11,7 +11,7 @@ mod offscreen;
 mod refine;
 mod timer;
 
-pub use gpu::{ImageTextures, Output, Pipeline, Uniforms, pack_cutout, preview_levels};
+pub use gpu::{ImageTextures, Output, Pipeline, Uniforms, pack_cutout};
 pub use offscreen::Offscreen;
 pub use timer::{GpuTimer, window_device_descriptor};
 
@@ -102,43 +102,15 @@ pub struct PreviewOptions {
     pub split: Option<f32>,
     /// The mask is not there yet: show the photo alone.
     pub photo_only: bool,
-    /// Which level of detail to sample (0 the full photo, 1 half size…): the photo's pixels per
-    /// screen pixel, as a power of two. Zoomed out on a large photo, a smaller level reads far
-    /// less memory for the same picture (what makes a software rasterizer keep up).
-    pub lod: f32,
-}
-
-impl PreviewOptions {
-    /// The level of detail for `photo_px_per_screen_px` photo pixels per screen pixel: the
-    /// largest level that still has at least one pixel per screen pixel.
-    pub fn lod_for(photo_px_per_screen_px: f32) -> f32 {
-        if photo_px_per_screen_px > 1.0 {
-            photo_px_per_screen_px.log2().floor()
-        } else {
-            0.0
-        }
-    }
 }
 
 /// A 2D texture with one mip level and the given usage.
 fn texture_with_usage(
     device: &wgpu::Device,
     label: &str,
-    size: (u32, u32),
-    format: wgpu::TextureFormat,
-    usage: wgpu::TextureUsages,
-) -> wgpu::Texture {
-    texture_with_levels(device, label, size, format, usage, 1)
-}
-
-/// A 2D texture with `levels` mip levels and the given usage.
-fn texture_with_levels(
-    device: &wgpu::Device,
-    label: &str,
     (width, height): (u32, u32),
     format: wgpu::TextureFormat,
     usage: wgpu::TextureUsages,
-    levels: u32,
 ) -> wgpu::Texture {
     device.create_texture(&wgpu::TextureDescriptor {
         label: Some(label),
@@ -147,7 +119,7 @@ fn texture_with_levels(
             height,
             depth_or_array_layers: 1,
         },
-        mip_level_count: levels,
+        mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format,

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use image::{GrayImage, RgbImage, RgbaImage};
 
 use super::{ImageTextures, ImageView, Output, Pipeline, RenderError, Uniforms};
-use crate::image_ops::{CompositeSettings, composite, edits::EditLayer, refine::Refined};
+use crate::image_ops::{
+    CompositeSettings, composite,
+    edits::EditLayer,
+    refine::Refined,
+};
 
 /// A headless wgpu device with the composite pipeline.
 pub struct Offscreen {
@@ -71,14 +75,8 @@ impl Offscreen {
     pub fn upload(&self, photo: &RgbImage, mask: &GrayImage) -> Result<ImageTextures, RenderError> {
         let backdrop =
             composite::backdrop(photo).map_err(|e| RenderError::Readback(e.to_string()))?;
-        let images = ImageTextures::new(
-            &self.device,
-            &self.queue,
-            &self.pipeline,
-            photo,
-            &backdrop,
-            1,
-        )?;
+        let images =
+            ImageTextures::new(&self.device, &self.queue, &self.pipeline, photo, &backdrop)?;
         images.write_mask(&self.queue, mask)?;
         Ok(images)
     }

@@ -255,14 +255,7 @@ impl RefineTargets {
             std::array::from_fn(|_| plane("cutout refine plane", wgpu::TextureFormat::Rgba32Float));
         let tmp = plane("cutout refine scratch", wgpu::TextureFormat::Rgba32Float);
         let refined = plane("cutout refined mask", wgpu::TextureFormat::R32Float);
-        // Level 0 alone: the preview's photo and cutout textures have smaller levels, which the
-        // passes neither read nor write.
-        let view = |t: &wgpu::Texture| {
-            t.create_view(&wgpu::TextureViewDescriptor {
-                mip_level_count: Some(1),
-                ..wgpu::TextureViewDescriptor::default()
-            })
-        };
+        let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
         let (photo, mask, cutout) = (view(photo), view(mask), view(cutout));
         let params: [wgpu::Buffer; 3] = std::array::from_fn(|_| {
             device.create_buffer(&wgpu::BufferDescriptor {

@@ -71,7 +71,6 @@ pub fn canvas_ui(
         mask_only: settings.mask_only,
         split: settings.split_enabled.then_some(settings.split),
         photo_only: current.mask.is_none(),
-        lod: PreviewOptions::lod_for(1.0 / (view.scale(rect, size) * ui.ctx().pixels_per_point())),
     };
     let uniforms = Uniforms::preview(
         &settings.composite,
