@@ -227,7 +227,8 @@ impl Finisher {
         let (refined, sizes) = match path.runner {
             EdgeRunner::Gpu { .. } => (self.gpu()?.refine(photo, mask, settings)?, None),
             EdgeRunner::Cpu { .. } => {
-                let (refined, sizes) = edges::refine(photo, mask, settings);
+                let (refined, sizes) =
+                    edges::refine(photo, mask, &settings.refine, |m| settings.alpha(m));
                 (refined, Some(sizes))
             }
         };

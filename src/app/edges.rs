@@ -189,7 +189,10 @@ fn spawn(wake: impl Fn() + Send + 'static) -> Result<EdgeThread, AppError> {
                     job = newer;
                 }
                 let started = Instant::now();
-                let (refined, sizes) = edges::refine(&job.photo, &job.mask, &job.settings);
+                let (refined, sizes) =
+                    edges::refine(&job.photo, &job.mask, &job.settings.refine, |m| {
+                        job.settings.alpha(m)
+                    });
                 let rgba =
                     render::pack_cutout(&job.photo, &refined.mask, refined.foreground.as_ref());
                 let result = EdgeDone {

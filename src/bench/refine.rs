@@ -79,7 +79,7 @@ pub fn refine(
         let mut sizes = edges::BandSizes::default();
         let mut time = || {
             let t = Instant::now();
-            let (refined, s) = edges::refine(photo, mask, settings);
+            let (refined, s) = edges::refine(photo, mask, &settings.refine, |m| settings.alpha(m));
             std::hint::black_box(refined);
             sizes = s;
             ms_since(t)

@@ -21,9 +21,8 @@ use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 
 use super::{
-    CompositeSettings,
     band::{Band, Columns, Lanes, Scratch, Window, window_sums},
-    refine::{FOREGROUND_EPS, FOREGROUND_RADII_PX, Refined},
+    refine::{FOREGROUND_EPS, FOREGROUND_RADII_PX, RefineSettings, Refined},
     to_u8,
 };
 
@@ -48,14 +47,16 @@ fn strip_rows(height: usize) -> usize {
     height.div_ceil(4 * threads()).max(48)
 }
 
-/// The refinement `settings.refine` asks for (see [`super::refine::refine`]), on the CPU: the
-/// refined mask, the subject's colours, and how large each pass's band was.
+/// The refinement `r` asks for (see [`super::refine::refine`]), on the CPU, with `alpha` the
+/// composite's mapping from mask value to alpha (0–1): the refined mask, the subject's colours,
+/// and how large each pass's band was.
 pub fn refine(
     photo: &RgbImage,
     mask: &GrayImage,
-    settings: &CompositeSettings,
+    r: &RefineSettings,
+    alpha: impl Fn(f32) -> f32,
 ) -> (Refined, BandSizes) {
-    let r = settings.refine.clamped();
+    let r = r.clamped();
     let mut sizes = BandSizes::default();
     let mask = if r.guided {
         let (refined, px) = guided_filter(photo, mask, r.radius as usize, r.eps);
@@ -65,7 +66,7 @@ pub fn refine(
         mask.clone()
     };
     let foreground = r.foreground.then(|| {
-        let (colours, px) = foreground(photo, &mask, settings);
+        let (colours, px) = foreground(photo, &mask, alpha);
         sizes.foreground_px = px;
         colours
     });
@@ -325,7 +326,7 @@ fn fuse(fa: [f64; 3], ma: f64, bb: [f64; 3], photo: [f64; 3], a: f64) -> ([f64; 
 pub fn foreground(
     photo: &RgbImage,
     mask: &GrayImage,
-    settings: &CompositeSettings,
+    alpha: impl Fn(f32) -> f32,
 ) -> (RgbImage, usize) {
     let (w, h) = (photo.width() as usize, photo.height() as usize);
     assert_eq!(
@@ -333,7 +334,7 @@ pub fn foreground(
         mask.dimensions(),
         "photo and mask sizes"
     );
-    let alpha: [f32; 256] = std::array::from_fn(|m| settings.alpha(m as f32 / 255.0));
+    let alpha: [f32; 256] = std::array::from_fn(|m| alpha(m as f32 / 255.0));
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let alpha_q: [u32; 256] = alpha.map(|a| (f64::from(a) * f64::from(ALPHA_ONE)).round() as u32);
     let (p, m) = (photo.as_raw(), mask.as_raw());
@@ -495,18 +496,16 @@ mod tests {
     fn foreground_matches_the_reference_within_one_level() {
         let (photo, mask) = scene(260, 200);
         for (threshold, softness) in [(0.5, 1.0), (0.4, 0.3)] {
-            let settings = CompositeSettings {
-                threshold,
-                softness,
-                ..CompositeSettings::default()
-            };
+            // The composite's ramp (`CompositeSettings::alpha`).
+            let (lo, hi) = (threshold - softness / 2.0, threshold + softness / 2.0);
+            let ramp = |m: f32| ((m - lo) / (hi - lo).max(1e-4)).clamp(0.0, 1.0);
             let alpha: Vec<f32> = mask
                 .as_raw()
                 .iter()
-                .map(|&v| settings.alpha(f32::from(v) / 255.0))
+                .map(|&v| ramp(f32::from(v) / 255.0))
                 .collect();
             let reference = refine::estimate_foreground(&photo, &alpha);
-            let (fast, px) = foreground(&photo, &mask, &settings);
+            let (fast, px) = foreground(&photo, &mask, ramp);
             assert!(px > 0);
             let worst = max_diff(reference.as_raw(), fast.as_raw());
             assert!(worst <= 1, "threshold {threshold}: {worst} levels");
@@ -519,7 +518,7 @@ mod tests {
             image::Rgb([(x * 5) as u8, (y * 6) as u8, 30])
         });
         let hard = GrayImage::from_fn(50, 40, |x, _| image::Luma([if x < 25 { 0 } else { 255 }]));
-        let (refined, sizes) = refine(&photo, &hard, &CompositeSettings::default());
+        let (refined, sizes) = refine(&photo, &hard, &RefineSettings::default(), |m| m);
         assert_eq!(refined.foreground.unwrap().as_raw(), photo.as_raw());
         assert_eq!(sizes, BandSizes::default());
         let flat = GrayImage::from_pixel(50, 40, image::Luma([200]));

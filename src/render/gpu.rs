@@ -427,7 +427,11 @@ impl ImageTextures {
         rect: PixelRect,
     ) -> Result<(), RenderError> {
         let (w, h) = layer.dimensions();
-        if [w, h] != self.size || rect.x1 > w || rect.y1 > h || rect.width() == 0 || rect.height() == 0
+        if [w, h] != self.size
+            || rect.x1 > w
+            || rect.y1 > h
+            || rect.width() == 0
+            || rect.height() == 0
         {
             return Err(RenderError::Readback(format!(
                 "edit layer {w}×{h} (region {rect:?}) does not fit the {}×{} photo texture",

@@ -7,11 +7,7 @@ use std::time::{Duration, Instant};
 use image::{GrayImage, RgbImage, RgbaImage};
 
 use super::{ImageTextures, ImageView, Output, Pipeline, RenderError, Uniforms};
-use crate::image_ops::{
-    CompositeSettings, composite,
-    edits::EditLayer,
-    refine::Refined,
-};
+use crate::image_ops::{CompositeSettings, composite, edits::EditLayer, refine::Refined};
 
 /// A headless wgpu device with the composite pipeline.
 pub struct Offscreen {

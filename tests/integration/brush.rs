@@ -298,7 +298,14 @@ fn readme_before_and_after_picture() {
     });
     let out = PathBuf::from(out);
     std::fs::write(out.join("brush-before.png"), export_bytes(&mut h, "before")).unwrap();
-    let size = h.state().state.current.as_ref().unwrap().texture_size.unwrap();
+    let size = h
+        .state()
+        .state
+        .current
+        .as_ref()
+        .unwrap()
+        .texture_size
+        .unwrap();
     let scale = h.state().view.scale(h.state().canvas(), size);
     h.state_mut()
         .command(Command::PickBrush(Some(BrushMode::Erase)));
@@ -307,7 +314,11 @@ fn readme_before_and_after_picture() {
     // edge-aware ones along the arm, which erase the flag's colours and leave the orange sleeve.
     for (radius, edge_aware, points) in [
         (15.0, false, vec![[5.0, 200.0], [5.0, 360.0], [5.0, 511.0]]),
-        (11.0, false, vec![[27.0, 188.0], [24.0, 220.0], [16.0, 262.0]]),
+        (
+            11.0,
+            false,
+            vec![[27.0, 188.0], [24.0, 220.0], [16.0, 262.0]],
+        ),
         (9.0, true, vec![[19.0, 245.0], [19.0, 290.0]]),
         (9.0, true, vec![[18.0, 375.0], [19.0, 440.0], [20.0, 511.0]]),
     ] {

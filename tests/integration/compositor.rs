@@ -77,7 +77,8 @@ fn cpu_edge_path_matches_the_gpu_passes_within_one_level() {
     ] {
         let (photo, mask) = photo_and_rembg_mask(name, model);
         for (what, settings) in &cases {
-            let (cpu, sizes) = edges::refine(&photo, &mask, settings);
+            let (cpu, sizes) =
+                edges::refine(&photo, &mask, &settings.refine, |m| settings.alpha(m));
             let gpu_out = gpu.refine(&photo, &mask, settings).unwrap();
             let mask_worst = cpu
                 .mask
