@@ -66,6 +66,11 @@ impl CutoutApp {
     }
 
     fn paint_event(&mut self, event: PaintEvent) {
+        if matches!(event, PaintEvent::Begin { .. }) {
+            // A stroke whose release was missed is finished first, so the history holds every
+            // stroke the layer shows.
+            self.end_stroke();
+        }
         let Some(mode) = self.state.tool else {
             return;
         };

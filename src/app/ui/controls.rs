@@ -368,7 +368,7 @@ fn touchup_ui(
     {
         ui.weak(format!(
             "{} strokes on this photo; Export and Copy include them",
-            edits.strokes().len()
+            edits.stroke_count()
         ));
     }
 }

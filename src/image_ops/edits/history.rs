@@ -36,6 +36,15 @@ impl History {
             .collect()
     }
 
+    /// How many strokes count now (those after the last reset).
+    pub fn stroke_count(&self) -> usize {
+        self.steps
+            .iter()
+            .rev()
+            .take_while(|s| **s != Step::Reset)
+            .count()
+    }
+
     /// Whether any stroke counts now.
     pub fn has_edits(&self) -> bool {
         matches!(self.steps.last(), Some(Step::Stroke(_)))
@@ -96,19 +105,15 @@ mod tests {
     use super::*;
     use crate::image_ops::edits::{Brush, BrushMode};
 
-    fn brush(mode: BrushMode, radius_px: f32, edge_aware: bool) -> Brush {
-        Brush {
-            mode,
-            radius_px,
-            hardness: 0.5,
-            edge_aware,
-        }
-    }
-
     #[test]
     fn history_undoes_and_redoes_and_a_new_stroke_forgets_the_redo() {
         let s = |x: f32| Stroke {
-            brush: brush(BrushMode::Keep, 3.0, false),
+            brush: Brush {
+                mode: BrushMode::Keep,
+                radius_px: 3.0,
+                hardness: 1.0,
+                edge_aware: false,
+            },
             points: vec![[x, 1.0]],
         };
         let mut h = History::default();
@@ -123,6 +128,7 @@ mod tests {
         h.push(s(3.0));
         assert!(!h.can_redo());
         assert_eq!(h.strokes(), vec![s(1.0), s(3.0)]);
+        assert_eq!(h.stroke_count(), 2);
         // Reset is a step: the strokes stop counting, and come back on undo.
         assert!(h.reset());
         assert!(h.strokes().is_empty() && !h.has_edits());
