@@ -131,6 +131,61 @@ fn first_device_run(
     Ok((session, device))
 }
 
+/// The TensorRT provider's options, decided in one place so that they can be tested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorRtSettings {
+    /// Where engines and timing caches are kept (`CACHE/tensorrt`).
+    pub cache: std::path::PathBuf,
+    /// The engine cache's file prefix: the model (its SHA-256), the input side, the precision,
+    /// ONNX Runtime's version and the GPU's name. TensorRT adds its own version and hardware
+    /// checks to each engine and rebuilds on a mismatch.
+    pub prefix: String,
+    /// FP16 kernels allowed (the FP16 precision).
+    pub fp16: bool,
+    /// The builder's workspace cap in bytes.
+    pub workspace_bytes: usize,
+}
+
+impl TensorRtSettings {
+    /// The options for `model_sha256` at `side_px` in `precision` on ONNX Runtime
+    /// `ort_version` and the GPU `gpu` (as `nvidia-smi` names it; empty when unknown).
+    pub fn new(
+        cache_dir: &Path,
+        model_sha256: &str,
+        side_px: u32,
+        precision: Precision,
+        ort_version: &str,
+        gpu: &str,
+        workspace_bytes: usize,
+    ) -> Self {
+        let gpu_tag: String = gpu
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let model: String = model_sha256
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(16)
+            .collect();
+        let ort: String = ort_version
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        Self {
+            cache: cache_dir.join("tensorrt"),
+            prefix: format!(
+                "{model}_{side_px}px_{}_ort{ort}_{gpu_tag}",
+                precision.as_str()
+            ),
+            fp16: precision == Precision::Fp16,
+            workspace_bytes,
+        }
+    }
+}
+
 fn build_session(
     runtime: &Runtime,
     model_path: &Path,
@@ -158,42 +213,32 @@ fn build_session(
     let dispatch = match provider {
         ProviderKind::TensorRt => {
             provider_available(ep::TensorRT::is_available(), "TensorRT")?;
-            let cache = cache_dir.join("tensorrt");
-            if let Err(e) = std::fs::create_dir_all(&cache) {
+            let trt = TensorRtSettings::new(
+                cache_dir,
+                &model.sha256,
+                options.input_side_px.unwrap_or(model.spec.input_size),
+                options.precision,
+                &runtime.version,
+                &crate::engine::doctor::nvidia_gpu().unwrap_or_default(),
+                options.tensorrt_workspace_bytes,
+            );
+            if let Err(e) = std::fs::create_dir_all(&trt.cache) {
                 // TensorRT then builds its engine every time; the session still runs.
                 tracing::warn!(
                     "cannot create the TensorRT cache folder ({e}): {}",
-                    cache.display()
+                    trt.cache.display()
                 );
             }
-            let side = options.input_side_px.unwrap_or(model.spec.input_size);
-            // Engines are tied to model, precision, shape, TensorRT version and GPU: the prefix
-            // carries the first three and ONNX Runtime's version; TensorRT adds its own
-            // hardware and version checks and rebuilds on mismatch.
-            let gpu = crate::engine::doctor::nvidia_gpu().unwrap_or_default();
-            let gpu_tag: String = gpu
-                .split(',')
-                .next()
-                .unwrap_or("")
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .collect();
-            let prefix = format!(
-                "{}_{side}px_{}_ort{}_{gpu_tag}",
-                model.sha256.get(..16).unwrap_or(&model.sha256),
-                options.precision.as_str(),
-                runtime.version.replace('.', "_")
-            );
             Some(
                 ep::TensorRT::default()
                     .with_device_id(0)
-                    .with_fp16(options.precision == Precision::Fp16)
+                    .with_fp16(trt.fp16)
                     .with_engine_cache(true)
-                    .with_engine_cache_path(cache.display())
-                    .with_engine_cache_prefix(prefix)
+                    .with_engine_cache_path(trt.cache.display())
+                    .with_engine_cache_prefix(&trt.prefix)
                     .with_timing_cache(true)
-                    .with_timing_cache_path(cache.display())
-                    .with_max_workspace_size(options.tensorrt_workspace_bytes)
+                    .with_timing_cache_path(trt.cache.display())
+                    .with_max_workspace_size(trt.workspace_bytes)
                     .build(),
             )
         }
@@ -238,6 +283,101 @@ fn build_session(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensorrt_engines_are_keyed_on_everything_that_changes_them() {
+        let base = || {
+            TensorRtSettings::new(
+                Path::new("/cache"),
+                "0123456789abcdef0123456789abcdef",
+                320,
+                Precision::Fp16,
+                "1.31.1",
+                "NVIDIA H200, 580.95.05, 143771 MiB",
+                1 << 30,
+            )
+        };
+        let b = base();
+        assert_eq!(b.cache, Path::new("/cache/tensorrt"));
+        assert_eq!(b.prefix, "0123456789abcdef_320px_fp16_ort1_31_1_NVIDIAH200");
+        assert!(b.fp16);
+        assert_eq!(b.workspace_bytes, 1 << 30);
+        assert_eq!(base(), b, "the same inputs give the same key");
+        let variants = [
+            TensorRtSettings::new(
+                Path::new("/cache"),
+                "ffff456789abcdef0123456789abcdef",
+                320,
+                Precision::Fp16,
+                "1.31.1",
+                "NVIDIA H200",
+                1 << 30,
+            ),
+            TensorRtSettings::new(
+                Path::new("/cache"),
+                "0123456789abcdef0123456789abcdef",
+                1024,
+                Precision::Fp16,
+                "1.31.1",
+                "NVIDIA H200",
+                1 << 30,
+            ),
+            TensorRtSettings::new(
+                Path::new("/cache"),
+                "0123456789abcdef0123456789abcdef",
+                320,
+                Precision::Fp32,
+                "1.31.1",
+                "NVIDIA H200",
+                1 << 30,
+            ),
+            TensorRtSettings::new(
+                Path::new("/cache"),
+                "0123456789abcdef0123456789abcdef",
+                320,
+                Precision::Fp16,
+                "1.32.0",
+                "NVIDIA H200",
+                1 << 30,
+            ),
+            TensorRtSettings::new(
+                Path::new("/cache"),
+                "0123456789abcdef0123456789abcdef",
+                320,
+                Precision::Fp16,
+                "1.31.1",
+                "NVIDIA GeForce RTX 4090",
+                1 << 30,
+            ),
+        ];
+        for (i, v) in variants.iter().enumerate() {
+            assert_ne!(v.prefix, b.prefix, "variant {i} must not reuse the engine");
+            assert!(
+                v.prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{}",
+                v.prefix
+            );
+        }
+        assert!(!variants[2].fp16, "FP32 keeps FP16 kernels off");
+        // A hostile or odd version string cannot leave the cache folder.
+        let odd = TensorRtSettings::new(
+            Path::new("/cache"),
+            "../../x",
+            320,
+            Precision::Fp32,
+            "1.31/../..",
+            "",
+            1 << 20,
+        );
+        assert!(
+            !odd.prefix.contains('/') && !odd.prefix.contains(".."),
+            "{}",
+            odd.prefix
+        );
+        assert_eq!(odd.workspace_bytes, 1 << 20);
+    }
 
     #[test]
     fn the_report_names_what_is_really_switched_on() {
