@@ -286,68 +286,49 @@ mod tests {
 
     #[test]
     fn tensorrt_engines_are_keyed_on_everything_that_changes_them() {
-        let base = || {
-            TensorRtSettings::new(
-                Path::new("/cache"),
-                "0123456789abcdef0123456789abcdef",
-                320,
-                Precision::Fp16,
-                "1.31.1",
-                "NVIDIA H200, 580.95.05, 143771 MiB",
-                1 << 30,
-            )
+        let settings = |sha: &str, side, precision, ort: &str, gpu: &str| {
+            TensorRtSettings::new(Path::new("/cache"), sha, side, precision, ort, gpu, 1 << 30)
         };
-        let b = base();
+        let sha = "0123456789abcdef0123456789abcdef";
+        let b = settings(
+            sha,
+            320,
+            Precision::Fp16,
+            "1.31.1",
+            "NVIDIA H200, 580.95.05, 143771 MiB",
+        );
         assert_eq!(b.cache, Path::new("/cache/tensorrt"));
         assert_eq!(b.prefix, "0123456789abcdef_320px_fp16_ort1_31_1_NVIDIAH200");
         assert!(b.fp16);
         assert_eq!(b.workspace_bytes, 1 << 30);
-        assert_eq!(base(), b, "the same inputs give the same key");
+        assert_eq!(
+            settings(
+                sha,
+                320,
+                Precision::Fp16,
+                "1.31.1",
+                "NVIDIA H200, 580.95.05, 143771 MiB"
+            ),
+            b,
+            "the same inputs give the same key"
+        );
         let variants = [
-            TensorRtSettings::new(
-                Path::new("/cache"),
+            settings(
                 "ffff456789abcdef0123456789abcdef",
                 320,
                 Precision::Fp16,
                 "1.31.1",
                 "NVIDIA H200",
-                1 << 30,
             ),
-            TensorRtSettings::new(
-                Path::new("/cache"),
-                "0123456789abcdef0123456789abcdef",
-                1024,
-                Precision::Fp16,
-                "1.31.1",
-                "NVIDIA H200",
-                1 << 30,
-            ),
-            TensorRtSettings::new(
-                Path::new("/cache"),
-                "0123456789abcdef0123456789abcdef",
-                320,
-                Precision::Fp32,
-                "1.31.1",
-                "NVIDIA H200",
-                1 << 30,
-            ),
-            TensorRtSettings::new(
-                Path::new("/cache"),
-                "0123456789abcdef0123456789abcdef",
-                320,
-                Precision::Fp16,
-                "1.32.0",
-                "NVIDIA H200",
-                1 << 30,
-            ),
-            TensorRtSettings::new(
-                Path::new("/cache"),
-                "0123456789abcdef0123456789abcdef",
+            settings(sha, 1024, Precision::Fp16, "1.31.1", "NVIDIA H200"),
+            settings(sha, 320, Precision::Fp32, "1.31.1", "NVIDIA H200"),
+            settings(sha, 320, Precision::Fp16, "1.32.0", "NVIDIA H200"),
+            settings(
+                sha,
                 320,
                 Precision::Fp16,
                 "1.31.1",
                 "NVIDIA GeForce RTX 4090",
-                1 << 30,
             ),
         ];
         for (i, v) in variants.iter().enumerate() {
