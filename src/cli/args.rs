@@ -227,8 +227,13 @@ pub struct EngineArgs {
     /// Network precision.
     #[arg(long, default_value = "fp32", value_name = "fp32|fp16")]
     pub precision: Precision,
-    /// Execution provider: auto tries TensorRT, CUDA, then CPU and says why it passed each over.
-    #[arg(long, default_value = "auto", value_name = "auto|tensorrt|cuda|cpu")]
+    /// Execution provider: auto tries TensorRT-RTX, TensorRT, CUDA, then CPU and says why it
+    /// passed each over.
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "auto|tensorrt-rtx|tensorrt|cuda|cpu"
+    )]
     pub ep: ProviderRequest,
     /// CPU threads for the CPU provider (default: one per core).
     #[arg(long, value_name = "N")]
@@ -264,7 +269,8 @@ impl EngineArgs {
 /// `cutout setup`.
 #[derive(Debug, Args)]
 pub struct SetupArgs {
-    /// Install onnxruntime-gpu (CUDA and TensorRT providers). Default when an NVIDIA GPU is present.
+    /// Install onnxruntime-gpu (CUDA and TensorRT providers) and the TensorRT-RTX plugin. Default
+    /// when an NVIDIA GPU is present.
     #[arg(long, conflicts_with = "cpu")]
     pub gpu: bool,
     /// Install the CPU-only onnxruntime.

@@ -520,6 +520,11 @@ fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
             fetch_models(dirs, &args.model)
         }
     };
+    let options = runtime::SetupOptions {
+        flavor,
+        cuda_libs: args.cuda_libs,
+        python: args.python.clone(),
+    };
     if existing.is_file() && !args.force {
         eprintln!(
             "ONNX Runtime {} ({}) is already installed: {}",
@@ -527,13 +532,17 @@ fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
             flavor.package(),
             existing.display()
         );
+        let plugin = runtime::tensorrt_rtx::folder_beside(&existing)
+            .join(runtime::tensorrt_rtx::plugin_file_name());
+        if flavor == runtime::RuntimeFlavor::Gpu && !plugin.is_file() {
+            // Installed before cutout fetched TensorRT-RTX: add it beside the runtime.
+            let log = &mut |line: &str| eprintln!("{line}");
+            if let Err(e) = runtime::install_tensorrt_rtx(dirs, &options, log) {
+                eprintln!("warning: {e}");
+            }
+        }
         return models(ExitCode::SUCCESS);
     }
-    let options = runtime::SetupOptions {
-        flavor,
-        cuda_libs: args.cuda_libs,
-        python: args.python.clone(),
-    };
     match runtime::install(dirs, &options, &mut |line| eprintln!("{line}")) {
         Ok(_) => models(ExitCode::SUCCESS),
         Err(e) => fail(&e),

@@ -7,7 +7,10 @@ use ort::ep::{self, ExecutionProvider as _};
 use super::{
     models::{self, Manifest},
     providers::{ProviderKind, explain_failure},
-    runtime::{self, CUDA_LIBRARIES, RuntimeSource, TENSORRT_LIBRARIES},
+    runtime::{
+        self, CUDA_LIBRARIES, RuntimeSource, TENSORRT_LIBRARIES,
+        tensorrt_rtx::{self, PluginState},
+    },
 };
 use crate::paths::AppDirs;
 
@@ -16,6 +19,32 @@ use crate::paths::AppDirs;
 pub fn nvidia_gpu() -> Option<String> {
     static GPU: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     GPU.get_or_init(ask_nvidia_gpu).clone()
+}
+
+/// The first NVIDIA GPU's compute capability as `nvidia-smi` gives it (`9.0`), asked once.
+pub fn nvidia_compute_capability() -> Option<String> {
+    static CC: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CC.get_or_init(|| {
+        Command::new("nvidia-smi")
+            .args(["--query-gpu=compute_cap", "--format=csv,noheader"])
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().to_owned())
+            })
+            .filter(|s| !s.is_empty())
+    })
+    .clone()
+}
+
+/// The GPU's name and compute capability, for TensorRT-RTX's reasons.
+pub fn gpu_and_compute_capability() -> Option<(String, String)> {
+    let name = nvidia_gpu()?.split(',').next()?.trim().to_owned();
+    Some((name, nvidia_compute_capability()?))
 }
 
 fn ask_nvidia_gpu() -> Option<String> {
@@ -96,10 +125,18 @@ pub fn report(dirs: &AppDirs) -> String {
     let _ = writeln!(out, "\nExecution providers (compiled in / usable here)");
     if let Ok(rt) = &loaded {
         for kind in ProviderKind::PREFERENCE {
+            if kind == ProviderKind::TensorRtRtx {
+                let usable = match tensorrt_rtx_devices(rt) {
+                    Ok(n) => format!("yes ({n} device(s))"),
+                    Err(reason) => format!("no: {reason}"),
+                };
+                let _ = writeln!(out, "  {:<12} plugin       usable: {usable}", kind.label());
+                continue;
+            }
             let compiled = match kind {
                 ProviderKind::TensorRt => ep::TensorRT::is_available(),
                 ProviderKind::Cuda => ep::CUDA::is_available(),
-                ProviderKind::Cpu => ep::CPU::is_available(),
+                ProviderKind::Cpu | ProviderKind::TensorRtRtx => ep::CPU::is_available(),
             }
             .unwrap_or(false);
             let usable = if !compiled {
@@ -112,7 +149,7 @@ pub fn report(dirs: &AppDirs) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:<9} compiled in: {:<3}  usable: {usable}",
+                "  {:<12} compiled in: {:<3}  usable: {usable}",
                 kind.label(),
                 if compiled { "yes" } else { "no" }
             );
@@ -136,6 +173,10 @@ pub fn report(dirs: &AppDirs) -> String {
             "  {name:<40} {}",
             probe_library(name, Some(&managed_cuda))
         );
+    }
+
+    if let Ok(rt) = &loaded {
+        tensorrt_rtx_section(&mut out, rt);
     }
 
     let _ = writeln!(out, "\nModels");
@@ -177,13 +218,73 @@ pub fn report(dirs: &AppDirs) -> String {
     out
 }
 
+fn tensorrt_rtx_devices(rt: &runtime::Runtime) -> Result<usize, String> {
+    let gpu = gpu_and_compute_capability();
+    tensorrt_rtx::devices(rt, gpu.as_ref().map(|(n, c)| (n.as_str(), c.as_str())))
+        .map(|devices| devices.len())
+}
+
+/// The plugin's folder, its libraries (loaded, not just looked for), what ONNX Runtime made of it,
+/// and every device ONNX Runtime discovered, for whichever provider.
+fn tensorrt_rtx_section(out: &mut String, rt: &runtime::Runtime) {
+    let folder = tensorrt_rtx::folder_beside(&rt.location.library);
+    let _ = writeln!(out, "\nTensorRT for RTX ({})", tensorrt_rtx::PACKAGE);
+    let _ = writeln!(out, "  folder    {}", folder.display());
+    let names = tensorrt_rtx::DEPENDENCIES
+        .iter()
+        .copied()
+        .chain([tensorrt_rtx::plugin_file_name()]);
+    for prefix in names {
+        let state = match tensorrt_rtx::find_library(&folder, prefix) {
+            Some(path) => probe_library(
+                &path.file_name().unwrap_or_default().to_string_lossy(),
+                Some(&folder),
+            ),
+            None => "missing".to_owned(),
+        };
+        let _ = writeln!(out, "  {prefix:<44} {state}");
+    }
+    let state = match &rt.tensorrt_rtx {
+        PluginState::NotInstalled { .. } => {
+            "not installed (`cutout setup --gpu` fetches it)".to_owned()
+        }
+        PluginState::Failed { reason, .. } => format!(
+            "not registered: {}",
+            explain_failure(ProviderKind::TensorRtRtx, reason)
+        ),
+        PluginState::Registered { .. } => "registered with ONNX Runtime".to_owned(),
+    };
+    let _ = writeln!(out, "  plugin    {state}");
+    let gpu = gpu_and_compute_capability();
+    let _ = writeln!(
+        out,
+        "  GPU       {}",
+        gpu.as_ref().map_or_else(
+            || "no NVIDIA GPU answered".to_owned(),
+            |(name, cc)| format!("{name}, compute capability {cc}")
+        )
+    );
+    let _ = writeln!(out, "  devices ONNX Runtime discovered, by provider:");
+    for device in rt.env.devices() {
+        let hardware = device.hardware_device();
+        let _ = writeln!(
+            out,
+            "    {:<32} {:?} {} (device id {})",
+            device.ep().unwrap_or("?"),
+            hardware.ty(),
+            hardware.vendor().unwrap_or("?"),
+            hardware.id(),
+        );
+    }
+}
+
 /// Registers one provider on a throw-away session builder: loads its library and dependencies
 /// without needing a model.
 fn register(rt: &runtime::Runtime, kind: ProviderKind) -> Result<(), String> {
     let dispatch = match kind {
         ProviderKind::TensorRt => ep::TensorRT::default().build(),
         ProviderKind::Cuda => ep::CUDA::default().build(),
-        ProviderKind::Cpu => ep::CPU::default().build(),
+        ProviderKind::Cpu | ProviderKind::TensorRtRtx => ep::CPU::default().build(),
     };
     let builder = ort::session::Session::builder(&rt.env).map_err(|e| e.to_string())?;
     builder

@@ -10,6 +10,10 @@ use std::{fmt, str::FromStr};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
+    /// NVIDIA TensorRT for RTX (a plugin provider for GeForce/RTX GPUs: runtime cache, strongly
+    /// typed, so it runs the graph in the precision it is given).
+    #[serde(rename = "tensorrt-rtx")]
+    TensorRtRtx,
     /// NVIDIA TensorRT (builds an optimised engine per model, shape and precision).
     TensorRt,
     /// NVIDIA CUDA with cuDNN.
@@ -20,11 +24,12 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// Fastest first: the order `auto` tries them in.
-    pub const PREFERENCE: [Self; 3] = [Self::TensorRt, Self::Cuda, Self::Cpu];
+    pub const PREFERENCE: [Self; 4] = [Self::TensorRtRtx, Self::TensorRt, Self::Cuda, Self::Cpu];
 
     /// Short lower-case name, as on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::TensorRtRtx => "tensorrt-rtx",
             Self::TensorRt => "tensorrt",
             Self::Cuda => "cuda",
             Self::Cpu => "cpu",
@@ -34,6 +39,7 @@ impl ProviderKind {
     /// Name for people.
     pub fn label(self) -> &'static str {
         match self {
+            Self::TensorRtRtx => "TensorRT-RTX",
             Self::TensorRt => "TensorRT",
             Self::Cuda => "CUDA",
             Self::Cpu => "CPU",
@@ -62,11 +68,14 @@ impl FromStr for ProviderRequest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "auto" => Ok(Self::Auto),
+            "tensorrt-rtx" | "tensorrt_rtx" | "trt-rtx" | "nvtensorrtrtx" => {
+                Ok(Self::Only(ProviderKind::TensorRtRtx))
+            }
             "tensorrt" | "trt" => Ok(Self::Only(ProviderKind::TensorRt)),
             "cuda" => Ok(Self::Only(ProviderKind::Cuda)),
             "cpu" => Ok(Self::Only(ProviderKind::Cpu)),
             other => Err(format!(
-                "unknown execution provider `{other}`; use auto, tensorrt, cuda or cpu"
+                "unknown execution provider `{other}`; use auto, tensorrt-rtx, tensorrt, cuda or cpu"
             )),
         }
     }
@@ -257,6 +266,11 @@ mod tests {
         );
         assert!("gpu".parse::<ProviderRequest>().is_err());
         assert_eq!(
+            "tensorrt-rtx".parse::<ProviderRequest>(),
+            Ok(ProviderRequest::Only(ProviderKind::TensorRtRtx))
+        );
+        assert_eq!(ProviderKind::TensorRtRtx.to_string(), "TensorRT-RTX");
+        assert_eq!(
             ProviderRequest::Only(ProviderKind::TensorRt).to_string(),
             "tensorrt"
         );
@@ -269,6 +283,7 @@ mod tests {
         assert_eq!(
             ProviderRequest::Auto.candidates(),
             vec![
+                ProviderKind::TensorRtRtx,
                 ProviderKind::TensorRt,
                 ProviderKind::Cuda,
                 ProviderKind::Cpu

@@ -324,7 +324,7 @@ fn auto_says_the_cpu_ran_and_why_not_the_gpu() {
         .expect("a line saying what runs");
     assert!(line.contains("CPU provider, FP32"), "{line}");
     assert!(
-        line.contains("TensorRT:") && line.contains("CUDA:"),
+        line.contains("TensorRT-RTX:") && line.contains("TensorRT:") && line.contains("CUDA:"),
         "the faster providers and why they were not used: {line}"
     );
 }
@@ -333,7 +333,11 @@ fn auto_says_the_cpu_ran_and_why_not_the_gpu() {
 fn forcing_a_gpu_provider_that_cannot_run_fails_and_says_why() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("o.png");
-    for (ep, label) in [("cuda", "CUDA"), ("tensorrt", "TensorRT")] {
+    for (ep, label) in [
+        ("cuda", "CUDA"),
+        ("tensorrt", "TensorRT"),
+        ("tensorrt-rtx", "TensorRT-RTX"),
+    ] {
         let result = run(&[
             "remove",
             photo().to_str().unwrap(),

@@ -18,5 +18,6 @@ mod long_batch;
 mod packaging;
 mod parity;
 mod refine;
+mod tensorrt_rtx;
 mod window;
 mod worker;

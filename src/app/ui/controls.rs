@@ -53,7 +53,7 @@ fn engine_ui(
         egui::ComboBox::from_id_salt("provider")
             .selected_text(&provider)
             .show_ui(ui, |ui| {
-                for p in ["auto", "tensorrt", "cuda", "cpu"] {
+                for p in ["auto", "tensorrt-rtx", "tensorrt", "cuda", "cpu"] {
                     ui.selectable_value(&mut provider, p.to_owned(), p);
                 }
             });

@@ -9,7 +9,9 @@ use std::{
     process::Command,
 };
 
-use super::{ORT_VERSION, RuntimeError, RuntimeFlavor, core_library_name, managed_dir};
+use super::{
+    ORT_VERSION, RuntimeError, RuntimeFlavor, core_library_name, managed_dir, tensorrt_rtx,
+};
 use crate::paths::AppDirs;
 
 /// What `cutout setup` should fetch.
@@ -32,23 +34,8 @@ pub fn install(
 ) -> Result<PathBuf, RuntimeError> {
     let setup_err =
         |what: &str, e: &dyn std::fmt::Display| RuntimeError::Setup(format!("{what}: {e}"));
-    let python = match &options.python {
-        Some(p) => p.clone(),
-        None => find_python().ok_or_else(|| {
-            RuntimeError::Setup(
-                "no Python with pip found on PATH (tried python3, python); install Python 3 with \
-                 pip, or download the onnxruntime wheel yourself and set ORT_DYLIB_PATH"
-                    .to_owned(),
-            )
-        })?,
-    };
-    let runtime_dir = dirs.runtime_dir();
-    fs::create_dir_all(&runtime_dir)
-        .map_err(|e| setup_err(&format!("cannot create {}", runtime_dir.display()), &e))?;
-    let work = tempfile::Builder::new()
-        .prefix(".setup-")
-        .tempdir_in(&runtime_dir)
-        .map_err(|e| setup_err("cannot create a temporary folder", &e))?;
+    let python = python(options)?;
+    let work = work_dir(dirs)?;
     let wheels = work.path().join("wheels");
     let staging = work.path().join("staging");
     fs::create_dir_all(&staging).map_err(|e| setup_err("cannot create a staging folder", &e))?;
@@ -85,24 +72,123 @@ pub fn install(
     if options.flavor == RuntimeFlavor::Gpu && options.cuda_libs {
         fetch_cuda_libraries(&python, &wheel, work.path(), &staging.join("cuda"), log)?;
     }
+    if options.flavor == RuntimeFlavor::Gpu {
+        fetch_tensorrt_rtx(
+            &python,
+            work.path(),
+            &staging.join(tensorrt_rtx::FOLDER),
+            log,
+        );
+    }
 
     let target = managed_dir(dirs, options.flavor);
-    if target.exists() {
-        fs::remove_dir_all(&target)
-            .map_err(|e| setup_err(&format!("cannot replace {}", target.display()), &e))?;
-    }
-    fs::rename(&staging, &target).map_err(|e| {
-        setup_err(
-            &format!("cannot move the runtime into {}", target.display()),
-            &e,
-        )
-    })?;
+    replace_with(&staging, &target)?;
     log(&format!(
         "ONNX Runtime {ORT_VERSION} ({}) installed in {}",
         options.flavor.package(),
         target.display()
     ));
     Ok(target.join(core_library_name()))
+}
+
+/// Adds the TensorRT-RTX plugin beside an installed GPU runtime (for runtimes installed before
+/// cutout fetched it). Returns the plugin folder; a plugin that could not be fetched is an error.
+pub fn install_tensorrt_rtx(
+    dirs: &AppDirs,
+    options: &SetupOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<PathBuf, RuntimeError> {
+    let python = python(options)?;
+    let work = work_dir(dirs)?;
+    let staging = work.path().join(tensorrt_rtx::FOLDER);
+    if !fetch_tensorrt_rtx(&python, work.path(), &staging, log) {
+        return Err(RuntimeError::Setup(
+            "the TensorRT-RTX plugin could not be fetched (see above)".to_owned(),
+        ));
+    }
+    let target = managed_dir(dirs, RuntimeFlavor::Gpu).join(tensorrt_rtx::FOLDER);
+    replace_with(&staging, &target)?;
+    Ok(target)
+}
+
+/// Moves a finished `staging` folder to `target`, replacing what was there.
+fn replace_with(staging: &Path, target: &Path) -> Result<(), RuntimeError> {
+    if target.exists() {
+        fs::remove_dir_all(target).map_err(|e| {
+            RuntimeError::Setup(format!("cannot replace {}: {e}", target.display()))
+        })?;
+    }
+    fs::rename(staging, target).map_err(|e| {
+        RuntimeError::Setup(format!("cannot move files into {}: {e}", target.display()))
+    })
+}
+
+fn python(options: &SetupOptions) -> Result<PathBuf, RuntimeError> {
+    match &options.python {
+        Some(p) => Ok(p.clone()),
+        None => find_python().ok_or_else(|| {
+            RuntimeError::Setup(
+                "no Python with pip found on PATH (tried python3, python); install Python 3 with \
+                 pip, or download the onnxruntime wheel yourself and set ORT_DYLIB_PATH"
+                    .to_owned(),
+            )
+        }),
+    }
+}
+
+/// A temporary folder inside the runtimes folder (so that the final move is a rename).
+fn work_dir(dirs: &AppDirs) -> Result<tempfile::TempDir, RuntimeError> {
+    let runtime_dir = dirs.runtime_dir();
+    fs::create_dir_all(&runtime_dir).map_err(|e| {
+        RuntimeError::Setup(format!("cannot create {}: {e}", runtime_dir.display()))
+    })?;
+    tempfile::Builder::new()
+        .prefix(".setup-")
+        .tempdir_in(&runtime_dir)
+        .map_err(|e| RuntimeError::Setup(format!("cannot create a temporary folder: {e}")))
+}
+
+/// Fetches NVIDIA's TensorRT-RTX plugin wheel with pip and keeps its native libraries in `dest`.
+/// Not having it is no failure of the runtime (the other providers work without it): the reason
+/// is logged and `false` returned.
+fn fetch_tensorrt_rtx(python: &Path, work: &Path, dest: &Path, log: &mut dyn FnMut(&str)) -> bool {
+    log(&format!(
+        "Downloading TensorRT for RTX ({}) from PyPI …",
+        tensorrt_rtx::PACKAGE
+    ));
+    let wheels = work.join("tensorrt-rtx-wheel");
+    let kept = pip_download(python, &[tensorrt_rtx::PACKAGE], &wheels)
+        .and_then(|()| {
+            find_file(&wheels, |n| n.ends_with(".whl")).ok_or_else(|| {
+                RuntimeError::Setup(format!("pip left no wheel in {}", wheels.display()))
+            })
+        })
+        .and_then(|wheel| extract_native_libraries(&wheel, tensorrt_rtx::WHEEL_PREFIX, dest));
+    match kept {
+        Ok(kept) if dest.join(tensorrt_rtx::plugin_file_name()).is_file() => {
+            log(&format!(
+                "Kept {} TensorRT-RTX libraries: {}",
+                kept.len(),
+                kept.join(", ")
+            ));
+            true
+        }
+        Ok(_) => {
+            log(&format!(
+                "The TensorRT-RTX wheel holds no {} for this platform; TensorRT-RTX will be \
+                 unavailable.",
+                tensorrt_rtx::plugin_file_name()
+            ));
+            false
+        }
+        Err(e) => {
+            log(&format!(
+                "TensorRT-RTX could not be fetched ({e}); the TensorRT-RTX provider will be \
+                 unavailable. Run `cutout setup --gpu --force` to try again."
+            ));
+            false
+        }
+    }
 }
 
 fn find_python() -> Option<PathBuf> {

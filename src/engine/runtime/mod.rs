@@ -12,8 +12,9 @@ use std::{
 };
 
 mod install;
+pub mod tensorrt_rtx;
 
-pub use install::{SetupOptions, install, requirements_for_extras};
+pub use install::{SetupOptions, install, install_tensorrt_rtx, requirements_for_extras};
 
 use crate::paths::AppDirs;
 
@@ -95,6 +96,9 @@ pub enum RuntimeError {
     Setup(String),
 }
 
+/// A library loaded ahead of ONNX Runtime's providers (its name), or why it did not load.
+pub type Preloaded = (String, Result<(), String>);
+
 /// A loaded ONNX Runtime: the process-wide environment every session is created in.
 pub struct Runtime {
     /// The `ort` environment (one per process).
@@ -104,7 +108,9 @@ pub struct Runtime {
     /// Version as the library reports it (`1.31.1`).
     pub version: String,
     /// GPU libraries preloaded from the managed folder, and the ones that failed to load.
-    pub preloaded: Vec<(String, Result<(), String>)>,
+    pub preloaded: Vec<Preloaded>,
+    /// The TensorRT-RTX plugin provider: not installed, failed to load (why), or registered.
+    pub tensorrt_rtx: tensorrt_rtx::PluginState,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -187,7 +193,7 @@ fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
     };
     // CUDA libraries that `cutout setup --cuda-libs` placed beside a managed GPU build are loaded
     // first, so that the CUDA provider finds them without LD_LIBRARY_PATH.
-    let preloaded = match location.source {
+    let mut preloaded = match location.source {
         RuntimeSource::Managed(RuntimeFlavor::Gpu) => {
             preload_gpu_libraries(&location.library.with_file_name("cuda"))
         }
@@ -206,11 +212,14 @@ fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
                 .and_then(version_from_file_name)
         })
         .unwrap_or_else(|| format!("unknown ({})", ort::info()));
+    let (tensorrt_rtx, plugin_libraries) = tensorrt_rtx::register(&env, &location.library);
+    preloaded.extend(plugin_libraries);
     Ok(Runtime {
         env,
         location,
         version,
         preloaded,
+        tensorrt_rtx,
     })
 }
 
@@ -258,7 +267,7 @@ pub const TENSORRT_LIBRARIES: &[&str] = &[
     "libnvonnxparser.so.10",
 ];
 
-fn preload_gpu_libraries(dir: &Path) -> Vec<(String, Result<(), String>)> {
+fn preload_gpu_libraries(dir: &Path) -> Vec<Preloaded> {
     if !dir.is_dir() {
         return Vec::new();
     }

@@ -5,7 +5,10 @@ use std::{path::Path, time::Instant};
 
 use ort::{
     ep::{self, ExecutionProvider as _},
-    session::{RunOptions, Session, builder::GraphOptimizationLevel},
+    session::{
+        RunOptions, Session,
+        builder::{GraphOptimizationLevel, SessionBuilder},
+    },
 };
 
 use super::device_io::{DeviceIo, check_io, run_bound};
@@ -14,7 +17,7 @@ use crate::engine::{
     EngineError,
     models::ResolvedModel,
     providers::{Precision, ProviderKind, explain_failure},
-    runtime::Runtime,
+    runtime::{Runtime, tensorrt_rtx},
 };
 
 pub(super) enum SessionFailure {
@@ -43,7 +46,9 @@ pub(super) fn start(
             runtime, prepared, provider, options, cache_dir, model, graphs,
         )?;
         let session_ms = ms_since(started);
-        let outcome = if provider == ProviderKind::Cpu {
+        // TensorRT-RTX runs on host tensors (ONNX Runtime copies them): its device memory comes
+        // from the plugin, not from the CUDA provider that device IO allocates through.
+        let outcome = if matches!(provider, ProviderKind::Cpu | ProviderKind::TensorRtRtx) {
             Ok((session, None, session_ms))
         } else {
             first_device_run(session, options, model).map(|(s, d)| (s, Some(d), session_ms))
@@ -106,6 +111,16 @@ fn provider_features(
                 out.push("TensorRT FP16".to_owned());
             }
         }
+        ProviderKind::TensorRtRtx => {
+            out.extend([
+                "runtime cache".to_owned(),
+                "CUDA graphs".to_owned(),
+                "host IO".to_owned(),
+            ]);
+            if options.precision == Precision::Fp16 {
+                out.push("strongly typed FP16 graph".to_owned());
+            }
+        }
         ProviderKind::Cpu => {}
     }
     out
@@ -146,44 +161,169 @@ pub struct TensorRtSettings {
     pub workspace_bytes: usize,
 }
 
-impl TensorRtSettings {
-    /// The options for `model_sha256` at `side_px` in `precision` on ONNX Runtime
-    /// `ort_version` and the GPU `gpu` (as `nvidia-smi` names it; empty when unknown).
-    pub fn new(
-        cache_dir: &Path,
-        model_sha256: &str,
-        side_px: u32,
-        precision: Precision,
-        ort_version: &str,
-        gpu: &str,
-        workspace_bytes: usize,
-    ) -> Self {
-        let gpu_tag: String = gpu
+/// What an engine or runtime cache depends on: a file-safe key made of the model (its SHA-256),
+/// the input side, the precision, ONNX Runtime's version and the GPU's name.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheKey<'a> {
+    /// The model's SHA-256.
+    pub model_sha256: &'a str,
+    /// The input side in pixels.
+    pub side_px: u32,
+    /// The precision.
+    pub precision: Precision,
+    /// ONNX Runtime's version.
+    pub ort_version: &'a str,
+    /// The GPU as `nvidia-smi` names it (empty when unknown).
+    pub gpu: &'a str,
+}
+
+impl CacheKey<'_> {
+    /// The key as a file name part (ASCII letters, digits and `_` only).
+    pub fn file_stem(&self) -> String {
+        let gpu_tag: String = self
+            .gpu
             .split(',')
             .next()
             .unwrap_or("")
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .collect();
-        let model: String = model_sha256
+        let model: String = self
+            .model_sha256
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .take(16)
             .collect();
-        let ort: String = ort_version
+        let ort: String = self
+            .ort_version
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!(
+            "{model}_{}px_{}_ort{ort}_{gpu_tag}",
+            self.side_px,
+            self.precision.as_str()
+        )
+    }
+}
+
+impl TensorRtSettings {
+    /// The options for `key` with a builder workspace cap of `workspace_bytes`.
+    pub fn new(cache_dir: &Path, key: CacheKey<'_>, workspace_bytes: usize) -> Self {
+        Self {
+            cache: cache_dir.join("tensorrt"),
+            prefix: key.file_stem(),
+            fp16: key.precision == Precision::Fp16,
+            workspace_bytes,
+        }
+    }
+}
+
+/// The TensorRT-RTX provider's options, decided in one place so that they can be tested.
+/// TensorRT-RTX is strongly typed: the precision is the graph's (the prepared FP16 graph for
+/// FP16), so there is no FP16 flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorRtRtxSettings {
+    /// The runtime cache folder (`CACHE/tensorrt-rtx/KEY_rtxVERSION`): kernels compiled for this
+    /// GPU on the first run, reused by later processes.
+    pub runtime_cache: std::path::PathBuf,
+    /// The builder's workspace cap in bytes.
+    pub workspace_bytes: usize,
+    /// Capture CUDA graphs.
+    pub cuda_graphs: bool,
+}
+
+impl TensorRtRtxSettings {
+    /// The options for `key` (the plugin's version joins the key: a new plugin compiles afresh).
+    pub fn new(
+        cache_dir: &Path,
+        key: CacheKey<'_>,
+        workspace_bytes: usize,
+        cuda_graphs: bool,
+    ) -> Self {
+        let plugin: String = tensorrt_rtx::PACKAGE
+            .rsplit("==")
+            .next()
+            .unwrap_or_default()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         Self {
-            cache: cache_dir.join("tensorrt"),
-            prefix: format!(
-                "{model}_{side_px}px_{}_ort{ort}_{gpu_tag}",
-                precision.as_str()
-            ),
-            fp16: precision == Precision::Fp16,
+            runtime_cache: cache_dir
+                .join("tensorrt-rtx")
+                .join(format!("{}_rtx{plugin}", key.file_stem())),
             workspace_bytes,
+            cuda_graphs,
         }
     }
+
+    /// The provider options, keyed as `SessionBuilder::with_devices` takes them.
+    pub fn provider_options(&self) -> Vec<(String, String)> {
+        [
+            (
+                "nv_runtime_cache_path",
+                self.runtime_cache.display().to_string(),
+            ),
+            ("nv_max_workspace_size", self.workspace_bytes.to_string()),
+            (
+                "enable_cuda_graph",
+                if self.cuda_graphs { "1" } else { "0" }.to_owned(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{}.{k}", tensorrt_rtx::EP_NAME), v))
+        .collect()
+    }
+}
+
+fn cache_key<'a>(
+    runtime: &'a Runtime,
+    options: &SegmenterOptions,
+    model: &'a ResolvedModel,
+    gpu: &'a str,
+) -> CacheKey<'a> {
+    CacheKey {
+        model_sha256: &model.sha256,
+        side_px: options.input_side_px.unwrap_or(model.spec.input_size),
+        precision: options.precision,
+        ort_version: &runtime.version,
+        gpu,
+    }
+}
+
+/// Appends TensorRT-RTX on the devices its plugin offers, or says why it cannot run here.
+fn with_tensorrt_rtx(
+    builder: SessionBuilder,
+    runtime: &Runtime,
+    options: &SegmenterOptions,
+    cache_dir: &Path,
+    model: &ResolvedModel,
+    gpu: &str,
+) -> Result<SessionBuilder, SessionFailure> {
+    let smi = crate::engine::doctor::nvidia_compute_capability();
+    let name = gpu.split(',').next().unwrap_or("").trim();
+    let known = smi
+        .as_deref()
+        .map(|cc| (name, cc))
+        .filter(|_| !name.is_empty());
+    let devices = tensorrt_rtx::devices(runtime, known).map_err(SessionFailure::Provider)?;
+    let settings = TensorRtRtxSettings::new(
+        cache_dir,
+        cache_key(runtime, options, model, gpu),
+        options.tensorrt_workspace_bytes,
+        options.cuda_graphs,
+    );
+    if let Err(e) = std::fs::create_dir_all(&settings.runtime_cache) {
+        tracing::warn!(
+            "cannot create the TensorRT-RTX runtime cache ({e}): {}",
+            settings.runtime_cache.display()
+        );
+    }
+    builder
+        .with_devices(devices, Some(&settings.provider_options()))
+        .map_err(|e| {
+            SessionFailure::Provider(explain_failure(ProviderKind::TensorRtRtx, e.message()))
+        })
 }
 
 fn build_session(
@@ -210,16 +350,13 @@ fn build_session(
             "this ONNX Runtime build has no {name} provider; run `cutout setup --gpu` to install onnxruntime-gpu"
         ))),
     };
+    let gpu = crate::engine::doctor::nvidia_gpu().unwrap_or_default();
     let dispatch = match provider {
         ProviderKind::TensorRt => {
             provider_available(ep::TensorRT::is_available(), "TensorRT")?;
             let trt = TensorRtSettings::new(
                 cache_dir,
-                &model.sha256,
-                options.input_side_px.unwrap_or(model.spec.input_size),
-                options.precision,
-                &runtime.version,
-                &crate::engine::doctor::nvidia_gpu().unwrap_or_default(),
+                cache_key(runtime, options, model, &gpu),
                 options.tensorrt_workspace_bytes,
             );
             if let Err(e) = std::fs::create_dir_all(&trt.cache) {
@@ -257,6 +394,10 @@ fn build_session(
                     .build(),
             )
         }
+        ProviderKind::TensorRtRtx => {
+            builder = with_tensorrt_rtx(builder, runtime, options, cache_dir, model, &gpu)?;
+            None
+        }
         ProviderKind::Cpu => None,
     };
     if let Some(dispatch) = dispatch {
@@ -286,8 +427,15 @@ mod tests {
 
     #[test]
     fn tensorrt_engines_are_keyed_on_everything_that_changes_them() {
-        let settings = |sha: &str, side, precision, ort: &str, gpu: &str| {
-            TensorRtSettings::new(Path::new("/cache"), sha, side, precision, ort, gpu, 1 << 30)
+        let settings = |model_sha256, side_px, precision, ort_version, gpu| {
+            let key = CacheKey {
+                model_sha256,
+                side_px,
+                precision,
+                ort_version,
+                gpu,
+            };
+            TensorRtSettings::new(Path::new("/cache"), key, 1 << 30)
         };
         let sha = "0123456789abcdef0123456789abcdef";
         let b = settings(
@@ -343,21 +491,70 @@ mod tests {
         }
         assert!(!variants[2].fp16, "FP32 keeps FP16 kernels off");
         // A hostile or odd version string cannot leave the cache folder.
-        let odd = TensorRtSettings::new(
-            Path::new("/cache"),
-            "../../x",
-            320,
-            Precision::Fp32,
-            "1.31/../..",
-            "",
-            1 << 20,
-        );
+        let odd_key = CacheKey {
+            model_sha256: "../../x",
+            side_px: 320,
+            precision: Precision::Fp32,
+            ort_version: "1.31/../..",
+            gpu: "",
+        };
+        let odd = TensorRtSettings::new(Path::new("/cache"), odd_key, 1 << 20);
         assert!(
             !odd.prefix.contains('/') && !odd.prefix.contains(".."),
             "{}",
             odd.prefix
         );
         assert_eq!(odd.workspace_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn tensorrt_rtx_options_keep_a_runtime_cache_per_key_and_plugin_version() {
+        let key = |precision| CacheKey {
+            model_sha256: "0123456789abcdef0123456789abcdef",
+            side_px: 1024,
+            precision,
+            ort_version: "1.31.1",
+            gpu: "NVIDIA GeForce RTX 4090, 580.95.05, 24564 MiB",
+        };
+        let fp16 =
+            TensorRtRtxSettings::new(Path::new("/cache"), key(Precision::Fp16), 1 << 30, true);
+        assert_eq!(
+            fp16.runtime_cache,
+            Path::new(
+                "/cache/tensorrt-rtx/0123456789abcdef_1024px_fp16_ort1_31_1_NVIDIAGeForceRTX4090_rtx0_5_0"
+            )
+        );
+        let fp32 =
+            TensorRtRtxSettings::new(Path::new("/cache"), key(Precision::Fp32), 1 << 30, false);
+        assert_ne!(
+            fp32.runtime_cache, fp16.runtime_cache,
+            "one cache per precision"
+        );
+        let options = fp16.provider_options();
+        let get = |options: &[(String, String)], k: &str| {
+            options
+                .iter()
+                .find(|(key, _)| key == &format!("NvTensorRTRTXExecutionProvider.{k}"))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get(&options, "nv_runtime_cache_path").as_deref(),
+            Some(fp16.runtime_cache.to_str().unwrap())
+        );
+        assert_eq!(get(&options, "enable_cuda_graph").as_deref(), Some("1"));
+        assert_eq!(
+            get(&options, "nv_max_workspace_size").as_deref(),
+            Some("1073741824")
+        );
+        assert_eq!(
+            get(&fp32.provider_options(), "enable_cuda_graph").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            options.len(),
+            3,
+            "no FP16 flag: the graph's precision rules"
+        );
     }
 
     #[test]
@@ -394,6 +591,10 @@ mod tests {
         assert_eq!(
             provider_features(ProviderKind::Cpu, &options, false),
             ["fixed-shape prepared model"]
+        );
+        assert!(
+            provider_features(ProviderKind::TensorRtRtx, &options, false)
+                .contains(&"strongly typed FP16 graph".to_owned())
         );
     }
 }
