@@ -430,7 +430,8 @@ fn doctor_reports_runtime_providers_and_folders() {
     for needle in [
         "ONNX Runtime",
         "version   1.31.1",
-        "CPU       compiled in: yes  usable: yes",
+        "CPU          compiled in: yes  usable: yes",
+        "TensorRT for RTX",
         "libnvinfer.so.10",
         "u2netp    ok",
         "runtimes",
