@@ -15,8 +15,14 @@
 #     | split -b 58M -d - .device/isnet/part
 #   strip -o .device/cutout target/release/cutout && xz -f .device/cutout
 #   cp ../shared/models/u2netp.onnx .device/
+#   (TensorRT for RTX, from `pip download onnxruntime-ep-nv-tensorrt-rtx-cu13==0.5.0`, the plugin and
+#    the libraries it loads:) tar -c libonnxruntime_providers_nv_tensorrt_rtx.so libtensorrt_rtx.so.1.7.1 \
+#     libtensorrt_onnxparser_rtx.so.1.7.1 libcudart.so.13.4.36 libtensorrt_shim.so | xz -6 \
+#     | split -b 58M -d - .device/rtx/part
+#   cp a 12 MP JPEG to .device/photo12.jpg
 # There, in back-to-back calls (carry .peers and one or two parts a call):
 #   bash .ci/device-side-by-side.sh stage          (as often as there are parts)
+#   bash .ci/device-side-by-side.sh experiments    (TensorRT-RTX there, cuDNN fusion, start-up)
 #   bash .ci/device-side-by-side.sh cutout         (cutout bench + PyTorch eager, ~3 min)
 #   bash .ci/device-side-by-side.sh compile u2netp:160,u2netp:320   (torch.compile, ~1 min a config)
 #   bash .ci/device-side-by-side.sh compile u2netp:1024,isnet:1024
@@ -25,9 +31,11 @@ set -uo pipefail
 stage=/tmp/stage
 results=/tmp/side
 OUT=${OUT:-/tmp/out}
-mkdir -p "$stage/ort" "$stage/isnet" "$results" "$OUT"
+mkdir -p "$stage/ort" "$stage/isnet" "$stage/rtx" "$results" "$OUT"
 cp .ortgpu/part* "$stage/ort/" 2>/dev/null || true
 cp .device/isnet/part* "$stage/isnet/" 2>/dev/null || true
+cp .device/rtx/part* "$stage/rtx/" 2>/dev/null || true
+cp .device/photo12.jpg "$stage/" 2>/dev/null || true
 mode=${1:-table}
 [ "$mode" = stage ] && { ls -la "$stage"/*; exit 0; }
 
@@ -36,11 +44,60 @@ mkdir -p /tmp/models
 [ -s /tmp/models/isnet-general-use-fp16.onnx ] || cat "$stage"/isnet/part* | xz -d > /tmp/models/isnet-general-use-fp16.onnx
 [ -f .device/u2netp.onnx ] && cp .device/u2netp.onnx /tmp/models/
 [ -f .device/cutout.xz ] && xz -dkf .device/cutout.xz && cp .device/cutout /tmp/cutout && chmod +x /tmp/cutout
+# TensorRT for RTX where cutout looks for it: a tensorrt-rtx folder beside the ONNX Runtime library.
+if [ ! -f /tmp/ort/lib/tensorrt-rtx/libonnxruntime_providers_nv_tensorrt_rtx.so ] && ls "$stage"/rtx/part* > /dev/null 2>&1; then
+  mkdir -p /tmp/ort/lib/tensorrt-rtx && cat "$stage"/rtx/part* | xz -d | tar -x -C /tmp/ort/lib/tensorrt-rtx
+fi
 export ORT_DYLIB_PATH=/tmp/ort/lib/libonnxruntime.so
 export LD_LIBRARY_PATH=/tmp/ort/lib:/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 export CUTOUT_MODELS_DIR=/tmp/models CUTOUT_CACHE_DIR=/tmp/cutout-cache CUTOUT_DATA_DIR=/tmp/cutout-data
 
 case "$mode" in
+  experiments)
+    photo=/work/shared/testdata/rembg/fixtures/car-1.jpg
+    [ -f "$photo" ] || photo=$(ls .device/*.jpg "$stage"/*.jpg 2>/dev/null | head -1)
+    {
+      nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv
+      echo "--- /sys/class/drm:"; ls -la /sys/class/drm 2>&1
+      echo "--- doctor:"; /tmp/cutout doctor 2>&1
+      echo "--- remove --ep tensorrt-rtx:"; CUTOUT_LOG=debug /tmp/cutout remove "$stage/photo12.jpg" -o /tmp/rtx.png --ep tensorrt-rtx 2>&1 | grep -v "^\s*$" | tail -25
+      echo "--- remove (auto), FP16:"; /tmp/cutout remove "$stage/photo12.jpg" -o /tmp/auto.png --precision fp16 -v 2>&1 | tail -6
+      # Would TensorRT-RTX take this GPU if ONNX Runtime discovered it? A fake DRM card (vendor
+      # 0x10de) in a private mount namespace answers that apart from the discovery question.
+      echo "--- with a DRM card entry ONNX Runtime can read:"
+      fake=/tmp/fake-class; rm -rf $fake; mkdir -p $fake
+      for entry in /sys/class/*; do [ "$entry" = /sys/class/drm ] || ln -s "$entry" "$fake/$(basename "$entry")"; done
+      mkdir -p $fake/drm/card0/device && echo 0x10de > $fake/drm/card0/device/vendor && echo 0x2335 > $fake/drm/card0/device/device
+      unshare -m sh -c "mount --bind $fake /sys/class && CUTOUT_LOG=debug /tmp/cutout doctor 2>&1 | sed -n '/TensorRT for RTX/,/^Models/p;/NvTensorRTRTX\|Compute Capability\|compute capabilit/p' && CUTOUT_LOG=debug /tmp/cutout remove $stage/photo12.jpg -o /tmp/rtx2.png --ep tensorrt-rtx 2>&1 | tail -8" 2>&1
+    } > "$results/tensorrt-rtx.txt" 2>&1
+    tail -40 "$results/tensorrt-rtx.txt"
+    {
+      for i in 1 2 3; do
+        for p in fp32 fp16; do
+          s=$(date +%s.%N); /tmp/cutout remove "$stage/photo12.jpg" -o /tmp/o12.png --ep cuda --precision $p -v > /tmp/r.txt 2>&1; e=$(date +%s.%N)
+          echo "12 MP remove, CUDA $p, run $i: whole process $(python3 -c "print(round(($e-$s)*1000))") ms"; grep -E "Start-up|decode|Peak" /tmp/r.txt
+        done
+      done
+    } > "$results/startup.txt" 2>&1
+    cat "$results/startup.txt"
+    /tmp/cutout bench --model u2netp --ep cuda --sizes 160,320,1024 --precisions fp16 --fuse-conv-bias off,on \
+      --runs 300 --warmup 30 --json "$results/fusion-u2netp.json" > "$results/fusion.txt" 2>&1
+    /tmp/cutout bench --model isnet --ep cuda --sizes 1024 --precisions fp16 --fuse-conv-bias off,on \
+      --runs 300 --warmup 30 --json "$results/fusion-isnet.json" >> "$results/fusion.txt" 2>&1
+    /tmp/cutout bench --model u2netp --ep cuda --sizes 320 --precisions fp16 --heuristic-search --no-cuda-graphs \
+      --runs 100 --warmup 10 >> "$results/fusion.txt" 2>&1
+    grep -E "^(cuda|provider)|unavailable" "$results/fusion.txt"
+    ;;
+  ncu)
+    # Every kernel of FP16 inferences at 320 px, without and with cuDNN's conv+bias fusion.
+    for fuse in off on; do
+      timeout 280 ncu --metrics gpu__time_duration.sum --print-summary per-kernel --csv \
+        /tmp/cutout bench --model u2netp --ep cuda --sizes 320 --precisions fp16 --fuse-conv-bias $fuse \
+        --no-cuda-graphs --heuristic-search --runs 3 --warmup 0 > "$results/ncu-320-fp16-bias-$fuse.csv" 2> "$results/ncu-$fuse.err"
+      python3 .ci/ncu-summary.py "$results/ncu-320-fp16-bias-$fuse.csv" > "$results/ncu-320-fp16-bias-$fuse.txt" 2>&1
+      echo "== fuse_conv_bias $fuse"; cat "$results/ncu-320-fp16-bias-$fuse.txt"
+    done
+    ;;
   cutout)
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv > "$results/gpu.txt" 2>&1
     /tmp/cutout bench --model u2netp --ep cuda --sizes 160,320,1024 --precisions fp32,fp16 \

@@ -45,6 +45,15 @@ pub struct BenchConfig {
     pub nhwc: Vec<bool>,
     /// Capture CUDA graphs on the CUDA provider.
     pub cuda_graphs: bool,
+    /// cuDNN conv+bias fusion variants to measure on the CUDA provider.
+    pub fuse_conv_bias: Vec<bool>,
+    /// Upsampling variants on the CUDA provider's channels-last path (`true`: Pad → Conv →
+    /// DepthToSpace instead of Resize).
+    pub upsample_as_conv: Vec<bool>,
+    /// How cuDNN picks algorithms on the CUDA provider.
+    pub conv_search: engine::ConvSearch,
+    /// A folder to write each row's graph to, as ONNX Runtime optimised it for the provider.
+    pub dump_optimized: Option<PathBuf>,
     /// FP16 graphs to measure for a model stored in FP16 (as stored, from its FP32 twin).
     pub fp16_sources: Vec<Fp16Source>,
 }
@@ -67,6 +76,10 @@ pub struct BenchRow {
     pub size_px: u32,
     /// Convolution layout asked for on the CUDA provider (`nhwc` or `nchw`).
     pub layout: String,
+    /// cuDNN conv+bias fusion asked for on the CUDA provider.
+    pub fuse_conv_bias: bool,
+    /// Bilinear 2× upsampling as convolutions asked for on the CUDA provider.
+    pub upsample_as_conv: bool,
     /// Timed runs.
     pub runs: usize,
     /// Network alone: fastest run, ms.
@@ -170,19 +183,37 @@ pub fn run(
                 Precision::Fp16 => fp16_sources.clone(),
                 Precision::Fp32 => vec![Fp16Source::default()],
             };
-            let variants = sizes.iter().flat_map(|&s| {
-                let sources = sources.clone();
-                config
-                    .nhwc
-                    .iter()
-                    .flat_map(move |&n| sources.clone().into_iter().map(move |f| (s, n, f)))
-            });
-            for (size_px, nhwc, fp16_source) in variants {
+            let mut variants = Vec::new();
+            for &s in &sizes {
+                for &n in &config.nhwc {
+                    for &fuse in &config.fuse_conv_bias {
+                        for &up in &config.upsample_as_conv {
+                            for &f in &sources {
+                                variants.push((s, n, fuse, up, f));
+                            }
+                        }
+                    }
+                }
+            }
+            for (size_px, nhwc, fuse_conv_bias, upsample_as_conv, fp16_source) in variants {
                 let options = SegmenterOptions {
                     provider: requested,
                     precision,
                     input_side_px: Some(size_px),
                     prefer_nhwc: nhwc,
+                    fuse_conv_bias,
+                    upsample_as_conv,
+                    conv_search: config.conv_search,
+                    dump_optimized: config.dump_optimized.as_ref().map(|dir| {
+                        dir.join(format!(
+                            "{}-{size_px}px-{}-{}{}{}.onnx",
+                            model.spec.name,
+                            precision.as_str(),
+                            if nhwc { "nhwc" } else { "nchw" },
+                            if fuse_conv_bias { "-bias" } else { "" },
+                            if upsample_as_conv { "-up2conv" } else { "" }
+                        ))
+                    }),
                     cuda_graphs: config.cuda_graphs,
                     fp16_source,
                     ..SegmenterOptions::default()
@@ -199,6 +230,8 @@ pub fn run(
                     },
                     size_px,
                     layout: if nhwc { "nhwc" } else { "nchw" }.to_owned(),
+                    fuse_conv_bias,
+                    upsample_as_conv,
                     ..BenchRow::default()
                 };
                 match engine::Segmenter::new(&runtime, &model, &options, &dirs.cache_dir) {
@@ -327,22 +360,27 @@ fn precision_label(row: &BenchRow) -> String {
 }
 
 /// The table header matching [`format_row`].
-pub const TABLE_HEADER: &str = "provider   prec        layout  size  runs    min ms  median ms  first-run ms  upload ms  download ms  pre ms  post ms  photo→PNG ms";
+pub const TABLE_HEADER: &str = "provider     prec        layout     size  runs    min ms  median ms  first-run ms  upload ms  download ms  pre ms  post ms  photo→PNG ms";
 
 /// One table line.
 pub fn format_row(row: &BenchRow) -> String {
     match &row.error {
         Some(e) => format!(
-            "{:<10} {:<11} {:>4}  unavailable: {e}",
+            "{:<12} {:<11} {:>4}  unavailable: {e}",
             row.requested,
             precision_label(row),
             row.size_px
         ),
         None => format!(
-            "{:<10} {:<11} {:<6} {:>5}  {:>4}  {:>8.3}  {:>9.3}  {:>12.1}  {:>9.3}  {:>11.3}  {:>6.2}  {:>7.2}  {:>12}",
+            "{:<12} {:<11} {:<9} {:>5}  {:>4}  {:>8.3}  {:>9.3}  {:>12.1}  {:>9.3}  {:>11.3}  {:>6.2}  {:>7.2}  {:>12}",
             row.provider,
             precision_label(row),
-            row.layout,
+            format!(
+                "{}{}{}",
+                row.layout,
+                if row.fuse_conv_bias { "+bias" } else { "" },
+                if row.upsample_as_conv { "+up" } else { "" }
+            ),
             row.size_px,
             row.runs,
             row.min_ms,

@@ -44,7 +44,7 @@ pub enum Command {
     /// Report ONNX Runtime, execution providers, GPU, libraries, models and folders.
     Doctor,
     /// Measure the network: warm-up, synchronised runs, min and median (PhotoRoom's method).
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Time edge refinement and foreground colours on a photo (CPU path, GPU passes, CPU reference).
     BenchRefine(BenchRefineArgs),
     /// List the models (state, size, licence, source), or fetch one ahead of time.
@@ -103,6 +103,20 @@ pub struct BenchArgs {
     /// Measure without CUDA graphs on the CUDA provider.
     #[arg(long)]
     pub no_cuda_graphs: bool,
+    /// cuDNN conv+bias fusion on the CUDA provider: off, on, or both (`off,on`).
+    #[arg(long, value_delimiter = ',', default_value = "off", value_parser = ["off", "on"])]
+    pub fuse_conv_bias: Vec<String>,
+    /// cuDNN's heuristic algorithm choice instead of the exhaustive search (what `remove` uses
+    /// for a handful of photos): a shorter first run.
+    #[arg(long)]
+    pub heuristic_search: bool,
+    /// Bilinear 2× upsampling on the CUDA provider's channels-last path: resize (ONNX Resize),
+    /// conv (Pad → Conv → DepthToSpace, no layout transposes), or both.
+    #[arg(long, value_delimiter = ',', default_value = "resize", value_parser = ["resize", "conv"])]
+    pub upsample: Vec<String>,
+    /// Write each row's graph, as ONNX Runtime optimised it for the provider, into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub dump_optimized: Option<PathBuf>,
     /// For FP16 of a model stored in FP16: the file as stored (its FP32 islands kept) or converted
     /// from its FP32 twin (every node in FP16).
     #[arg(long, value_delimiter = ',', default_value = "twin")]

@@ -18,7 +18,7 @@ pub use models::{Manifest, ModelError, ModelSpec, ResolvedModel};
 pub use pipeline::{MaskPipeline, MaskTimings, SegmentError};
 pub use providers::{Precision, ProviderKind, ProviderReport, ProviderRequest};
 pub use runtime::{Runtime, RuntimeError};
-pub use segmenter::{ConvSearch, RunStopper, Segmenter, SegmenterOptions};
+pub use segmenter::{ConvSearch, RunStopper, Segmenter, SegmenterOptions, StartupTimings};
 
 use crate::paths::AppDirs;
 
@@ -158,7 +158,13 @@ pub fn open(
     options: &SegmenterOptions,
     progress: models::FetchProgress<'_>,
 ) -> Result<Segmenter, EngineError> {
+    let started = std::time::Instant::now();
     let runtime = runtime::load(dirs)?;
+    let runtime_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = std::time::Instant::now();
     let model = resolve_model(dirs, choice, progress)?;
-    Segmenter::new(&runtime, &model, options, &dirs.cache_dir)
+    let model_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut segmenter = Segmenter::new(&runtime, &model, options, &dirs.cache_dir)?;
+    segmenter.note_load(runtime_ms, model_ms);
+    Ok(segmenter)
 }

@@ -231,3 +231,61 @@ fn u2netp_fp16_masks_agree_with_fp32_on_the_shared_photos() {
 fn isnet_fp16_masks_agree_with_fp32_on_the_shared_photos() {
     fp16_agrees_with_fp32("isnet");
 }
+
+/// The CUDA channels-last rewrite of bilinear 2× upsampling (Pad → Conv → DepthToSpace instead of
+/// Resize) computes what Resize computes: both real models, prepared both ways, run on the CPU
+/// provider on a real photo, give the same network output to float rounding.
+#[test]
+fn upsampling_as_convolutions_gives_the_resize_output() {
+    use cutout::engine::prepare::{Fp16Source, Target, transform_with_stats};
+    use ort::{session::Session, value::Tensor};
+
+    let runtime = cutout::engine::runtime::load(&cutout::paths::AppDirs::from_env())
+        .expect("ONNX Runtime (run `cargo run --release -- setup`)");
+    let photo = image_ops::decode_file(
+        &common::shared_dir().join("testdata/rembg/fixtures/car-1.jpg"),
+        DecodeLimits::default(),
+    )
+    .expect("decode")
+    .rgb;
+    for (name, side) in [("u2netp", 320), ("u2netp", 160), ("isnet", 1024)] {
+        let model = common::model(name);
+        let bytes = std::fs::read(&model.path).expect("model bytes");
+        let input = cutout::engine::MaskPipeline::new(&model.spec, side)
+            .preprocess(&photo)
+            .expect("preprocess");
+        let run = |upsample_as_conv: bool| {
+            let target = Target {
+                side_px: side,
+                precision: Precision::Fp32,
+                fp16_source: Fp16Source::Twin,
+                output_index: model.spec.output,
+                upsample_as_conv,
+            };
+            let (prepared, stats) = transform_with_stats(&bytes, target).expect("prepare");
+            let mut session = Session::builder(&runtime.env)
+                .expect("builder")
+                .commit_from_memory(&prepared)
+                .expect("session");
+            let s = side as usize;
+            let tensor = Tensor::from_array(([1usize, 3, s, s], input.clone())).expect("tensor");
+            let outputs = session.run(ort::inputs![tensor]).expect("run");
+            let (_, data) = outputs[0].try_extract_tensor::<f32>().expect("output");
+            (data.to_vec(), stats.resizes_rewritten)
+        };
+        let (reference, none) = run(false);
+        let (rewritten, count) = run(true);
+        assert_eq!(none, 0);
+        assert!(
+            count >= 20,
+            "{name} @ {side}: only {count} Resizes rewritten"
+        );
+        let worst = reference
+            .iter()
+            .zip(&rewritten)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        println!("{name} @ {side}: {count} Resizes rewritten, largest output difference {worst:e}");
+        assert!(worst < 1e-4, "{name} @ {side}: outputs differ by {worst}");
+    }
+}

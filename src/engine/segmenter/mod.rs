@@ -49,6 +49,15 @@ pub struct SegmenterOptions {
     pub conv_search: ConvSearch,
     /// Run convolutions channels-last (NHWC) on the CUDA provider, as tensor cores prefer.
     pub prefer_nhwc: bool,
+    /// Let cuDNN fuse each convolution's bias into it on the CUDA provider (`fuse_conv_bias`)
+    /// instead of a separate bias-add kernel.
+    pub fuse_conv_bias: bool,
+    /// Write the graph as ONNX Runtime optimised it for this provider to this file (to see what
+    /// the provider runs: fusions, layout transposes). `None` in normal use.
+    pub dump_optimized: Option<PathBuf>,
+    /// On the CUDA provider's channels-last path, run bilinear 2× upsampling as Pad → Conv →
+    /// DepthToSpace (no layout transposes around it) instead of Resize.
+    pub upsample_as_conv: bool,
     /// For FP16 of a model stored in FP16: the file as stored or converted from its FP32 twin.
     pub fp16_source: Fp16Source,
 }
@@ -75,6 +84,9 @@ impl Default for SegmenterOptions {
             tensorrt_workspace_bytes: 2 << 30,
             conv_search: ConvSearch::Exhaustive,
             prefer_nhwc: true,
+            fuse_conv_bias: false,
+            dump_optimized: None,
+            upsample_as_conv: false,
             fp16_source: Fp16Source::default(),
         }
     }
@@ -83,6 +95,11 @@ impl Default for SegmenterOptions {
 /// What starting the session cost, in milliseconds: the first-run cost, reported apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct StartupTimings {
+    /// Loading ONNX Runtime and the GPU libraries it needs (zero when already loaded in this
+    /// process; set by [`crate::engine::open`]).
+    pub runtime_ms: f64,
+    /// Finding and checking the model file (set by [`crate::engine::open`]).
+    pub model_ms: f64,
     /// Making or finding the prepared model.
     pub prepare_ms: f64,
     /// Creating the session (graph optimisation; TensorRT engine build or cache load).
@@ -189,6 +206,10 @@ impl Segmenter {
                 precision: graph_precision,
                 fp16_source: options.fp16_source,
                 output_index: model.spec.output,
+                // Only the CUDA provider's channels-last path gains from it.
+                upsample_as_conv: options.upsample_as_conv
+                    && provider == ProviderKind::Cuda
+                    && options.prefer_nhwc,
             };
             let (mut prepared, provenance) = prepare::prepared_model(&model.path, key, cache_dir)?;
             let mut prepare_ms = ms_since(started);
@@ -300,6 +321,12 @@ impl Segmenter {
     /// What starting this session cost.
     pub fn startup(&self) -> StartupTimings {
         self.startup
+    }
+
+    /// Adds what came before the session: loading the runtime and the model file.
+    pub(crate) fn note_load(&mut self, runtime_ms: f64, model_ms: f64) {
+        self.startup.runtime_ms = runtime_ms;
+        self.startup.model_ms = model_ms;
     }
 
     /// The model this session runs.

@@ -61,9 +61,9 @@ pub(super) fn start(
                     session,
                     device,
                     StartupTimings {
-                        prepare_ms: 0.0,
                         session_ms,
                         first_run_ms,
+                        ..StartupTimings::default()
                     },
                 ));
             }
@@ -97,6 +97,9 @@ fn provider_features(
                 search.to_owned(),
                 layout.to_owned(),
             ]);
+            if options.fuse_conv_bias {
+                out.push("cuDNN conv+bias fusion".to_owned());
+            }
             if graphs {
                 // ONNX Runtime captures a CUDA graph only when every node runs on CUDA.
                 out.push("CUDA graphs (all nodes on the GPU)".to_owned());
@@ -341,6 +344,11 @@ fn build_session(
         .map_err(|e| setup(&e))?
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| setup(&e))?;
+    if let Some(path) = &options.dump_optimized {
+        builder = builder
+            .with_optimized_model_path(path)
+            .map_err(|e| setup(&e))?;
+    }
     if let Some(threads) = options.intra_threads {
         builder = builder.with_intra_threads(threads).map_err(|e| setup(&e))?;
     }
@@ -390,6 +398,7 @@ fn build_session(
                         ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
                     })
                     .with_prefer_nhwc(options.prefer_nhwc)
+                    .with_fuse_conv_bias(options.fuse_conv_bias)
                     .with_cuda_graph(cuda_graphs)
                     .build(),
             )
