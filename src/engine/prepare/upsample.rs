@@ -279,8 +279,11 @@ fn node(
     n
 }
 
-/// The depthwise weights `[4C, 1, 3, 3]`: for each channel, one 3×3 filter per output phase
-/// `(dy, dx)`, in DepthToSpace's CRD order (`4c + 2dy + dx`).
+/// The weights `[4C, C, 3, 3]`: for each channel, one 3×3 filter per output phase `(dy, dx)`, in
+/// DepthToSpace's CRD order (`4c + 2dy + dx`), reading only its own channel. A dense convolution
+/// with zeros off the diagonal, not a grouped one: cuDNN runs grouped convolutions channels-last
+/// through a generic engine of hundreds of launches (measured: 2.10 → 2.64 ms for u2netp at
+/// 320 px), while the dense form stays on its tensor-core kernels.
 pub(super) fn phase_weights(channels: i64) -> Vec<f32> {
     const TAPS: [[f32; 3]; 2] = [[0.25, 0.75, 0.0], [0.0, 0.75, 0.25]];
     let mut one = Vec::with_capacity(36);
@@ -291,7 +294,15 @@ pub(super) fn phase_weights(channels: i64) -> Vec<f32> {
             }
         }
     }
-    (0..channels).flat_map(|_| one.iter().copied()).collect()
+    let c = usize::try_from(channels).unwrap_or(0);
+    let mut out = vec![0.0; 4 * c * c * 9];
+    for channel in 0..c {
+        for phase in 0..4 {
+            let at = ((4 * channel + phase) * c + channel) * 9;
+            out[at..at + 9].copy_from_slice(&one[phase * 9..phase * 9 + 9]);
+        }
+    }
+    out
 }
 
 /// Replaces each bilinear half-pixel Resize that doubles height and width with Pad → Conv →
@@ -335,7 +346,7 @@ pub(super) fn rewrite(graph: &mut GraphProto, input: &str, side: i64, half: bool
         pad_values.int64_data = vec![0, 0, 1, 1, 0, 0, 1, 1];
         let mut weight_values = TensorProto::new();
         weight_values.name = weights.clone();
-        weight_values.dims = vec![4 * channels, 1, 3, 3];
+        weight_values.dims = vec![4 * channels, channels, 3, 3];
         let values = phase_weights(channels);
         if half {
             weight_values.data_type = DataType::FLOAT16 as i32;
@@ -360,10 +371,7 @@ pub(super) fn rewrite(graph: &mut GraphProto, input: &str, side: i64, half: bool
             &format!("{base}_conv"),
             &[&padded, &weights],
             &phases,
-            vec![
-                int_attr("group", channels),
-                ints_attr("kernel_shape", &[3, 3]),
-            ],
+            vec![ints_attr("kernel_shape", &[3, 3])],
         ));
         nodes.push(node(
             "DepthToSpace",
@@ -426,9 +434,12 @@ mod tests {
         }
         // Each phase filter sums to one (a constant image stays constant).
         let w = phase_weights(2);
-        assert_eq!(w.len(), 2 * 4 * 9);
-        for filter in w.chunks(9) {
-            assert!((filter.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(w.len(), 8 * 2 * 9);
+        for (output, filters) in w.chunks(2 * 9).enumerate() {
+            assert!((filters.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            // Output channel `4c + phase` reads input channel `c` only.
+            let other = if output / 4 == 0 { 1 } else { 0 };
+            assert!(filters[other * 9..other * 9 + 9].iter().all(|&v| v == 0.0));
         }
     }
 
