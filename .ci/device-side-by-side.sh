@@ -23,7 +23,6 @@
 # There, in back-to-back calls (carry .peers and one or two parts a call):
 #   bash .ci/device-side-by-side.sh stage          (as often as there are parts)
 #   bash .ci/device-side-by-side.sh experiments    (TensorRT-RTX there, cuDNN fusion, start-up)
-#   bash .ci/device-side-by-side.sh upsample       (Resize against its channels-last rewrite)
 #   bash .ci/device-side-by-side.sh cutout         (cutout bench + PyTorch eager, ~3 min)
 #   bash .ci/device-side-by-side.sh compile u2netp:160,u2netp:320   (torch.compile, ~1 min a config)
 #   bash .ci/device-side-by-side.sh compile u2netp:1024,isnet:1024
@@ -88,22 +87,6 @@ case "$mode" in
     /tmp/cutout bench --model u2netp --ep cuda --sizes 320 --precisions fp16 --heuristic-search --no-cuda-graphs \
       --runs 100 --warmup 10 >> "$results/fusion.txt" 2>&1
     grep -E "^(cuda|provider)|unavailable" "$results/fusion.txt"
-    ;;
-  upsample)
-    # Resize against Pad → Conv → DepthToSpace on the channels-last path, and what ONNX Runtime
-    # runs for each (the optimised graphs are written to $OUT/graphs).
-    mkdir -p "$OUT/graphs"
-    /tmp/cutout bench --model u2netp --ep cuda --sizes 160,320,1024 --precisions fp16,fp32 --upsample resize,conv \
-      --runs 300 --warmup 30 --json "$results/upsample-u2netp.json" > "$results/upsample.txt" 2>&1
-    /tmp/cutout bench --model isnet --ep cuda --sizes 1024 --precisions fp16,fp32 --upsample resize,conv \
-      --runs 300 --warmup 30 --json "$results/upsample-isnet.json" >> "$results/upsample.txt" 2>&1
-    /tmp/cutout bench --model u2netp --ep cuda --sizes 320 --precisions fp16 --upsample resize,conv --heuristic-search \
-      --runs 5 --warmup 1 --dump-optimized "$OUT/graphs" > /dev/null 2>&1
-    grep -E "^(cuda|provider)|unavailable" "$results/upsample.txt"
-    timeout 200 ncu --metrics gpu__time_duration.sum --print-summary per-kernel --csv \
-      /tmp/cutout bench --model u2netp --ep cuda --sizes 320 --precisions fp16 --upsample conv \
-      --no-cuda-graphs --heuristic-search --runs 3 --warmup 0 > "$results/ncu-320-fp16-up2conv.csv" 2> "$results/ncu-up.err"
-    python3 .ci/ncu-summary.py "$results/ncu-320-fp16-up2conv.csv" | tee "$results/ncu-320-fp16-up2conv.txt"
     ;;
   ncu)
     # Every kernel of FP16 inferences at 320 px, without and with cuDNN's conv+bias fusion.

@@ -47,9 +47,6 @@ pub struct BenchConfig {
     pub cuda_graphs: bool,
     /// cuDNN conv+bias fusion variants to measure on the CUDA provider.
     pub fuse_conv_bias: Vec<bool>,
-    /// Upsampling variants on the CUDA provider's channels-last path (`true`: Pad → Conv →
-    /// DepthToSpace instead of Resize).
-    pub upsample_as_conv: Vec<bool>,
     /// How cuDNN picks algorithms on the CUDA provider.
     pub conv_search: engine::ConvSearch,
     /// A folder to write each row's graph to, as ONNX Runtime optimised it for the provider.
@@ -78,8 +75,6 @@ pub struct BenchRow {
     pub layout: String,
     /// cuDNN conv+bias fusion asked for on the CUDA provider.
     pub fuse_conv_bias: bool,
-    /// Bilinear 2× upsampling as convolutions asked for on the CUDA provider.
-    pub upsample_as_conv: bool,
     /// Timed runs.
     pub runs: usize,
     /// Network alone: fastest run, ms.
@@ -187,31 +182,27 @@ pub fn run(
             for &s in &sizes {
                 for &n in &config.nhwc {
                     for &fuse in &config.fuse_conv_bias {
-                        for &up in &config.upsample_as_conv {
-                            for &f in &sources {
-                                variants.push((s, n, fuse, up, f));
-                            }
+                        for &f in &sources {
+                            variants.push((s, n, fuse, f));
                         }
                     }
                 }
             }
-            for (size_px, nhwc, fuse_conv_bias, upsample_as_conv, fp16_source) in variants {
+            for (size_px, nhwc, fuse_conv_bias, fp16_source) in variants {
                 let options = SegmenterOptions {
                     provider: requested,
                     precision,
                     input_side_px: Some(size_px),
                     prefer_nhwc: nhwc,
                     fuse_conv_bias,
-                    upsample_as_conv,
                     conv_search: config.conv_search,
                     dump_optimized: config.dump_optimized.as_ref().map(|dir| {
                         dir.join(format!(
-                            "{}-{size_px}px-{}-{}{}{}.onnx",
+                            "{}-{size_px}px-{}-{}{}.onnx",
                             model.spec.name,
                             precision.as_str(),
                             if nhwc { "nhwc" } else { "nchw" },
-                            if fuse_conv_bias { "-bias" } else { "" },
-                            if upsample_as_conv { "-up2conv" } else { "" }
+                            if fuse_conv_bias { "-bias" } else { "" }
                         ))
                     }),
                     cuda_graphs: config.cuda_graphs,
@@ -231,7 +222,6 @@ pub fn run(
                     size_px,
                     layout: if nhwc { "nhwc" } else { "nchw" }.to_owned(),
                     fuse_conv_bias,
-                    upsample_as_conv,
                     ..BenchRow::default()
                 };
                 match engine::Segmenter::new(&runtime, &model, &options, &dirs.cache_dir) {
@@ -376,10 +366,9 @@ pub fn format_row(row: &BenchRow) -> String {
             row.provider,
             precision_label(row),
             format!(
-                "{}{}{}",
+                "{}{}",
                 row.layout,
-                if row.fuse_conv_bias { "+bias" } else { "" },
-                if row.upsample_as_conv { "+up" } else { "" }
+                if row.fuse_conv_bias { "+bias" } else { "" }
             ),
             row.size_px,
             row.runs,

@@ -110,10 +110,6 @@ pub struct BenchArgs {
     /// for a handful of photos): a shorter first run.
     #[arg(long)]
     pub heuristic_search: bool,
-    /// Bilinear 2× upsampling on the CUDA provider's channels-last path: resize (ONNX Resize),
-    /// conv (Pad → Conv → DepthToSpace, no layout transposes), or both.
-    #[arg(long, value_delimiter = ',', default_value = "resize", value_parser = ["resize", "conv"])]
-    pub upsample: Vec<String>,
     /// Write each row's graph, as ONNX Runtime optimised it for the provider, into this folder.
     #[arg(long, value_name = "DIR")]
     pub dump_optimized: Option<PathBuf>,

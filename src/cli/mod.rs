@@ -365,7 +365,6 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
         cuda_graphs: !args.no_cuda_graphs,
         fuse_conv_bias: args.fuse_conv_bias.iter().map(|v| v == "on").collect(),
         dump_optimized: args.dump_optimized.clone(),
-        upsample_as_conv: args.upsample.iter().map(|v| v == "conv").collect(),
         conv_search: if args.heuristic_search {
             engine::ConvSearch::Heuristic
         } else {

@@ -25,9 +25,6 @@ pub struct Target {
     pub fp16_source: Fp16Source,
     /// Index of the output to keep.
     pub output_index: usize,
-    /// Bilinear 2× Resizes as Pad → Conv → DepthToSpace, which a channels-last GPU runs without
-    /// layout transposes (see `upsample`).
-    pub upsample_as_conv: bool,
 }
 
 /// Derives the prepared model bytes from the source model bytes.
@@ -91,17 +88,6 @@ pub fn transform_with_stats(
             upcast_to_f32(graph, &mut stats)?;
             convert_to_f16(graph, input_pos, &mut stats)?;
         }
-    }
-    if target.upsample_as_conv && !keep_as_stored {
-        let input_name = graph.input[input_pos].name.clone();
-        stats.resizes_rewritten = super::upsample::rewrite(
-            graph,
-            &input_name,
-            side,
-            target.precision == Precision::Fp16,
-        );
-        // The shape arithmetic that fed the replaced Resizes is dead now.
-        prune_unused(graph);
     }
     stats.nodes_after = graph.node.len();
     model.producer_name = format!(
@@ -255,7 +241,6 @@ mod tests {
 
     fn target(side_px: u32, precision: Precision, output_index: usize) -> Target {
         Target {
-            upsample_as_conv: false,
             side_px,
             precision,
             fp16_source: Fp16Source::Stored,

@@ -14,7 +14,6 @@ use std::{
 
 mod graph;
 mod precision;
-mod upsample;
 
 pub use graph::{Target, transform, transform_with_stats};
 
@@ -46,8 +45,6 @@ pub struct PrepareStats {
     pub tensors_to_fp32: usize,
     /// Casts whose target type changed with the precision.
     pub casts_retargeted: usize,
-    /// Bilinear 2× Resizes rewritten as Pad → Conv → DepthToSpace.
-    pub resizes_rewritten: usize,
 }
 
 /// Why a prepared model could not be made.
@@ -129,8 +126,6 @@ pub struct PrepareKey<'a> {
     pub fp16_source: Fp16Source,
     /// Index of the output to keep.
     pub output_index: usize,
-    /// Bilinear 2× Resizes rewritten for channels-last GPUs.
-    pub upsample_as_conv: bool,
 }
 
 impl PrepareKey<'_> {
@@ -141,13 +136,8 @@ impl PrepareKey<'_> {
             (Precision::Fp16, Fp16Source::Twin) => "-twin",
             _ => "",
         };
-        let upsample = if self.upsample_as_conv {
-            "-up2conv"
-        } else {
-            ""
-        };
         format!(
-            "{short}-{}px-{}{variant}{upsample}-out{}-p{PREPARE_FORMAT}-cutout{}.onnx",
+            "{short}-{}px-{}{variant}-out{}-p{PREPARE_FORMAT}-cutout{}.onnx",
             self.side_px,
             self.precision.as_str(),
             self.output_index,
@@ -195,7 +185,6 @@ pub fn prepared_model(
         precision: key.precision,
         fp16_source: key.fp16_source,
         output_index: key.output_index,
-        upsample_as_conv: key.upsample_as_conv,
     };
     let prepared = transform(&bytes, target).map_err(|e| PrepareError::Transform {
         path: model_path.to_owned(),
@@ -244,7 +233,6 @@ mod tests {
             precision: Precision::Fp16,
             fp16_source: Fp16Source::Stored,
             output_index: 0,
-            upsample_as_conv: false,
         };
         let name = key.file_name();
         assert!(

@@ -55,9 +55,6 @@ pub struct SegmenterOptions {
     /// Write the graph as ONNX Runtime optimised it for this provider to this file (to see what
     /// the provider runs: fusions, layout transposes). `None` in normal use.
     pub dump_optimized: Option<PathBuf>,
-    /// On the CUDA provider's channels-last path, run bilinear 2× upsampling as Pad → Conv →
-    /// DepthToSpace (no layout transposes around it) instead of Resize.
-    pub upsample_as_conv: bool,
     /// For FP16 of a model stored in FP16: the file as stored or converted from its FP32 twin.
     pub fp16_source: Fp16Source,
 }
@@ -86,7 +83,6 @@ impl Default for SegmenterOptions {
             prefer_nhwc: true,
             fuse_conv_bias: false,
             dump_optimized: None,
-            upsample_as_conv: false,
             fp16_source: Fp16Source::default(),
         }
     }
@@ -206,10 +202,6 @@ impl Segmenter {
                 precision: graph_precision,
                 fp16_source: options.fp16_source,
                 output_index: model.spec.output,
-                // Only the CUDA provider's channels-last path gains from it.
-                upsample_as_conv: options.upsample_as_conv
-                    && provider == ProviderKind::Cuda
-                    && options.prefer_nhwc,
             };
             let (mut prepared, provenance) = prepare::prepared_model(&model.path, key, cache_dir)?;
             let mut prepare_ms = ms_since(started);
