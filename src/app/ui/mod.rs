@@ -137,7 +137,7 @@ fn status_bar_ui(ui: &mut egui::Ui, state: &AppState) {
             EngineStatus::Configuring { what, since, fetch } => {
                 ui.spinner();
                 let step = fetch.map_or_else(
-                    || "a TensorRT engine build can take minutes".to_owned(),
+                    || "a TensorRT or TensorRT-RTX engine build can take minutes".to_owned(),
                     |f| format!("{:.0} %", f.fraction() * 100.0),
                 );
                 let verb = if fetch.is_some() { "" } else { "Loading " };
