@@ -188,7 +188,17 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     let mut startup = engine::StartupTimings::default();
     // The engine opens while the first photo is being decoded.
     let open = || {
+        // Only where an engine build can happen: an NVIDIA GPU and a TensorRT-class provider.
+        let builds = doctor::nvidia_gpu().is_some()
+            && options.provider.candidates().iter().any(|p| {
+                matches!(
+                    p,
+                    engine::ProviderKind::TensorRt | engine::ProviderKind::TensorRtRtx
+                )
+            });
+        let ticker = builds.then(|| StartupTicker::start(started));
         let segmenter = engine::open(dirs, &args.engine.model_choice(), &options, &mut progress)?;
+        drop(ticker);
         eprintln!(
             "Running {} at {} px on the {}",
             segmenter.model().spec.name,
@@ -284,6 +294,42 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             );
         }
         ExitCode::from(1)
+    }
+}
+
+/// Says, every few seconds, that the engine is still starting (a first TensorRT or TensorRT-RTX
+/// engine build takes minutes), until dropped.
+struct StartupTicker {
+    /// Dropping it stops the reminders.
+    _stop: Option<crossbeam_channel::Sender<()>>,
+}
+
+impl StartupTicker {
+    const FIRST: Duration = Duration::from_secs(5);
+    const EVERY: Duration = Duration::from_secs(15);
+
+    fn start(since: Instant) -> Self {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let spawned = std::thread::Builder::new()
+            .name("startup-ticker".to_owned())
+            .spawn(move || {
+                let mut wait = Self::FIRST;
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(wait)
+                {
+                    eprintln!(
+                        "Still starting the engine ({:.0} s): a first TensorRT or TensorRT-RTX \
+                         engine build for this model, size and precision can take minutes; \
+                         later runs reuse it",
+                        since.elapsed().as_secs_f64()
+                    );
+                    wait = Self::EVERY;
+                }
+            });
+        // Without the thread there is only no reminder.
+        Self {
+            _stop: spawned.is_ok().then_some(stop),
+        }
     }
 }
 
