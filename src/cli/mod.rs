@@ -15,6 +15,7 @@ use clap::Parser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod args;
+mod startup;
 
 pub use args::{
     BenchArgs, BenchRefineArgs, Cli, Command, EngineArgs, ModelsAction, ModelsArgs, RefineArgs,
@@ -196,7 +197,7 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
                     engine::ProviderKind::TensorRt | engine::ProviderKind::TensorRtRtx
                 )
             });
-        let ticker = builds.then(|| StartupTicker::start(started));
+        let ticker = builds.then(|| startup::StartupTicker::start(started));
         let segmenter = engine::open(dirs, &args.engine.model_choice(), &options, &mut progress)?;
         drop(ticker);
         eprintln!(
@@ -294,42 +295,6 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             );
         }
         ExitCode::from(1)
-    }
-}
-
-/// Says, every few seconds, that the engine is still starting (a first TensorRT or TensorRT-RTX
-/// engine build takes minutes), until dropped.
-struct StartupTicker {
-    /// Dropping it stops the reminders.
-    _stop: Option<crossbeam_channel::Sender<()>>,
-}
-
-impl StartupTicker {
-    const FIRST: Duration = Duration::from_secs(5);
-    const EVERY: Duration = Duration::from_secs(15);
-
-    fn start(since: Instant) -> Self {
-        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        let spawned = std::thread::Builder::new()
-            .name("startup-ticker".to_owned())
-            .spawn(move || {
-                let mut wait = Self::FIRST;
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(wait)
-                {
-                    eprintln!(
-                        "Still starting the engine ({:.0} s): a first TensorRT or TensorRT-RTX \
-                         engine build for this model, size and precision can take minutes; \
-                         later runs reuse it",
-                        since.elapsed().as_secs_f64()
-                    );
-                    wait = Self::EVERY;
-                }
-            });
-        // Without the thread there is only no reminder.
-        Self {
-            _stop: spawned.is_ok().then_some(stop),
-        }
     }
 }
 

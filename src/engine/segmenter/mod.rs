@@ -17,6 +17,7 @@ use ort::{
 
 mod device_io;
 mod session;
+mod tensorrt;
 
 use device_io::{DeviceIo, check_io, run_bound};
 use session::{SessionFailure, start};
