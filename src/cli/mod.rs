@@ -189,14 +189,14 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     let mut startup = engine::StartupTimings::default();
     // The engine opens while the first photo is being decoded.
     let open = || {
-        // Only where an engine build can happen: an NVIDIA GPU and a TensorRT-class provider.
-        let builds = doctor::nvidia_gpu().is_some()
-            && options.provider.candidates().iter().any(|p| {
-                matches!(
-                    p,
-                    engine::ProviderKind::TensorRt | engine::ProviderKind::TensorRtRtx
-                )
-            });
+        // Only where an engine build can happen: a TensorRT-class provider (the ticker also
+        // needs an NVIDIA GPU, asked off this thread when a reminder is due).
+        let builds = options.provider.candidates().iter().any(|p| {
+            matches!(
+                p,
+                engine::ProviderKind::TensorRt | engine::ProviderKind::TensorRtRtx
+            )
+        });
         let ticker = builds.then(|| startup::StartupTicker::start(started));
         let segmenter = engine::open(dirs, &args.engine.model_choice(), &options, &mut progress)?;
         drop(ticker);

@@ -23,6 +23,10 @@ impl StartupTicker {
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(wait)
                 {
+                    // Without an NVIDIA GPU no engine is built: a slow start is something else.
+                    if crate::engine::doctor::nvidia_gpu().is_none() {
+                        return;
+                    }
                     eprintln!(
                         "Still starting the engine ({:.0} s): a first TensorRT or TensorRT-RTX \
                          engine build for this model, size and precision can take minutes; \

@@ -219,9 +219,7 @@ pub fn report(dirs: &AppDirs) -> String {
 }
 
 fn tensorrt_rtx_devices(rt: &runtime::Runtime) -> Result<usize, String> {
-    let gpu = gpu_and_compute_capability();
-    tensorrt_rtx::devices(rt, gpu.as_ref().map(|(n, c)| (n.as_str(), c.as_str())))
-        .map(|devices| devices.len())
+    tensorrt_rtx::devices(rt, gpu_and_compute_capability).map(|devices| devices.len())
 }
 
 /// The plugin's folder, its libraries (loaded, not just looked for), what ONNX Runtime made of it,

@@ -121,10 +121,11 @@ pub(super) fn register(
 }
 
 /// The devices the registered plugin offers, or why it cannot run here, in words a user can act
-/// on. `gpu` is the GPU's name and compute capability as `nvidia-smi` gives them.
+/// on. `gpu` gives the GPU's name and compute capability as `nvidia-smi` does; it is asked only
+/// when the plugin offers no device.
 pub fn devices<'e>(
     runtime: &'e super::Runtime,
-    gpu: Option<(&str, &str)>,
+    gpu: impl FnOnce() -> Option<(String, String)>,
 ) -> Result<Vec<ort::device::Device<'e>>, String> {
     match &runtime.tensorrt_rtx {
         PluginState::NotInstalled { folder } => Err(format!(
@@ -143,7 +144,10 @@ pub fn devices<'e>(
                 .filter(|d| d.ep().is_ok_and(|name| name == EP_NAME))
                 .collect();
             if devices.is_empty() {
-                Err(no_device_reason(gpu))
+                let gpu = gpu();
+                Err(no_device_reason(
+                    gpu.as_ref().map(|(n, c)| (n.as_str(), c.as_str())),
+                ))
             } else {
                 Ok(devices)
             }

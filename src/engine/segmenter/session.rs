@@ -172,18 +172,13 @@ fn with_tensorrt_rtx(
     options: &SegmenterOptions,
     cache_dir: &Path,
     model: &ResolvedModel,
-    gpu: &str,
 ) -> Result<SessionBuilder, SessionFailure> {
-    let smi = crate::engine::doctor::nvidia_compute_capability();
-    let name = gpu.split(',').next().unwrap_or("").trim();
-    let known = smi
-        .as_deref()
-        .map(|cc| (name, cc))
-        .filter(|_| !name.is_empty());
-    let devices = tensorrt_rtx::devices(runtime, known).map_err(SessionFailure::Provider)?;
+    let devices = tensorrt_rtx::devices(runtime, crate::engine::doctor::gpu_and_compute_capability)
+        .map_err(SessionFailure::Provider)?;
+    let gpu = crate::engine::doctor::nvidia_gpu().unwrap_or_default();
     let settings = TensorRtRtxSettings::new(
         cache_dir,
-        cache_key(runtime, options, model, gpu),
+        cache_key(runtime, options, model, &gpu),
         options.tensorrt_workspace_bytes,
         options.cuda_graphs,
     );
@@ -229,10 +224,10 @@ fn build_session(
             "this ONNX Runtime build has no {name} provider; run `cutout setup --gpu` to install onnxruntime-gpu"
         ))),
     };
-    let gpu = crate::engine::doctor::nvidia_gpu().unwrap_or_default();
     let dispatch = match provider {
         ProviderKind::TensorRt => {
             provider_available(ep::TensorRT::is_available(), "TensorRT")?;
+            let gpu = crate::engine::doctor::nvidia_gpu().unwrap_or_default();
             let trt = TensorRtSettings::new(
                 cache_dir,
                 cache_key(runtime, options, model, &gpu),
@@ -275,7 +270,7 @@ fn build_session(
             )
         }
         ProviderKind::TensorRtRtx => {
-            builder = with_tensorrt_rtx(builder, runtime, options, cache_dir, model, &gpu)?;
+            builder = with_tensorrt_rtx(builder, runtime, options, cache_dir, model)?;
             None
         }
         ProviderKind::Cpu => None,
