@@ -84,16 +84,69 @@ case "$mode" in
       --runs 300 --warmup 30 --json "$results/fusion-u2netp.json" > "$results/fusion.txt" 2>&1
     /tmp/cutout bench --model isnet --ep cuda --sizes 1024 --precisions fp16 --fuse-conv-bias off,on \
       --runs 300 --warmup 30 --json "$results/fusion-isnet.json" >> "$results/fusion.txt" 2>&1
-    /tmp/cutout bench --model u2netp --ep cuda --sizes 320 --precisions fp16 --heuristic-search --no-cuda-graphs \
+    /tmp/cutout bench --model u2netp --ep cuda --sizes 320 --precisions fp16 --conv-search heuristic --no-cuda-graphs \
       --runs 100 --warmup 10 >> "$results/fusion.txt" 2>&1
     grep -E "^(cuda|provider)|unavailable" "$results/fusion.txt"
+    ;;
+  startup)
+    # Where the whole-process time of one 12 MP photo goes on the CUDA path.
+    photo="$stage/photo12.jpg"
+    {
+      echo "--- tools:"; for t in nsys gdb strace perf; do command -v $t || echo "$t: none"; done
+      echo "--- libraries and context, fresh processes:"; python3 .ci/startup-probe.py
+      for i in 1 2 3; do
+        s=$(date +%s.%N); /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda -v > /tmp/r.txt 2>&1; e=$(date +%s.%N)
+        echo "--- CUDA run $i: whole process $(python3 -c "print(round(($e-$s)*1000))") ms"; grep -E "Start-up|decode|Running" /tmp/r.txt
+      done
+      s=$(date +%s.%N); /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cpu -v > /tmp/r.txt 2>&1; e=$(date +%s.%N)
+      echo "--- CPU: whole process $(python3 -c "print(round(($e-$s)*1000))") ms"; grep -E "Start-up|decode" /tmp/r.txt
+      echo "--- timeline (LD_DEBUG=files):"
+      LD_DEBUG=files /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda -v 2>&1 | python3 .ci/timeline.py \
+        | grep -vE "needed by|find library|trying file|search path" | grep -E "init: /|Running|Start-up|decode|dynamically" | head -150
+      echo "--- timeline (CUTOUT_LOG=debug):"
+      CUTOUT_LOG=debug /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda -v 2>&1 | python3 .ci/timeline.py | cut -c1-220 | head -150
+      echo "--- cuDNN API log:"
+      CUDNN_LOGLEVEL_DBG=3 CUDNN_LOGDEST_DBG=/tmp/cudnn.log /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda -v 2>&1 | grep Start-up
+      python3 .ci/cudnn-log-summary.py /tmp/cudnn.log
+      if command -v nsys > /dev/null; then
+        nsys profile -t cuda,cudnn,cublas,osrt -o /tmp/startup --force-overwrite true /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda -v > /dev/null 2>&1
+        nsys stats -r cuda_api_sum,osrt_sum /tmp/startup.nsys-rep 2>&1 | head -80
+      fi
+    } > "$results/startup-probe.txt" 2>&1
+    cat "$results/startup-probe.txt" | cut -c1-300 | head -400
+    ;;
+  startup-ab)
+    # Whole-process time of one 12 MP photo, CUDA provider: binary A (.device/cutout-a.xz) against
+    # this tree's (B), each with cuDNN's heuristic and fixed algorithm, interleaved.
+    photo="$stage/photo12.jpg"
+    [ -f .device/cutout-a.xz ] && xz -dkf .device/cutout-a.xz && cp .device/cutout-a /tmp/cutout-a && chmod +x /tmp/cutout-a
+    {
+      for i in 1 2 3 4; do
+        for bin in cutout-a cutout; do
+          for search in heuristic fixed; do
+            for p in fp32 fp16; do
+              s=$(date +%s.%N); /tmp/$bin remove "$photo" -o /tmp/o12.png --ep cuda --precision $p --conv-search $search -v > /tmp/r.txt 2>&1; e=$(date +%s.%N)
+              echo "$bin $search $p run $i: whole $(python3 -c "print(round(($e-$s)*1000))") ms | $(grep -E "Start-up" /tmp/r.txt) | $(grep -oE "infer [0-9]+ ms, postprocess [0-9]+ ms, encode [0-9]+ ms" /tmp/r.txt)"
+            done
+          done
+        done
+      done
+      echo "--- ONNX Runtime's log, B, fixed:"
+      CUTOUT_LOG=debug /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda --conv-search fixed -v 2>&1 | python3 .ci/timeline.py \
+        | grep -v "Removing initializer" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-200 | head -120
+      /tmp/cutout bench --model u2netp --ep cuda --sizes 320,1024 --precisions fp32,fp16 --conv-search exhaustive,heuristic,fixed \
+        --no-cuda-graphs --runs 100 --warmup 10 2>&1 | grep -E "^(cuda|provider)|unavailable"
+      /tmp/cutout bench --model isnet --ep cuda --sizes 1024 --precisions fp32,fp16 --conv-search exhaustive,heuristic,fixed \
+        --no-cuda-graphs --runs 100 --warmup 10 2>&1 | grep -E "^(cuda|provider)|unavailable"
+    } > "$results/startup-ab.txt" 2>&1
+    cat "$results/startup-ab.txt"
     ;;
   ncu)
     # Every kernel of FP16 inferences at 320 px, without and with cuDNN's conv+bias fusion.
     for fuse in off on; do
       timeout 280 ncu --metrics gpu__time_duration.sum --print-summary per-kernel --csv \
         /tmp/cutout bench --model u2netp --ep cuda --sizes 320 --precisions fp16 --fuse-conv-bias $fuse \
-        --no-cuda-graphs --heuristic-search --runs 3 --warmup 0 > "$results/ncu-320-fp16-bias-$fuse.csv" 2> "$results/ncu-$fuse.err"
+        --no-cuda-graphs --conv-search heuristic --runs 3 --warmup 0 > "$results/ncu-320-fp16-bias-$fuse.csv" 2> "$results/ncu-$fuse.err"
       python3 .ci/ncu-summary.py "$results/ncu-320-fp16-bias-$fuse.csv" > "$results/ncu-320-fp16-bias-$fuse.txt" 2>&1
       echo "== fuse_conv_bias $fuse"; cat "$results/ncu-320-fp16-bias-$fuse.txt"
     done

@@ -47,8 +47,8 @@ pub struct BenchConfig {
     pub cuda_graphs: bool,
     /// cuDNN conv+bias fusion variants to measure on the CUDA provider.
     pub fuse_conv_bias: Vec<bool>,
-    /// How cuDNN picks algorithms on the CUDA provider.
-    pub conv_search: engine::ConvSearch,
+    /// How cuDNN picks algorithms on the CUDA provider: one row per way.
+    pub conv_search: Vec<engine::ConvSearch>,
     /// A folder to write each row's graph to, as ONNX Runtime optimised it for the provider.
     pub dump_optimized: Option<PathBuf>,
     /// FP16 graphs to measure for a model stored in FP16 (as stored, from its FP32 twin).
@@ -75,6 +75,8 @@ pub struct BenchRow {
     pub layout: String,
     /// cuDNN conv+bias fusion asked for on the CUDA provider.
     pub fuse_conv_bias: bool,
+    /// How cuDNN picked convolution algorithms on the CUDA provider.
+    pub conv_search: String,
     /// Timed runs.
     pub runs: usize,
     /// Network alone: fastest run, ms.
@@ -182,23 +184,25 @@ pub fn run(
             for &s in &sizes {
                 for &n in &config.nhwc {
                     for &fuse in &config.fuse_conv_bias {
-                        for &f in &sources {
-                            variants.push((s, n, fuse, f));
+                        for &search in &config.conv_search {
+                            for &f in &sources {
+                                variants.push((s, n, fuse, search, f));
+                            }
                         }
                     }
                 }
             }
-            for (size_px, nhwc, fuse_conv_bias, fp16_source) in variants {
+            for (size_px, nhwc, fuse_conv_bias, conv_search, fp16_source) in variants {
                 let options = SegmenterOptions {
                     provider: requested,
                     precision,
                     input_side_px: Some(size_px),
                     prefer_nhwc: nhwc,
                     fuse_conv_bias,
-                    conv_search: config.conv_search,
+                    conv_search,
                     dump_optimized: config.dump_optimized.as_ref().map(|dir| {
                         dir.join(format!(
-                            "{}-{size_px}px-{}-{}{}.onnx",
+                            "{}-{size_px}px-{}-{}{}-{conv_search}.onnx",
                             model.spec.name,
                             precision.as_str(),
                             if nhwc { "nhwc" } else { "nchw" },
@@ -222,6 +226,7 @@ pub fn run(
                     size_px,
                     layout: if nhwc { "nhwc" } else { "nchw" }.to_owned(),
                     fuse_conv_bias,
+                    conv_search: conv_search.name().to_owned(),
                     ..BenchRow::default()
                 };
                 match engine::Segmenter::new(&runtime, &model, &options, &dirs.cache_dir) {
@@ -352,6 +357,20 @@ fn precision_label(row: &BenchRow) -> String {
 /// The table header matching [`format_row`].
 pub const TABLE_HEADER: &str = "provider     prec        layout     size  runs    min ms  median ms  first-run ms  upload ms  download ms  pre ms  post ms  photo→PNG ms";
 
+/// The layout column: layout, `+bias` when cuDNN fused the bias, and the convolution search
+/// when it is not the exhaustive one.
+fn variant_label(row: &BenchRow) -> String {
+    let mut out = row.layout.clone();
+    if row.fuse_conv_bias {
+        out.push_str("+bias");
+    }
+    if !row.conv_search.is_empty() && row.conv_search != engine::ConvSearch::Exhaustive.name() {
+        out.push('/');
+        out.push_str(&row.conv_search);
+    }
+    out
+}
+
 /// One table line.
 pub fn format_row(row: &BenchRow) -> String {
     match &row.error {
@@ -365,11 +384,7 @@ pub fn format_row(row: &BenchRow) -> String {
             "{:<12} {:<11} {:<9} {:>5}  {:>4}  {:>8.3}  {:>9.3}  {:>12.1}  {:>9.3}  {:>11.3}  {:>6.2}  {:>7.2}  {:>12}",
             row.provider,
             precision_label(row),
-            format!(
-                "{}{}",
-                row.layout,
-                if row.fuse_conv_bias { "+bias" } else { "" }
-            ),
+            variant_label(row),
             row.size_px,
             row.runs,
             row.min_ms,

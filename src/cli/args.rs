@@ -106,10 +106,10 @@ pub struct BenchArgs {
     /// cuDNN conv+bias fusion on the CUDA provider: off, on, or both (`off,on`).
     #[arg(long, value_delimiter = ',', default_value = "off", value_parser = ["off", "on"])]
     pub fuse_conv_bias: Vec<String>,
-    /// cuDNN's heuristic algorithm choice instead of the exhaustive search (what `remove` uses
-    /// for a handful of photos): a shorter first run.
-    #[arg(long)]
-    pub heuristic_search: bool,
+    /// How cuDNN picks convolution algorithms on the CUDA provider, one row each: exhaustive
+    /// (timed at the first run), heuristic (cuDNN's guess) or fixed (one algorithm, no search).
+    #[arg(long, value_delimiter = ',', default_value = "exhaustive")]
+    pub conv_search: Vec<engine::ConvSearch>,
     /// Write each row's graph, as ONNX Runtime optimised it for the provider, into this folder.
     #[arg(long, value_name = "DIR")]
     pub dump_optimized: Option<PathBuf>,
@@ -147,6 +147,10 @@ pub struct RemoveArgs {
     /// Model and execution settings.
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// How cuDNN picks convolution algorithms on the CUDA provider: exhaustive, heuristic or
+    /// fixed (default: by the number of photos, trading the first run against later ones).
+    #[arg(long, value_name = "exhaustive|heuristic|fixed")]
+    pub conv_search: Option<engine::ConvSearch>,
     /// Refuse images larger than this many megapixels (decompression-bomb guard).
     #[arg(long, default_value_t = DecodeLimits::default().max_megapixels, value_name = "MP")]
     pub max_megapixels: u32,

@@ -120,11 +120,6 @@ fn stop_on_interrupt() -> Arc<AtomicBool> {
     stop
 }
 
-/// Batches at least this long get cuDNN's exhaustive algorithm search on the CUDA provider.
-const EXHAUSTIVE_SEARCH_MIN_PHOTOS: usize = 200;
-/// Photos in a `remove` batch from which a CUDA graph is captured.
-const CUDA_GRAPHS_MIN_PHOTOS: usize = 4;
-
 fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     let kind = match (args.mask_only, args.bg) {
         (true, _) => OutputKind::MaskOnly,
@@ -155,16 +150,7 @@ fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
     let started = Instant::now();
     let mut progress = fetch_progress();
     let mut options = args.engine.segmenter_options();
-    // An exhaustive cuDNN search costs seconds once and saves a fraction of a millisecond per
-    // photo: worth it only for long batches.
-    if jobs.len() < EXHAUSTIVE_SEARCH_MIN_PHOTOS {
-        options.conv_search = engine::ConvSearch::Heuristic;
-    }
-    // Likewise a CUDA graph: its capture costs about one inference more at start and saves the
-    // launch costs of every later one.
-    if jobs.len() < CUDA_GRAPHS_MIN_PHOTOS {
-        options.cuda_graphs = false;
-    }
+    startup::tune_for_batch(&mut options, jobs.len(), args.conv_search);
     let total = jobs.len();
     let bar = if total > 1 && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total as u64);
@@ -376,11 +362,7 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
         cuda_graphs: !args.no_cuda_graphs,
         fuse_conv_bias: args.fuse_conv_bias.iter().map(|v| v == "on").collect(),
         dump_optimized: args.dump_optimized.clone(),
-        conv_search: if args.heuristic_search {
-            engine::ConvSearch::Heuristic
-        } else {
-            engine::ConvSearch::Exhaustive
-        },
+        conv_search: args.conv_search.clone(),
         fp16_sources: args.fp16_source.clone(),
     };
     let gpu = doctor::nvidia_gpu();

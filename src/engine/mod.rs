@@ -158,6 +158,19 @@ pub fn open(
     options: &SegmenterOptions,
     progress: models::FetchProgress<'_>,
 ) -> Result<Segmenter, EngineError> {
+    // The CUDA context takes a few hundred milliseconds to make: on a GPU build, start it now so
+    // that it is ready when the session asks for it. Held until the session is built.
+    let gpu_wanted = options.provider.candidates().iter().any(|p| {
+        matches!(
+            p,
+            ProviderKind::TensorRtRtx | ProviderKind::TensorRt | ProviderKind::Cuda
+        )
+    });
+    let context = if gpu_wanted && runtime::has_cuda_provider(dirs) {
+        runtime::cuda_context::ContextWarmup::start()
+    } else {
+        runtime::cuda_context::ContextWarmup::default()
+    };
     let started = std::time::Instant::now();
     let runtime = runtime::load(dirs)?;
     let runtime_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -165,6 +178,7 @@ pub fn open(
     let model = resolve_model(dirs, choice, progress)?;
     let model_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut segmenter = Segmenter::new(&runtime, &model, options, &dirs.cache_dir)?;
+    drop(context);
     segmenter.note_load(runtime_ms, model_ms);
     Ok(segmenter)
 }

@@ -11,6 +11,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+pub mod cuda_context;
 mod install;
 pub mod tensorrt_rtx;
 
@@ -172,6 +173,17 @@ pub fn locate(dirs: &AppDirs) -> Result<RuntimeLocation, RuntimeError> {
         });
     }
     Err(RuntimeError::NotInstalled)
+}
+
+/// Whether the ONNX Runtime that [`load`] would pick has the CUDA provider beside it (the GPU
+/// build), without loading anything.
+pub fn has_cuda_provider(dirs: &AppDirs) -> bool {
+    let name = if cfg!(windows) {
+        "onnxruntime_providers_cuda.dll"
+    } else {
+        "libonnxruntime_providers_cuda.so"
+    };
+    locate(dirs).is_ok_and(|location| location.library.with_file_name(name).is_file())
 }
 
 static RUNTIME: OnceLock<Result<Arc<Runtime>, RuntimeError>> = OnceLock::new();

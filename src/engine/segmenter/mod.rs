@@ -67,8 +67,54 @@ pub enum ConvSearch {
     /// u2netp on an H100), fastest runs. For long sessions: the app, batches, benchmarks.
     #[default]
     Exhaustive,
-    /// cuDNN's heuristics: fast start, slightly slower runs. For a handful of photos.
+    /// cuDNN's heuristics: a shorter first run, slightly slower later ones. cuDNN 9 answers each
+    /// query by building a descriptor for every engine it knows (about 4,500 for u2netp's 119
+    /// convolutions), which still costs 0.5–1 s on an H200.
     Heuristic,
+    /// One fixed algorithm (implicit precomputed GEMM) and no search at all: the shortest first
+    /// run. For one or two photos.
+    Fixed,
+}
+
+impl ConvSearch {
+    /// Every way, in the order the CLI lists them.
+    pub const ALL: [Self; 3] = [Self::Exhaustive, Self::Heuristic, Self::Fixed];
+
+    /// The name the CLI uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Exhaustive => "exhaustive",
+            Self::Heuristic => "heuristic",
+            Self::Fixed => "fixed",
+        }
+    }
+
+    /// How a provider report says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Exhaustive => "cuDNN exhaustive search",
+            Self::Heuristic => "cuDNN heuristic search",
+            Self::Fixed => "cuDNN fixed algorithm",
+        }
+    }
+}
+
+impl std::fmt::Display for ConvSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ConvSearch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown convolution search `{s}`; use exhaustive, heuristic or fixed")
+            })
+    }
 }
 
 impl Default for SegmenterOptions {

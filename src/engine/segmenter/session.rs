@@ -88,10 +88,7 @@ fn provider_features(
     let mut out = vec!["fixed-shape prepared model".to_owned()];
     match provider {
         ProviderKind::Cuda => {
-            let search = match options.conv_search {
-                ConvSearch::Exhaustive => "cuDNN exhaustive search",
-                ConvSearch::Heuristic => "cuDNN heuristic search",
-            };
+            let search = options.conv_search.label();
             let layout = if options.prefer_nhwc { "NHWC" } else { "NCHW" };
             out.extend([
                 "IO binding".to_owned(),
@@ -262,6 +259,7 @@ fn build_session(
                     .with_conv_algorithm_search(match options.conv_search {
                         ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
                         ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+                        ConvSearch::Fixed => ep::cuda::ConvAlgorithmSearch::Default,
                     })
                     .with_prefer_nhwc(options.prefer_nhwc)
                     .with_fuse_conv_bias(options.fuse_conv_bias)
@@ -339,5 +337,28 @@ mod tests {
             provider_features(ProviderKind::TensorRtRtx, &options, false)
                 .contains(&"strongly typed FP16 graph".to_owned())
         );
+    }
+
+    #[test]
+    fn the_convolution_search_is_named_in_the_report_and_parsed_by_name() {
+        for search in ConvSearch::ALL {
+            let options = SegmenterOptions {
+                conv_search: search,
+                ..SegmenterOptions::default()
+            };
+            let features = provider_features(ProviderKind::Cuda, &options, false);
+            assert!(
+                features.contains(&search.label().to_owned()),
+                "{features:?}"
+            );
+            assert_eq!(search.name().parse::<ConvSearch>(), Ok(search));
+        }
+        assert_eq!(
+            ConvSearch::Fixed.label(),
+            "cuDNN fixed algorithm",
+            "the report names the one algorithm"
+        );
+        let err = "fastest".parse::<ConvSearch>().unwrap_err();
+        assert!(err.contains("exhaustive, heuristic or fixed"), "{err}");
     }
 }
