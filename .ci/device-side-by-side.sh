@@ -141,6 +141,35 @@ case "$mode" in
     } > "$results/startup-ab.txt" 2>&1
     cat "$results/startup-ab.txt"
     ;;
+  handover)
+    # Whole `cutout remove` processes of the 12 MP photo, interleaved: the session's start
+    # (binary A = .device/cutout-a.xz with --conv-search heuristic, what remove did before),
+    # CUDA forced (fixed algorithm, early context), auto (CPU first, GPU takes over), CPU forced.
+    photo="$stage/photo12.jpg"
+    [ -f .device/cutout-a.xz ] && xz -dkf .device/cutout-a.xz && cp .device/cutout-a /tmp/cutout-a && chmod +x /tmp/cutout-a
+    whole() { local s e; s=$(date +%s.%N); "$@" > /tmp/r.txt 2>&1; local rc=$?; e=$(date +%s.%N); echo "$(python3 -c "print(round(($e-$s)*1000))") ms rc=$rc"; }
+    {
+      for model in u2netp isnet; do
+        for i in 1 2 3 4 5; do
+          [ $model = isnet ] && [ $i -gt 3 ] && break
+          echo "$model run $i: before $(whole /tmp/cutout-a remove "$photo" -o /tmp/o.png --model $model --ep cuda --conv-search heuristic -v) | $(grep -oE "Start-up [0-9]+" /tmp/r.txt)"
+          echo "$model run $i: cuda   $(whole /tmp/cutout remove "$photo" -o /tmp/o.png --model $model --ep cuda -v) | $(grep -oE "Start-up [0-9]+" /tmp/r.txt)"
+          echo "$model run $i: auto   $(whole /tmp/cutout remove "$photo" -o /tmp/o.png --model $model -v) | $(grep -oE "infer [0-9]+ ms \([^)]*\)" /tmp/r.txt | tr '\n' ' ') $(grep -E "GPU session|took over" /tmp/r.txt | cut -c1-120 | tr '\n' ' ')"
+          echo "$model run $i: cpu    $(whole /tmp/cutout remove "$photo" -o /tmp/o.png --model $model --ep cpu -v) | $(grep -oE "infer [0-9]+ ms" /tmp/r.txt)"
+        done
+      done
+      echo "--- auto, u2netp, one run in full:"; /tmp/cutout remove "$photo" -o /tmp/o.png -v 2>&1 | python3 .ci/timeline.py | cut -c1-400
+      echo "--- CUDA, u2netp, one run in full:"; /tmp/cutout remove "$photo" -o /tmp/o.png --ep cuda -v 2>&1 | python3 .ci/timeline.py | cut -c1-300
+      echo "--- isnet auto, one run in full:"; /tmp/cutout remove "$photo" -o /tmp/o.png --model isnet -v 2>&1 | python3 .ci/timeline.py | cut -c1-300
+      mkdir -p /tmp/ten && for i in 0 1 2 3 4 5 6 7 8 9; do cp "$photo" /tmp/ten/p$i.jpg; done
+      for mode in auto cuda cpu; do
+        rm -rf /tmp/ten-out; mkdir -p /tmp/ten-out
+        echo "--- ten 12 MP photos, $mode: $(whole /tmp/cutout remove /tmp/ten -o /tmp/ten-out --ep $mode -v)"
+        grep -oE "infer [0-9]+ ms \([^)]*\)|GPU session.*|done in.*" /tmp/r.txt | cut -c1-160 | tr '\n' ';'; echo
+      done
+    } > "$results/handover.txt" 2>&1
+    cat "$results/handover.txt"
+    ;;
   ncu)
     # Every kernel of FP16 inferences at 320 px, without and with cuDNN's conv+bias fusion.
     for fuse in off on; do

@@ -7,3 +7,4 @@ import time
 start = time.perf_counter()
 for line in sys.stdin:
     sys.stdout.write(f"{(time.perf_counter() - start) * 1e3:8.1f} {line}")
+sys.stdout.write(f"{(time.perf_counter() - start) * 1e3:8.1f} (end of output: the process has exited)\n")

@@ -20,7 +20,7 @@ pub use plan::{
 };
 
 use crate::{
-    engine::{EngineError, MaskPipeline, Segmenter},
+    engine::{EngineError, MaskPipeline, ProviderKind, Segmenter},
     finish::{FinishError, Finisher},
     image_ops::{
         self, Background, CompositeSettings, DecodeLimits, ImageError, refine::RefineSettings,
@@ -82,6 +82,8 @@ pub enum JobError {
 pub struct Outcome {
     /// The job.
     pub job: Job,
+    /// The provider that ran the network on it (`None` when it failed before).
+    pub provider: Option<ProviderKind>,
     /// Timings, or why it failed.
     pub result: Result<StageTimings, JobError>,
 }
@@ -108,12 +110,14 @@ struct Inferred {
     job: Job,
     rgb: RgbImage,
     raw: Vec<f32>,
+    provider: ProviderKind,
     timings: StageTimings,
 }
 
 fn failed(job: Job, error: JobError) -> Box<Outcome> {
     Box::new(Outcome {
         job,
+        provider: None,
         result: Err(error),
     })
 }
@@ -223,14 +227,17 @@ fn finish(
         job,
         rgb,
         raw,
+        provider,
         mut timings,
     } = item;
+    let provider = Some(provider);
     let t = Instant::now();
     let mask = match pipeline.postprocess(&raw, rgb.width(), rgb.height()) {
         Ok(m) => m,
         Err(e) => {
             return Outcome {
                 job,
+                provider,
                 result: Err(e.into()),
             };
         }
@@ -240,6 +247,7 @@ fn finish(
         Err(e) => {
             return Outcome {
                 job,
+                provider,
                 result: Err(e.into()),
             };
         }
@@ -251,6 +259,7 @@ fn finish(
     timings.encode_ms = ms_since(t);
     Outcome {
         job,
+        provider,
         result: written.map(|()| timings).map_err(JobError::from),
     }
 }
@@ -265,12 +274,13 @@ pub fn run(
     on_done: impl FnMut(&Outcome),
 ) -> Vec<Outcome> {
     let opened = run_opening(
-        || Ok::<_, std::convert::Infallible>(segmenter),
+        || Ok::<_, std::convert::Infallible>((segmenter, None)),
         jobs,
         options,
         finisher,
         &AtomicBool::new(false),
         on_done,
+        |_| {},
     );
     match opened {
         Ok(outcomes) => outcomes,
@@ -278,20 +288,43 @@ pub fn run(
     }
 }
 
+/// The engine running the batch: the one it opened with, or the faster one that took over.
+enum Current<S> {
+    Opened(S),
+    Successor(Box<Segmenter>),
+}
+
+impl<S: std::borrow::BorrowMut<Segmenter>> Current<S> {
+    fn get(&mut self) -> &mut Segmenter {
+        match self {
+            Self::Opened(s) => s.borrow_mut(),
+            Self::Successor(s) => s,
+        }
+    }
+}
+
 /// [`run`], with the engine opened by `open` while the first photo is being decoded (start-up
 /// and decoding overlap). When `open` fails nothing is written and its error is returned.
+///
+/// `open` may also give a faster engine that is still starting (a GPU session; see
+/// [`crate::engine::open_handing_over`]): photos run on the first engine until the second
+/// arrives, then on it. A photo the first engine is running when the second arrives is stopped
+/// and run again on the second, so no photo waits on the slower engine longer than it must.
+/// `on_switch` sees the second engine when it takes over; each [`Outcome`] names its provider.
 ///
 /// Once `stop` is set no further photo is started: a photo whose result is being written is
 /// finished (every write is atomic), the rest have no outcome.
 pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
-    open: impl FnOnce() -> Result<S, E>,
+    open: impl FnOnce() -> Result<(S, Option<crossbeam_channel::Receiver<Segmenter>>), E>,
     jobs: Vec<Job>,
     options: BatchOptions,
     mut finisher: Finisher,
     stop: &AtomicBool,
     mut on_done: impl FnMut(&Outcome),
+    mut on_switch: impl FnMut(&Segmenter),
 ) -> Result<Vec<Outcome>, E> {
     let stopped = || stop.load(Ordering::Relaxed);
+    let arrived = std::sync::Mutex::new(None::<Segmenter>);
     std::thread::scope(|scope| {
         // The stages of [`Segmenter::segment`], each on its own thread. The channels live in
         // this closure, so that an early return closes them before the scope waits.
@@ -329,9 +362,46 @@ pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
             })
             .map_err(|e| tracing::error!("cannot start the decoding thread: {e}"))
             .ok();
-        let mut opened = open()?;
-        let segmenter = opened.borrow_mut();
-        let pipeline = segmenter.pipeline();
+        let (opened, successor) = open()?;
+        let mut current = Current::Opened(opened);
+        let pipeline = current.get().pipeline();
+        // The faster engine, once it has started; the thread that waits for it stops the run under
+        // way on the first engine, which is then run again on the second.
+        let (over_tx, over_rx) = crossbeam_channel::bounded::<()>(0);
+        if let Some(successor) = successor {
+            let stopper = current.get().run_stopper();
+            let arrived = &arrived;
+            std::thread::Builder::new()
+                .name("cutout-handover".into())
+                .spawn_scoped(scope, move || {
+                    crossbeam_channel::select! {
+                        recv(successor) -> next => match next {
+                            Ok(next) if next.pipeline() == pipeline => {
+                                if let Ok(mut slot) = arrived.lock() {
+                                    *slot = Some(next);
+                                    stopper.stop();
+                                }
+                            }
+                            Ok(_) => tracing::warn!(
+                                "the second engine makes its input differently; not used"
+                            ),
+                            Err(_) => {}
+                        },
+                        recv(over_rx) -> _ => {}
+                    }
+                })
+                .map_err(|e| tracing::error!("cannot start the hand-over thread: {e}"))
+                .ok();
+        }
+        let mut take_over =
+            |current: &mut Current<S>| match arrived.lock().ok().and_then(|mut slot| slot.take()) {
+                Some(next) => {
+                    on_switch(&next);
+                    *current = Current::Successor(Box::new(next));
+                    true
+                }
+                None => false,
+            };
         // The decoding thread may already be gone (no photos, or it could not start).
         pipeline_tx.send(pipeline).ok();
         std::thread::Builder::new()
@@ -356,9 +426,16 @@ pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
             if stopped() {
                 break;
             }
+            take_over(&mut current);
             let next = prepared.and_then(|p| {
                 let t = Instant::now();
-                match segmenter.infer(&p.input) {
+                let mut ran = current.get().infer(&p.input);
+                // Stopped because the faster engine arrived: run it there.
+                if ran.is_err() && take_over(&mut current) {
+                    tracing::debug!("stopped on the first engine; running it on the second");
+                    ran = current.get().infer(&p.input);
+                }
+                match ran {
                     Ok(raw) => {
                         let mut timings = p.timings;
                         timings.infer_ms = ms_since(t);
@@ -366,6 +443,7 @@ pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
                             job: p.job,
                             rgb: p.rgb,
                             raw,
+                            provider: current.get().report().provider,
                             timings,
                         })
                     }
@@ -381,6 +459,7 @@ pub fn run_opening<S: std::borrow::BorrowMut<Segmenter>, E>(
             }
         }
         drop(infer_tx);
+        drop(over_tx);
         for outcome in &done_rx {
             on_done(&outcome);
             outcomes.push(outcome);

@@ -1,20 +1,13 @@
 //! The command line: `cutout remove`, `cutout setup`, `cutout doctor`.
 
-use std::{
-    io::IsTerminal as _,
-    ops::ControlFlow,
-    process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{ops::ControlFlow, process::ExitCode};
 
 use clap::Parser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod args;
+mod quit;
+mod remove;
 mod startup;
 
 pub use args::{
@@ -23,9 +16,7 @@ pub use args::{
 };
 
 use crate::{
-    batch::{self, BatchOptions, OutputKind},
     engine::{self, ModelChoice, SegmenterOptions, doctor, models::FetchStage, runtime},
-    finish::Finisher,
     image_ops::DecodeLimits,
     paths::AppDirs,
 };
@@ -34,12 +25,17 @@ use crate::{
 /// events; warnings and errors by default, more with `CUTOUT_LOG=info`, `debug` or `trace`), then
 /// the command line.
 pub fn main() -> ExitCode {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOUT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_filter(filter)
+                .with_filter(startup::ExpectedFallbacks),
+        )
         .init();
     run(Cli::parse())
 }
@@ -49,7 +45,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let dirs = AppDirs::from_env();
     match cli.command {
         None => crate::app::run_native(crate::app::AppOptions::new(dirs, cli.paths)),
-        Some(Command::Remove(args)) => remove(&dirs, &args),
+        Some(Command::Remove(args)) => remove::remove(&dirs, &args),
         Some(Command::Setup(args)) => setup(&dirs, &args),
         Some(Command::Bench(args)) => bench(&dirs, &args),
         Some(Command::BenchRefine(args)) => bench_refine(&dirs, &args),
@@ -97,190 +93,6 @@ fn fetch_progress() -> impl FnMut(FetchStage, u64, Option<u64>) -> ControlFlow<(
             }
         }
         ControlFlow::Continue(())
-    }
-}
-
-/// A flag set by the first Ctrl+C (or termination signal): the batch starts no further photo and
-/// finishes the one being written. A second one removes the temporary files of writes under way
-/// and exits at once (status 130).
-fn stop_on_interrupt() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let handler = move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            crate::image_ops::export::remove_unfinished();
-            eprintln!("\nStopped at once; results already written are complete.");
-            std::process::exit(130);
-        }
-        eprintln!("\nStopping after the photo being written (Ctrl+C again to stop at once)…");
-    };
-    if let Err(e) = ctrlc::set_handler(handler) {
-        tracing::warn!("Ctrl+C will stop cutout without finishing the photo being written: {e}");
-    }
-    stop
-}
-
-fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
-    let kind = match (args.mask_only, args.bg) {
-        (true, _) => OutputKind::MaskOnly,
-        (false, Some(color)) => OutputKind::OverColor(color),
-        (false, None) => OutputKind::Cutout,
-    };
-    let plan = batch::PlanOptions {
-        kind,
-        recursive: args.recursive,
-    };
-    let mut jobs = match batch::plan_jobs(&args.inputs, args.output.as_deref(), plan) {
-        Ok(jobs) => jobs,
-        Err(e) => return fail(&e),
-    };
-    if args.skip_existing {
-        let planned = jobs.len();
-        jobs.retain(|job| !job.output.exists());
-        let skipped = planned - jobs.len();
-        if skipped > 0 {
-            eprintln!("Skipping {skipped} photos whose result already exists");
-        }
-        if jobs.is_empty() {
-            eprintln!("Nothing left to do");
-            return ExitCode::SUCCESS;
-        }
-    }
-    let stop = stop_on_interrupt();
-    let started = Instant::now();
-    let mut progress = fetch_progress();
-    let mut options = args.engine.segmenter_options();
-    startup::tune_for_batch(&mut options, jobs.len(), args.conv_search);
-    let total = jobs.len();
-    let bar = if total > 1 && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut finisher = Finisher::with_edges(args.refine.edges);
-    let mut edge_settings = args.refine.settings();
-    // The mask alone has no colours to estimate.
-    edge_settings.foreground &= kind != OutputKind::MaskOnly;
-    let edges = match finisher.edge_path(&edge_settings) {
-        Ok(path) => path,
-        Err(e) => return fail(&e),
-    };
-    let verbose = args.verbose;
-    let mut load_ms = 0.0;
-    let mut startup = engine::StartupTimings::default();
-    // The engine opens while the first photo is being decoded.
-    let open = || {
-        // Only where an engine build can happen: a TensorRT-class provider (the ticker also
-        // needs an NVIDIA GPU, asked off this thread when a reminder is due).
-        let builds = options.provider.candidates().iter().any(|p| {
-            matches!(
-                p,
-                engine::ProviderKind::TensorRt | engine::ProviderKind::TensorRtRtx
-            )
-        });
-        let ticker = builds.then(|| startup::StartupTicker::start(started));
-        let segmenter = engine::open(dirs, &args.engine.model_choice(), &options, &mut progress)?;
-        drop(ticker);
-        eprintln!(
-            "Running {} at {} px on the {}",
-            segmenter.model().spec.name,
-            segmenter.input_side_px(),
-            segmenter.report().summary()
-        );
-        if segmenter.model().origin == engine::models::ModelOrigin::Custom {
-            eprintln!(
-                "Custom model (checksum not checked): {}",
-                segmenter.describe_io()
-            );
-        }
-        if let Some(path) = &edges {
-            eprintln!("Edges: {path}");
-        }
-        load_ms = started.elapsed().as_secs_f64() * 1e3;
-        startup = segmenter.startup();
-        // Ticks only once the model's own fetch progress (first use) is done.
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Ok::<_, engine::EngineError>(segmenter)
-    };
-    let batch_options = BatchOptions {
-        kind,
-        refine: args.refine.settings(),
-        limits: DecodeLimits {
-            max_megapixels: args.max_megapixels,
-            ..DecodeLimits::default()
-        },
-    };
-    let opened = batch::run_opening(open, jobs, batch_options, finisher, &stop, |outcome| {
-        bar.inc(1);
-        match &outcome.result {
-            Ok(t) if verbose => bar.suspend(|| eprintln!(
-                "{} → {}  decode {:.0} ms, preprocess {:.0} ms, infer {:.0} ms, postprocess {:.0} ms, encode {:.0} ms",
-                outcome.job.input.display(),
-                outcome.job.output.display(),
-                t.decode_ms,
-                t.preprocess_ms,
-                t.infer_ms,
-                t.postprocess_ms,
-                t.encode_ms
-            )),
-            Ok(_) => bar.set_message(outcome.job.input.file_name().unwrap_or_default().to_string_lossy().into_owned()),
-            Err(e) => bar.suspend(|| eprintln!("error: {e}")),
-        }
-    });
-    bar.finish_and_clear();
-    let outcomes = match opened {
-        Ok(outcomes) => outcomes,
-        Err(e) => return fail(&e),
-    };
-    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-    if stop.load(Ordering::SeqCst) {
-        let written = outcomes.len() - failed;
-        let left = total - outcomes.len();
-        eprintln!(
-            "Interrupted: {written} written, {failed} failed, {left} not started. Every result \
-             written is complete. To finish, run the same command with --skip-existing."
-        );
-        return ExitCode::from(130);
-    }
-    // Every photo must come back as done or failed; anything else is reported, never hidden.
-    let missing = total.saturating_sub(outcomes.len());
-    if missing > 0 {
-        eprintln!(
-            "error: {missing} photos were not processed because a pipeline thread could not start"
-        );
-    }
-    let failed = failed + missing;
-    let elapsed = started.elapsed().as_secs_f64();
-    if verbose {
-        let s = startup;
-        eprintln!(
-            "Start-up {load_ms:.0} ms: ONNX Runtime and GPU libraries {:.0}, model file {:.0}, \
-             prepared model {:.0}, session (CUDA context, graph optimisation, engine build) {:.0}, \
-             first inference (algorithm choice, CUDA graph capture) {:.0}",
-            s.runtime_ms, s.model_ms, s.prepare_ms, s.session_ms, s.first_run_ms
-        );
-        if let Some(peak) = crate::paths::peak_resident_bytes() {
-            eprintln!("Peak resident memory {:.0} MB", peak as f64 / 1e6);
-        }
-    }
-    if failed == 0 {
-        if total > 1 || verbose {
-            eprintln!("{total} done in {elapsed:.1} s");
-        }
-        ExitCode::SUCCESS
-    } else {
-        if total > 1 {
-            eprintln!(
-                "{} done, {failed} failed (listed above) in {elapsed:.1} s",
-                total - failed
-            );
-        }
-        ExitCode::from(1)
     }
 }
 

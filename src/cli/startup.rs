@@ -42,6 +42,49 @@ pub(super) fn tune_for_batch(
     }
 }
 
+/// Drops ONNX Runtime's warning that a convolution runs "in Fallback mode", one per
+/// convolution, which is what the fixed cuDNN algorithm (`ConvSearch::Fixed`) asks for: where
+/// cuDNN has no kernel for that algorithm it substitutes one. The session's report already says
+/// "cuDNN fixed algorithm", and `cutout bench --conv-search` measures what it costs a run.
+pub(super) struct ExpectedFallbacks;
+
+impl ExpectedFallbacks {
+    const MESSAGE: &str = "running in Fallback mode";
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for ExpectedFallbacks {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let mut found = Contains(Self::MESSAGE, false);
+        event.record(&mut found);
+        !found.1
+    }
+}
+
+/// Whether any field of an event holds the text.
+struct Contains(&'static str, bool);
+
+impl tracing::field::Visit for Contains {
+    fn record_str(&mut self, _: &tracing::field::Field, value: &str) {
+        self.1 |= value.contains(self.0);
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.1 |= format!("{value:?}").contains(self.0);
+    }
+}
+
 /// Says, every few seconds, that the engine is still starting (a first TensorRT or TensorRT-RTX
 /// engine build takes minutes), until dropped.
 pub(super) struct StartupTicker {
@@ -85,6 +128,43 @@ impl StartupTicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_expected_fallback_warnings_are_dropped() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().map_or(Ok(0), |mut b| {
+                    b.extend_from_slice(bytes);
+                    Ok(bytes.len())
+                })
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_filter(ExpectedFallbacks),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                "OP Conv(/stage1/Conv) running in Fallback mode. May be extremely slow."
+            );
+            tracing::warn!("Some nodes were not assigned to the preferred execution providers");
+        });
+        let text = String::from_utf8(buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(!text.contains("Fallback mode"), "{text}");
+        assert!(text.contains("preferred execution providers"), "{text}");
+    }
 
     #[test]
     fn short_batches_skip_the_searches_and_long_ones_pay_for_them() {

@@ -158,27 +158,141 @@ pub fn open(
     options: &SegmenterOptions,
     progress: models::FetchProgress<'_>,
 ) -> Result<Segmenter, EngineError> {
-    // The CUDA context takes a few hundred milliseconds to make: on a GPU build, start it now so
-    // that it is ready when the session asks for it. Held until the session is built.
-    let gpu_wanted = options.provider.candidates().iter().any(|p| {
-        matches!(
-            p,
-            ProviderKind::TensorRtRtx | ProviderKind::TensorRt | ProviderKind::Cuda
-        )
-    });
-    let context = if gpu_wanted && runtime::has_cuda_provider(dirs) {
+    let context = warm_up_gpu(dirs, options);
+    let (runtime, model, load) = load(dirs, choice, progress)?;
+    let mut segmenter = Segmenter::new(&runtime, &model, options, &dirs.cache_dir)?;
+    drop(context);
+    segmenter.note_load(load.0, load.1);
+    Ok(segmenter)
+}
+
+/// Whether `options` may end on a GPU provider, with a GPU build of ONNX Runtime installed: then
+/// the GPU's start-up (CUDA context, first inference) is worth overlapping with other work.
+pub fn gpu_may_run(dirs: &AppDirs, options: &SegmenterOptions) -> bool {
+    options.provider.candidates().iter().any(|p| p.is_gpu()) && runtime::has_cuda_provider(dirs)
+}
+
+/// The CUDA context takes a few hundred milliseconds to make: where a GPU may run, start it now
+/// so that it is ready when the session asks for it. Hold the result until the session is built.
+fn warm_up_gpu(dirs: &AppDirs, options: &SegmenterOptions) -> runtime::cuda_context::ContextWarmup {
+    if gpu_may_run(dirs, options) {
         runtime::cuda_context::ContextWarmup::start()
     } else {
         runtime::cuda_context::ContextWarmup::default()
-    };
+    }
+}
+
+/// ONNX Runtime, the model, and what loading each took (ms).
+type Loaded = (std::sync::Arc<Runtime>, ResolvedModel, (f64, f64));
+
+/// Loads ONNX Runtime and resolves the model.
+fn load(
+    dirs: &AppDirs,
+    choice: &ModelChoice,
+    progress: models::FetchProgress<'_>,
+) -> Result<Loaded, EngineError> {
     let started = std::time::Instant::now();
     let runtime = runtime::load(dirs)?;
     let runtime_ms = started.elapsed().as_secs_f64() * 1e3;
     let started = std::time::Instant::now();
     let model = resolve_model(dirs, choice, progress)?;
     let model_ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut segmenter = Segmenter::new(&runtime, &model, options, &dirs.cache_dir)?;
-    drop(context);
-    segmenter.note_load(runtime_ms, model_ms);
-    Ok(segmenter)
+    Ok((runtime, model, (runtime_ms, model_ms)))
+}
+
+/// Whether a TensorRT-class provider could build an engine here: the TensorRT-RTX plugin offers a
+/// device, or TensorRT's library loads.
+fn engine_build_possible(runtime: &Runtime) -> bool {
+    runtime::tensorrt_rtx::devices(runtime, || None).is_ok_and(|d| !d.is_empty())
+        || runtime::TENSORRT_LIBRARIES
+            .first()
+            .is_some_and(|lib| ort::util::preload_dylib(*lib).is_ok())
+        || runtime
+            .preloaded
+            .iter()
+            .any(|(name, loaded)| name.starts_with("libnvinfer.") && loaded.is_ok())
+}
+
+/// A GPU session starting on a thread of its own while the CPU provider already runs: see
+/// [`open_handing_over`].
+pub struct Starting {
+    /// The GPU session once it has started (nothing is sent when no GPU provider could start).
+    pub ready: crossbeam_channel::Receiver<Segmenter>,
+    thread: std::thread::JoinHandle<Option<String>>,
+}
+
+impl Starting {
+    /// Whether the thread is done: it sent its session, or found that no GPU provider can run.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the thread; says why no GPU provider ran, when none did.
+    pub fn finish(self) -> Option<String> {
+        self.thread.join().unwrap_or_else(|_| {
+            Some("the thread starting the GPU provider stopped unexpectedly".to_owned())
+        })
+    }
+}
+
+/// [`open`] for a batch that should not wait for the GPU: the CPU provider's session, which starts
+/// in a fraction of the GPU's time (on an H200: 0.2 s against 0.7–1.2 s for CUDA's context, session
+/// and first inference), and the session `options` ask for, starting on a thread of its own.
+/// The caller runs photos on the first until the second arrives (see
+/// [`crate::batch::run_opening`]). Only worth it where a GPU provider may run
+/// ([`gpu_may_run`]); elsewhere it is [`open`] with no second session.
+pub fn open_handing_over(
+    dirs: &AppDirs,
+    choice: &ModelChoice,
+    options: &SegmenterOptions,
+    progress: models::FetchProgress<'_>,
+) -> Result<(Segmenter, Option<Starting>), EngineError> {
+    if !gpu_may_run(dirs, options) {
+        return open(dirs, choice, options, progress).map(|s| (s, None));
+    }
+    let context = warm_up_gpu(dirs, options);
+    let (runtime, model, load) = load(dirs, choice, progress)?;
+    if engine_build_possible(&runtime) {
+        // A first TensorRT engine build takes minutes, and a batch that ended on the CPU would
+        // leave it unfinished on every run: wait for it, as without a hand-over.
+        let mut segmenter = Segmenter::new(&runtime, &model, options, &dirs.cache_dir)?;
+        drop(context);
+        segmenter.note_load(load.0, load.1);
+        return Ok((segmenter, None));
+    }
+    let (ready_tx, ready) = crossbeam_channel::bounded(1);
+    let gpu_options = options.clone();
+    let cache_dir = dirs.cache_dir.clone();
+    let gpu_runtime = std::sync::Arc::clone(&runtime);
+    let gpu_model = model.clone();
+    let thread = std::thread::Builder::new()
+        .name("gpu-session".to_owned())
+        .spawn(move || {
+            let opened = Segmenter::new(&gpu_runtime, &gpu_model, &gpu_options, &cache_dir);
+            drop(context);
+            match opened {
+                Ok(segmenter) if segmenter.report().provider.is_gpu() => {
+                    // The batch may be over already: then nobody is listening.
+                    ready_tx.send(segmenter).ok();
+                    None
+                }
+                Ok(segmenter) => Some(segmenter.report().summary()),
+                Err(e) => Some(e.to_string()),
+            }
+        })
+        .map_err(|e| {
+            EngineError::Setup(format!("cannot start a thread for the GPU session: {e}"))
+        })?;
+    // Two cores stay free for the GPU's start: ONNX Runtime's CPU threads wait on each other at
+    // every node, so one that the GPU thread holds up delays them all (on an H200's 16 cores the
+    // CPU inference took 2-4x longer with all of them).
+    let spare = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(2));
+    let cpu_options = SegmenterOptions {
+        provider: ProviderRequest::Only(ProviderKind::Cpu),
+        intra_threads: options.intra_threads.or(Some(spare.max(1))),
+        ..options.clone()
+    };
+    let mut segmenter = Segmenter::new(&runtime, &model, &cpu_options, &dirs.cache_dir)?;
+    segmenter.note_load(load.0, load.1);
+    Ok((segmenter, Some(Starting { ready, thread })))
 }

@@ -26,6 +26,11 @@ impl ProviderKind {
     /// Fastest first: the order `auto` tries them in.
     pub const PREFERENCE: [Self; 4] = [Self::TensorRtRtx, Self::TensorRt, Self::Cuda, Self::Cpu];
 
+    /// Whether it runs on an NVIDIA GPU.
+    pub fn is_gpu(self) -> bool {
+        self != Self::Cpu
+    }
+
     /// Short lower-case name, as on the command line.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -11,6 +11,7 @@ mod cli;
 mod compositor;
 mod download;
 mod fuzz;
+mod handover;
 mod icons;
 mod layers;
 mod live_memory;

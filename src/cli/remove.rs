@@ -1,0 +1,275 @@
+//! `cutout remove`: photos in, cutouts out, through the overlapped batch pipeline.
+//!
+//! With `--ep auto` on a machine where a GPU provider may run, the photos start on the CPU
+//! provider while the GPU session starts on a thread of its own, and move to the GPU once it is
+//! ready ([`engine::open_handing_over`]): a single photo on an H200 is done before CUDA's context,
+//! session and first inference would be (0.7–1.2 s). Each photo's provider is reported.
+
+use std::{
+    io::IsTerminal as _,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{RemoveArgs, fail, fetch_progress, startup};
+use crate::{
+    batch::{self, BatchOptions, OutputKind},
+    engine::{self, ProviderRequest},
+    finish::Finisher,
+    image_ops::DecodeLimits,
+    paths::AppDirs,
+};
+
+/// A flag set by the first Ctrl+C (or termination signal): the batch starts no further photo and
+/// finishes the one being written. A second one removes the temporary files of writes under way
+/// and exits at once (status 130).
+fn stop_on_interrupt() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let handler = move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            crate::image_ops::export::remove_unfinished();
+            eprintln!("\nStopped at once; results already written are complete.");
+            std::process::exit(130);
+        }
+        eprintln!("\nStopping after the photo being written (Ctrl+C again to stop at once)…");
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        tracing::warn!("Ctrl+C will stop cutout without finishing the photo being written: {e}");
+    }
+    stop
+}
+
+/// Runs `cutout remove`.
+pub(super) fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
+    let kind = match (args.mask_only, args.bg) {
+        (true, _) => OutputKind::MaskOnly,
+        (false, Some(color)) => OutputKind::OverColor(color),
+        (false, None) => OutputKind::Cutout,
+    };
+    let plan = batch::PlanOptions {
+        kind,
+        recursive: args.recursive,
+    };
+    let mut jobs = match batch::plan_jobs(&args.inputs, args.output.as_deref(), plan) {
+        Ok(jobs) => jobs,
+        Err(e) => return fail(&e),
+    };
+    if args.skip_existing {
+        let planned = jobs.len();
+        jobs.retain(|job| !job.output.exists());
+        let skipped = planned - jobs.len();
+        if skipped > 0 {
+            eprintln!("Skipping {skipped} photos whose result already exists");
+        }
+        if jobs.is_empty() {
+            eprintln!("Nothing left to do");
+            return ExitCode::SUCCESS;
+        }
+    }
+    let stop = stop_on_interrupt();
+    let started = Instant::now();
+    let mut progress = fetch_progress();
+    let mut options = args.engine.segmenter_options();
+    startup::tune_for_batch(&mut options, jobs.len(), args.conv_search);
+    let total = jobs.len();
+    let bar = if total > 1 && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut finisher = Finisher::with_edges(args.refine.edges);
+    let mut edge_settings = args.refine.settings();
+    // The mask alone has no colours to estimate.
+    edge_settings.foreground &= kind != OutputKind::MaskOnly;
+    let edges = match finisher.edge_path(&edge_settings) {
+        Ok(path) => path,
+        Err(e) => return fail(&e),
+    };
+    let verbose = args.verbose;
+    let mut load_ms = 0.0;
+    let mut startup = engine::StartupTimings::default();
+    // The engine opens while the first photo is being decoded. With `auto`, photos start on the
+    // CPU while a GPU session starts beside it.
+    let hand_over = options.provider == ProviderRequest::Auto;
+    let mut starting: Option<engine::Starting> = None;
+    let open = || {
+        // Only where an engine build can happen: a TensorRT-class provider (the ticker also
+        // needs an NVIDIA GPU, asked off this thread when a reminder is due).
+        let builds = options.provider.candidates().iter().any(|p| {
+            matches!(
+                p,
+                engine::ProviderKind::TensorRt | engine::ProviderKind::TensorRtRtx
+            )
+        });
+        let ticker = builds.then(|| startup::StartupTicker::start(started));
+        let model = args.engine.model_choice();
+        let (segmenter, gpu) = if hand_over {
+            engine::open_handing_over(dirs, &model, &options, &mut progress)?
+        } else {
+            (engine::open(dirs, &model, &options, &mut progress)?, None)
+        };
+        drop(ticker);
+        eprintln!(
+            "Running {} at {} px on the {}{}",
+            segmenter.model().spec.name,
+            segmenter.input_side_px(),
+            segmenter.report().summary(),
+            if gpu.is_some() {
+                "; photos move to the GPU once its session has started"
+            } else {
+                ""
+            }
+        );
+        if segmenter.model().origin == engine::models::ModelOrigin::Custom {
+            eprintln!(
+                "Custom model (checksum not checked): {}",
+                segmenter.describe_io()
+            );
+        }
+        if let Some(path) = &edges {
+            eprintln!("Edges: {path}");
+        }
+        load_ms = started.elapsed().as_secs_f64() * 1e3;
+        startup = segmenter.startup();
+        // Ticks only once the model's own fetch progress (first use) is done.
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let ready = gpu.as_ref().map(|g| g.ready.clone());
+        starting = gpu;
+        Ok::<_, engine::EngineError>((segmenter, ready))
+    };
+    let mut took_over = None;
+    let on_switch = |gpu: &engine::Segmenter| {
+        let after = started.elapsed().as_secs_f64();
+        took_over = Some((after, gpu.startup()));
+        bar.suspend(|| {
+            eprintln!(
+                "The GPU session started after {after:.1} s; the next photos run on the {}",
+                gpu.report().summary()
+            );
+        });
+    };
+    let batch_options = BatchOptions {
+        kind,
+        refine: args.refine.settings(),
+        limits: DecodeLimits {
+            max_megapixels: args.max_megapixels,
+            ..DecodeLimits::default()
+        },
+    };
+    let on_done = |outcome: &batch::Outcome| {
+        bar.inc(1);
+        match &outcome.result {
+            Ok(t) if verbose => bar.suspend(|| eprintln!(
+                "{} → {}  decode {:.0} ms, preprocess {:.0} ms, infer {:.0} ms ({}), postprocess {:.0} ms, encode {:.0} ms",
+                outcome.job.input.display(),
+                outcome.job.output.display(),
+                t.decode_ms,
+                t.preprocess_ms,
+                t.infer_ms,
+                outcome.provider.map_or("-", engine::ProviderKind::label),
+                t.postprocess_ms,
+                t.encode_ms
+            )),
+            Ok(_) => bar.set_message(outcome.job.input.file_name().unwrap_or_default().to_string_lossy().into_owned()),
+            Err(e) => bar.suspend(|| eprintln!("error: {e}")),
+        }
+    };
+    let opened = batch::run_opening(
+        open,
+        jobs,
+        batch_options,
+        finisher,
+        &stop,
+        on_done,
+        on_switch,
+    );
+    bar.finish_and_clear();
+    let outcomes = match opened {
+        Ok(outcomes) => outcomes,
+        Err(e) => return fail(&e),
+    };
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if stop.load(Ordering::SeqCst) {
+        let written = outcomes.len() - failed;
+        let left = total - outcomes.len();
+        eprintln!(
+            "Interrupted: {written} written, {failed} failed, {left} not started. Every result \
+             written is complete. To finish, run the same command with --skip-existing."
+        );
+        return leave(130, starting, verbose);
+    }
+    // Every photo must come back as done or failed; anything else is reported, never hidden.
+    let missing = total.saturating_sub(outcomes.len());
+    if missing > 0 {
+        eprintln!(
+            "error: {missing} photos were not processed because a pipeline thread could not start"
+        );
+    }
+    let failed = failed + missing;
+    let elapsed = started.elapsed().as_secs_f64();
+    if verbose {
+        let s = startup;
+        eprintln!(
+            "Start-up {load_ms:.0} ms: ONNX Runtime and GPU libraries {:.0}, model file {:.0}, \
+             prepared model {:.0}, session (CUDA context, graph optimisation, engine build) {:.0}, \
+             first inference (algorithm choice, CUDA graph capture) {:.0}",
+            s.runtime_ms, s.model_ms, s.prepare_ms, s.session_ms, s.first_run_ms
+        );
+        if let Some(peak) = crate::paths::peak_resident_bytes() {
+            eprintln!("Peak resident memory {:.0} MB", peak as f64 / 1e6);
+        }
+    }
+    if let Some((after, gpu)) = took_over.filter(|_| verbose) {
+        eprintln!(
+            "GPU session ready after {after:.1} s: session {:.0} ms, first inference {:.0} ms",
+            gpu.session_ms, gpu.first_run_ms
+        );
+    }
+    if failed == 0 {
+        if total > 1 || verbose {
+            eprintln!("{total} done in {elapsed:.1} s");
+        }
+        leave(0, starting, verbose)
+    } else {
+        if total > 1 {
+            eprintln!(
+                "{} done, {failed} failed (listed above) in {elapsed:.1} s",
+                total - failed
+            );
+        }
+        leave(1, starting, verbose)
+    }
+}
+
+/// Ends `remove` with `code`. A GPU session that never took over is reported when it could not
+/// start; one still starting is left behind: the process ends at once rather than waiting for
+/// CUDA and ONNX Runtime to finish starting only to tear them down.
+///
+/// Either way the process ends without running exit handlers: every result is complete and on
+/// disk by now, and tearing down ONNX Runtime and a CUDA context took 170 ms on an H200.
+fn leave(code: u8, starting: Option<engine::Starting>, verbose: bool) -> ExitCode {
+    match starting {
+        Some(starting) if starting.is_finished() => {
+            if let Some(why) = starting.finish() {
+                eprintln!("No GPU provider took over: {why}");
+            }
+        }
+        Some(_) if verbose => {
+            eprintln!("The GPU session was still starting when the last photo was done");
+        }
+        _ => {}
+    }
+    super::quit::now(code)
+}
