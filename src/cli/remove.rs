@@ -36,7 +36,7 @@ fn stop_on_interrupt() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             crate::image_ops::export::remove_unfinished();
             eprintln!("\nStopped at once; results already written are complete.");
-            std::process::exit(130);
+            super::quit::now(130);
         }
         eprintln!("\nStopping after the photo being written (Ctrl+C again to stop at once)…");
     };

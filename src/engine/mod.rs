@@ -166,10 +166,13 @@ pub fn open(
     Ok(segmenter)
 }
 
-/// Whether `options` may end on a GPU provider, with a GPU build of ONNX Runtime installed: then
-/// the GPU's start-up (CUDA context, first inference) is worth overlapping with other work.
+/// Whether `options` may end on a GPU provider, with a GPU build of ONNX Runtime and the NVIDIA
+/// driver installed: then the GPU's start-up (CUDA context, first inference) is worth overlapping
+/// with other work.
 pub fn gpu_may_run(dirs: &AppDirs, options: &SegmenterOptions) -> bool {
-    options.provider.candidates().iter().any(|p| p.is_gpu()) && runtime::has_cuda_provider(dirs)
+    options.provider.candidates().iter().any(|p| p.is_gpu())
+        && runtime::has_cuda_provider(dirs)
+        && runtime::cuda_context::driver_present()
 }
 
 /// The CUDA context takes a few hundred milliseconds to make: where a GPU may run, start it now
