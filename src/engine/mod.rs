@@ -159,8 +159,19 @@ pub fn open(
     progress: models::FetchProgress<'_>,
 ) -> Result<Segmenter, EngineError> {
     let context = warm_up_gpu(dirs, options);
-    let (runtime, model, load) = load(dirs, choice, progress)?;
-    let mut segmenter = Segmenter::new(&runtime, &model, options, &dirs.cache_dir)?;
+    let loaded = load(dirs, choice, progress)?;
+    build(dirs, &loaded, options, context)
+}
+
+/// The session for `options` on what [`load`] gave; `context` (the CUDA context being made) is
+/// held until the session has its own.
+fn build(
+    dirs: &AppDirs,
+    (runtime, model, load): &Loaded,
+    options: &SegmenterOptions,
+    context: runtime::cuda_context::ContextWarmup,
+) -> Result<Segmenter, EngineError> {
+    let mut segmenter = Segmenter::new(runtime, model, options, &dirs.cache_dir)?;
     drop(context);
     segmenter.note_load(load.0, load.1);
     Ok(segmenter)
@@ -206,14 +217,11 @@ fn load(
 /// Whether a TensorRT-class provider could build an engine here: the TensorRT-RTX plugin offers a
 /// device, or TensorRT's library loads.
 fn engine_build_possible(runtime: &Runtime) -> bool {
+    // By name: the loader also finds a copy cutout preloaded from its own folder.
     runtime::tensorrt_rtx::devices(runtime, || None).is_ok_and(|d| !d.is_empty())
         || runtime::TENSORRT_LIBRARIES
             .first()
             .is_some_and(|lib| ort::util::preload_dylib(*lib).is_ok())
-        || runtime
-            .preloaded
-            .iter()
-            .any(|(name, loaded)| name.starts_with("libnvinfer.") && loaded.is_ok())
 }
 
 /// A GPU session starting on a thread of its own while the CPU provider already runs: see
@@ -253,21 +261,18 @@ pub fn open_handing_over(
     if !gpu_may_run(dirs, options) {
         return open(dirs, choice, options, progress).map(|s| (s, None));
     }
-    let context = warm_up_gpu(dirs, options);
-    let (runtime, model, load) = load(dirs, choice, progress)?;
-    if engine_build_possible(&runtime) {
+    let context = runtime::cuda_context::ContextWarmup::start();
+    let loaded = load(dirs, choice, progress)?;
+    if engine_build_possible(&loaded.0) {
         // A first TensorRT engine build takes minutes, and a batch that ended on the CPU would
         // leave it unfinished on every run: wait for it, as without a hand-over.
-        let mut segmenter = Segmenter::new(&runtime, &model, options, &dirs.cache_dir)?;
-        drop(context);
-        segmenter.note_load(load.0, load.1);
-        return Ok((segmenter, None));
+        return build(dirs, &loaded, options, context).map(|s| (s, None));
     }
     let (ready_tx, ready) = crossbeam_channel::bounded(1);
     let gpu_options = options.clone();
     let cache_dir = dirs.cache_dir.clone();
-    let gpu_runtime = std::sync::Arc::clone(&runtime);
-    let gpu_model = model.clone();
+    let gpu_runtime = std::sync::Arc::clone(&loaded.0);
+    let gpu_model = loaded.1.clone();
     let thread = std::thread::Builder::new()
         .name("gpu-session".to_owned())
         .spawn(move || {
@@ -295,7 +300,11 @@ pub fn open_handing_over(
         intra_threads: options.intra_threads.or(Some(spare.max(1))),
         ..options.clone()
     };
-    let mut segmenter = Segmenter::new(&runtime, &model, &cpu_options, &dirs.cache_dir)?;
-    segmenter.note_load(load.0, load.1);
+    let segmenter = build(
+        dirs,
+        &loaded,
+        &cpu_options,
+        runtime::cuda_context::ContextWarmup::default(),
+    )?;
     Ok((segmenter, Some(Starting { ready, thread })))
 }
