@@ -27,6 +27,8 @@
 #   bash .ci/device-side-by-side.sh compile u2netp:160,u2netp:320   (torch.compile, ~1 min a config)
 #   bash .ci/device-side-by-side.sh compile u2netp:1024,isnet:1024
 #   bash .ci/device-side-by-side.sh table
+#   bash .ci/device-side-by-side.sh precision      (FP16 against FP32 masks, islands, TF32; needs
+#                                                    the shared photos in .device/photos)
 set -uo pipefail
 stage=/tmp/stage
 results=/tmp/side
@@ -169,6 +171,36 @@ case "$mode" in
       done
     } > "$results/handover.txt" 2>&1
     cat "$results/handover.txt"
+    ;;
+  precision)
+    # FP16 against FP32 masks on the shared photos (.device/photos), and what the FP32 islands
+    # cost: binary A (.device/cutout-a.xz: FP32 convolutions in plain TF32, FP16 without islands)
+    # against the current one (u2netp's island and TF32 split), with the CPU provider's exact
+    # FP32 as the reference; then the network alone, interleaved.
+    [ -f .device/cutout-a.xz ] && xz -dkf .device/cutout-a.xz && cp .device/cutout-a /tmp/cutout-a && chmod +x /tmp/cutout-a
+    {
+      for model in u2netp:160 u2netp:320 u2netp:1024 isnet:1024; do
+        name=${model%%:*}; side=${model##*:}; m=/tmp/masks/$name-$side
+        for run in cutout-a:cuda:fp32 cutout-a:cuda:fp16 cutout:cuda:fp32 cutout:cuda:fp16 cutout:cpu:fp32; do
+          IFS=: read -r bin ep p <<< "$run"
+          dir=$m/$bin-$ep-$p; rm -rf "$dir"; mkdir -p "$dir"
+          /tmp/$bin remove .device/photos -o "$dir/" --mask-only --model $name --size $side --ep $ep --precision $p \
+            > /tmp/r.txt 2>&1 || { echo "$run $model failed:"; tail -3 /tmp/r.txt; }
+          [ $bin = cutout ] && [ $ep = cuda ] && head -1 /tmp/r.txt | cut -c1-300
+        done
+        python3 .ci/mask-diff.py "$name @ $side" $m/cutout-a-cuda-fp32 $m/cutout-a-cuda-fp16 $m/cutout-cuda-fp32 $m/cutout-cuda-fp16 \
+          $m/cutout-cpu-fp32 $m/cutout-a-cuda-fp32 $m/cutout-cpu-fp32 $m/cutout-cuda-fp32 $m/cutout-cpu-fp32 $m/cutout-cuda-fp16
+      done
+      for i in 1 2; do
+        for bin in cutout-a cutout; do
+          echo "--- bench $bin, round $i"
+          /tmp/$bin bench --model u2netp --ep cuda --sizes 160,320,1024 --precisions fp32,fp16 --runs 300 --warmup 30 2>&1 | grep -E "^cuda +fp|unavailable"
+          /tmp/$bin bench --model isnet --ep cuda --sizes 1024 --precisions fp32,fp16 --runs 300 --warmup 30 2>&1 | grep -E "^cuda +fp|unavailable"
+        done
+      done
+    } > "$results/precision.txt" 2>&1
+    cp "$results/precision.txt" "$OUT/"
+    cat "$results/precision.txt"
     ;;
   ncu)
     # Every kernel of FP16 inferences at 320 px, without and with cuDNN's conv+bias fusion.

@@ -108,6 +108,10 @@ pub struct ModelSpec {
     pub scale: Scale,
     /// Index of the output that holds the mask.
     pub output: usize,
+    /// Pairs of convolutions (counted from 0 in graph order) that an FP16 graph keeps in FP32,
+    /// with every node between them.
+    #[serde(default)]
+    pub fp32_islands: Vec<[usize; 2]>,
 }
 
 impl ModelSpec {
@@ -140,6 +144,7 @@ impl ModelSpec {
             std: [0.229, 0.224, 0.225],
             scale: Scale::ImageMax,
             output: 0,
+            fp32_islands: Vec::new(),
         }
     }
 }

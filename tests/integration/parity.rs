@@ -231,3 +231,46 @@ fn u2netp_fp16_masks_agree_with_fp32_on_the_shared_photos() {
 fn isnet_fp16_masks_agree_with_fp32_on_the_shared_photos() {
     fp16_agrees_with_fp32("isnet");
 }
+
+/// The split that keeps a TF32 convolution's input exact (what the CUDA provider's FP32 graph of
+/// u2netp gets) changes nothing where convolutions are exact: the CPU provider, real model, real
+/// photos.
+#[test]
+fn the_tf32_input_split_computes_the_same_masks_on_the_cpu() {
+    use cutout::engine::prepare::{Fp16Source, Target, transform_with_stats};
+    let model = common::shared_model();
+    assert_eq!(model.spec.fp32_islands, vec![[96, 97]]);
+    let bytes = std::fs::read(&model.path).expect("model");
+    let target = |split_for_tf32| Target {
+        side_px: 320,
+        precision: Precision::Fp32,
+        fp16_source: Fp16Source::default(),
+        output_index: 0,
+        fp32_islands: &model.spec.fp32_islands,
+        split_for_tf32,
+    };
+    let (_, plain) = transform_with_stats(&bytes, target(false)).expect("plain");
+    let (split, stats) = transform_with_stats(&bytes, target(true)).expect("split");
+    // Round to bfloat16, widen, subtract, a second convolution and the sum, for one.
+    assert_eq!(stats.nodes_after, plain.nodes_after + 5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("u2netp-split.onnx");
+    std::fs::write(&path, split).expect("write");
+    let runtime =
+        cutout::engine::runtime::load(&cutout::paths::AppDirs::from_env()).expect("ONNX Runtime");
+    let options = cutout::engine::SegmenterOptions {
+        provider: cutout::engine::ProviderRequest::Only(cutout::engine::ProviderKind::Cpu),
+        ..Default::default()
+    };
+    let custom = cutout::engine::models::custom(&path, 320).expect("custom model");
+    let mut with_split =
+        Segmenter::new(&runtime, &custom, &options, &common::cache_dir()).expect("session");
+    let mut without = common::cpu_segmenter_for("u2netp", Precision::Fp32);
+    for photo in common::shared_photos().iter().step_by(4) {
+        let diff = mean_abs_diff(
+            mask_for(&mut with_split, photo).as_raw(),
+            mask_for(&mut without, photo).as_raw(),
+        );
+        assert!(diff < 0.05, "{}: {diff:.3} grey levels", photo.display());
+    }
+}

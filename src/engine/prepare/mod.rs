@@ -13,6 +13,7 @@ use std::{
 };
 
 mod graph;
+mod island;
 mod precision;
 
 pub use graph::{Target, transform, transform_with_stats};
@@ -45,6 +46,10 @@ pub struct PrepareStats {
     pub tensors_to_fp32: usize,
     /// Casts whose target type changed with the precision.
     pub casts_retargeted: usize,
+    /// Nodes kept in float32 in an FP16 graph (the model's FP32 islands).
+    pub fp32_island_nodes: usize,
+    /// Casts added at the islands' borders.
+    pub island_casts: usize,
 }
 
 /// Why a prepared model could not be made.
@@ -111,7 +116,7 @@ impl std::str::FromStr for Fp16Source {
 }
 
 /// Bumped whenever [`transform`] changes what it writes, so older cache entries are not reused.
-const PREPARE_FORMAT: u32 = 2;
+const PREPARE_FORMAT: u32 = 3;
 
 /// What a prepared model is derived for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,16 +131,29 @@ pub struct PrepareKey<'a> {
     pub fp16_source: Fp16Source,
     /// Index of the output to keep.
     pub output_index: usize,
+    /// The model's FP32 islands (see [`Target::fp32_islands`]).
+    pub fp32_islands: &'a [[usize; 2]],
+    /// See [`Target::split_for_tf32`].
+    pub split_for_tf32: bool,
 }
 
 impl PrepareKey<'_> {
     /// File name in the cache: every input that changes the result is in it.
     pub fn file_name(&self) -> String {
         let short = self.model_sha256.get(..16).unwrap_or(self.model_sha256);
-        let variant = match (self.precision, self.fp16_source) {
-            (Precision::Fp16, Fp16Source::Twin) => "-twin",
-            _ => "",
+        let mut variant = match (self.precision, self.fp16_source) {
+            (Precision::Fp16, Fp16Source::Twin) => "-twin".to_owned(),
+            _ => String::new(),
         };
+        if self.precision == Precision::Fp16 {
+            for [first, last] in self.fp32_islands {
+                variant.push_str(&format!("-f32c{first}-{last}"));
+            }
+        } else if self.split_for_tf32 {
+            for [_, last] in self.fp32_islands {
+                variant.push_str(&format!("-tf32c{last}"));
+            }
+        }
         format!(
             "{short}-{}px-{}{variant}-out{}-p{PREPARE_FORMAT}-cutout{}.onnx",
             self.side_px,
@@ -185,6 +203,8 @@ pub fn prepared_model(
         precision: key.precision,
         fp16_source: key.fp16_source,
         output_index: key.output_index,
+        fp32_islands: key.fp32_islands,
+        split_for_tf32: key.split_for_tf32,
     };
     let prepared = transform(&bytes, target).map_err(|e| PrepareError::Transform {
         path: model_path.to_owned(),
@@ -233,10 +253,12 @@ mod tests {
             precision: Precision::Fp16,
             fp16_source: Fp16Source::Stored,
             output_index: 0,
+            fp32_islands: &[],
+            split_for_tf32: false,
         };
         let name = key.file_name();
         assert!(
-            name.starts_with("c491fbd91b4e6bf7-320px-fp16-out0-p2-cutout"),
+            name.starts_with("c491fbd91b4e6bf7-320px-fp16-out0-p3-cutout"),
             "{name}"
         );
         assert!(name.ends_with(".onnx"));
@@ -248,6 +270,33 @@ mod tests {
             twin.file_name().contains("-fp16-twin-out0-"),
             "{}",
             twin.file_name()
+        );
+        let islands = PrepareKey {
+            fp32_islands: &[[96, 97]],
+            ..key
+        };
+        assert!(
+            islands.file_name().contains("-fp16-f32c96-97-out0-"),
+            "{}",
+            islands.file_name()
+        );
+        let fp32 = PrepareKey {
+            precision: Precision::Fp32,
+            ..islands
+        };
+        assert!(
+            fp32.file_name().contains("-fp32-out0-"),
+            "an FP32 graph for the CPU has no split: {}",
+            fp32.file_name()
+        );
+        let tf32 = PrepareKey {
+            split_for_tf32: true,
+            ..fp32
+        };
+        assert!(
+            tf32.file_name().contains("-fp32-tf32c97-out0-"),
+            "{}",
+            tf32.file_name()
         );
     }
 }

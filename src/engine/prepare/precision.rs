@@ -8,7 +8,10 @@ use onnx_protobuf::{
     AttributeProto, NodeProto, TensorProto, attribute_proto::AttributeType, tensor_proto::DataType,
 };
 
-use super::{PrepareStats, TransformError};
+use super::{
+    PrepareStats, TransformError,
+    island::{Island, split_islands},
+};
 use crate::engine::providers::Precision;
 
 /// The precision of a graph's weights: that of most initializers the convolutions and matrix
@@ -144,23 +147,29 @@ pub(super) fn upcast_to_f32(
 
 /// FP32 → FP16: every float weight and constant in float16 (Resize parameters stay float32, as
 /// ONNX requires), Casts between floats retargeted to float16, and one Cast after the float32
-/// input and one before the float32 output.
+/// input and one before the float32 output. The `islands` (pairs of convolutions, see
+/// [`Island`]) and every node between them stay float32, with Casts at their borders.
 pub(super) fn convert_to_f16(
     graph: &mut onnx_protobuf::GraphProto,
     input_pos: usize,
+    islands: &[[usize; 2]],
     stats: &mut PrepareStats,
 ) -> Result<(), TransformError> {
+    let island = Island::plan(graph, islands)?;
     let keep_f32 = resize_parameters(graph);
     let types = element_types(graph);
     let float = DataType::FLOAT as i32;
     for tensor in graph
         .initializer
         .iter_mut()
-        .filter(|t| !keep_f32.contains(&t.name))
+        .filter(|t| !keep_f32.contains(&t.name) && !island.initializers.contains(&t.name))
     {
         stats.tensors_to_fp16 += usize::from(tensor_to_f16(tensor)?);
     }
-    for node in &mut graph.node {
+    for (index, node) in graph.node.iter_mut().enumerate() {
+        if island.nodes.contains(&index) {
+            continue;
+        }
         let feeds_parameters = node.output.iter().any(|o| keep_f32.contains(o));
         if node.op_type == "Constant" && !feeds_parameters {
             for attr in node.attribute.iter_mut().filter(|a| a.name == "value") {
@@ -184,6 +193,11 @@ pub(super) fn convert_to_f16(
             stats.casts_retargeted += 1;
         }
     }
+    stats.fp32_island_nodes = island.nodes.len();
+    stats.island_casts = island.add_borders(graph, |name| {
+        types.get(name) == Some(&float) && !keep_f32.contains(name)
+    });
+    split_islands(graph, islands)?;
     let input_name = graph.input[input_pos].name.clone();
     let output_name = graph.output[0].name.clone();
     let input_half = format!("{input_name}__fp16");

@@ -249,6 +249,11 @@ impl Segmenter {
                 precision: graph_precision,
                 fp16_source: options.fp16_source,
                 output_index: model.spec.output,
+                fp32_islands: &model.spec.fp32_islands,
+                // The CUDA provider runs FP32 convolutions in TF32 (ONNX Runtime's default, as
+                // PyTorch's and TensorRT's; turning it off also slows FP16 convolutions 3-17x).
+                split_for_tf32: provider == ProviderKind::Cuda
+                    && graph_precision == Precision::Fp32,
             };
             let (mut prepared, provenance) = prepare::prepared_model(&model.path, key, cache_dir)?;
             let mut prepare_ms = ms_since(started);
@@ -276,6 +281,21 @@ impl Segmenter {
             match started_session {
                 Ok((session, device, mut startup)) => {
                     startup.prepare_ms = prepare_ms;
+                    // cutout converts the graph (and makes the islands) unless it runs an
+                    // FP16 file as stored.
+                    let converted = model.spec.precision == Precision::Fp32
+                        || options.fp16_source == Fp16Source::Twin;
+                    if graph_precision == Precision::Fp16 && converted {
+                        features.extend(key.fp32_islands.iter().map(|[first, last]| {
+                            format!("FP32 island: convolutions {first}-{last}")
+                        }));
+                    } else if key.split_for_tf32 {
+                        features.extend(
+                            key.fp32_islands
+                                .iter()
+                                .map(|[_, last]| format!("TF32-exact input: convolution {last}")),
+                        );
+                    }
                     let report = ProviderReport {
                         requested: options.provider,
                         provider,

@@ -98,6 +98,10 @@ fn provider_features(
             if options.fuse_conv_bias {
                 out.push("cuDNN conv+bias fusion".to_owned());
             }
+            if options.precision == Precision::Fp32 {
+                // ONNX Runtime's default, as PyTorch's: FP32 convolutions on tensor cores.
+                out.push("TF32 convolutions".to_owned());
+            }
             if graphs {
                 // ONNX Runtime captures a CUDA graph only when every node runs on CUDA.
                 out.push("CUDA graphs (all nodes on the GPU)".to_owned());

@@ -1,0 +1,270 @@
+//! FP32 islands in an FP16 graph: the few nodes whose values FP16 cannot carry.
+//!
+//! In u2netp one tensor decides most of the FP16 error: the output of the second decoder stage's
+//! `rebnconv2d` reaches values near 230, and the next convolution (`rebnconv1d`) subtracts large
+//! products of it from one another, so FP16's rounding of that one tensor moves the mask by as
+//! much as everything else together (`.ci/fp16-sensitivity.py` finds it). Keeping the path from
+//! one convolution to another in FP32 (both convolutions, and every node between them) costs two
+//! convolutions of 119.
+//!
+//! An island is named by two convolutions, counted from 0 in the order the graph lists its `Conv`
+//! nodes, so that it holds for every export of the same network whatever its node names.
+
+use std::collections::{HashMap, HashSet};
+
+use onnx_protobuf::{GraphProto, NodeProto, tensor_proto::DataType};
+
+use super::{TransformError, graph::producers, precision::cast_node};
+
+/// The nodes kept in FP32, and the initializers that only they read.
+#[derive(Debug, Default)]
+pub(super) struct Island {
+    /// Indices into the graph's node list.
+    pub nodes: HashSet<usize>,
+    /// Initializers read only by island nodes (shared ones are copied first).
+    pub initializers: HashSet<String>,
+}
+
+impl Island {
+    /// Finds the islands' nodes. Initializers that island nodes share with other nodes are
+    /// copied, so that each side keeps its own precision.
+    pub fn plan(graph: &mut GraphProto, islands: &[[usize; 2]]) -> Result<Self, TransformError> {
+        let mut island = Self::default();
+        if islands.is_empty() {
+            return Ok(island);
+        }
+        let convs: Vec<usize> = (0..graph.node.len())
+            .filter(|&i| graph.node[i].op_type == "Conv")
+            .collect();
+        let producer = producers(graph);
+        let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, n) in graph.node.iter().enumerate() {
+            for input in n.input.iter().filter(|s| !s.is_empty()) {
+                consumers.entry(input.as_str()).or_default().push(i);
+            }
+        }
+        for &[first, last] in islands {
+            let conv = |k: usize| {
+                convs.get(k).copied().ok_or_else(|| {
+                    TransformError::Unsupported(format!(
+                        "its FP32 island names convolution #{k}, and it has {}",
+                        convs.len()
+                    ))
+                })
+            };
+            let (from, to) = (conv(first)?, conv(last)?);
+            let after = reach(from, |i| {
+                graph.node[i]
+                    .output
+                    .iter()
+                    .flat_map(|o| consumers.get(o.as_str()).into_iter().flatten().copied())
+                    .collect()
+            });
+            let before = reach(to, |i| {
+                graph.node[i]
+                    .input
+                    .iter()
+                    .filter_map(|s| producer.get(s.as_str()).copied())
+                    .collect()
+            });
+            if !after.contains(&to) {
+                return Err(TransformError::Unsupported(format!(
+                    "its FP32 island runs from convolution #{first} to #{last}, \
+                     and #{last} does not use #{first}'s output"
+                )));
+            }
+            island.nodes.extend(after.intersection(&before));
+        }
+        // Initializers: island-only ones stay float32; shared ones get an island copy.
+        let initializer_names: HashSet<String> =
+            graph.initializer.iter().map(|t| t.name.clone()).collect();
+        let read_outside: HashSet<String> = (0..graph.node.len())
+            .filter(|i| !island.nodes.contains(i))
+            .flat_map(|i| graph.node[i].input.clone())
+            .collect();
+        let mut copies = Vec::new();
+        for &i in &island.nodes {
+            for input in &mut graph.node[i].input {
+                if !initializer_names.contains(input) {
+                    continue;
+                }
+                if read_outside.contains(input) {
+                    let copy = format!("{input}__fp32");
+                    copies.push((input.clone(), copy.clone()));
+                    *input = copy;
+                }
+                island.initializers.insert(input.clone());
+            }
+        }
+        for (original, copy) in copies {
+            if graph.initializer.iter().any(|t| t.name == copy) {
+                continue;
+            }
+            if let Some(t) = graph.initializer.iter().find(|t| t.name == original) {
+                let mut t = t.clone();
+                t.name = copy;
+                graph.initializer.push(t);
+            }
+        }
+        Ok(island)
+    }
+
+    /// Puts Casts at the islands' borders: float32 where a float tensor from outside enters an
+    /// island node, float16 where an island's output leaves for a node outside. `is_float` says
+    /// which tensors carry float data (integer shapes and Resize parameters do not change type).
+    /// Returns how many Casts were added.
+    pub fn add_borders(&self, graph: &mut GraphProto, is_float: impl Fn(&str) -> bool) -> usize {
+        if self.nodes.is_empty() {
+            return 0;
+        }
+        let made_inside: HashSet<String> = self
+            .nodes
+            .iter()
+            .flat_map(|&i| graph.node[i].output.clone())
+            .collect();
+        let graph_outputs: HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+        let mut nodes = Vec::with_capacity(graph.node.len() + 8);
+        let mut entered: HashSet<String> = HashSet::new();
+        let mut leaving: HashSet<String> = HashSet::new();
+        let mut casts = 0;
+        for (i, mut node) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+            if self.nodes.contains(&i) {
+                for input in &mut node.input {
+                    let from_outside = !input.is_empty()
+                        && is_float(input)
+                        && !made_inside.contains(input)
+                        && !self.initializers.contains(input);
+                    if from_outside {
+                        let wide = format!("{input}__fp32");
+                        if entered.insert(input.clone()) {
+                            nodes.push(border_cast(input, &wide, DataType::FLOAT));
+                            casts += 1;
+                        }
+                        *input = wide;
+                    }
+                }
+                let outputs: Vec<String> = node
+                    .output
+                    .iter()
+                    .filter(|o| is_float(o) && !graph_outputs.contains(*o))
+                    .cloned()
+                    .collect();
+                nodes.push(node);
+                for output in outputs {
+                    nodes.push(border_cast(
+                        &output,
+                        &format!("{output}__fp16"),
+                        DataType::FLOAT16,
+                    ));
+                    leaving.insert(output);
+                    casts += 1;
+                }
+            } else {
+                for input in &mut node.input {
+                    if leaving.contains(input) {
+                        *input = format!("{input}__fp16");
+                    }
+                }
+                nodes.push(node);
+            }
+        }
+        // A Cast out whose tensor nobody outside reads is dropped again.
+        let read: HashSet<String> = nodes.iter().flat_map(|n| n.input.clone()).collect();
+        nodes.retain(|n| {
+            let unread_border =
+                n.name.starts_with(BORDER) && n.output.iter().all(|o| !read.contains(o));
+            casts -= usize::from(unread_border);
+            !unread_border
+        });
+        graph.node = nodes;
+        casts
+    }
+}
+
+/// Makes convolution `last` (counted in graph order) read its float32 input `x` as two parts,
+/// `hi` = `x` rounded to bfloat16 and `lo` = `x - hi`, and add the two convolutions' outputs. A
+/// TF32 convolution (what ONNX Runtime's CUDA provider runs for float32) rounds its input to 10
+/// mantissa bits; `hi` has 8, so it passes exactly, and `lo`'s rounding is 2^-8 smaller, so the
+/// sum keeps nearly float32 accuracy at TF32 speed (one more convolution).
+pub(super) fn split_input(graph: &mut GraphProto, last: usize) -> Result<(), TransformError> {
+    let position = graph
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op_type == "Conv")
+        .nth(last)
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            TransformError::Unsupported(format!(
+                "its FP32 island names convolution #{last}, which it lacks"
+            ))
+        })?;
+    let mut high = graph.node[position].clone();
+    let x = high.input[0].clone();
+    let y = high.output[0].clone();
+    let name = |suffix: &str| format!("{x}__{suffix}");
+    high.input[0] = name("hi");
+    high.output[0] = format!("{y}__hi");
+    high.name = format!("{SPLIT}{y}__conv_hi");
+    let mut low = high.clone();
+    low.input = vec![name("lo"), high.input[1].clone()]; // the bias is added once
+    low.output[0] = format!("{y}__lo");
+    low.name = format!("{SPLIT}{y}__conv_lo");
+    let mut rounded = border_cast(&x, &name("bf16"), DataType::BFLOAT16);
+    rounded.name = format!("{SPLIT}{x}__bf16");
+    let mut widened = border_cast(&name("bf16"), &name("hi"), DataType::FLOAT);
+    widened.name = format!("{SPLIT}{x}__hi");
+    let sub = op("Sub", &[&x, &name("hi")], &name("lo"));
+    let add = op("Add", &[&format!("{y}__hi"), &format!("{y}__lo")], &y);
+    graph
+        .node
+        .splice(position..=position, [rounded, widened, sub, high, low, add]);
+    Ok(())
+}
+
+/// [`split_input`] for the last convolution of every island, latest first (a split adds a
+/// convolution, which would move the later ones' numbers).
+pub(super) fn split_islands(
+    graph: &mut GraphProto,
+    islands: &[[usize; 2]],
+) -> Result<(), TransformError> {
+    let mut lasts: Vec<usize> = islands.iter().map(|&[_, last]| last).collect();
+    lasts.sort_unstable();
+    lasts.dedup();
+    for &last in lasts.iter().rev() {
+        split_input(graph, last)?;
+    }
+    Ok(())
+}
+
+fn op(op_type: &str, inputs: &[&str], output: &str) -> NodeProto {
+    let mut node = NodeProto::new();
+    op_type.clone_into(&mut node.op_type);
+    node.name = format!("{SPLIT}{output}");
+    node.input = inputs.iter().map(|s| (*s).to_owned()).collect();
+    node.output = vec![output.to_owned()];
+    node
+}
+
+const BORDER: &str = "cutout_island_";
+const SPLIT: &str = "cutout_split_";
+
+fn border_cast(input: &str, output: &str, to: DataType) -> NodeProto {
+    let mut node = cast_node(input, output, to);
+    node.name = format!("{BORDER}{output}");
+    node
+}
+
+/// Every node reachable from `start` through `next`, `start` included.
+fn reach(start: usize, next: impl Fn(usize) -> Vec<usize>) -> HashSet<usize> {
+    let mut seen = HashSet::from([start]);
+    let mut stack = vec![start];
+    while let Some(i) = stack.pop() {
+        for j in next(i) {
+            if seen.insert(j) {
+                stack.push(j);
+            }
+        }
+    }
+    seen
+}
