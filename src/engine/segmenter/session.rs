@@ -313,6 +313,7 @@ mod tests {
                 "IO binding",
                 "cuDNN exhaustive search",
                 "NHWC",
+                "TF32 convolutions",
                 "CUDA graphs (all nodes on the GPU)"
             ]
         );
@@ -325,10 +326,16 @@ mod tests {
                 "fixed-shape prepared model",
                 "IO binding",
                 "cuDNN heuristic search",
-                "NCHW"
+                "NCHW",
+                "TF32 convolutions"
             ]
         );
         options.precision = Precision::Fp16;
+        assert!(
+            !provider_features(ProviderKind::Cuda, &options, false)
+                .contains(&"TF32 convolutions".to_owned()),
+            "FP16 convolutions are not TF32"
+        );
         assert!(
             provider_features(ProviderKind::TensorRt, &options, false)
                 .contains(&"TensorRT FP16".to_owned())
