@@ -2,7 +2,7 @@
 //! output kept (and the nodes that only fed the others dropped), and the weights converted to the
 //! precision asked for, with Casts at the float32 edges.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use onnx_protobuf::{
     Message as _, ModelProto, tensor_proto::DataType, tensor_shape_proto::dimension,
@@ -10,7 +10,7 @@ use onnx_protobuf::{
 
 use super::{
     Fp16Source, PrepareStats, TransformError,
-    island::split_islands,
+    island::{producers, split_islands},
     precision::{convert_to_f16, stored_precision, upcast_to_f32},
 };
 use crate::engine::providers::Precision;
@@ -164,16 +164,6 @@ fn fix_dims(value: &mut onnx_protobuf::ValueInfoProto, dims: &[i64]) -> Result<(
     Ok(())
 }
 
-/// Which node (index) makes each tensor.
-pub(super) fn producers(graph: &onnx_protobuf::GraphProto) -> HashMap<&str, usize> {
-    graph
-        .node
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
-        .collect()
-}
-
 /// Drops nodes whose outputs no kept graph output depends on, and initializers nobody reads.
 fn prune_unused(graph: &mut onnx_protobuf::GraphProto) {
     let producer = producers(graph);
@@ -208,70 +198,17 @@ fn prune_unused(graph: &mut onnx_protobuf::GraphProto) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use onnx_protobuf::{NodeProto, TensorProto};
+    use onnx_protobuf::TensorProto;
 
     use super::{
-        super::precision::{cast_node, cast_target, element_types},
+        super::{
+            fixtures::{
+                F16, F32, cast, cast_targets, dims, encode, initializer, node, target, value,
+            },
+            precision::{cast_target, element_types},
+        },
         *,
     };
-
-    fn value(name: &str, dims: &[Option<i64>]) -> onnx_protobuf::ValueInfoProto {
-        use onnx_protobuf::{TypeProto, ValueInfoProto, type_proto};
-        let value = |name: &str, dims: &[Option<i64>]| {
-            let mut shape = onnx_protobuf::TensorShapeProto::new();
-            shape.dim = dims
-                .iter()
-                .map(|d| {
-                    let mut dim = onnx_protobuf::tensor_shape_proto::Dimension::new();
-                    match d {
-                        Some(v) => dim.set_dim_value(*v),
-                        None => dim.set_dim_param("H".to_owned()),
-                    }
-                    dim
-                })
-                .collect();
-            let mut tensor = type_proto::Tensor::new();
-            tensor.elem_type = DataType::FLOAT as i32;
-            tensor.shape = Some(shape).into();
-            let mut ty = TypeProto::new();
-            ty.value = Some(type_proto::Value::TensorType(tensor));
-            let mut v = ValueInfoProto::new();
-            v.name = name.to_owned();
-            v.type_ = Some(ty).into();
-            v
-        };
-        value(name, dims)
-    }
-
-    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-        let mut n = NodeProto::new();
-        op.clone_into(&mut n.op_type);
-        n.name = format!("{op}_{output}");
-        n.input = inputs.iter().map(|s| (*s).to_owned()).collect();
-        n.output = vec![output.to_owned()];
-        n
-    }
-
-    fn encode(graph: onnx_protobuf::GraphProto) -> Vec<u8> {
-        let mut model = ModelProto::new();
-        model.ir_version = 8;
-        let mut opset = onnx_protobuf::OperatorSetIdProto::new();
-        opset.version = 17;
-        model.opset_import = vec![opset];
-        model.graph = Some(graph).into();
-        model.write_to_bytes().expect("encode")
-    }
-
-    fn target(side_px: u32, precision: Precision, output_index: usize) -> Target<'static> {
-        Target {
-            side_px,
-            precision,
-            fp16_source: Fp16Source::Stored,
-            output_index,
-            fp32_islands: &[],
-            split_for_tf32: false,
-        }
-    }
 
     /// A tiny model: input [N,3,H,W] → Conv(1×1, 3→1) → Sigmoid → "mask", plus a side output.
     fn tiny_model() -> Vec<u8> {
@@ -293,12 +230,6 @@ mod tests {
             value("side", &[None, Some(1), None, None]),
         ];
         encode(graph)
-    }
-
-    fn cast(input: &str, output: &str, to: DataType) -> NodeProto {
-        let mut n = cast_node(input, output, to);
-        n.name = format!("Cast_{output}");
-        n
     }
 
     /// Shaped like IS-Net as shipped: FP16 weights, a Resize kept in FP32 behind Casts, FP32 input
@@ -332,21 +263,6 @@ mod tests {
         graph.output = vec![value("mask", &[Some(1), Some(1), None, None])];
         encode(graph)
     }
-
-    fn cast_targets(graph: &onnx_protobuf::GraphProto) -> Vec<i64> {
-        graph.node.iter().filter_map(cast_target).collect()
-    }
-
-    fn initializer<'g>(graph: &'g onnx_protobuf::GraphProto, name: &str) -> &'g TensorProto {
-        graph
-            .initializer
-            .iter()
-            .find(|t| t.name == name)
-            .expect("initializer")
-    }
-
-    const F32: i64 = DataType::FLOAT as i64;
-    const F16: i64 = DataType::FLOAT16 as i64;
 
     #[test]
     fn a_model_stored_in_fp16_gets_an_fp32_twin() {
@@ -450,16 +366,6 @@ mod tests {
         assert!(err.to_string().contains("not float32"), "{err}");
     }
 
-    fn dims(v: &onnx_protobuf::ValueInfoProto) -> Vec<i64> {
-        v.type_
-            .tensor_type()
-            .shape
-            .dim
-            .iter()
-            .map(onnx_protobuf::tensor_shape_proto::Dimension::dim_value)
-            .collect()
-    }
-
     #[test]
     fn fp32_fixes_the_input_and_keeps_only_the_mask() {
         let (bytes, stats) =
@@ -507,191 +413,6 @@ mod tests {
             graph.output[0].type_.tensor_type().elem_type,
             DataType::FLOAT as i32
         );
-    }
-
-    /// u2netp's shape in small: conv0 -> Relu -> Resize -> Concat (with x) -> conv1 -> Relu ->
-    /// Add (conv0's Relu) -> Add (a bias the convolutions share) -> Sigmoid.
-    fn island_model() -> Vec<u8> {
-        let tensor = |name: &str, dims: Vec<i64>, values: Vec<f32>| {
-            let mut t = TensorProto::new();
-            t.name = name.to_owned();
-            t.dims = dims;
-            t.data_type = DataType::FLOAT as i32;
-            t.float_data = values;
-            t
-        };
-        let mut graph = onnx_protobuf::GraphProto::new();
-        graph.node = vec![
-            node("Conv", &["x", "w0", "b"], "c0"),
-            node("Relu", &["c0"], "r0"),
-            node("Resize", &["r0", "", "scales"], "up"),
-            node("Concat", &["up", "x"], "cat"),
-            node("Conv", &["cat", "w1", "b"], "c1"),
-            node("Relu", &["c1"], "r1"),
-            node("Add", &["r1", "r0"], "sum"),
-            node("Add", &["sum", "b"], "biased"),
-            node("Sigmoid", &["biased"], "mask"),
-        ];
-        graph.node[3].attribute = vec![{
-            let mut a = onnx_protobuf::AttributeProto::new();
-            a.name = "axis".to_owned();
-            a.type_ = onnx_protobuf::attribute_proto::AttributeType::INT.into();
-            a.i = 1;
-            a
-        }];
-        graph.initializer = vec![
-            tensor("w0", vec![1, 3, 1, 1], vec![0.5, -0.25, 1.0]),
-            tensor("w1", vec![1, 4, 1, 1], vec![0.1, 0.2, 0.3, 0.4]),
-            tensor("b", vec![1], vec![0.125]),
-            tensor("scales", vec![4], vec![1.0; 4]),
-        ];
-        graph.input = vec![value("x", &[Some(1), Some(3), None, None])];
-        graph.output = vec![value("mask", &[Some(1), Some(1), None, None])];
-        encode(graph)
-    }
-
-    #[test]
-    fn an_fp32_island_keeps_its_path_in_float32_with_casts_at_its_borders() {
-        let islands = [[0, 1]];
-        let target = Target {
-            fp32_islands: &islands,
-            ..target(8, Precision::Fp16, 0)
-        };
-        let (bytes, stats) = transform_with_stats(&island_model(), target).expect("prepare");
-        // conv0, relu, Resize, Concat, conv1: the Relu after conv1 is not between them.
-        assert_eq!(stats.fp32_island_nodes, 5);
-        let model = ModelProto::parse_from_bytes(&bytes).expect("parse");
-        let graph = model.graph.as_ref().expect("graph");
-        let types = element_types(graph);
-        let producer_of = |name: &str| {
-            graph
-                .node
-                .iter()
-                .find(|n| n.output.iter().any(|o| o == name))
-                .expect("producer")
-        };
-        let float = DataType::FLOAT as i32;
-        let half = DataType::FLOAT16 as i32;
-        // Inside: float32 all the way, weights included; the shared bias has a float32 copy.
-        for op in ["Conv", "Relu", "Resize", "Concat"] {
-            let inside = graph
-                .node
-                .iter()
-                .filter(|n| n.op_type == op && !n.input[0].starts_with("r1"))
-                .find(|n| types.get(&n.input[0]) == Some(&float));
-            assert!(inside.is_some(), "{op} runs in float32 inside the island");
-        }
-        assert_eq!(initializer(graph, "w0").data_type, float);
-        assert_eq!(initializer(graph, "w1").data_type, float);
-        assert_eq!(initializer(graph, "b__fp32").data_type, float);
-        assert_eq!(initializer(graph, "scales").data_type, float);
-        // Outside: float16; the tensors entering and leaving pass through Casts.
-        assert_eq!(initializer(graph, "b").data_type, half);
-        assert_eq!(types["r1"], half, "the Relu after the island is float16");
-        assert_eq!(types["sum"], half);
-        let add = graph
-            .node
-            .iter()
-            .find(|n| n.op_type == "Add" && n.output[0] == "sum")
-            .expect("add");
-        assert_eq!(cast_target(producer_of(&add.input[1])), Some(F16));
-        let concat = graph
-            .node
-            .iter()
-            .find(|n| n.op_type == "Concat")
-            .expect("concat");
-        assert_eq!(cast_target(producer_of(&concat.input[1])), Some(F32));
-        assert_eq!(types[&concat.input[1]], float);
-        assert_eq!(
-            stats.island_casts, 3,
-            "x in (one Cast for both readers), c1 and r0 out"
-        );
-        assert_split(graph, "cat", "c1");
-    }
-
-    /// Convolution `y = Conv(x)` became `Conv(hi) + Conv(lo)` with `hi` = `x` through bfloat16
-    /// and `lo` = `x - hi`, the bias added once, all in float32.
-    fn assert_split(graph: &onnx_protobuf::GraphProto, x: &str, y: &str) {
-        let producer_of = |name: &str| {
-            graph
-                .node
-                .iter()
-                .find(|n| n.output.iter().any(|o| o == name))
-                .unwrap_or_else(|| panic!("nothing makes {name}"))
-        };
-        let add = producer_of(y);
-        assert_eq!(add.op_type, "Add");
-        let (high, low) = (producer_of(&add.input[0]), producer_of(&add.input[1]));
-        assert_eq!(
-            (high.op_type.as_str(), low.op_type.as_str()),
-            ("Conv", "Conv")
-        );
-        assert_eq!(high.input.len(), 3, "the bias is added by one of them");
-        assert_eq!(low.input.len(), 2);
-        assert_eq!(high.input[1], low.input[1], "the same weights");
-        let widen = producer_of(&high.input[0]);
-        assert_eq!(cast_target(widen), Some(F32));
-        let round = producer_of(&widen.input[0]);
-        assert_eq!(cast_target(round), Some(DataType::BFLOAT16 as i64));
-        let sub = producer_of(&low.input[0]);
-        assert_eq!(sub.op_type, "Sub");
-        assert_eq!(sub.input, vec![x.to_owned(), high.input[0].clone()]);
-        assert_eq!(round.input[0], x);
-        assert_eq!(
-            graph.node.iter().filter(|n| n.op_type == "Conv").count(),
-            3,
-            "one convolution more"
-        );
-    }
-
-    #[test]
-    fn an_fp32_graph_for_tf32_splits_the_islands_last_input_and_nothing_else() {
-        let islands = [[0, 1]];
-        let split = Target {
-            fp32_islands: &islands,
-            split_for_tf32: true,
-            ..target(8, Precision::Fp32, 0)
-        };
-        let (bytes, stats) = transform_with_stats(&island_model(), split).expect("prepare");
-        assert_eq!((stats.fp32_island_nodes, stats.tensors_to_fp16), (0, 0));
-        let model = ModelProto::parse_from_bytes(&bytes).expect("parse");
-        let graph = model.graph.as_ref().expect("graph");
-        assert_split(graph, "cat", "c1");
-        assert!(
-            graph
-                .initializer
-                .iter()
-                .all(|t| t.data_type == DataType::FLOAT as i32),
-            "an FP32 graph stays float32"
-        );
-        // Without the flag (the CPU provider's FP32 graph) the islands change nothing.
-        let plain = Target {
-            fp32_islands: &islands,
-            ..target(8, Precision::Fp32, 0)
-        };
-        let (_, stats) = transform_with_stats(&island_model(), plain).expect("prepare");
-        assert_eq!(stats.nodes_after, 9);
-    }
-
-    #[test]
-    fn an_island_that_names_missing_or_unrelated_convolutions_is_refused() {
-        for (islands, words) in [
-            ([[0, 5]], "names convolution #5, and it has 2"),
-            ([[1, 0]], "#0 does not use #1's output"),
-        ] {
-            let target = Target {
-                fp32_islands: &islands,
-                ..target(8, Precision::Fp16, 0)
-            };
-            let err = transform(&island_model(), target).expect_err("refused");
-            assert!(err.to_string().contains(words), "{err}");
-        }
-        // FP32 graphs have no islands to make.
-        let target = Target {
-            fp32_islands: &[[0, 5]],
-            ..target(8, Precision::Fp32, 0)
-        };
-        assert!(transform(&island_model(), target).is_ok());
     }
 
     #[test]

@@ -241,6 +241,9 @@ pub fn discard(path: &Path) -> Result<(), PrepareError> {
 }
 
 #[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;

@@ -4,13 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use onnx_protobuf::{
-    AttributeProto, NodeProto, TensorProto, attribute_proto::AttributeType, tensor_proto::DataType,
-};
+use onnx_protobuf::{NodeProto, TensorProto, tensor_proto::DataType};
 
 use super::{
     PrepareStats, TransformError,
-    island::{Island, split_islands},
+    island::{Island, cast_node, split_islands},
 };
 use crate::engine::providers::Precision;
 
@@ -221,20 +219,6 @@ pub(super) fn convert_to_f16(
         .node
         .push(cast_node(&output_half, &output_name, DataType::FLOAT));
     Ok(())
-}
-
-pub(super) fn cast_node(input: &str, output: &str, to: DataType) -> NodeProto {
-    let mut attr = AttributeProto::new();
-    attr.name = "to".to_owned();
-    attr.type_ = AttributeType::INT.into();
-    attr.i = to as i64;
-    let mut node = NodeProto::new();
-    node.op_type = "Cast".to_owned();
-    node.name = format!("cutout_cast_{output}");
-    node.input = vec![input.to_owned()];
-    node.output = vec![output.to_owned()];
-    node.attribute = vec![attr];
-    node
 }
 
 /// Converts a float32 tensor to float16 in place; returns whether it was float32.
