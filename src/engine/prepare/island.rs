@@ -5,7 +5,10 @@
 //! products of it from one another, so FP16's rounding of that one tensor moves the mask by as
 //! much as everything else together (`.ci/fp16-sensitivity.py` finds it). Keeping the path from
 //! one convolution to another in FP32 (both convolutions, and every node between them) costs two
-//! convolutions of 119.
+//! convolutions of 119. FP32 is not enough on its own: the CUDA provider runs FP32 convolutions in
+//! TF32, which rounds their inputs to FP16's 10 mantissa bits, so the second convolution reads its
+//! input in two exactly representable parts ([`split_input`]), in FP16 graphs and in the CUDA
+//! provider's FP32 graph alike.
 //!
 //! An island is named by two convolutions, counted from 0 in the order the graph lists its `Conv`
 //! nodes, so that it holds for every export of the same network whatever its node names.
