@@ -98,13 +98,13 @@ case "$mode" in
       echo "--- libraries and context, fresh processes:"; python3 .ci/startup-probe.py
       for i in 1 2 3; do
         s=$(date +%s.%N); /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda -v > /tmp/r.txt 2>&1; e=$(date +%s.%N)
-        echo "--- CUDA run $i: whole process $(python3 -c "print(round(($e-$s)*1000))") ms"; grep -E "Start-up|decode|Running" /tmp/r.txt
+        echo "--- CUDA run $i: whole process $(python3 -c "print(round(($e-$s)*1000))") ms"; grep -E "Start-up|decode| px · " /tmp/r.txt
       done
       s=$(date +%s.%N); /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cpu -v > /tmp/r.txt 2>&1; e=$(date +%s.%N)
       echo "--- CPU: whole process $(python3 -c "print(round(($e-$s)*1000))") ms"; grep -E "Start-up|decode" /tmp/r.txt
       echo "--- timeline (LD_DEBUG=files):"
       LD_DEBUG=files /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda -v 2>&1 | python3 .ci/timeline.py \
-        | grep -vE "needed by|find library|trying file|search path" | grep -E "init: /|Running|Start-up|decode|dynamically" | head -150
+        | grep -vE "needed by|find library|trying file|search path" | grep -E "init: /| px · |Start-up|decode|dynamically" | head -150
       echo "--- timeline (CUTOUT_LOG=debug):"
       CUTOUT_LOG=debug /tmp/cutout remove "$photo" -o /tmp/o12.png --ep cuda -v 2>&1 | python3 .ci/timeline.py | cut -c1-220 | head -150
       echo "--- cuDNN API log:"

@@ -54,8 +54,15 @@ pub fn draw(rows: &[BenchRow], anchors: &[Anchor], title: &str, path: &Path) -> 
         speedup_panel(&right, rows)?;
         root.present().map_err(|e| e.to_string())?;
     }
-    image_ops::write_png_atomic(path, &pixels, width, height, image::ExtendedColorType::Rgb8)
-        .map_err(|e| e.to_string())
+    image_ops::write_png_atomic(
+        &image_ops::Target::exact(path.to_owned(), None),
+        &pixels,
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 type Series = BTreeMap<String, Vec<(u32, f64)>>;

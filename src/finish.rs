@@ -256,34 +256,35 @@ impl Finisher {
     }
 
     /// Composites and writes the PNG atomically: RGBA over a transparent background, RGB
-    /// otherwise.
+    /// otherwise. Returns the path written (a numbered name when `output`'s holds another
+    /// photo's result; see [`image_ops::Target`]).
     pub fn write(
         &mut self,
         photo: &RgbImage,
         mask: &GrayImage,
         settings: &CompositeSettings,
         edits: Option<&EditLayer>,
-        output: &std::path::Path,
-    ) -> Result<(), FinishError> {
+        output: &image_ops::Target,
+    ) -> Result<std::path::PathBuf, FinishError> {
         let rgba = self.composite(photo, mask, settings, edits)?;
         let (w, h) = rgba.dimensions();
-        if settings.has_alpha() {
+        let written = if settings.has_alpha() {
             image_ops::write_png_atomic(
                 output,
                 rgba.as_raw(),
                 w,
                 h,
                 image::ExtendedColorType::Rgba8,
-            )?;
+            )?
         } else {
             let rgb: Vec<u8> = rgba
                 .as_raw()
                 .chunks_exact(4)
                 .flat_map(|p| [p[0], p[1], p[2]])
                 .collect();
-            image_ops::write_png_atomic(output, &rgb, w, h, image::ExtendedColorType::Rgb8)?;
-        }
-        Ok(())
+            image_ops::write_png_atomic(output, &rgb, w, h, image::ExtendedColorType::Rgb8)?
+        };
+        Ok(written)
     }
 }
 

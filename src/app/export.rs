@@ -1,17 +1,17 @@
 //! Export and Copy: names and folders, Export all, and the file dialogs' results.
 
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use super::{
-    CutoutApp, Entry, EntryStatus, Purpose, Source, state,
+    CutoutApp, Entry, EntryStatus, Purpose, Source, Topic, state,
     tasks::{self, AfterFolder, TaskResult},
 };
 use crate::{
     batch,
+    image_ops::Target,
     worker::{ExportSource, JobKind, Request},
 };
 
@@ -36,9 +36,11 @@ impl CutoutApp {
 
     // ---- export -----------------------------------------------------------------------------
 
-    /// The PNG name for an entry in `dir` by the command line's rule ([`batch::output_name`]):
-    /// never the photo itself and not one in `taken`.
-    pub(super) fn export_path(dir: &Path, entry: &Entry, taken: &HashSet<PathBuf>) -> PathBuf {
+    /// Where an entry's PNG goes in `dir`, by the command line's naming rule
+    /// ([`batch::output_name`]): never the photo itself; and, since the write keeps files that
+    /// are not this photo's earlier cutout, never over another photo's cutout of the same name
+    /// (that one gets `NAME (2).png`).
+    pub(super) fn export_target(dir: &Path, entry: &Entry) -> Target {
         let (name, input) = match &entry.source {
             Source::File(path) => (
                 path.file_name()
@@ -47,22 +49,25 @@ impl CutoutApp {
             ),
             Source::Pasted(_) => (entry.name.to_lowercase().replace(' ', "-"), None),
         };
-        batch::output_name(dir, &name, "cutout", batch::Place::Folder, |p| {
-            taken.contains(p) || input.as_deref() == Some(p)
-        })
+        let path = batch::output_name(dir, &name, "cutout", batch::Place::Folder, |p| {
+            input.as_deref() == Some(p)
+        });
+        Target::keeping_others(path, entry.origin.clone())
     }
 
-    pub(super) fn export_current_to(&mut self, output: PathBuf) {
+    pub(super) fn export_current_to(&mut self, output: Target) {
         let Some(current) = &self.state.current else {
             return self.state.post("open a photo first, then export it", true);
         };
+        let entry = current.entry;
         let (Some(rgb), Some(mask)) = (current.photo.clone(), current.mask.clone()) else {
-            return self.state.post(
+            return self.state.post_about(
+                Some(entry),
+                Topic::Export,
                 "the cutout is not ready yet; export again in a moment",
                 true,
             );
         };
-        let entry = current.entry;
         let edits = self.edits_of(entry);
         let id = self.link.worker.next_id(JobKind::Queue);
         self.link.jobs.insert(id, (entry, Purpose::Export));
@@ -75,28 +80,42 @@ impl CutoutApp {
         });
     }
 
-    /// The export folder, made again when it was deleted since it was chosen; `None` (with a
-    /// message) when it cannot be made.
-    pub(super) fn export_dir_ready(&mut self) -> Option<PathBuf> {
-        let dir = self.settings.export_dir.clone()?;
+    /// The folder exports go to now, made again when it was deleted since it was chosen; with
+    /// none chosen, the default folder where no dialog can ask (not remembered as a choice),
+    /// else `None` after asking with the folder dialog (`then` runs once one is picked).
+    fn export_dir_now(&mut self, then: AfterFolder) -> Option<PathBuf> {
+        let (dir, chosen) = match (&self.settings.export_dir, &self.state.export_fallback) {
+            (Some(dir), _) => (dir.clone(), true),
+            (None, Some((fallback, _))) => (fallback.clone(), false),
+            (None, None) => {
+                self.ask_export_folder(then);
+                return None;
+            }
+        };
         if dir.is_dir() {
             return Some(dir);
         }
         match std::fs::create_dir_all(&dir) {
             Ok(()) => {
-                self.state.post(
-                    format!(
-                        "the export folder was missing and was made again: {}",
-                        dir.display()
-                    ),
-                    false,
-                );
+                if chosen {
+                    self.state.post_about(
+                        None,
+                        Topic::Export,
+                        format!(
+                            "the export folder was missing and was made again: {}",
+                            dir.display()
+                        ),
+                        false,
+                    );
+                }
                 Some(dir)
             }
             Err(e) => {
-                self.state.post(
+                self.state.post_about(
+                    None,
+                    Topic::Export,
                     format!(
-                        "cannot make the export folder ({e}): {}; choose another with Folder… or type one",
+                        "cannot make the export folder ({e}): {}; type another under Export → Folder",
                         dir.display()
                     ),
                     true,
@@ -107,34 +126,30 @@ impl CutoutApp {
     }
 
     pub(super) fn export_current(&mut self) {
-        if self.settings.export_dir.is_none() {
-            return self.ask_export_folder(AfterFolder::ExportCurrent);
-        }
-        let Some(dir) = self.export_dir_ready() else {
-            return;
-        };
         let Some(entry) = self.state.current_entry() else {
             return self.state.post("open a photo first, then export it", true);
         };
-        let output = Self::export_path(&dir, entry, &HashSet::new());
+        let entry_id = entry.id;
+        let Some(dir) = self.export_dir_now(AfterFolder::ExportCurrent) else {
+            return;
+        };
+        let Some(entry) = self.state.entry(entry_id) else {
+            return;
+        };
+        let output = Self::export_target(&dir, entry);
         self.export_current_to(output);
     }
 
     pub(super) fn export_all(&mut self) {
-        if self.settings.export_dir.is_none() {
-            return self.ask_export_folder(AfterFolder::ExportAll);
-        }
-        let Some(dir) = self.export_dir_ready() else {
+        let Some(dir) = self.export_dir_now(AfterFolder::ExportAll) else {
             return;
         };
-        let mut taken = HashSet::new();
         let mut requests = Vec::new();
         for entry in &self.state.entries {
             if matches!(entry.status, EntryStatus::Failed(_)) {
                 continue;
             }
-            let output = Self::export_path(&dir, entry, &taken);
-            taken.insert(output.clone());
+            let output = Self::export_target(&dir, entry);
             let current = self.state.current.as_ref().filter(|c| c.entry == entry.id);
             let source = match (
                 current.and_then(|c| c.photo.clone()),
@@ -171,9 +186,16 @@ impl CutoutApp {
         }
     }
 
+    /// Asks for the export folder with the folder dialog; where there is none, says how to
+    /// choose one instead.
     pub(super) fn ask_export_folder(&mut self, then: AfterFolder) {
         if let Some(why) = tasks::file_dialog_missing() {
-            return self.export_without_dialog(&why, then);
+            return self.state.post_about(
+                None,
+                Topic::Export,
+                format!("{why}; type the export folder under Export → Folder"),
+                then == AfterFolder::Remember,
+            );
         }
         let start = self
             .settings
@@ -182,29 +204,6 @@ impl CutoutApp {
             .or_else(|| self.settings.open_dir.clone());
         if let Err(e) = self.tasks.pick_export_folder(&self.ctx, start, then) {
             self.state.post(e.to_string(), true);
-        }
-    }
-
-    /// No dialog can ask for a folder: keep the one there is, or use the default one, and say
-    /// where the files go and how to choose another.
-    pub(super) fn export_without_dialog(&mut self, why: &str, then: AfterFolder) {
-        let dir = self
-            .settings
-            .export_dir
-            .clone()
-            .unwrap_or_else(|| self.dirs.default_export_dir.clone());
-        self.settings.export_dir = Some(dir.clone());
-        self.state.post(
-            format!(
-                "{why}; exports go to {}. To use another folder, type it under Export → Folder",
-                dir.display()
-            ),
-            then == AfterFolder::Remember,
-        );
-        match then {
-            AfterFolder::ExportCurrent => self.export_current(),
-            AfterFolder::ExportAll => self.export_all(),
-            AfterFolder::Remember => {}
         }
     }
 
@@ -224,7 +223,9 @@ impl CutoutApp {
                 if let Some(dir) = path.parent() {
                     self.settings.export_dir = Some(dir.to_owned());
                 }
-                self.export_current_to(path);
+                // The save dialog asked before replacing a file: the user named this one.
+                let origin = self.state.current_entry().map(|e| e.origin.clone());
+                self.export_current_to(Target::exact(path, origin));
             }
         }
     }
@@ -234,10 +235,10 @@ impl CutoutApp {
         let Some(entry) = self.state.current_entry() else {
             return self.state.post("open a photo first, then export it", true);
         };
-        if let Some(why) = tasks::file_dialog_missing() {
-            return self.export_without_dialog(&why, AfterFolder::ExportCurrent);
+        if tasks::file_dialog_missing().is_some() {
+            return self.export_current();
         }
-        let name = Self::export_path(Path::new(""), entry, &HashSet::new());
+        let name = Self::export_target(Path::new(""), entry).path;
         let start = self.settings.export_dir.clone();
         if let Err(e) = self
             .tasks
@@ -251,8 +252,12 @@ impl CutoutApp {
     pub(super) fn set_export_folder(&mut self, dir: PathBuf) {
         match std::fs::create_dir_all(&dir) {
             Ok(()) => {
-                self.state
-                    .post(format!("exports go to {}", dir.display()), false);
+                self.state.post_about(
+                    None,
+                    Topic::Export,
+                    format!("exports go to {}", dir.display()),
+                    false,
+                );
                 self.settings.export_dir = Some(dir);
             }
             Err(e) => self.state.post(

@@ -6,6 +6,7 @@
 //! worker's queue is bounded) → worker → [`Response`] → [`AppState`] → `ui/` and `render/`.
 
 mod brush;
+mod command_table;
 mod commands;
 mod compositor;
 mod edges;
@@ -33,11 +34,11 @@ use std::{
 use eframe::egui_wgpu;
 
 pub use brush::{EditStep, PaintEvent};
-pub use commands::{Command, UiCommand};
+pub use command_table::{Command, UiCommand};
 use compositor::Compositor;
 pub use error::AppError;
 pub use settings::Settings;
-pub use state::{AppState, Current, EngineStatus, Entry, EntryId, EntryStatus, Source};
+pub use state::{AppState, Current, EngineStatus, Entry, EntryId, EntryStatus, Source, Topic};
 use tasks::Tasks;
 pub use tasks::file_dialog_missing;
 pub use view::ViewState;
@@ -136,11 +137,22 @@ pub struct CutoutApp {
     edges: edges::EdgePreview,
 }
 
+/// egui's fonts, with Hack behind Ubuntu for the proportional text: Ubuntu has no arrows
+/// (`→` in "Export → Folder"), and the emoji fonts draw the colour picker's copy button.
+fn install_fonts(ctx: &egui::Context) {
+    let mut fonts = egui::FontDefinitions::default();
+    if let Some(proportional) = fonts.families.get_mut(&egui::FontFamily::Proportional) {
+        proportional.insert(1.min(proportional.len()), "Hack".to_owned());
+    }
+    ctx.set_fonts(fonts);
+}
+
 impl CutoutApp {
     /// Creates the app: starts the worker, loads the model, installs the GPU compositor, and
     /// queues the photos given on the command line.
     pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Result<Self, AppError> {
         let ctx = cc.egui_ctx.clone();
+        install_fonts(&ctx);
         let (settings, settings_warning) = match options.settings {
             Some(s) => (s, None),
             None => Settings::load(&options.dirs.config_dir),
@@ -198,6 +210,9 @@ impl CutoutApp {
                 edge_bands: None,
                 models: state::ModelEntry::all(&options.dirs),
                 tool: None,
+                export_fallback: tasks::file_dialog_missing()
+                    .map(|why| (options.dirs.default_export_dir.clone(), why)),
+                show_about: false,
             },
             view: ViewState::default(),
             dirs: options.dirs,

@@ -57,11 +57,24 @@ impl CutoutApp {
     pub(super) fn push_entry(&mut self, name: String, source: Source) -> EntryId {
         self.next_entry += 1;
         let id = self.next_entry;
+        let origin = match &source {
+            Source::File(path) => image_ops::Origin::of_file(path),
+            // A pasted image has no name to go by: it is its own photo, this run.
+            Source::Pasted(_) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                let unique = format!("{}-{stamp}-{id}", std::process::id());
+                image_ops::Origin::of_bytes(b"pasted:", unique.as_bytes())
+            }
+        };
         self.state.entries.push(Entry {
             id,
             name,
             source,
             status: EntryStatus::Pending,
+            origin,
             thumbnail: None,
             edits: History::default(),
         });
@@ -227,10 +240,17 @@ impl CutoutApp {
             return;
         };
         self.pasted += 1;
+        let rgb = Arc::new(rgb);
         let id = self.push_entry(
             format!("Pasted image {}", self.pasted),
-            Source::Pasted(Arc::new(rgb)),
+            Source::Pasted(Arc::clone(&rgb)),
         );
+        // Files get their row's picture from the worker's decode; a pasted image is decoded
+        // already.
+        match image_ops::resize::shrink_to_fit(&rgb, crate::worker::THUMBNAIL_SIDE_PX) {
+            Ok(small) => self.set_thumbnail(id, &small),
+            Err(e) => tracing::warn!("no thumbnail for the pasted image: {e}"),
+        }
         self.select(id);
     }
 
@@ -346,8 +366,9 @@ impl CutoutApp {
             .push(started.elapsed().as_secs_f64() * 1e3);
     }
 
-    /// Shows the open dialog, or says how else to add photos where there is none.
-    pub(super) fn open_dialog(&mut self) {
+    /// Shows the open dialog (for photos, or a folder), or says how else to add photos where
+    /// there is none.
+    pub(super) fn open_dialog(&mut self, folder: bool) {
         if let Some(why) = tasks::file_dialog_missing() {
             return self.state.post(
                 format!(
@@ -357,10 +378,13 @@ impl CutoutApp {
                 true,
             );
         }
-        if let Err(e) = self
-            .tasks
-            .open_files(&self.ctx, self.settings.open_dir.clone())
-        {
+        let start = self.settings.open_dir.clone();
+        let opened = if folder {
+            self.tasks.open_folder(&self.ctx, start)
+        } else {
+            self.tasks.open_files(&self.ctx, start)
+        };
+        if let Err(e) = opened {
             self.state.post(e.to_string(), true);
         }
     }

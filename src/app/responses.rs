@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc, time::Instant};
 
 use image::{GrayImage, RgbImage, RgbaImage};
 
-use super::{CutoutApp, EngineStatus, EntryId, EntryStatus, Purpose, state};
+use super::{CutoutApp, EngineStatus, EntryId, EntryStatus, Purpose, Topic, state};
 use crate::{
     engine::{EngineError, Precision, ProviderReport, segmenter::StartupTimings},
     image_ops,
@@ -33,7 +33,7 @@ impl CutoutApp {
                 Ok(()) => {}
                 Err(SendError::Busy(request)) => {
                     full[lane] = true;
-                    kept.push_back(request);
+                    kept.push_back(*request);
                 }
                 Err(SendError::Stopped) => {
                     self.state
@@ -104,7 +104,12 @@ impl CutoutApp {
                 timings,
                 ran,
             } => self.on_mask(id, mask, &timings, ran),
-            Response::Exported { id, path, write_ms } => self.on_exported(id, &path, write_ms),
+            Response::Exported {
+                id,
+                path,
+                instead_of,
+                write_ms,
+            } => self.on_exported(id, &path, instead_of.as_deref(), write_ms),
             Response::Copied { id, rgba } => self.on_copied(id, &rgba),
             Response::Failed { id, error } => self.on_failed(id, &error),
             Response::Panicked { message } => self.on_panicked(&message),
@@ -145,6 +150,10 @@ impl CutoutApp {
             }
         }
         self.loaded_model = Some(model.clone());
+        // An earlier failure (a download that could not start, say) is settled now.
+        self.state
+            .messages
+            .retain(|m| !(m.topic == Topic::Engine && m.is_error));
         self.state.models = state::ModelEntry::all(&self.dirs);
         self.state.engine = EngineStatus::Ready {
             model,
@@ -179,22 +188,30 @@ impl CutoutApp {
             && let Some(previous) = self.loaded_model.clone()
             && previous != self.settings.model_name()
         {
-            self.state
-                .post(format!("{error}; back to {previous}"), false);
+            self.state.post_about(
+                None,
+                Topic::Engine,
+                format!("{error}; back to {previous}"),
+                false,
+            );
             self.settings.model = previous;
             self.configure();
             return;
         }
         let error = error.to_string();
-        self.state
-            .post(format!("the model could not be loaded: {error}"), true);
+        self.state.post_about(
+            None,
+            Topic::Engine,
+            format!("the model could not be loaded: {error}"),
+            true,
+        );
         self.state.engine = EngineStatus::Failed(error);
         if let Some(current) = &mut self.state.current {
             current.busy = false;
         }
     }
 
-    fn on_exported(&mut self, id: JobId, path: &Path, write_ms: f64) {
+    fn on_exported(&mut self, id: JobId, path: &Path, instead_of: Option<&Path>, write_ms: f64) {
         let Some((entry, _)) = self.link.jobs.remove(&id) else {
             return;
         };
@@ -202,10 +219,22 @@ impl CutoutApp {
             e.status = EntryStatus::Exported(path.to_owned());
         }
         self.bump_export(true);
-        self.state.post(
-            format!("exported in {write_ms:.0} ms: {}", path.display()),
-            false,
-        );
+        let mut text = format!("exported in {write_ms:.0} ms: {}", path.display());
+        if let Some(wanted) = instead_of {
+            let name = wanted.file_name().unwrap_or_default().to_string_lossy();
+            text = format!(
+                "{name} there holds another photo's cutout (or a file of yours), so it was kept and this one was {text}"
+            );
+        }
+        if self.settings.export_dir.is_none()
+            && let Some((_, why)) = &self.state.export_fallback
+        {
+            text = format!(
+                "{text} ({why}, so cutout used its default folder; type another under Export → Folder)"
+            );
+        }
+        self.state
+            .post_about(Some(entry), Topic::Export, text, false);
     }
 
     fn on_copied(&mut self, id: JobId, rgba: &RgbaImage) {
@@ -246,7 +275,12 @@ impl CutoutApp {
             self.state.live = false;
         }
         if !no_model {
-            self.state.post(message, true);
+            let topic = if purpose == Purpose::Export {
+                Topic::Export
+            } else {
+                Topic::General
+            };
+            self.state.post_about(Some(entry), topic, message, true);
         }
     }
 
@@ -264,10 +298,8 @@ impl CutoutApp {
         self.configure();
     }
 
-    pub(super) fn on_decoded(&mut self, id: JobId, rgb: &Arc<RgbImage>, thumbnail: &RgbImage) {
-        let Some(&(entry, purpose)) = self.link.jobs.get(&id) else {
-            return;
-        };
+    /// Gives a queue row its picture (once).
+    pub(super) fn set_thumbnail(&mut self, entry: EntryId, thumbnail: &RgbImage) {
         if let Some(e) = self.state.entry_mut(entry)
             && e.thumbnail.is_none()
         {
@@ -281,6 +313,13 @@ impl CutoutApp {
                 egui::TextureOptions::LINEAR,
             ));
         }
+    }
+
+    pub(super) fn on_decoded(&mut self, id: JobId, rgb: &Arc<RgbImage>, thumbnail: &RgbImage) {
+        let Some(&(entry, purpose)) = self.link.jobs.get(&id) else {
+            return;
+        };
+        self.set_thumbnail(entry, thumbnail);
         let is_current = self.state.current.as_ref().is_some_and(|c| c.job == id);
         if purpose == Purpose::Preview && is_current {
             self.install_photo(rgb);

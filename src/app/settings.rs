@@ -30,6 +30,8 @@ pub struct Settings {
     pub infer_ms: std::collections::BTreeMap<String, f64>,
     /// Where File → Open starts.
     pub open_dir: Option<PathBuf>,
+    /// Folders photos were opened from lately, newest first (File → Open recent).
+    pub recent_folders: Vec<PathBuf>,
     /// Where Export writes (asked for on first export).
     pub export_dir: Option<PathBuf>,
     /// Show the latency overlay.
@@ -88,6 +90,7 @@ impl Default for Settings {
             model: AUTO.to_owned(),
             infer_ms: std::collections::BTreeMap::new(),
             open_dir: None,
+            recent_folders: Vec::new(),
             export_dir: None,
             show_overlay: true,
             overlay_details: false,
@@ -110,7 +113,18 @@ pub const FILE_NAME: &str = "settings.toml";
 /// Where a settings file that could not be read is kept (the newest such file).
 pub const DAMAGED_FILE_NAME: &str = "settings.damaged.toml";
 
+/// How many folders File → Open recent lists.
+pub const RECENT_FOLDERS: usize = 8;
+
 impl Settings {
+    /// Puts `folder` first in the recent folders (once), keeping [`RECENT_FOLDERS`].
+    pub fn remember_folder(&mut self, folder: &std::path::Path) {
+        let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_owned());
+        self.recent_folders.retain(|f| *f != folder);
+        self.recent_folders.insert(0, folder);
+        self.recent_folders.truncate(RECENT_FOLDERS);
+    }
+
     /// Reads the settings; a missing file gives defaults, a damaged one defaults and a warning.
     pub fn load(config_dir: &Path) -> (Self, Option<String>) {
         let path = config_dir.join(FILE_NAME);

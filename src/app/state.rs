@@ -18,7 +18,7 @@ use crate::{
         segmenter::StartupTimings,
     },
     image_ops::{
-        MaskDifference,
+        MaskDifference, Origin,
         edits::{BrushMode, EditLayer, History, Painter, PixelRect},
     },
     paths::AppDirs,
@@ -60,6 +60,9 @@ pub struct Entry {
     pub source: Source,
     /// Where it stands.
     pub status: EntryStatus,
+    /// Which photo this is, written into its exports so that an export never replaces another
+    /// photo's cutout of the same name.
+    pub origin: Origin,
     /// A small picture for the list.
     pub thumbnail: Option<egui::TextureHandle>,
     /// The touch-up strokes, kept with the photo (they outlive its turn on screen and re-runs
@@ -269,7 +272,7 @@ impl LatencyStats {
     }
 }
 
-/// A line for the status bar and the message log.
+/// A line for the status bar.
 #[derive(Debug, Clone)]
 pub struct Message {
     /// The text, file paths last.
@@ -278,7 +281,28 @@ pub struct Message {
     pub is_error: bool,
     /// When it was posted.
     pub at: Instant,
+    /// The photo it is about: shown only while that photo is on screen.
+    pub entry: Option<EntryId>,
+    /// What it is about beyond a photo, so that a newer state of the same thing (a model that
+    /// loaded after all) takes it away.
+    pub topic: Topic,
 }
+
+/// What a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Nothing in particular.
+    General,
+    /// Loading the model, fetching it, starting the session.
+    Engine,
+    /// Exports and copies.
+    Export,
+}
+
+/// How long information stays in the status bar.
+pub const INFO_SHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(8);
+/// How long an error stays in the status bar (the photo's own errors stay on its row).
+pub const ERROR_SHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Progress of "Export all".
 #[derive(Debug, Clone, Copy, Default)]
@@ -319,6 +343,11 @@ pub struct AppState {
     pub models: Vec<ModelEntry>,
     /// The touch-up brush in hand (`None`: the pointer pans).
     pub tool: Option<BrushMode>,
+    /// Where exports go while no folder is chosen and no dialog can ask for one, and why there
+    /// is no dialog (shown in the Export panel; the folder is not remembered as a choice).
+    pub export_fallback: Option<(PathBuf, String)>,
+    /// Whether the About window is open.
+    pub show_about: bool,
 }
 
 /// A model the app offers.
@@ -386,19 +415,66 @@ impl AppState {
             .is_some_and(|c| c.photo.is_some() && c.mask.is_some())
     }
 
-    /// Adds a message (errors are also logged).
+    /// Adds a message about nothing in particular (errors are also logged).
     pub fn post(&mut self, text: impl Into<String>, is_error: bool) {
+        self.post_about(None, Topic::General, text, is_error);
+    }
+
+    /// Adds a message about one photo, or one topic (errors are also logged). A newer message
+    /// on the same engine topic replaces the older ones.
+    pub fn post_about(
+        &mut self,
+        entry: Option<EntryId>,
+        topic: Topic,
+        text: impl Into<String>,
+        is_error: bool,
+    ) {
         let text = text.into();
         if is_error {
             tracing::warn!("{text}");
         } else {
             tracing::info!("{text}");
         }
+        if topic == Topic::Engine {
+            self.forget(Topic::Engine);
+        }
+        // Only the recent past matters to the status bar.
+        if self.messages.len() >= 200 {
+            self.messages.drain(..100);
+        }
         self.messages.push(Message {
             text,
             is_error,
             at: Instant::now(),
+            entry,
+            topic,
         });
+    }
+
+    /// Takes away the messages on `topic` (the thing they were about is settled).
+    pub fn forget(&mut self, topic: Topic) {
+        self.messages.retain(|m| m.topic != topic);
+    }
+
+    /// The message for the status bar now: the newest that is about the photo on screen or no
+    /// photo, and not yet faded (information after [`INFO_SHOWN_FOR`], errors after
+    /// [`ERROR_SHOWN_FOR`]); with how long until it fades.
+    pub fn status_message(&self, now: Instant) -> Option<(&Message, std::time::Duration)> {
+        let on_screen = self.current.as_ref().map(|c| c.entry);
+        self.messages.iter().rev().find_map(|m| {
+            if m.entry.is_some() && m.entry != on_screen {
+                return None;
+            }
+            let shown_for = if m.is_error {
+                ERROR_SHOWN_FOR
+            } else {
+                INFO_SHOWN_FOR
+            };
+            shown_for
+                .checked_sub(now.saturating_duration_since(m.at))
+                .filter(|left| !left.is_zero())
+                .map(|left| (m, left))
+        })
     }
 
     /// Counts of entries done and failed.

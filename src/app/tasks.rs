@@ -120,6 +120,22 @@ impl Tasks {
         })
     }
 
+    /// Shows the folder dialog to add a folder of photos.
+    pub fn open_folder(
+        &mut self,
+        ctx: &egui::Context,
+        start: Option<PathBuf>,
+    ) -> Result<(), AppError> {
+        self.spawn("open-folder-dialog", ctx, move || {
+            let mut dialog = rfd::AsyncFileDialog::new().set_title("Open a folder of photos");
+            if let Some(dir) = start {
+                dialog = dialog.set_directory(dir);
+            }
+            let folder = pollster::block_on(dialog.pick_folder());
+            TaskResult::Opened(folder.iter().map(|f| f.path().to_owned()).collect())
+        })
+    }
+
     /// Asks where exports go.
     pub fn pick_export_folder(
         &mut self,

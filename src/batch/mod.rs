@@ -16,7 +16,8 @@ use image::{ExtendedColorType, GrayImage, RgbImage};
 mod plan;
 
 pub use plan::{
-    Found, IMAGE_EXTENSIONS, Place, PlanError, PlanOptions, expand_inputs, output_name, plan_jobs,
+    Found, IMAGE_EXTENSIONS, Place, PlanError, PlanOptions, STDIO, expand_inputs, is_stdio,
+    output_name, plan_jobs,
 };
 
 use crate::{
@@ -42,10 +43,10 @@ pub enum OutputKind {
 /// One photo and where its result goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
-    /// The photo.
+    /// The photo ([`STDIO`]: standard input).
     pub input: PathBuf,
-    /// The PNG to write.
-    pub output: PathBuf,
+    /// The PNG to write, and what it may replace ([`STDIO`]: standard output).
+    pub output: image_ops::Target,
 }
 
 /// Milliseconds spent in each stage for one photo.
@@ -86,6 +87,9 @@ pub struct Outcome {
     pub provider: Option<ProviderKind>,
     /// Timings, or why it failed.
     pub result: Result<StageTimings, JobError>,
+    /// Where the result was written: the planned name, or a numbered one beside it when that
+    /// held another photo's result.
+    pub written: Option<PathBuf>,
 }
 
 /// Settings for [`run`].
@@ -119,6 +123,7 @@ fn failed(job: Job, error: JobError) -> Box<Outcome> {
         job,
         provider: None,
         result: Err(error),
+        written: None,
     })
 }
 
@@ -136,7 +141,14 @@ struct Decoded {
 /// Decodes one photo.
 fn decode(job: Job, limits: DecodeLimits) -> Result<Decoded, Box<Outcome>> {
     let t = Instant::now();
-    match image_ops::decode_file(&job.input, limits) {
+    let decoded = if is_stdio(&job.input) {
+        read_stdin().and_then(|bytes| {
+            image_ops::decode_bytes(&bytes, std::path::Path::new("standard input"), limits)
+        })
+    } else {
+        image_ops::decode_file(&job.input, limits)
+    };
+    match decoded {
         Ok(d) => Ok(Decoded {
             job,
             rgb: d.rgb,
@@ -144,6 +156,20 @@ fn decode(job: Job, limits: DecodeLimits) -> Result<Decoded, Box<Outcome>> {
         }),
         Err(e) => Err(failed(job, e.into())),
     }
+}
+
+/// Reads a photo from standard input (`cutout remove -`).
+fn read_stdin() -> Result<Vec<u8>, ImageError> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut bytes)
+        .map_err(|source| ImageError::Read {
+            path: PathBuf::from("standard input"),
+            source,
+        })?;
+    Ok(bytes)
 }
 
 /// Makes the network's input from a decoded photo.
@@ -239,6 +265,7 @@ fn finish(
                 job,
                 provider,
                 result: Err(e.into()),
+                written: None,
             };
         }
     };
@@ -249,18 +276,33 @@ fn finish(
                 job,
                 provider,
                 result: Err(e.into()),
+                written: None,
             };
         }
     };
     timings.postprocess_ms = ms_since(t);
     let t = Instant::now();
-    let written =
-        image_ops::write_png_atomic(&job.output, &pixels, rgb.width(), rgb.height(), color);
+    let written = if is_stdio(&job.output.path) {
+        let origin = job.output.origin.as_ref();
+        image_ops::export::write_png_stdout(&pixels, rgb.width(), rgb.height(), color, origin)
+            .map(|()| job.output.path.clone())
+    } else {
+        image_ops::write_png_atomic(&job.output, &pixels, rgb.width(), rgb.height(), color)
+    };
     timings.encode_ms = ms_since(t);
-    Outcome {
-        job,
-        provider,
-        result: written.map(|()| timings).map_err(JobError::from),
+    match written {
+        Ok(path) => Outcome {
+            job,
+            provider,
+            result: Ok(timings),
+            written: Some(path),
+        },
+        Err(e) => Outcome {
+            job,
+            provider,
+            result: Err(e.into()),
+            written: None,
+        },
     }
 }
 

@@ -7,6 +7,7 @@ use std::{
 };
 
 use super::{Job, OutputKind};
+use crate::image_ops::export::{self, Origin, Target};
 
 /// Why the inputs could not be turned into jobs.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,11 @@ pub enum PlanError {
     /// Nothing to do.
     #[error("no images found in the given inputs")]
     Empty,
+    /// `-` (standard input or output) with more than one photo.
+    #[error(
+        "`-` (standard input or output) works with exactly one photo: `cutout remove - -o out.png`, `cutout remove photo.jpg -o -`, or `cat photo.jpg | cutout remove - > out.png`"
+    )]
+    StdioNeedsOne,
 }
 
 /// File extensions picked up when a folder is given.
@@ -143,10 +149,11 @@ pub enum Place {
 }
 
 /// cutout's one naming rule, for the command line and the app: the result for the photo
-/// `input_name` (`car.jpg`) in `dir`. Into a folder the first free of `car.png`, `car.jpg.png`,
-/// `car.SUFFIX.png`; beside the photo the first free of `car.SUFFIX.png`, `car.jpg.SUFFIX.png`;
-/// then `car.SUFFIX-2.png`, `-3`… A name that `taken` says is taken (other results, and the
-/// photos themselves) is never used, so no result overwrites a photo or another result.
+/// `input_name` (`car.jpg`) in `dir`. Into a folder `car.png`, beside the photo
+/// `car.SUFFIX.png`; when `taken` says that name is taken (another result of the same run, or a
+/// photo), `car (2).png`, `car (3).png`… ([`export::numbered`]). A name is never one that `taken`
+/// holds, so no result of a run lands on a photo or on another result of the run. (Across runs,
+/// the write itself keeps other photos' results: see [`export::Target`].)
 pub fn output_name(
     dir: &Path,
     input_name: &str,
@@ -159,34 +166,51 @@ pub fn output_name(
         |s| s.to_string_lossy().into_owned(),
     );
     let first = match place {
-        Place::Folder => vec![
-            format!("{stem}.png"),
-            format!("{input_name}.png"),
-            format!("{stem}.{suffix}.png"),
-        ],
-        Place::BesideInput => vec![
-            format!("{stem}.{suffix}.png"),
-            format!("{input_name}.{suffix}.png"),
-        ],
+        Place::Folder => dir.join(format!("{stem}.png")),
+        Place::BesideInput => dir.join(format!("{stem}.{suffix}.png")),
     };
-    first
-        .into_iter()
-        .chain((2..).map(|n| format!("{stem}.{suffix}-{n}.png")))
-        .map(|name| dir.join(name))
+    std::iter::once(first.clone())
+        .chain((2..u32::MAX).map(|n| export::numbered(&first, n)))
         .find(|c| !taken(c))
-        .unwrap_or_else(|| dir.join(format!("{stem}.{suffix}.png")))
+        .unwrap_or(first)
+}
+
+/// `-` as an input reads the photo from standard input; as the output (`-o -`) the PNG goes to
+/// standard output.
+pub const STDIO: &str = "-";
+
+/// Whether `path` is [`STDIO`].
+pub fn is_stdio(path: &Path) -> bool {
+    path.as_os_str() == STDIO
 }
 
 /// Decides the output path of every input. With no `-o`, results go beside the photo as
 /// `NAME.cutout.png`; with `-o FILE` (one input) exactly there; with `-o DIR` (a folder, an
 /// existing one or a path ending in `/`) as `DIR/NAME.png`, or `DIR/SUB/NAME.png` for a photo
 /// found in sub-folder `SUB` of a folder read recursively (the sub-folders are created). Names
-/// are kept, clashes get the original extension added, and an input is never overwritten.
+/// are kept, clashes within the run are numbered (`car (2).png`), and an input is never
+/// overwritten. `-` reads standard input (then the PNG goes to standard output unless `-o` names
+/// a file), and `-o -` writes one result to standard output.
 pub fn plan_jobs(
     inputs: &[PathBuf],
     output: Option<&Path>,
     options: PlanOptions,
 ) -> Result<Vec<Job>, PlanError> {
+    let reads_stdin = inputs.iter().any(|i| is_stdio(i));
+    let writes_stdout = output.is_some_and(is_stdio);
+    if reads_stdin || writes_stdout {
+        let single = inputs.len() == 1 && !inputs[0].is_dir();
+        if !single {
+            return Err(PlanError::StdioNeedsOne);
+        }
+        let input = inputs[0].clone();
+        let origin = (!reads_stdin).then(|| Origin::of_file(&input));
+        let output = output.map_or_else(|| PathBuf::from(STDIO), Path::to_owned);
+        return Ok(vec![Job {
+            input,
+            output: Target::exact(output, origin),
+        }]);
+    }
     let files = expand_inputs(inputs, options.recursive, output)?;
     if files.is_empty() {
         return Err(PlanError::Empty);
@@ -205,7 +229,7 @@ pub fn plan_jobs(
             if !names_folder && !several {
                 return Ok(vec![Job {
                     input: files[0].path.clone(),
-                    output: out.to_owned(),
+                    output: Target::exact(out.to_owned(), Some(Origin::of_file(&files[0].path))),
                 }]);
             }
             if !names_folder && out.exists() {
@@ -251,7 +275,11 @@ pub fn plan_jobs(
             }
         };
         taken.insert(output.clone());
-        jobs.push(Job { input, output });
+        let origin = Origin::of_file(&input);
+        jobs.push(Job {
+            input,
+            output: Target::keeping_others(output, origin),
+        });
     }
     Ok(jobs)
 }
@@ -282,8 +310,11 @@ mod tests {
         assert_eq!(
             jobs,
             vec![Job {
+                output: Target::keeping_others(
+                    dir.path().join("a.cutout.png"),
+                    Origin::of_file(&a)
+                ),
                 input: a,
-                output: dir.path().join("a.cutout.png")
             }]
         );
     }
@@ -295,7 +326,11 @@ mod tests {
         touch(&a);
         let out = dir.path().join("result.png");
         let jobs = plan_jobs(&[a], Some(&out), plan(OutputKind::Cutout)).expect("plan");
-        assert_eq!(jobs[0].output, out);
+        assert_eq!(jobs[0].output.path, out);
+        assert!(
+            jobs[0].output.replace_any,
+            "a file the user named is replaced"
+        );
     }
 
     #[test]
@@ -317,13 +352,14 @@ mod tests {
             .iter()
             .map(|j| {
                 j.output
+                    .path
                     .file_name()
                     .expect("name")
                     .to_string_lossy()
                     .into_owned()
             })
             .collect();
-        assert_eq!(names, vec!["b.png", "b.png.png", "c.png"]);
+        assert_eq!(names, vec!["b.png", "b (2).png", "c.png"]);
         // Writing into the input folder never targets any input file.
         let jobs = plan_jobs(
             std::slice::from_ref(&src),
@@ -333,7 +369,7 @@ mod tests {
         .expect("plan");
         for job in &jobs {
             assert!(
-                jobs.iter().all(|other| other.input != job.output),
+                jobs.iter().all(|other| other.input != job.output.path),
                 "{job:?}"
             );
         }
@@ -393,7 +429,7 @@ mod tests {
             .map(|j| {
                 (
                     j.input.strip_prefix(&src).expect("in src").to_owned(),
-                    j.output.strip_prefix(&out).expect("in out").to_owned(),
+                    j.output.path.strip_prefix(&out).expect("in out").to_owned(),
                 )
             })
             .collect();
@@ -411,7 +447,7 @@ mod tests {
         let jobs =
             plan_jobs(std::slice::from_ref(&src), None, plan(OutputKind::Cutout)).expect("plan");
         assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].output, src.join("top.cutout.png"));
+        assert_eq!(jobs[0].output.path, src.join("top.cutout.png"));
     }
 
     #[test]
@@ -430,15 +466,44 @@ mod tests {
             names,
             [
                 "car.png",
-                "car.jpg.png",
-                "car.cutout.png",
-                "car.cutout-2.png",
-                "car.cutout-3.png"
+                "car (2).png",
+                "car (3).png",
+                "car (4).png",
+                "car (5).png"
             ]
         );
         let pasted = output_name(dir, "pasted-2", "cutout", Place::Folder, |_| false);
         assert_eq!(pasted, dir.join("pasted-2.png"));
         let beside = output_name(dir, "car.jpg", "mask", Place::BesideInput, |_| false);
         assert_eq!(beside, dir.join("car.mask.png"));
+        let beside_taken = output_name(dir, "car.jpg", "cutout", Place::BesideInput, |p| {
+            p == dir.join("car.cutout.png")
+        });
+        assert_eq!(beside_taken, dir.join("car (2).cutout.png"));
+    }
+
+    #[test]
+    fn a_dash_reads_standard_input_and_writes_standard_output() {
+        let stdin = PathBuf::from(STDIO);
+        let jobs =
+            plan_jobs(std::slice::from_ref(&stdin), None, plan(OutputKind::Cutout)).expect("plan");
+        assert_eq!(jobs[0].input, stdin);
+        assert!(is_stdio(&jobs[0].output.path));
+        let to_file = plan_jobs(
+            std::slice::from_ref(&stdin),
+            Some(Path::new("out.png")),
+            plan(OutputKind::Cutout),
+        )
+        .expect("plan");
+        assert_eq!(to_file[0].output.path, Path::new("out.png"));
+        let two = [stdin, PathBuf::from("b.jpg")];
+        assert!(matches!(
+            plan_jobs(&two, None, plan(OutputKind::Cutout)),
+            Err(PlanError::StdioNeedsOne)
+        ));
+        assert!(matches!(
+            plan_jobs(&two[1..], Some(Path::new(STDIO)), plan(OutputKind::Cutout)).map(|j| j.len()),
+            Ok(1)
+        ));
     }
 }

@@ -321,7 +321,10 @@ fn measure(
         for i in 0..3 {
             let job = batch::Job {
                 input: path.clone(),
-                output: dir.path().join(format!("bench-{i}.png")),
+                output: crate::image_ops::Target::exact(
+                    dir.path().join(format!("bench-{i}.png")),
+                    None,
+                ),
             };
             let t = Instant::now();
             let outcomes = batch::run(

@@ -39,6 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// Cut out the subject of photos and write transparent PNGs.
     Remove(RemoveArgs),
+    /// One photo in, one PNG out, as rembg's `i` (`-` for standard input or output).
+    I(IArgs),
     /// Fetch the official ONNX Runtime build from PyPI (needs Python's pip once; not to run).
     Setup(SetupArgs),
     /// Report ONNX Runtime, execution providers, GPU, libraries, models and folders.
@@ -132,12 +134,35 @@ pub struct BenchArgs {
 /// `cutout remove`.
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// Photos or folders of photos.
+    /// Photos or folders of photos; `-` reads one photo from standard input.
     #[arg(required = true, value_name = "IN")]
     pub inputs: Vec<PathBuf>,
-    /// Output file (one input) or folder (ends in `/` or exists). Default: NAME.cutout.png beside each photo.
+    /// Output file (one input; `-` for standard output) or folder (ends in `/` or exists).
+    /// Default: NAME.cutout.png beside each photo (standard output for `-`).
     #[arg(short, long, value_name = "FILE|DIR")]
     pub output: Option<PathBuf>,
+    /// How to cut out and what to print.
+    #[command(flatten)]
+    pub options: RemoveOptions,
+}
+
+/// `cutout i IN OUT`, as rembg's `i`.
+#[derive(Debug, Args)]
+pub struct IArgs {
+    /// The photo; `-` reads it from standard input.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// The PNG to write; `-` writes it to standard output.
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// How to cut out and what to print.
+    #[command(flatten)]
+    pub options: RemoveOptions,
+}
+
+/// What `remove` and `i` share.
+#[derive(Debug, Args)]
+pub struct RemoveOptions {
     /// Write the mask as a grey PNG instead of the cutout.
     #[arg(long, conflicts_with = "bg")]
     pub mask_only: bool,
@@ -154,9 +179,12 @@ pub struct RemoveArgs {
     /// Refuse images larger than this many megapixels (decompression-bomb guard).
     #[arg(long, default_value_t = DecodeLimits::default().max_megapixels, value_name = "MP")]
     pub max_megapixels: u32,
-    /// Print per-stage timings for every photo.
-    #[arg(short, long)]
+    /// Print per-stage timings for every photo, and why faster providers are not used.
+    #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// Print nothing but errors (no line per photo written).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Read folders' sub-folders too; with -o DIR the results keep the sub-folder layout.
     #[arg(short, long)]
     pub recursive: bool,
@@ -349,11 +377,11 @@ mod tests {
             panic!("remove expected")
         };
         assert_eq!(
-            args.engine.ep,
+            args.options.engine.ep,
             ProviderRequest::Only(engine::ProviderKind::Cpu)
         );
-        assert_eq!(args.engine.precision, Precision::Fp16);
-        assert_eq!(args.engine.size, Some(512));
+        assert_eq!(args.options.engine.precision, Precision::Fp16);
+        assert_eq!(args.options.engine.size, Some(512));
         assert!(Cli::try_parse_from(["cutout", "remove", "a.jpg", "--ep", "gpu"]).is_err());
         // No subcommand: photos for the desktop app.
         let app = Cli::try_parse_from(["cutout", "a.jpg", "photos/"]).expect("parses");

@@ -11,8 +11,8 @@ mod remove;
 mod startup;
 
 pub use args::{
-    BenchArgs, BenchRefineArgs, Cli, Command, EngineArgs, ModelsAction, ModelsArgs, RefineArgs,
-    RemoveArgs, SetupArgs, parse_hex_color,
+    BenchArgs, BenchRefineArgs, Cli, Command, EngineArgs, IArgs, ModelsAction, ModelsArgs,
+    RefineArgs, RemoveArgs, RemoveOptions, SetupArgs, parse_hex_color,
 };
 
 use crate::{
@@ -45,7 +45,15 @@ pub fn run(cli: Cli) -> ExitCode {
     let dirs = AppDirs::from_env();
     match cli.command {
         None => crate::app::run_native(crate::app::AppOptions::new(dirs, cli.paths)),
-        Some(Command::Remove(args)) => remove::remove(&dirs, &args),
+        Some(Command::Remove(args)) => {
+            remove::remove(&dirs, &args.inputs, args.output.as_deref(), &args.options)
+        }
+        Some(Command::I(args)) => remove::remove(
+            &dirs,
+            std::slice::from_ref(&args.input),
+            Some(&args.output),
+            &args.options,
+        ),
         Some(Command::Setup(args)) => setup(&dirs, &args),
         Some(Command::Bench(args)) => bench(&dirs, &args),
         Some(Command::BenchRefine(args)) => bench_refine(&dirs, &args),

@@ -7,6 +7,7 @@
 
 use std::{
     io::IsTerminal as _,
+    path::{Path, PathBuf},
     process::ExitCode,
     sync::{
         Arc,
@@ -17,7 +18,7 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{RemoveArgs, fail, fetch_progress, startup};
+use super::{RemoveOptions, fail, fetch_progress, startup};
 use crate::{
     batch::{self, BatchOptions, OutputKind},
     engine::{self, ProviderRequest},
@@ -46,8 +47,13 @@ fn stop_on_interrupt() -> Arc<AtomicBool> {
     stop
 }
 
-/// Runs `cutout remove`.
-pub(super) fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
+/// Runs `cutout remove` (and `cutout i`).
+pub(super) fn remove(
+    dirs: &AppDirs,
+    inputs: &[PathBuf],
+    output: Option<&Path>,
+    args: &RemoveOptions,
+) -> ExitCode {
     let kind = match (args.mask_only, args.bg) {
         (true, _) => OutputKind::MaskOnly,
         (false, Some(color)) => OutputKind::OverColor(color),
@@ -57,13 +63,13 @@ pub(super) fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         kind,
         recursive: args.recursive,
     };
-    let mut jobs = match batch::plan_jobs(&args.inputs, args.output.as_deref(), plan) {
+    let mut jobs = match batch::plan_jobs(inputs, output, plan) {
         Ok(jobs) => jobs,
         Err(e) => return fail(&e),
     };
     if args.skip_existing {
         let planned = jobs.len();
-        jobs.retain(|job| !job.output.exists());
+        jobs.retain(|job| batch::is_stdio(&job.output.path) || !job.output.path.exists());
         let skipped = planned - jobs.len();
         if skipped > 0 {
             eprintln!("Skipping {skipped} photos whose result already exists");
@@ -121,24 +127,39 @@ pub(super) fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             (engine::open(dirs, &model, &options, &mut progress)?, None)
         };
         drop(ticker);
-        eprintln!(
-            "Running {} at {} px on the {}{}",
-            segmenter.model().spec.name,
-            segmenter.input_side_px(),
-            segmenter.report().summary(),
-            if gpu.is_some() {
-                "; photos move to the GPU once its session has started"
-            } else {
-                ""
-            }
-        );
+        // One short line (the reasons in full with -v, and in `cutout doctor`).
+        let report = segmenter.report();
+        if !args.quiet {
+            let edges_on = match (&edges, verbose) {
+                (Some(path), false) => match path.runner {
+                    crate::finish::EdgeRunner::Cpu { .. } => " · edges on the CPU",
+                    crate::finish::EdgeRunner::Gpu { .. } => " · edges on the GPU",
+                },
+                _ => "",
+            };
+            eprintln!(
+                "{} · {} px{edges_on} · {}{}",
+                segmenter.model().spec.name,
+                segmenter.input_side_px(),
+                if verbose {
+                    report.summary()
+                } else {
+                    report.headline()
+                },
+                if gpu.is_some() {
+                    "; photos move to the GPU once its session has started"
+                } else {
+                    ""
+                }
+            );
+        }
         if segmenter.model().origin == engine::models::ModelOrigin::Custom {
             eprintln!(
                 "Custom model (checksum not checked): {}",
                 segmenter.describe_io()
             );
         }
-        if let Some(path) = &edges {
+        if let Some(path) = edges.as_ref().filter(|_| verbose) {
             eprintln!("Edges: {path}");
         }
         load_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -168,23 +189,54 @@ pub(super) fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             ..DecodeLimits::default()
         },
     };
+    let quiet = args.quiet;
     let on_done = |outcome: &batch::Outcome| {
         bar.inc(1);
-        match &outcome.result {
-            Ok(t) if verbose => bar.suspend(|| eprintln!(
-                "{} → {}  decode {:.0} ms, preprocess {:.0} ms, infer {:.0} ms ({}), postprocess {:.0} ms, encode {:.0} ms",
-                outcome.job.input.display(),
-                outcome.job.output.display(),
+        let Ok(t) = &outcome.result else {
+            if let Err(e) = &outcome.result {
+                bar.suspend(|| eprintln!("error: {e}"));
+            }
+            return;
+        };
+        let input = &outcome.job.input;
+        bar.set_message(
+            input
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+        let Some(written) = outcome.written.as_ref().filter(|w| !batch::is_stdio(w)) else {
+            return;
+        };
+        if quiet {
+            return;
+        }
+        let mut line = format!("{} → {}", shown(input), written.display());
+        if written != &outcome.job.output.path {
+            line.push_str(&format!(
+                " ({} holds another photo's cutout or a file of yours, so it was kept)",
+                outcome
+                    .job
+                    .output
+                    .path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+            ));
+        }
+        if verbose {
+            line.push_str(&format!(
+                "  decode {:.0} ms, preprocess {:.0} ms, infer {:.0} ms ({}), postprocess {:.0} ms, encode {:.0} ms",
                 t.decode_ms,
                 t.preprocess_ms,
                 t.infer_ms,
                 outcome.provider.map_or("-", engine::ProviderKind::label),
                 t.postprocess_ms,
                 t.encode_ms
-            )),
-            Ok(_) => bar.set_message(outcome.job.input.file_name().unwrap_or_default().to_string_lossy().into_owned()),
-            Err(e) => bar.suspend(|| eprintln!("error: {e}")),
+            ));
         }
+        bar.suspend(|| eprintln!("{line}"));
     };
     let opened = batch::run_opening(
         open,
@@ -238,7 +290,7 @@ pub(super) fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
         );
     }
     if failed == 0 {
-        if total > 1 || verbose {
+        if (total > 1 || verbose) && !args.quiet {
             eprintln!("{total} done in {elapsed:.1} s");
         }
         leave(0, starting, verbose)
@@ -250,6 +302,15 @@ pub(super) fn remove(dirs: &AppDirs, args: &RemoveArgs) -> ExitCode {
             );
         }
         leave(1, starting, verbose)
+    }
+}
+
+/// A photo's path as the user gave it, `-` as "standard input".
+fn shown(input: &Path) -> String {
+    if batch::is_stdio(input) {
+        "standard input".to_owned()
+    } else {
+        input.display().to_string()
     }
 }
 

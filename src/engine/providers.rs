@@ -172,6 +172,9 @@ pub struct ProviderReport {
     /// What is switched on for speed (IO binding, CUDA graphs, …), and anything that had to be
     /// switched off, with the reason.
     pub features: Vec<String>,
+    /// Whether the NVIDIA driver loads here (every faster provider needs it); only asked when a
+    /// faster provider was passed over.
+    pub nvidia_driver: bool,
 }
 
 fn serialize_display<S: serde::Serializer, T: fmt::Display>(
@@ -204,7 +207,59 @@ impl ProviderReport {
     }
 }
 
+/// Short causes for the headline, by what [`explain_failure`] and the session's checks say,
+/// most telling first.
+const SHORT_CAUSES: &[(&str, &str)] = &[
+    ("NVIDIA driver is not installed", NO_NVIDIA_GPU),
+    ("no usable NVIDIA GPU", NO_NVIDIA_GPU),
+    ("no NVIDIA GPU", NO_NVIDIA_GPU),
+    ("has no such provider", NO_GPU_BUILD),
+    ("has no CUDA provider", NO_GPU_BUILD),
+    ("has no TensorRT provider", NO_GPU_BUILD),
+    ("cuDNN 9 is not installed", "cuDNN 9 not installed"),
+    (
+        "CUDA 13 runtime libraries are missing",
+        "CUDA 13 not installed",
+    ),
+    ("TensorRT 10 is not installed", "TensorRT 10 not installed"),
+];
+
+const NO_NVIDIA_GPU: &str = "no NVIDIA GPU found";
+const NO_GPU_BUILD: &str = "the GPU build of ONNX Runtime is not installed (`cutout setup --gpu`)";
+
 impl ProviderReport {
+    /// One short line for people: what runs, and in a few words why nothing faster does, e.g.
+    /// `CPU provider, FP32 — no NVIDIA GPU found; `cutout doctor` lists the options`. The
+    /// reasons in full are [`Self::summary`] and the app's details.
+    pub fn headline(&self) -> String {
+        let mut line = format!("{} provider, {}", self.provider, self.precision);
+        if let Some(note) = self.note() {
+            line.push_str(&format!(" ({note})"));
+        }
+        if let Some(why) = self.why_not_faster() {
+            line.push_str(&format!(" — {why}; `cutout doctor` lists the options"));
+        }
+        line
+    }
+
+    /// In a few words, why no faster provider runs (`None` when none was passed over).
+    pub fn why_not_faster(&self) -> Option<String> {
+        let first = self.skipped.first()?;
+        if !self.nvidia_driver {
+            return Some(NO_NVIDIA_GPU.to_owned());
+        }
+        let cause = SHORT_CAUSES.iter().find_map(|(needle, short)| {
+            self.skipped
+                .iter()
+                .any(|s| s.reason.contains(needle))
+                .then_some(*short)
+        });
+        Some(cause.map_or_else(
+            || format!("{} could not start", first.provider),
+            str::to_owned,
+        ))
+    }
+
     /// What the precision label alone would hide.
     pub fn note(&self) -> Option<&'static str> {
         (self.provider == ProviderKind::Cpu && self.precision == Precision::Fp16)
@@ -339,10 +394,48 @@ mod tests {
                 reason: "no GPU".into(),
             }],
             features: Vec::new(),
+            nvidia_driver: true,
         };
         assert_eq!(
             report.summary(),
             "CPU provider, FP32 — not used: CUDA: no GPU"
+        );
+        assert_eq!(
+            report.headline(),
+            "CPU provider, FP32 — CUDA could not start; `cutout doctor` lists the options"
+        );
+        let no_driver = ProviderReport {
+            skipped: vec![SkippedProvider {
+                provider: ProviderKind::Cuda,
+                reason: explain_failure(
+                    ProviderKind::Cuda,
+                    "libcuda.so.1: cannot open shared object file",
+                ),
+            }],
+            ..report.clone()
+        };
+        assert_eq!(
+            no_driver.headline(),
+            "CPU provider, FP32 — no NVIDIA GPU found; `cutout doctor` lists the options"
+        );
+        let no_gpu_build = ProviderReport {
+            skipped: vec![SkippedProvider {
+                provider: ProviderKind::Cuda,
+                reason: explain_failure(
+                    ProviderKind::Cuda,
+                    "CUDA execution provider is not enabled in this build",
+                ),
+            }],
+            ..report
+        };
+        assert_eq!(no_gpu_build.why_not_faster().as_deref(), Some(NO_GPU_BUILD));
+        let machine_without_driver = ProviderReport {
+            nvidia_driver: false,
+            ..no_gpu_build
+        };
+        assert_eq!(
+            machine_without_driver.why_not_faster().as_deref(),
+            Some(NO_NVIDIA_GPU)
         );
     }
 }

@@ -65,9 +65,11 @@ pub struct CompositeSettings {
     pub color: [u8; 3],
     /// Brightness kept by [`Background::Dimmed`], 0–1.
     pub dim: f32,
-    /// Mask value (0–1) at the middle of the edge ramp.
+    /// Mask value (0–1) at the middle of the edge ramp: above it a pixel belongs to the subject.
     pub threshold: f32,
-    /// Width of the edge ramp in mask units (0 = hard edge, 1 = the network's own soft mask).
+    /// Width of the edge ramp in mask units (0 = hard edge, 1 = the network's own soft mask at
+    /// threshold 0.5), narrowed where the threshold is near 0 or 1 so that the ramp stays
+    /// within the mask's range (see [`CompositeSettings::ramp`]).
     pub softness: f32,
     /// Edge refinement and foreground colour estimation.
     pub refine: super::refine::RefineSettings,
@@ -94,10 +96,16 @@ pub const MIN_RAMP: f32 = 1e-4;
 pub const BACKDROP_LONG_SIDE_PX: u32 = 48;
 
 impl CompositeSettings {
-    /// The mask value where alpha starts to rise and where it reaches 1.
+    /// The mask value where alpha starts to rise and where it reaches 1: centred on the
+    /// threshold, `softness` wide, and never reaching past 0 or 1. So the most certain subject
+    /// (mask 1) always stays opaque and the most certain background (mask 0) clear, whatever
+    /// the threshold: moving it makes the cutout tighter or looser, never see-through.
     pub fn ramp(&self) -> (f32, f32) {
-        let half = self.softness.clamp(0.0, 1.0) / 2.0;
-        (self.threshold - half, self.threshold + half)
+        let threshold = self.threshold.clamp(0.0, 1.0);
+        let half = (self.softness.clamp(0.0, 1.0) / 2.0)
+            .min(threshold)
+            .min(1.0 - threshold);
+        (threshold - half, threshold + half)
     }
 
     /// Alpha (0–1) for a mask value (0–1).
@@ -402,6 +410,40 @@ mod tests {
         };
         assert!((narrow.alpha(0.6) - 0.5).abs() < 1e-6);
         assert_eq!(narrow.alpha(0.45), 0.0);
+    }
+
+    #[test]
+    fn the_threshold_tightens_the_cutout_and_never_fades_the_subject() {
+        for softness in [0.0, 0.3, 1.0] {
+            for step in 1..100 {
+                let threshold = step as f32 / 100.0;
+                let s = CompositeSettings {
+                    threshold,
+                    softness,
+                    ..CompositeSettings::default()
+                };
+                let what = format!("threshold {threshold}, softness {softness}");
+                assert_eq!(s.alpha(1.0), 1.0, "the surest subject is opaque: {what}");
+                assert_eq!(s.alpha(0.0), 0.0, "the surest background is clear: {what}");
+                if softness > 0.0 {
+                    assert!((s.alpha(threshold) - 0.5).abs() < 1e-3, "{what}");
+                }
+                let (lo, hi) = s.ramp();
+                assert!(
+                    0.0 <= lo && lo <= threshold && threshold <= hi && hi <= 1.0,
+                    "{what}"
+                );
+            }
+        }
+        // The case: threshold 0.96 at the default softness used to give mask 1 an
+        // alpha of 0.54 (the ramp ran to 1.46); a pixel the network is 99 % sure of stays
+        // nearly opaque, and one at 0.9 is now outside the subject.
+        let tight = CompositeSettings {
+            threshold: 0.96,
+            ..CompositeSettings::default()
+        };
+        assert!(tight.alpha(0.99) > 0.85, "{}", tight.alpha(0.99));
+        assert_eq!(tight.alpha(0.9), 0.0);
     }
 
     #[test]

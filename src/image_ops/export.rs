@@ -7,10 +7,7 @@ use std::{
     sync::Mutex,
 };
 
-use image::{
-    ExtendedColorType, ImageEncoder,
-    codecs::png::{CompressionType, FilterType, PngEncoder},
-};
+use image::ExtendedColorType;
 
 use super::ImageError;
 
@@ -76,16 +73,195 @@ impl TempPng {
     }
 }
 
-/// Encodes 8-bit pixels (`color` says which layout) as PNG at `path`, atomically.
-pub fn write_png_atomic(
-    path: &Path,
+/// Which photo a result came from, kept in the PNG (a `tEXt` chunk, [`ORIGIN_KEY`]) so that a
+/// later write knows whether a file at its name is its own earlier result or another photo's.
+/// It is a short hash, so no folder name leaves the machine inside a shared cutout.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin(String);
+
+/// The PNG text keyword that holds a result's [`Origin`].
+pub const ORIGIN_KEY: &str = "cutout:origin";
+
+impl Origin {
+    /// A photo on disk, known by its absolute path (links resolved where it exists).
+    pub fn of_file(path: &Path) -> Self {
+        let absolute = path
+            .canonicalize()
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_owned());
+        Self::of_bytes(b"file:", absolute.as_os_str().as_encoded_bytes())
+    }
+
+    /// Anything else (pasted pixels, standard input), known by what the caller says identifies it.
+    pub fn of_bytes(kind: &[u8], bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::new()
+            .chain_update(kind)
+            .chain_update(bytes)
+            .finalize();
+        Self(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The origin written in the PNG at `path`, if it is a PNG with one.
+    pub fn read_from(path: &Path) -> Option<Self> {
+        let file = std::fs::File::open(path).ok()?;
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        decoder.set_ignore_text_chunk(false);
+        let reader = decoder.read_info().ok()?;
+        reader
+            .info()
+            .uncompressed_latin1_text
+            .iter()
+            .find(|chunk| chunk.keyword == ORIGIN_KEY)
+            .map(|chunk| Self(chunk.text.clone()))
+    }
+
+    /// The hash as written in the PNG.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a PNG goes, and what it may replace there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The file name wanted.
+    pub path: PathBuf,
+    /// The photo the result came from (written into the file).
+    pub origin: Option<Origin>,
+    /// Whether a file already at `path` is replaced whatever it holds: the user named this
+    /// file. Otherwise it is replaced only when it is an earlier result of the same photo, and
+    /// the first free `NAME (2).png`, `NAME (3).png`… is used instead.
+    pub replace_any: bool,
+}
+
+impl Target {
+    /// Exactly `path`, replacing what is there (a save dialog, `-o FILE`).
+    pub fn exact(path: PathBuf, origin: Option<Origin>) -> Self {
+        Self {
+            path,
+            origin,
+            replace_any: true,
+        }
+    }
+
+    /// `path`, or the first free numbered name beside it when `path` holds something other
+    /// than an earlier result of `origin`.
+    pub fn keeping_others(path: PathBuf, origin: Origin) -> Self {
+        Self {
+            path,
+            origin: Some(origin),
+            replace_any: false,
+        }
+    }
+
+    /// Whether the file at `candidate` may be replaced by this write.
+    fn may_replace(&self, candidate: &Path) -> bool {
+        self.replace_any && candidate == self.path
+            || self
+                .origin
+                .as_ref()
+                .is_some_and(|o| Origin::read_from(candidate).as_ref() == Some(o))
+    }
+}
+
+/// Result suffixes kept at the end when a name is numbered: `car.cutout.png` becomes
+/// `car (2).cutout.png`, so that it is still recognised as a result.
+const RESULT_SUFFIXES: &[&str] = &[".cutout.png", ".mask.png"];
+
+/// The `n`th name for `path` (`n` ≥ 2): `car.png` → `car (2).png`,
+/// `car.cutout.png` → `car (2).cutout.png`.
+pub fn numbered(path: &Path, n: u32) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lower = name.to_ascii_lowercase();
+    let split = RESULT_SUFFIXES
+        .iter()
+        .find(|s| lower.ends_with(*s) && lower.len() > s.len())
+        .map(|s| name.len() - s.len())
+        .or_else(|| name.rfind('.').filter(|&i| i > 0))
+        .unwrap_or(name.len());
+    let (stem, ext) = name.split_at(split);
+    path.with_file_name(format!("{stem} ({n}){ext}"))
+}
+
+/// Encodes 8-bit pixels as PNG into `writer`, naming cutout and the photo's [`Origin`] in text
+/// chunks.
+fn encode_png(
+    writer: impl std::io::Write,
     pixels: &[u8],
     width: u32,
     height: u32,
     color: ExtendedColorType,
+    origin: Option<&Origin>,
+) -> Result<(), String> {
+    let (png_color, depth) = match color {
+        ExtendedColorType::Rgba8 => (png::ColorType::Rgba, png::BitDepth::Eight),
+        ExtendedColorType::Rgb8 => (png::ColorType::Rgb, png::BitDepth::Eight),
+        ExtendedColorType::La8 => (png::ColorType::GrayscaleAlpha, png::BitDepth::Eight),
+        ExtendedColorType::L8 => (png::ColorType::Grayscale, png::BitDepth::Eight),
+        other => return Err(format!("cutout does not write {other:?} pixels")),
+    };
+    let text = |e: png::EncodingError| e.to_string();
+    let mut encoder = png::Encoder::new(writer, width, height);
+    encoder.set_color(png_color);
+    encoder.set_depth(depth);
+    // fdeflate ("Fast") with adaptive row filters: several times faster than zlib's default
+    // level on photos, files within a few percent of it.
+    encoder.set_compression(png::Compression::Fast);
+    encoder.set_filter(png::Filter::Adaptive);
+    encoder
+        .add_text_chunk(
+            "Software".to_owned(),
+            format!("cutout {}", env!("CARGO_PKG_VERSION")),
+        )
+        .map_err(text)?;
+    if let Some(origin) = origin {
+        encoder
+            .add_text_chunk(ORIGIN_KEY.to_owned(), origin.0.clone())
+            .map_err(text)?;
+    }
+    let mut png = encoder.write_header().map_err(text)?;
+    png.write_image_data(pixels).map_err(text)?;
+    png.finish().map_err(text)
+}
+
+/// Encodes 8-bit pixels as PNG onto standard output (`cutout remove … -o -`).
+pub fn write_png_stdout(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    color: ExtendedColorType,
+    origin: Option<&Origin>,
 ) -> Result<(), ImageError> {
     let fail = |reason: String| ImageError::Write {
-        path: path.to_owned(),
+        path: PathBuf::from("standard output"),
+        reason,
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    encode_png(&mut out, pixels, width, height, color, origin).map_err(fail)?;
+    out.flush().map_err(|e| fail(e.to_string()))
+}
+
+/// How many numbered names a write tries before giving up.
+const MAX_NUMBERED: u32 = 10_000;
+
+/// Encodes 8-bit pixels (`color` says which layout) as PNG for `target`, atomically, and returns
+/// the path written: `target.path`, or a numbered name beside it when that holds another photo's
+/// result or any file not written for this photo (see [`Target`]). Two writers never take the
+/// same new name.
+pub fn write_png_atomic(
+    target: &Target,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    color: ExtendedColorType,
+) -> Result<PathBuf, ImageError> {
+    let path = &target.path;
+    let fail = |reason: String| ImageError::Write {
+        path: path.clone(),
         reason,
     };
     let dir = match path.parent() {
@@ -98,21 +274,44 @@ pub fn write_png_atomic(
     let mut tmp = TempPng::create(dir).map_err(fail)?;
     {
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp.file.as_file_mut());
-        // fdeflate ("Fast") with adaptive row filters: several times faster than zlib's default
-        // level on photos, files within a few percent of it.
-        PngEncoder::new_with_quality(&mut writer, CompressionType::Fast, FilterType::Adaptive)
-            .write_image(pixels, width, height, color)
-            .map_err(|e| fail(e.to_string()))?;
+        encode_png(
+            &mut writer,
+            pixels,
+            width,
+            height,
+            color,
+            target.origin.as_ref(),
+        )
+        .map_err(fail)?;
         writer.flush().map_err(|e| fail(e.to_string()))?;
     }
     tmp.file
         .as_file()
         .sync_data()
         .map_err(|e| fail(e.to_string()))?;
-    tmp.file
-        .persist(path)
-        .map_err(|e| fail(e.error.to_string()))?;
-    Ok(())
+    let candidates =
+        std::iter::once(path.clone()).chain((2..=MAX_NUMBERED).map(|n| numbered(path, n)));
+    let mut file = tmp.file;
+    for candidate in candidates {
+        if candidate.exists() {
+            if !target.may_replace(&candidate) {
+                continue;
+            }
+            return match file.persist(&candidate) {
+                Ok(_) => Ok(candidate),
+                Err(e) => Err(fail(e.error.to_string())),
+            };
+        }
+        match file.persist_noclobber(&candidate) {
+            Ok(_) => return Ok(candidate),
+            // Another writer took the name between the check and the rename: try the next.
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => file = e.file,
+            Err(e) => return Err(fail(e.error.to_string())),
+        }
+    }
+    Err(fail(format!(
+        "{MAX_NUMBERED} files of that name are there already; choose another folder"
+    )))
 }
 
 #[cfg(test)]
@@ -125,7 +324,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.png");
         write_png_atomic(
-            &path,
+            &Target::exact(path.clone(), None),
             &[1, 2, 3, 4, 5, 6, 7, 8],
             2,
             1,
@@ -154,7 +353,7 @@ mod tests {
     #[test]
     fn a_missing_folder_is_an_error_not_a_panic() {
         let err = write_png_atomic(
-            Path::new("/definitely/not/here/out.png"),
+            &Target::exact(PathBuf::from("/definitely/not/here/out.png"), None),
             &[0; 4],
             1,
             1,
@@ -165,5 +364,73 @@ mod tests {
             err.to_string().contains("/definitely/not/here/out.png"),
             "{err}"
         );
+    }
+
+    fn write(target: &Target, value: u8) -> PathBuf {
+        write_png_atomic(target, &[value; 4], 1, 1, ExtendedColorType::Rgba8).expect("write")
+    }
+
+    fn value_at(path: &Path) -> u8 {
+        image::open(path).expect("read").into_rgba8().into_raw()[0]
+    }
+
+    #[test]
+    fn numbered_names_keep_the_result_suffix() {
+        let n = |p: &str| numbered(Path::new(p), 2);
+        assert_eq!(n("/o/car-1.png"), Path::new("/o/car-1 (2).png"));
+        assert_eq!(
+            n("/o/car-1.cutout.png"),
+            Path::new("/o/car-1 (2).cutout.png")
+        );
+        assert_eq!(n("/o/car-1.MASK.png"), Path::new("/o/car-1 (2).MASK.png"));
+        assert_eq!(n("/o/my.photo.png"), Path::new("/o/my.photo (2).png"));
+        assert_eq!(n("/o/.png"), Path::new("/o/.png (2)"));
+        assert_eq!(numbered(Path::new("x.png"), 11), Path::new("x (11).png"));
+    }
+
+    #[test]
+    fn another_photos_result_is_never_replaced_and_its_own_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wanted = dir.path().join("car-1.png");
+        let a = Origin::of_file(Path::new("/photos/a/car-1.jpg"));
+        let b = Origin::of_file(Path::new("/photos/b/car-1.jpg"));
+        assert_ne!(a, b);
+        assert_eq!(
+            write(&Target::keeping_others(wanted.clone(), a.clone()), 10),
+            wanted
+        );
+        let second = write(&Target::keeping_others(wanted.clone(), b.clone()), 20);
+        assert_eq!(second, dir.path().join("car-1 (2).png"));
+        assert_eq!((value_at(&wanted), value_at(&second)), (10, 20));
+        assert_eq!(Origin::read_from(&second), Some(b.clone()));
+        // Each photo exported again replaces its own earlier result, and only that.
+        assert_eq!(
+            write(&Target::keeping_others(wanted.clone(), b), 21),
+            second
+        );
+        assert_eq!(
+            write(&Target::keeping_others(wanted.clone(), a), 11),
+            wanted
+        );
+        assert_eq!((value_at(&wanted), value_at(&second)), (11, 21));
+    }
+
+    #[test]
+    fn a_file_of_unknown_origin_is_kept_unless_the_user_named_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wanted = dir.path().join("portrait.png");
+        std::fs::write(&wanted, b"the user's own file").expect("write");
+        let origin = Origin::of_bytes(b"pasted:", b"1");
+        let written = write(&Target::keeping_others(wanted.clone(), origin.clone()), 5);
+        assert_eq!(written, dir.path().join("portrait (2).png"));
+        assert_eq!(
+            std::fs::read(&wanted).expect("read"),
+            b"the user's own file"
+        );
+        assert_eq!(
+            write(&Target::exact(wanted.clone(), Some(origin)), 6),
+            wanted
+        );
+        assert_eq!(value_at(&wanted), 6);
     }
 }

@@ -16,8 +16,8 @@ pub mod resize;
 use std::path::PathBuf;
 
 pub use composite::{Background, CompositeSettings};
-pub use decode::{DecodeLimits, decode_file};
-pub use export::write_png_atomic;
+pub use decode::{DecodeLimits, decode_bytes, decode_file};
+pub use export::{Origin, Target, write_png_atomic};
 pub use postprocess::{
     MaskDifference, cutout_rgba, mask_difference, mask_from_output, over_background,
 };
@@ -55,7 +55,7 @@ pub enum ImageError {
         max_megapixels: u32,
     },
     /// The data is corrupt or cut short.
-    #[error("the image is corrupt or truncated ({reason}): {}", .path.display())]
+    #[error("the image is damaged or incomplete ({reason}): {}", .path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,

@@ -31,7 +31,7 @@ use crate::{
         SegmentError, SegmenterOptions, models::FetchStage, segmenter::StartupTimings,
     },
     finish::FinishError,
-    image_ops::{CompositeSettings, DecodeLimits, ImageError, edits::Stroke},
+    image_ops::{CompositeSettings, DecodeLimits, ImageError, Target, edits::Stroke},
     paths::AppDirs,
 };
 
@@ -138,8 +138,8 @@ pub enum Request {
         settings: CompositeSettings,
         /// The photo's touch-up strokes, painted on it before compositing (empty: none).
         edits: Vec<Stroke>,
-        /// The PNG to write.
-        output: PathBuf,
+        /// The PNG to write, and what it may replace there.
+        output: Target,
     },
     /// Composites the cutout for the clipboard at full resolution (straight alpha), with the
     /// worker's finisher, whose GPU device (when the edge passes run on one) is opened once.
@@ -271,6 +271,9 @@ pub enum Response {
         id: JobId,
         /// The file written.
         path: PathBuf,
+        /// The name asked for, when it held another photo's result (or a file that is not a
+        /// result of this photo) and a numbered one was written instead.
+        instead_of: Option<PathBuf>,
         /// Compositing and encoding time (after any segmentation), in milliseconds.
         write_ms: f64,
     },
@@ -324,7 +327,7 @@ pub struct Worker {
 pub enum SendError {
     /// The request queue is full: the worker is busy.
     #[error("the worker is busy; try again in a moment")]
-    Busy(Request),
+    Busy(Box<Request>),
     /// The thread has ended.
     #[error("the worker thread has stopped")]
     Stopped,
@@ -437,7 +440,7 @@ impl Worker {
         };
         let tx = &lanes[request.lane() as usize];
         tx.try_send(request).map_err(|e| match e {
-            TrySendError::Full(r) => SendError::Busy(r),
+            TrySendError::Full(r) => SendError::Busy(Box::new(r)),
             TrySendError::Disconnected(_) => SendError::Stopped,
         })
     }

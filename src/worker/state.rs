@@ -22,12 +22,9 @@ use crate::{
     paths::AppDirs,
 };
 
-/// Longer side of the thumbnails sent with [`Response::Decoded`].
-pub const THUMBNAIL_SIDE_PX: u32 = 96;
-
 use super::{
     ExportSource, FETCH_PROGRESS_INTERVAL, JobFailure, JobId, JobKind, MaskTimings, Request,
-    Response, RunInfo, Running,
+    Response, RunInfo, Running, THUMBNAIL_SIDE_PX,
 };
 
 pub(super) struct State {
@@ -245,7 +242,7 @@ impl State {
         source: ExportSource,
         settings: &CompositeSettings,
         edits: &[Stroke],
-        output: &std::path::Path,
+        output: &image_ops::Target,
         send: &mut dyn FnMut(Response),
     ) {
         let (rgb, mask) = match source {
@@ -280,9 +277,10 @@ impl State {
             .finisher
             .write(&rgb, &mask, settings, layer.as_ref(), output)
         {
-            Ok(()) => send(Response::Exported {
+            Ok(path) => send(Response::Exported {
                 id,
-                path: output.to_owned(),
+                instead_of: (path != output.path).then(|| output.path.clone()),
+                path,
                 write_ms: started.elapsed().as_secs_f64() * 1e3,
             }),
             Err(e) => send(Response::Failed {

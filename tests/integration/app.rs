@@ -228,7 +228,7 @@ fn a_corrupt_file_dropped_with_good_ones_fails_alone() {
     let errors: Vec<_> = app.state.messages.iter().filter(|m| m.is_error).collect();
     assert_eq!(errors.len(), 1, "one clear message: {errors:?}");
     assert!(
-        errors[0].text.contains("corrupt or truncated") && errors[0].text.contains("broken.jpg"),
+        errors[0].text.contains("damaged or incomplete") && errors[0].text.contains("broken.jpg"),
         "{}",
         errors[0].text
     );
@@ -516,8 +516,7 @@ fn last_message(app: &CutoutApp) -> String {
 
 /// Export faults, each with one clear message and nothing lost: the export folder deleted since
 /// it was chosen (made again, the file written), a read-only folder (the reason, no file, the
-/// photo still ready to export), and no file dialog on this desktop (exports go to the default
-/// folder, and the message says where and how to type another).
+/// photo still ready to export).
 #[test]
 fn export_faults_give_one_message_and_lose_nothing() {
     let root = tempfile::tempdir().unwrap();
@@ -576,31 +575,5 @@ fn export_faults_give_one_message_and_lose_nothing() {
         });
     }
 
-    if let Some(why) = cutout::app::file_dialog_missing() {
-        let mut opts = options(root.path(), vec![common::photo("car-1.jpg")]);
-        opts.settings.as_mut().unwrap().export_dir = None;
-        let default = opts.dirs.default_export_dir.clone();
-        let mut h = harness(opts);
-        run_until(&mut h, "the first mask", |app| {
-            ready_with(app, Precision::Fp32)
-        });
-        h.state_mut().command(Command::Export);
-        run_until(&mut h, "the export without a dialog", |app| {
-            exported(app).is_some()
-        });
-        assert!(default.join("car-1.png").is_file());
-        assert!(
-            h.state()
-                .state
-                .messages
-                .iter()
-                .any(|m| m.text.contains(&why)
-                    && m.text.contains(&default.display().to_string())
-                    && m.text.contains("type it under Export")),
-            "{:?}",
-            h.state().state.messages
-        );
-    } else {
-        eprintln!("this desktop has a file dialog; the no-dialog part is not run");
-    }
+    // No file dialog: `first_hour::without_a_file_dialog_export_says_where_and_remembers_nothing`.
 }

@@ -318,15 +318,157 @@ fn auto_says_the_cpu_ran_and_why_not_the_gpu() {
     ]);
     assert!(result.status.success(), "{}", stderr(&result));
     let err = stderr(&result);
+    // One short line: what runs and, in a few words, why nothing faster.
     let line = err
         .lines()
-        .find(|l| l.starts_with("Running"))
+        .find(|l| l.starts_with("u2netp · "))
         .expect("a line saying what runs");
     assert!(line.contains("CPU provider, FP32"), "{line}");
+    assert!(line.contains("`cutout doctor` lists the options"), "{line}");
+    assert!(line.chars().count() < 160, "short: {line}");
+    if !cutout::engine::runtime::cuda_context::driver_present() {
+        assert!(line.contains("no NVIDIA GPU found"), "{line}");
+    }
+    // With -v, every faster provider and why it was not used.
+    let verbose = run(&[
+        "remove",
+        photo().to_str().unwrap(),
+        "-o",
+        dir.path().join("o.png").to_str().unwrap(),
+        "--ep",
+        "auto",
+        "-v",
+    ]);
+    let err = stderr(&verbose);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("u2netp · "))
+        .expect("a line saying what runs");
     assert!(
         line.contains("TensorRT-RTX:") && line.contains("TensorRT:") && line.contains("CUDA:"),
         "the faster providers and why they were not used: {line}"
     );
+}
+
+/// Item 9 of issue 33: one line per photo written (nothing with -q), `-` for standard input and
+/// output, and rembg's `cutout i IN OUT`. Before, one photo printed nothing on success, `-` was
+/// "cannot read the file", and `cutout i` tried to open a window.
+#[test]
+fn one_line_per_photo_quiet_stdin_stdout_and_rembg_i() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("car-1.jpg");
+    std::fs::copy(photo(), &input).unwrap();
+    let result = run(&["remove", input.to_str().unwrap()]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let written = dir.path().join("car-1.cutout.png");
+    let line = format!("{} → {}", input.display(), written.display());
+    assert!(
+        stderr(&result).lines().any(|l| l == line),
+        "{}",
+        stderr(&result)
+    );
+    let quiet = run(&["remove", "-q", input.to_str().unwrap()]);
+    assert!(quiet.status.success());
+    assert_eq!(stderr(&quiet), "", "nothing but errors with -q");
+    let reference = std::fs::read(&written).unwrap();
+
+    // Standard input to standard output.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .args(["remove", "-q", "-"])
+        .env("CUTOUT_MODELS_DIR", common::models_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(photo()).unwrap()).unwrap();
+    }
+    let piped = child.wait_with_output().unwrap();
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    let from_pipe = image::load_from_memory(&piped.stdout).unwrap().to_rgba8();
+    assert_eq!(
+        from_pipe,
+        image::load_from_memory(&reference).unwrap().to_rgba8(),
+        "the same cutout through pipes"
+    );
+    // A file to standard output, and the `-` rule's limits.
+    let to_stdout = run(&["remove", "-q", input.to_str().unwrap(), "-o", "-"]);
+    assert!(to_stdout.status.success());
+    assert!(to_stdout.stdout.starts_with(b"\x89PNG"));
+    let two = run(&["remove", "-", input.to_str().unwrap()]);
+    assert!(!two.status.success());
+    assert!(
+        stderr(&two).contains("works with exactly one photo"),
+        "{}",
+        stderr(&two)
+    );
+
+    // rembg's habit: `i IN OUT`.
+    let out = dir.path().join("by-i.png");
+    let rembg_way = run(&["i", input.to_str().unwrap(), out.to_str().unwrap()]);
+    assert!(rembg_way.status.success(), "{}", stderr(&rembg_way));
+    assert_eq!(
+        image::open(&out).unwrap().to_rgba8(),
+        image::load_from_memory(&reference).unwrap().to_rgba8()
+    );
+}
+
+/// Item 1 of issue 33 on the command line: a second photo of the same name into the same
+/// folder gets `NAME (2).png` and leaves the first one's cutout alone (before: within one run
+/// `car-1.jpg.png`, and across runs the first was replaced); each photo run again replaces
+/// only its own result.
+#[test]
+fn a_folder_output_never_replaces_another_photos_cutout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, out) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("out"),
+    );
+    for d in [&a, &b, &out] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::copy(photo(), a.join("car-1.jpg")).unwrap();
+    std::fs::copy(
+        common::shared_dir().join("testdata/rembg/fixtures/plants-1.jpg"),
+        b.join("car-1.jpg"),
+    )
+    .unwrap();
+    let into_out = |input: &Path| {
+        let result = run(&[
+            "remove",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(result.status.success(), "{}", stderr(&result));
+        stderr(&result)
+    };
+    into_out(&a.join("car-1.jpg"));
+    let first = std::fs::read(out.join("car-1.png")).unwrap();
+    let said = into_out(&b.join("car-1.jpg"));
+    assert!(
+        said.contains("car-1 (2).png") && said.contains("so it was kept"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(out.join("car-1.png")).unwrap(), first);
+    into_out(&a.join("car-1.jpg"));
+    into_out(&b.join("car-1.jpg"));
+    assert_eq!(files_in(&out), ["car-1 (2).png", "car-1.png"]);
+    // Both in one run: numbered the same way.
+    let both = dir.path().join("both");
+    let result = run(&[
+        "remove",
+        a.join("car-1.jpg").to_str().unwrap(),
+        b.join("car-1.jpg").to_str().unwrap(),
+        "-o",
+        &format!("{}/", both.display()),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert_eq!(files_in(&both), ["car-1 (2).png", "car-1.png"]);
 }
 
 #[test]
@@ -501,6 +643,7 @@ fn remove_names_the_edge_path_and_why() {
             input.to_str().unwrap(),
             "-o",
             output.to_str().unwrap(),
+            "-v",
         ];
         args.extend_from_slice(extra);
         let result = run(&args);

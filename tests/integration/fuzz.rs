@@ -228,7 +228,7 @@ fn mutated_photos_give_a_cutout_or_a_clean_error_never_a_panic_hang_or_leftover(
         std::fs::write(&path, bytes).unwrap();
         jobs.push(Job {
             input: path,
-            output: out.join(format!("case{case:05}.png")),
+            output: cutout::image_ops::Target::exact(out.join(format!("case{case:05}.png")), None),
         });
         kinds.push(what);
     }
@@ -279,10 +279,10 @@ fn mutated_photos_give_a_cutout_or_a_clean_error_never_a_panic_hang_or_leftover(
         let entry = by_kind.entry(kind).or_default();
         match &outcome.result {
             Ok(_) => {
-                let png = image::open(&outcome.job.output).unwrap_or_else(|e| {
+                let png = image::open(&outcome.job.output.path).unwrap_or_else(|e| {
                     panic!(
                         "{} was written but is not readable: {e}",
-                        outcome.job.output.display()
+                        outcome.job.output.path.display()
                     )
                 });
                 assert!(png.width() > 0 && png.height() > 0);
@@ -291,7 +291,7 @@ fn mutated_photos_give_a_cutout_or_a_clean_error_never_a_panic_hang_or_leftover(
             }
             Err(e) => {
                 assert!(
-                    !outcome.job.output.exists(),
+                    !outcome.job.output.path.exists(),
                     "{} failed ({e}) but left a file",
                     outcome.job.input.display()
                 );

@@ -10,6 +10,7 @@ mod brush;
 mod cli;
 mod compositor;
 mod download;
+mod first_hour;
 mod fuzz;
 mod handover;
 mod icons;

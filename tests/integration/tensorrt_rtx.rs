@@ -117,12 +117,15 @@ fn setup_gpu_fetches_the_plugin_doctor_loads_it_and_the_chain_says_why_it_cannot
         "nothing written when the forced provider cannot run"
     );
 
-    let auto = cutout(data.path(), &["remove", photo, "-o", out.to_str().unwrap()]);
+    let auto = cutout(
+        data.path(),
+        &["remove", photo, "-o", out.to_str().unwrap(), "-v"],
+    );
     assert!(auto.status.success(), "{}", text(&auto));
     let said = text(&auto);
     let running = said
         .lines()
-        .find(|l| l.starts_with("Running"))
+        .find(|l| l.contains(" px · ") && l.contains("provider"))
         .expect("a line saying what runs");
     assert!(
         running.contains("TensorRT-RTX: ") && running.contains("TensorRT: "),

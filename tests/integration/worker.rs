@@ -9,7 +9,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use cutout::{
     engine::{ModelChoice, ProviderKind, ProviderRequest, SegmenterOptions},
     image_ops::DecodeLimits,
-    image_ops::{Background, CompositeSettings},
+    image_ops::{Background, CompositeSettings, Target},
     paths::AppDirs,
     worker::{ExportSource, JobFailure, JobKind, Request, Response, Worker},
 };
@@ -255,7 +255,7 @@ fn an_export_of_a_file_paints_its_touch_up_strokes_on_it() {
                 source: ExportSource::File(photo("car-1.jpg")),
                 settings: CompositeSettings::default(),
                 edits,
-                output: out.clone(),
+                output: Target::exact(out.clone(), None),
             })
             .expect("send");
         match worker.recv_timeout(WAIT) {
@@ -326,7 +326,7 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
                 ..CompositeSettings::default()
             },
             edits: Vec::new(),
-            output: out.clone(),
+            output: Target::exact(out.clone(), None),
         })
         .expect("send");
     match worker.recv_timeout(WAIT) {
@@ -351,7 +351,7 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
             source: ExportSource::File(photo("car-1.jpg")),
             settings: CompositeSettings::default(),
             edits: Vec::new(),
-            output: missing.clone(),
+            output: Target::exact(missing.clone(), None),
         })
         .expect("send");
     match worker.recv_timeout(WAIT) {
@@ -467,7 +467,7 @@ fn a_preview_goes_ahead_of_queued_exports_and_closing_leaves_the_queue() {
                 },
                 settings: CompositeSettings::default(),
                 edits: Vec::new(),
-                output: out.join(format!("big{i:02}.png")),
+                output: Target::exact(out.join(format!("big{i:02}.png")), None),
             })
             .expect("the queue lane holds 16");
     }

@@ -26,7 +26,24 @@ pub fn canvas_ui(
         ui.allocate_exact_size(ui.available_size(), egui::Sense::click_and_drag());
     let current = state.current.as_ref();
     let Some((current, size)) = current.and_then(|c| Some((c, c.texture_size?))) else {
+        let failed = state.current_entry().and_then(|e| match &e.status {
+            crate::app::EntryStatus::Failed(reason) => Some(reason),
+            _ => None,
+        });
+        if let Some(reason) = failed {
+            canvas_message_ui(
+                ui,
+                rect,
+                "This photo could not be opened",
+                Some(reason),
+                Some("Remove it from the list with ×, or open another copy of the photo."),
+            );
+            return rect;
+        }
         let text = match current {
+            Some(c) if !c.busy && c.photo.is_none() => {
+                "This photo waits for the model to load (see the Engine panel)".to_owned()
+            }
             Some(_) => "Loading the photo…".to_owned(),
             None => format!(
                 "Drop photos here, paste one ({}), or open some ({})",
@@ -34,13 +51,7 @@ pub fn canvas_ui(
                 UiCommand::Open.shortcut_text(ui.ctx()).unwrap_or_default()
             ),
         };
-        ui.painter().text(
-            rect.center(),
-            egui::Align2::CENTER_CENTER,
-            text,
-            egui::FontId::proportional(18.0),
-            ui.visuals().weak_text_color(),
-        );
+        canvas_message_ui(ui, rect, &text, None, None);
         if response.double_clicked() {
             commands.push(Command::OpenDialog);
         }
@@ -85,26 +96,35 @@ pub fn canvas_ui(
     ));
 
     if let Some(split) = options.split {
-        let x = rect.left() + rect.width() * split;
-        ui.painter().vline(
-            x,
-            rect.y_range(),
-            egui::Stroke::new(2.0, egui::Color32::WHITE),
-        );
-        ui.painter().text(
-            egui::pos2(x - 6.0, rect.top() + 6.0),
-            egui::Align2::RIGHT_TOP,
-            "before",
-            egui::FontId::proportional(13.0),
-            egui::Color32::WHITE,
-        );
-        ui.painter().text(
-            egui::pos2(x + 6.0, rect.top() + 6.0),
-            egui::Align2::LEFT_TOP,
-            "after",
-            egui::FontId::proportional(13.0),
-            egui::Color32::WHITE,
-        );
+        split_line_ui(ui, rect, split, commands);
+    }
+    // The zoom, in the corner the overlay leaves free: screen pixels per photo pixel.
+    let zoom_percent = view.scale(rect, size) * ui.ctx().pixels_per_point() * 100.0;
+    chip_ui(
+        ui,
+        rect.right_bottom() + egui::vec2(-8.0, -8.0),
+        egui::Align2::RIGHT_BOTTOM,
+        &format!("{zoom_percent:.0} %"),
+    );
+    if !current.busy
+        && current.mask.is_none()
+        && matches!(state.engine, crate::app::EngineStatus::Failed(_))
+    {
+        // The photo is here but no network can run: say so over it, not nothing.
+        let note =
+            egui::Rect::from_center_size(rect.center(), egui::vec2(rect.width().min(460.0), 64.0));
+        let mut child = ui.new_child(egui::UiBuilder::new().max_rect(note));
+        egui::Frame::popup(child.style())
+            .fill(egui::Color32::from_black_alpha(200))
+            .show(&mut child, |ui| {
+                ui.visuals_mut().override_text_color = Some(egui::Color32::from_gray(235));
+                ui.add(
+                    egui::Label::new(
+                        "This photo waits for the model to load (see the Engine panel)",
+                    )
+                    .wrap(),
+                );
+            });
     }
     if current.busy && current.mask.is_none() {
         let spot = egui::Rect::from_center_size(rect.center(), egui::vec2(32.0, 32.0));
@@ -195,5 +215,93 @@ fn brush_input_ui(
             }
             painter.circle_filled(pos, 1.5, egui::Color32::WHITE);
         }
+    }
+}
+
+/// The before/after line: drag it (or the Split slider) to move it; its labels sit at the
+/// bottom, clear of the latency overlay.
+fn split_line_ui(ui: &mut egui::Ui, rect: egui::Rect, split: f32, commands: &mut Vec<Command>) {
+    let x = rect.left() + rect.width() * split;
+    let grip = egui::Rect::from_x_y_ranges(x - 6.0..=x + 6.0, rect.y_range());
+    let response = ui.interact(grip, egui::Id::unique("split line"), egui::Sense::drag());
+    if response.hovered() || response.dragged() {
+        ui.ctx().set_cursor_icon(egui::CursorIcon::ResizeHorizontal);
+    }
+    if response.dragged()
+        && let Some(pointer) = response.interact_pointer_pos()
+    {
+        let at = ((pointer.x - rect.left()) / rect.width().max(1.0)).clamp(0.0, 1.0);
+        commands.push(Command::SetSplit(at));
+    }
+    let width = if response.hovered() || response.dragged() {
+        3.0
+    } else {
+        2.0
+    };
+    ui.painter().vline(
+        x,
+        rect.y_range(),
+        egui::Stroke::new(width, egui::Color32::WHITE),
+    );
+    let bottom = rect.bottom() - 8.0;
+    chip_ui(
+        ui,
+        egui::pos2(x - 8.0, bottom),
+        egui::Align2::RIGHT_BOTTOM,
+        "before",
+    );
+    chip_ui(
+        ui,
+        egui::pos2(x + 8.0, bottom),
+        egui::Align2::LEFT_BOTTOM,
+        "after",
+    );
+}
+
+/// A short white label on a dark pill, readable over any photo.
+fn chip_ui(ui: &egui::Ui, at: egui::Pos2, align: egui::Align2, text: &str) {
+    let painter = ui.painter();
+    let galley = painter.layout_no_wrap(
+        text.to_owned(),
+        egui::FontId::proportional(13.0),
+        egui::Color32::WHITE,
+    );
+    let rect = align
+        .anchor_size(at, galley.size())
+        .expand2(egui::vec2(6.0, 3.0));
+    painter.rect_filled(rect, 4.0, egui::Color32::from_black_alpha(150));
+    painter.galley(
+        rect.shrink2(egui::vec2(6.0, 3.0)).min,
+        galley,
+        egui::Color32::WHITE,
+    );
+}
+
+/// A message in the middle of the canvas (no photo yet, one loading, or one that failed: why,
+/// and what to do), as labels that screen readers and tests can read.
+fn canvas_message_ui(
+    ui: &mut egui::Ui,
+    rect: egui::Rect,
+    heading: &str,
+    reason: Option<&str>,
+    next: Option<&str>,
+) {
+    let inner = rect.shrink2(egui::vec2(rect.width() * 0.12, 0.0));
+    let mut child =
+        ui.new_child(egui::UiBuilder::new().max_rect(inner).layout(
+            egui::Layout::top_down(egui::Align::Center).with_main_align(egui::Align::Center),
+        ));
+    let color = if reason.is_some() {
+        child.visuals().error_fg_color
+    } else {
+        child.visuals().weak_text_color()
+    };
+    child.add_space((rect.height() / 2.0 - 40.0).max(0.0));
+    child.label(egui::RichText::new(heading).size(18.0).color(color));
+    if let Some(reason) = reason {
+        child.add(egui::Label::new(reason).wrap());
+    }
+    if let Some(next) = next {
+        child.weak(next);
     }
 }

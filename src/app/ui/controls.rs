@@ -48,9 +48,8 @@ fn engine_ui(
         }
     });
     ui.horizontal(|ui| {
-        ui.label("Provider");
         let mut provider = settings.provider.clone();
-        egui::ComboBox::from_id_salt("provider")
+        egui::ComboBox::new("provider", "Provider")
             .selected_text(&provider)
             .show_ui(ui, |ui| {
                 for p in ["auto", "tensorrt-rtx", "tensorrt", "cuda", "cpu"] {
@@ -106,8 +105,8 @@ fn engine_ui(
                 });
             }
         }
-        // What runs, and why nothing faster: said here only (the overlay and the status bar
-        // name the provider without repeating the reasons).
+        // What runs, and in a few words why nothing faster; the reasons in full behind a
+        // disclosure (the overlay and the status bar name the provider only).
         EngineStatus::Ready {
             model,
             report,
@@ -121,25 +120,53 @@ fn engine_ui(
                 ))
                 .strong(),
             );
-            if let Some(note) = report.note() {
-                ui.weak(note);
+            if let Some(why) = report.why_not_faster() {
+                ui.weak(why);
             }
-            for skipped in &report.skipped {
-                ui.weak(format!("{} not used: {}", skipped.provider, skipped.reason));
-            }
-            ui.label(format!("Edges: {}", state.edges.runner));
-            ui.weak(format!("edge passes here because {}", state.edges.why));
-            ui.weak(format!(
-                "edges on the {} because {}",
-                match state.edges.runner {
-                    crate::finish::EdgeRunner::Cpu { .. } => "CPU",
-                    crate::finish::EdgeRunner::Gpu { .. } => "GPU",
-                },
-                state.edges.why
-            ));
+            egui::CollapsingHeader::new("Details")
+                .id_salt("engine details")
+                .show(ui, |ui| {
+                    if let Some(note) = report.note() {
+                        ui.weak(note);
+                    }
+                    for skipped in &report.skipped {
+                        ui.weak(format!("{} not used: {}", skipped.provider, skipped.reason));
+                    }
+                    if !report.features.is_empty() {
+                        ui.weak(format!("On: {}", report.features.join(", ")));
+                    }
+                    ui.weak(format!(
+                        "Edges: {}, because {}",
+                        state.edges.runner, state.edges.why
+                    ));
+                    ui.weak("`cutout doctor` lists every provider, library and device.");
+                });
         }
         EngineStatus::Failed(error) => {
-            ui.colored_label(ui.visuals().error_fg_color, error);
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                format!("{} could not be loaded", settings.model_name()),
+            );
+            ui.add(egui::Label::new(egui::RichText::new(error).small()).wrap());
+            ui.horizontal_wrapped(|ui| {
+                if ui.button("Try again").clicked() {
+                    commands.push(Command::RetryEngine);
+                }
+                // Models already on this machine need no download: a way on while offline.
+                for model in state
+                    .models
+                    .iter()
+                    .filter(|m| m.fetched && m.spec.name != settings.model_name())
+                {
+                    if ui
+                        .button(format!("Use {} (on this machine)", model.spec.name))
+                        .on_hover_text(&model.spec.description)
+                        .clicked()
+                    {
+                        commands.push(Command::SetModel(model.spec.name.clone()));
+                    }
+                }
+            });
         }
     }
 }
@@ -217,12 +244,16 @@ fn model_picker_ui(
             String::new()
         } else {
             format!(
-                "; not fetched yet ({} download)",
+                "not fetched yet ({} download)",
                 megabytes(model.spec.source.transfer_bytes(model.spec.size_bytes))
             )
         };
-        if !cost.is_empty() || !fetch.is_empty() {
-            ui.weak(format!("{}: {cost}{fetch}", model.spec.name));
+        let parts: Vec<String> = [cost, fetch]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !parts.is_empty() {
+            ui.weak(format!("{}: {}", model.spec.name, parts.join("; ")));
         }
     }
 }
@@ -408,6 +439,21 @@ fn export_ui(
             }
         }
     });
+    if settings.export_dir.is_none()
+        && let Some((fallback, why)) = &state.export_fallback
+    {
+        ui.add(
+            egui::Label::new(
+                egui::RichText::new(format!(
+                    "Exports go to {} until you type a folder above: {why}.",
+                    fallback.display()
+                ))
+                .small()
+                .weak(),
+            )
+            .wrap(),
+        );
+    }
     ui.horizontal(|ui| {
         if ui
             .add_enabled(state.has_cutout(), egui::Button::new("Export PNG"))

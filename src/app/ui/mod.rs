@@ -6,7 +6,9 @@ mod controls;
 mod overlay;
 mod queue;
 
-use crate::app::{AppState, Command, EngineStatus, Settings, UiCommand, ViewState, commands::Menu};
+use crate::app::{
+    AppState, Command, EngineStatus, Settings, UiCommand, ViewState, command_table::Menu,
+};
 
 /// Draws the whole window; returns the canvas rectangle (for zoom commands).
 pub fn app_ui(
@@ -39,6 +41,9 @@ pub fn app_ui(
         })
         .inner;
     drop_overlay_ui(ui);
+    if state.show_about {
+        about_ui(ui.ctx(), state, commands);
+    }
     canvas
 }
 
@@ -58,6 +63,9 @@ fn menu_bar_ui(
                     ui.separator();
                 }
                 command_button_ui(ui, state, command, commands);
+                if command == UiCommand::OpenFolder {
+                    recent_folders_ui(ui, settings, commands);
+                }
             }
         });
         ui.menu_button("Edit", |ui| {
@@ -88,8 +96,60 @@ fn menu_bar_ui(
                 egui::Checkbox::new(&mut settings.overlay_details, "Every stage in the overlay"),
             );
         });
-        ui.menu_button("Help", shortcuts_help_ui);
+        ui.menu_button("Help", |ui| {
+            shortcuts_help_ui(ui);
+            ui.separator();
+            if ui.button("About cutout").clicked() {
+                commands.push(Command::ShowAbout(true));
+            }
+        });
     });
+}
+
+/// File → Open recent: the folders photos came from lately.
+fn recent_folders_ui(ui: &mut egui::Ui, settings: &Settings, commands: &mut Vec<Command>) {
+    ui.add_enabled_ui(!settings.recent_folders.is_empty(), |ui| {
+        ui.menu_button("Open recent", |ui| {
+            for folder in &settings.recent_folders {
+                let name = folder.file_name().map_or_else(
+                    || folder.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                if ui
+                    .button(name)
+                    .on_hover_text(folder.display().to_string())
+                    .clicked()
+                {
+                    commands.push(Command::Add(vec![folder.clone()]));
+                }
+            }
+        });
+    });
+}
+
+/// Help → About: the version, the licence, and what runs underneath.
+fn about_ui(ctx: &egui::Context, state: &AppState, commands: &mut Vec<Command>) {
+    let mut open = true;
+    egui::Window::new("About cutout")
+        .open(&mut open)
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+        .show(ctx, |ui| {
+            ui.heading(format!("cutout {}", env!("CARGO_PKG_VERSION")));
+            ui.label(env!("CARGO_PKG_DESCRIPTION"));
+            ui.label(format!("Licence: {}", env!("CARGO_PKG_LICENSE")));
+            ui.label(format!(
+                "ONNX Runtime: {}",
+                crate::engine::runtime::loaded_version()
+                    .unwrap_or_else(|| "not loaded yet".to_owned())
+            ));
+            ui.label(format!("Drawing with: {}", state.adapter));
+            ui.weak("`cutout doctor` lists providers, libraries, models and folders.");
+        });
+    if !open {
+        commands.push(Command::ShowAbout(false));
+    }
 }
 
 /// A menu entry for a command from the table: its label, its shortcut, enabled when it can run.
@@ -162,7 +222,9 @@ fn status_bar_ui(ui: &mut egui::Ui, state: &AppState) {
             }
         }
         ui.separator();
-        if let Some(message) = state.messages.last() {
+        // Messages belong to the photo on screen (or to none) and fade; a photo's failure
+        // stays on its row and on the canvas.
+        if let Some((message, left)) = state.status_message(std::time::Instant::now()) {
             let color = if message.is_error {
                 ui.visuals().error_fg_color
             } else {
@@ -170,6 +232,7 @@ fn status_bar_ui(ui: &mut egui::Ui, state: &AppState) {
             };
             ui.add(egui::Label::new(egui::RichText::new(&message.text).color(color)).truncate())
                 .on_hover_text(&message.text);
+            ui.ctx().request_repaint_after(left);
         }
     });
 }

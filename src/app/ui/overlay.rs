@@ -64,7 +64,7 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             ui.label(format!("{verb}{what}…{done}"));
         }
         EngineStatus::Failed(_) => {
-            ui.label("no session (the Engine panel says why)");
+            ui.label("no model loaded (the Engine panel says why)");
         }
     }
     let stats = &state.stats;

@@ -1,6 +1,8 @@
 //! The queue of opened photos: thumbnail, name and status; click to show, × to remove.
 
-use crate::app::{AppState, Command, EntryStatus};
+use std::path::Path;
+
+use crate::app::{AppState, Command, EntryStatus, Source};
 
 /// Side of the thumbnail slot in points.
 const THUMB_PT: f32 = 48.0;
@@ -39,8 +41,17 @@ pub fn queue_ui(ui: &mut egui::Ui, state: &AppState, commands: &mut Vec<Command>
         return;
     }
     let current = state.current.as_ref().map(|c| c.entry);
+    let rows: Vec<(&str, Option<&Path>)> = state
+        .entries
+        .iter()
+        .map(|e| match &e.source {
+            Source::File(path) => (e.name.as_str(), Some(path.as_path())),
+            Source::Pasted(_) => (e.name.as_str(), None),
+        })
+        .collect();
+    let labels = row_labels(&rows);
     egui::ScrollArea::vertical().show(ui, |ui| {
-        for entry in &state.entries {
+        for (entry, label) in state.entries.iter().zip(labels) {
             let selected = current == Some(entry.id);
             let row = ui.horizontal(|ui| {
                 let (rect, _) =
@@ -63,7 +74,12 @@ pub fn queue_ui(ui: &mut egui::Ui, state: &AppState, commands: &mut Vec<Command>
                     }
                 }
                 ui.vertical(|ui| {
-                    let name = ui.add(egui::Button::selectable(selected, &entry.name).truncate());
+                    let name = ui
+                        .add(egui::Button::selectable(selected, label).truncate())
+                        .on_hover_text(match &entry.source {
+                            Source::File(path) => path.display().to_string(),
+                            Source::Pasted(_) => format!("{} (from the clipboard)", entry.name),
+                        });
                     if name.clicked() {
                         commands.push(Command::Select(entry.id));
                     }
@@ -93,12 +109,82 @@ fn status_ui(ui: &mut egui::Ui, status: &EntryStatus) {
             ui.label("done");
         }
         EntryStatus::Exported(path) => {
-            ui.label("exported")
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            ui.add(egui::Label::new(format!("exported as {name}")).truncate())
                 .on_hover_text(path.display().to_string());
         }
         EntryStatus::Failed(reason) => {
-            ui.colored_label(ui.visuals().error_fg_color, "failed")
-                .on_hover_text(reason);
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(format!("failed: {reason}"))
+                        .color(ui.visuals().error_fg_color),
+                )
+                .truncate(),
+            )
+            .on_hover_text(reason);
         }
+    }
+}
+
+/// The queue's row labels: each photo's name, and where two share one, as many of their
+/// folders' names as tell them apart (`car-1.jpg — a`, `car-1.jpg — b`).
+fn row_labels(rows: &[(&str, Option<&Path>)]) -> Vec<String> {
+    let folders = |path: Option<&Path>, depth: usize| -> String {
+        let parts: Vec<String> = path
+            .and_then(Path::parent)
+            .map(|p| {
+                p.components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        parts[parts.len().saturating_sub(depth)..].join("/")
+    };
+    rows.iter()
+        .map(|&(name, path)| {
+            let twins: Vec<Option<&Path>> = rows
+                .iter()
+                .filter(|(n, p)| *n == name && *p != path)
+                .map(|&(_, p)| p)
+                .collect();
+            if twins.is_empty() || path.is_none() {
+                return name.to_owned();
+            }
+            let deepest = path.map_or(0, |p| p.components().count());
+            let depth = (1..=deepest)
+                .find(|&d| twins.iter().all(|&t| folders(t, d) != folders(path, d)))
+                .unwrap_or(deepest);
+            format!("{name} — {}", folders(path, depth))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twins_are_told_apart_by_their_folders() {
+        let a = Path::new("/photos/2024/trip/car-1.jpg");
+        let b = Path::new("/photos/2025/trip/car-1.jpg");
+        let c = Path::new("/photos/other/car-1.jpg");
+        let d = Path::new("/photos/other/horse.jpg");
+        let rows = [
+            ("car-1.jpg", Some(a)),
+            ("car-1.jpg", Some(b)),
+            ("car-1.jpg", Some(c)),
+            ("horse.jpg", Some(d)),
+            ("Pasted image 1", None),
+        ];
+        assert_eq!(
+            row_labels(&rows),
+            [
+                "car-1.jpg — 2024/trip",
+                "car-1.jpg — 2025/trip",
+                "car-1.jpg — other",
+                "horse.jpg",
+                "Pasted image 1"
+            ]
+        );
     }
 }

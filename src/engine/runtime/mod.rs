@@ -235,6 +235,15 @@ fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
     })
 }
 
+/// The version of the ONNX Runtime this process has loaded, once it has (`None` before, or when
+/// loading failed).
+pub fn loaded_version() -> Option<String> {
+    RUNTIME
+        .get()
+        .and_then(|r| r.as_ref().ok())
+        .map(|r| r.version.clone())
+}
+
 /// Pulls the release version out of ONNX Runtime's build string
 /// (`ORT Build Info: git-branch=rel-1.31.1, git-commit-id=…`).
 pub fn parse_build_version(info: &str) -> Option<String> {

@@ -296,12 +296,15 @@ impl Segmenter {
                                 .map(|[_, last]| format!("TF32-exact input: convolution {last}")),
                         );
                     }
+                    let nvidia_driver = skipped.is_empty()
+                        || crate::engine::runtime::cuda_context::driver_present();
                     let report = ProviderReport {
                         requested: options.provider,
                         provider,
                         precision: options.precision,
                         skipped,
                         features,
+                        nvidia_driver,
                     };
                     let mut segmenter =
                         Self::from_session(session, device, model, prepared, side_px, report)?;
