@@ -289,3 +289,38 @@ fn an_offline_first_start_offers_the_model_on_disk() {
     );
     h.get_by_label_contains("u2netp: not fetched yet");
 }
+
+/// Item 8: while the session reloads (a precision switch), the Engine panel keeps its place;
+/// before, its long progress line widened it past the window's edge and the canvas took its
+/// place for 0.5–1 s.
+#[test]
+fn the_canvas_keeps_its_place_while_the_session_reloads() {
+    let root = tempfile::tempdir().unwrap();
+    let mut h = harness(options(root.path(), vec![common::photo("car-1.jpg")]));
+    run_until(&mut h, "the first mask", |app| {
+        ready_with(app, Precision::Fp32)
+    });
+    let before = h.state().canvas();
+    // Step through the reload frame by frame and compare the canvas each time.
+    h.get_by_label("FP16").click();
+    let mut reloading_frames = 0;
+    let started = Instant::now();
+    loop {
+        h.step();
+        let app = h.state();
+        if matches!(app.state.engine, EngineStatus::Configuring { .. }) {
+            reloading_frames += 1;
+            assert_eq!(
+                app.canvas(),
+                before,
+                "the canvas moved while the session reloaded"
+            );
+        }
+        if ready_with(app, Precision::Fp16) {
+            break;
+        }
+        assert!(started.elapsed() < app::WAIT, "the FP16 session never came");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(reloading_frames > 0, "a reload was seen");
+}

@@ -80,13 +80,18 @@ fn engine_ui(
     }
     match &state.engine {
         EngineStatus::Configuring { what, since, fetch } => {
+            // Wrapped: a long step name once widened the panel past the window's edge, and
+            // the canvas took its place until the session was ready.
             ui.horizontal(|ui| {
                 ui.spinner();
                 let verb = if fetch.is_some() { "" } else { "Loading " };
-                ui.label(format!(
-                    "{verb}{what}… {:.0} s",
-                    since.elapsed().as_secs_f64()
-                ));
+                ui.add(
+                    egui::Label::new(format!(
+                        "{verb}{what}… {:.0} s",
+                        since.elapsed().as_secs_f64()
+                    ))
+                    .wrap(),
+                );
             });
             if let Some(fetch) = fetch {
                 ui.horizontal(|ui| {
@@ -272,7 +277,7 @@ fn duration(ms: f64) -> String {
 fn refine_ui(ui: &mut egui::Ui, r: &mut RefineSettings) {
     ui.checkbox(&mut r.guided, "Refine edges (guided filter)")
         .on_hover_text("Snaps the mask to the photo's edges on the GPU; the network is not re-run");
-    ui.add_enabled_ui(r.guided, |ui| {
+    if r.guided {
         ui.add(
             egui::Slider::new(&mut r.radius, 1..=refine::MAX_RADIUS_PX)
                 .text("Radius (px)")
@@ -286,7 +291,7 @@ fn refine_ui(ui: &mut egui::Ui, r: &mut RefineSettings) {
                 .custom_formatter(|v, _| format!("{v:.0e}")),
         )
         .on_hover_text("Smaller follows the photo's edges more closely");
-    });
+    }
     ui.checkbox(&mut r.foreground, "Clean edge colours")
         .on_hover_text(
             "Foreground colour estimation: semi-transparent edge pixels take the subject's \
@@ -295,38 +300,53 @@ fn refine_ui(ui: &mut egui::Ui, r: &mut RefineSettings) {
 }
 
 fn composite_ui(ui: &mut egui::Ui, settings: &mut Settings) {
-    ui.heading("Cutout");
     let c = &mut settings.composite;
-    ui.add(egui::Slider::new(&mut c.threshold, 0.0..=1.0).text("Threshold"));
-    ui.add(egui::Slider::new(&mut c.softness, 0.0..=1.0).text("Edge softness"));
-    if ui.small_button("Reset edge").clicked() {
-        let defaults = crate::image_ops::CompositeSettings::default();
-        c.threshold = defaults.threshold;
-        c.softness = defaults.softness;
-        c.refine = defaults.refine;
-    }
+    ui.horizontal(|ui| {
+        ui.heading("Cutout");
+        if ui
+            .small_button("Reset edge")
+            .on_hover_text("Threshold, edge softness and refinement back to their defaults")
+            .clicked()
+        {
+            let defaults = crate::image_ops::CompositeSettings::default();
+            c.threshold = defaults.threshold;
+            c.softness = defaults.softness;
+            c.refine = defaults.refine;
+        }
+    });
+    ui.add(egui::Slider::new(&mut c.threshold, 0.0..=1.0).text("Threshold"))
+        .on_hover_text("Higher keeps less of the photo: only what the network is surer of");
+    ui.add(egui::Slider::new(&mut c.softness, 0.0..=1.0).text("Edge softness"))
+        .on_hover_text("0: a hard edge; 1: the network's own soft edge");
     refine_ui(ui, &mut c.refine);
-    ui.label("Background");
-    for b in Background::ALL {
-        ui.radio_value(&mut c.background, b, b.label());
-    }
-    match c.background {
-        Background::Color => {
-            ui.horizontal(|ui| {
-                ui.label("Colour");
-                ui.color_edit_button_srgb(&mut c.color);
+    ui.horizontal(|ui| {
+        egui::ComboBox::new("background", "Background")
+            .selected_text(c.background.label())
+            .show_ui(ui, |ui| {
+                for b in Background::ALL {
+                    ui.selectable_value(&mut c.background, b, b.label());
+                }
             });
+        match c.background {
+            Background::Color => {
+                ui.color_edit_button_srgb(&mut c.color);
+            }
+            Background::Dimmed => {
+                ui.add(
+                    egui::DragValue::new(&mut c.dim)
+                        .range(0.0..=1.0)
+                        .speed(0.01)
+                        .prefix("brightness "),
+                );
+            }
+            Background::Transparent | Background::Blurred => {}
         }
-        Background::Dimmed => {
-            ui.add(egui::Slider::new(&mut c.dim, 0.0..=1.0).text("Brightness"));
-        }
-        Background::Transparent | Background::Blurred => {}
-    }
-    ui.checkbox(&mut settings.mask_only, "Show mask only");
-    ui.checkbox(&mut settings.split_enabled, "Before/after split");
-    if settings.split_enabled {
-        ui.add(egui::Slider::new(&mut settings.split, 0.0..=1.0).text("Split"));
-    }
+    });
+    ui.horizontal_wrapped(|ui| {
+        ui.checkbox(&mut settings.mask_only, "Mask only");
+        ui.checkbox(&mut settings.split_enabled, "Before/after split")
+            .on_hover_text("Drag the line on the canvas to move it");
+    });
 }
 
 /// The touch-up brush: Keep / Erase, size, hardness, edge snapping, undo, redo and reset.
@@ -445,14 +465,15 @@ fn export_ui(
         ui.add(
             egui::Label::new(
                 egui::RichText::new(format!(
-                    "Exports go to {} until you type a folder above: {why}.",
+                    "Exports go to {} until you type a folder above.",
                     fallback.display()
                 ))
                 .small()
                 .weak(),
             )
             .wrap(),
-        );
+        )
+        .on_hover_text(format!("{why}, so cutout cannot ask with a dialog"));
     }
     ui.horizontal(|ui| {
         if ui

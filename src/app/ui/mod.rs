@@ -201,10 +201,12 @@ fn status_bar_ui(ui: &mut egui::Ui, state: &AppState) {
                     |f| format!("{:.0} %", f.fraction() * 100.0),
                 );
                 let verb = if fetch.is_some() { "" } else { "Loading " };
-                ui.label(format!(
+                let text = format!(
                     "{verb}{what}… {:.0} s ({step})",
                     since.elapsed().as_secs_f64()
-                ));
+                );
+                ui.add(egui::Label::new(&text).truncate())
+                    .on_hover_text(text);
             }
             EngineStatus::Ready { model, report, .. } => {
                 ui.label(
