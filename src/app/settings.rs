@@ -38,6 +38,8 @@ pub struct Settings {
     pub show_overlay: bool,
     /// Show every stage in the overlay (otherwise a compact summary that keeps the photo clear).
     pub overlay_details: bool,
+    /// The overlay folded to one line (a click on it folds and unfolds it).
+    pub overlay_folded: bool,
     /// Before/after split on.
     pub split_enabled: bool,
     /// Split position across the view, 0–1.
@@ -94,6 +96,7 @@ impl Default for Settings {
             export_dir: None,
             show_overlay: true,
             overlay_details: false,
+            overlay_folded: false,
             split_enabled: false,
             split: 0.5,
             mask_only: false,

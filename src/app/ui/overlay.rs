@@ -10,17 +10,18 @@ use crate::{
 /// The overlay's width; long reasons wrap.
 const OVERLAY_WIDTH_PT: f32 = 330.0;
 
-/// Draws the overlay in the canvas's top-left corner.
+/// Draws the overlay in the canvas's top-left corner; a click folds it to one line (and
+/// unfolds it), so that it never has to cover the subject.
 pub fn latency_overlay_ui(
     ui: &mut egui::Ui,
     canvas: egui::Rect,
     state: &AppState,
-    settings: &Settings,
+    settings: &mut Settings,
 ) {
-    egui::Area::new(egui::Id::unique("latency overlay"))
+    let shown = egui::Area::new(egui::Id::unique("latency overlay"))
         .fixed_pos(canvas.min + egui::vec2(8.0, 8.0))
         .order(egui::Order::Foreground)
-        .interactable(false)
+        .sense(egui::Sense::click())
         .show(ui.ctx(), |ui| {
             egui::Frame::popup(ui.style())
                 .fill(egui::Color32::from_black_alpha(190))
@@ -28,9 +29,36 @@ pub fn latency_overlay_ui(
                     ui.set_max_width(OVERLAY_WIDTH_PT);
                     ui.style_mut().override_text_style = Some(egui::TextStyle::Monospace);
                     ui.visuals_mut().override_text_color = Some(egui::Color32::from_gray(230));
-                    overlay_contents_ui(ui, state, settings);
+                    if settings.overlay_folded {
+                        ui.label(folded_line(state));
+                    } else {
+                        overlay_contents_ui(ui, state, settings);
+                    }
                 });
         });
+    let response = shown.response.on_hover_text(if settings.overlay_folded {
+        "Click to show the latency overlay"
+    } else {
+        "Click to fold the overlay to one line"
+    });
+    if response.clicked() {
+        settings.overlay_folded = !settings.overlay_folded;
+    }
+}
+
+/// The folded overlay: what ran and the median inference.
+fn folded_line(state: &AppState) -> String {
+    let what = match &state.engine {
+        EngineStatus::Ready { model, report, .. } => {
+            format!("{model} · {} · {}", report.provider, report.precision)
+        }
+        EngineStatus::Configuring { .. } => "loading…".to_owned(),
+        EngineStatus::Failed(_) => "no model loaded".to_owned(),
+    };
+    match state.stats.infer.summary() {
+        Some(s) => format!("{what} · {:.1} ms ▸", s.median),
+        None => format!("{what} ▸"),
+    }
 }
 
 fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings) {
