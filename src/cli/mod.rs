@@ -44,7 +44,10 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> ExitCode {
     let dirs = AppDirs::from_env();
     match cli.command {
-        None => crate::app::run_native(crate::app::AppOptions::new(dirs, cli.paths)),
+        None => match window_refusal(&cli.paths) {
+            Some(why) => fail(&why),
+            None => crate::app::run_native(crate::app::AppOptions::new(dirs, cli.paths)),
+        },
         Some(Command::Remove(args)) => {
             remove::remove(&dirs, &args.inputs, args.output.as_deref(), &args.options)
         }
@@ -66,6 +69,27 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Why the window should not be opened for these arguments, in words: names that are neither a
+/// command nor a file (a typo, or another tool's habit; where some exist, the missing ones
+/// become failed rows in the app instead), or no display to open it on.
+fn window_refusal(paths: &[std::path::PathBuf]) -> Option<String> {
+    if let Some(missing) = paths.first().filter(|_| paths.iter().all(|p| !p.exists())) {
+        return Some(format!(
+            "no such photo, folder or command: {}. Commands: remove, i, setup, doctor, bench, \
+             models (`cutout --help`)",
+            missing.display()
+        ));
+    }
+    let no_display = cfg!(target_os = "linux")
+        && std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty())
+        && std::env::var_os("WAYLAND_DISPLAY").is_none_or(|d| d.is_empty());
+    no_display.then(|| {
+        "there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set). \
+         The command line works without one: `cutout remove PHOTO`"
+            .to_owned()
+    })
 }
 
 fn fail(message: &dyn std::fmt::Display) -> ExitCode {

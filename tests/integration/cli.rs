@@ -883,3 +883,34 @@ fn a_missing_or_wrong_onnx_runtime_library_is_reported() {
         assert!(!output.exists());
     }
 }
+
+/// Item 9 of issue 33: a name that is neither a command nor a file, and no display, are said in
+/// words at once (before, a window was tried and winit's error named a cargo registry path).
+#[test]
+fn a_typo_or_no_display_is_said_without_trying_a_window() {
+    let typo = Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .arg("remvoe")
+        .env("CUTOUT_MODELS_DIR", common::models_dir())
+        .output()
+        .unwrap();
+    assert_eq!(typo.status.code(), Some(2));
+    let said = stderr(&typo);
+    assert!(
+        said.contains("no such photo, folder or command: remvoe"),
+        "{said}"
+    );
+    assert!(!said.contains(".cargo"), "{said}");
+    let headless = Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .arg(photo())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert_eq!(headless.status.code(), Some(2));
+    let said = stderr(&headless);
+    assert!(
+        said.contains("no display") && said.contains("cutout remove PHOTO"),
+        "{said}"
+    );
+    assert!(!said.contains(".cargo"), "{said}");
+}
