@@ -446,7 +446,10 @@ fn export_ui(
             .unwrap_or_else(|| folder.clone());
         let response = ui.add(
             egui::TextEdit::singleline(&mut text)
-                .hint_text("not chosen yet: type one, or Folder…")
+                .hint_text(state.export_fallback.as_ref().map_or_else(
+                    || "type a folder, or Folder…".to_owned(),
+                    |(fallback, _)| fallback.display().to_string(),
+                ))
                 .desired_width(f32::INFINITY),
         );
         if response.has_focus() {
