@@ -324,3 +324,41 @@ fn the_canvas_keeps_its_place_while_the_session_reloads() {
     }
     assert!(reloading_frames > 0, "a reload was seen");
 }
+
+/// Item 10, the smaller things: the colour picker draws every glyph it shows (egui_kittest
+/// refuses a missing one; the copy button's was), Help → About names the version, and a pasted
+/// image gets its queue picture at once.
+#[test]
+fn the_colour_picker_about_and_a_pasted_thumbnail() {
+    let root = tempfile::tempdir().unwrap();
+    let mut h = harness(options(root.path(), Vec::new()));
+    run_until(&mut h, "the engine", |app| {
+        matches!(app.state.engine, EngineStatus::Ready { .. })
+    });
+    h.state_mut().settings.composite.background = cutout::image_ops::Background::Color;
+    h.run_steps(2);
+    h.get_by_role(egui::accesskit::Role::ColorWell).click();
+    h.run_steps(3);
+    h.render().expect("the picker renders");
+
+    h.get_by_label("Help").click();
+    h.run_steps(2);
+    h.get_by_label("About cutout").click();
+    h.run_steps(4);
+    assert!(h.state().state.show_about, "the About window is open");
+    h.get_by_label(&format!("cutout {}", env!("CARGO_PKG_VERSION")));
+    h.get_by_label_contains("ONNX Runtime: 1.");
+
+    let pixels = vec![egui::Color32::from_rgb(200, 40, 40); 64 * 48];
+    let image = egui::ColorImage::new([64, 48], pixels);
+    h.input_mut()
+        .events
+        .push(egui::Event::PasteImage(std::sync::Arc::new(image)));
+    h.run_steps(2);
+    let pasted = h.state().state.entries.last().unwrap();
+    assert_eq!(pasted.name, "Pasted image 1");
+    assert!(
+        pasted.thumbnail.is_some(),
+        "the pasted image has its picture"
+    );
+}
