@@ -33,6 +33,9 @@ pub enum PlanError {
     /// Nothing to do.
     #[error("no images found in the given inputs")]
     Empty,
+    /// A photo from standard input has no name to give its result in a folder.
+    #[error("a photo from standard input has no name to keep: give the file, as in `-o {}`", .0.join("cutout.png").display())]
+    StdinNeedsAFileName(PathBuf),
     /// `-` (standard input or output) with more than one photo.
     #[error(
         "`-` (standard input or output) works with exactly one photo: `cutout remove - -o out.png`, `cutout remove photo.jpg -o -`, or `cat photo.jpg | cutout remove - > out.png`"
@@ -206,6 +209,10 @@ pub fn plan_jobs(
         let input = inputs[0].clone();
         let origin = (!reads_stdin).then(|| Origin::of_file(&input));
         let output = output.map_or_else(|| PathBuf::from(STDIO), Path::to_owned);
+        let names_folder = output.is_dir() || output.to_string_lossy().ends_with(['/', '\\']);
+        if reads_stdin && names_folder {
+            return Err(PlanError::StdinNeedsAFileName(output));
+        }
         return Ok(vec![Job {
             input,
             output: Target::exact(output, origin),
@@ -496,6 +503,14 @@ mod tests {
         )
         .expect("plan");
         assert_eq!(to_file[0].output.path, Path::new("out.png"));
+        assert!(matches!(
+            plan_jobs(
+                std::slice::from_ref(&stdin),
+                Some(Path::new("results/")),
+                plan(OutputKind::Cutout)
+            ),
+            Err(PlanError::StdinNeedsAFileName(_))
+        ));
         let two = [stdin, PathBuf::from("b.jpg")];
         assert!(matches!(
             plan_jobs(&two, None, plan(OutputKind::Cutout)),
