@@ -374,9 +374,59 @@ pub fn run_native(options: AppOptions) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
-                "error: the window could not be opened ({e}). The command line works without one: `cutout remove PHOTO`"
+                "error: the window could not be opened ({}). The command line works without one: `cutout remove PHOTO`",
+                without_source_location(&e.to_string())
             );
             ExitCode::from(2)
         }
+    }
+}
+
+/// A library's error text without the source file and line it names (winit's "os error at
+/// /home/…/.cargo/registry/…/mod.rs:788: Failed to open connection to X server"): the user
+/// needs the reason, not where it was written.
+fn without_source_location(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" at ") {
+        let after = &rest[at + 4..];
+        // A path ending in `.rs:LINE` followed by ": ".
+        let end = after.find(": ").filter(|&e| {
+            let location = &after[..e];
+            location.rsplit_once(':').is_some_and(|(file, line)| {
+                file.ends_with(".rs")
+                    && !line.is_empty()
+                    && line.bytes().all(|b| b.is_ascii_digit())
+            })
+        });
+        match end {
+            Some(e) => {
+                out.push_str(&rest[..at]);
+                rest = &after[e..];
+            }
+            None => {
+                out.push_str(&rest[..at + 4]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_locations_are_left_out_of_library_errors() {
+        assert_eq!(
+            super::without_source_location(
+                "winit EventLoopError: os error at /root/.cargo/registry/src/index/winit-0.30.13/src/platform_impl/linux/mod.rs:788: Failed to open connection to X server"
+            ),
+            "winit EventLoopError: os error: Failed to open connection to X server"
+        );
+        assert_eq!(
+            super::without_source_location("look at this: nothing to strip"),
+            "look at this: nothing to strip"
+        );
     }
 }

@@ -71,11 +71,20 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Why the window should not be opened for these arguments, in words: names that are neither a
-/// command nor a file (a typo, or another tool's habit; where some exist, the missing ones
-/// become failed rows in the app instead), or no display to open it on.
+/// Why the window should not be opened for these arguments, in words: a word that is neither a
+/// command nor a file, or no display to open it on.
 fn window_refusal(paths: &[std::path::PathBuf]) -> Option<String> {
-    if let Some(missing) = paths.first().filter(|_| paths.iter().all(|p| !p.exists())) {
+    // A bare word that names nothing is a command mistyped (or another tool's habit); a missing
+    // photo's name opens the app, where it becomes a failed row (a desktop launcher has no
+    // terminal to print to).
+    let looks_like_a_command = |p: &std::path::PathBuf| {
+        let text = p.to_string_lossy();
+        !text.contains(['.', '/', '\\'])
+    };
+    if let Some(missing) = paths
+        .first()
+        .filter(|first| looks_like_a_command(first) && paths.iter().all(|p| !p.exists()))
+    {
         return Some(format!(
             "no such photo, folder or command: {}. Commands: remove, i, setup, doctor, bench, \
              models (`cutout --help`)",
