@@ -182,6 +182,11 @@ pub fn output_name(
 /// standard output.
 pub const STDIO: &str = "-";
 
+/// Whether `-o` names a folder: an existing one, or a path ending in a separator.
+fn names_a_folder(path: &Path) -> bool {
+    path.is_dir() || path.as_os_str().to_string_lossy().ends_with(['/', '\\'])
+}
+
 /// Whether `path` is [`STDIO`].
 pub fn is_stdio(path: &Path) -> bool {
     path.as_os_str() == STDIO
@@ -209,8 +214,7 @@ pub fn plan_jobs(
         let input = inputs[0].clone();
         let origin = (!reads_stdin).then(|| Origin::of_file(&input));
         let output = output.map_or_else(|| PathBuf::from(STDIO), Path::to_owned);
-        let names_folder = output.is_dir() || output.to_string_lossy().ends_with(['/', '\\']);
-        if reads_stdin && names_folder {
+        if reads_stdin && names_a_folder(&output) {
             return Err(PlanError::StdinNeedsAFileName(output));
         }
         return Ok(vec![Job {
@@ -230,8 +234,7 @@ pub fn plan_jobs(
     let out_dir = match output {
         None => None,
         Some(out) => {
-            let names_folder =
-                out.is_dir() || out.as_os_str().to_string_lossy().ends_with(['/', '\\']);
+            let names_folder = names_a_folder(out);
             let several = files.len() > 1 || inputs.iter().any(|i| i.is_dir());
             if !names_folder && !several {
                 return Ok(vec![Job {
