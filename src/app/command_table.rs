@@ -42,7 +42,7 @@ pub enum Command {
     Paste,
     /// Switch precision (reloads the session on the worker).
     SetPrecision(Precision),
-    /// Switch provider (`auto`, `tensorrt-rtx`, `tensorrt`, `cuda`, `cpu`).
+    /// Switch provider (`auto`, `tensorrt-rtx`, `tensorrt`, `cuda`, `webgpu`, `cpu`).
     SetProvider(String),
     /// Switch model (a manifest name; fetched on first use, with progress).
     SetModel(String),

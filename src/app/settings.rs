@@ -17,7 +17,7 @@ use crate::{
 pub struct Settings {
     /// Threshold, softness and background.
     pub composite: CompositeSettings,
-    /// Execution provider: `auto`, `tensorrt-rtx`, `tensorrt`, `cuda` or `cpu`.
+    /// Execution provider: `auto`, `tensorrt-rtx`, `tensorrt`, `cuda`, `webgpu` or `cpu`.
     pub provider: String,
     /// Network precision: `fp16`, `fp32`, or `auto` (FP16 on a GPU provider, FP32 on the CPU,
     /// where FP16 would run as FP32 anyway), decided when the first session runs.

@@ -43,8 +43,10 @@ pub struct BenchConfig {
     pub model: ModelChoice,
     /// Channels-last variants to measure on the CUDA provider (`true` = NHWC).
     pub nhwc: Vec<bool>,
-    /// Capture CUDA graphs on the CUDA provider.
+    /// Capture graphs on the CUDA and WebGPU providers.
     pub cuda_graphs: bool,
+    /// More WebGPU provider options, for every row.
+    pub webgpu_options: Vec<(String, String)>,
     /// cuDNN conv+bias fusion variants to measure on the CUDA provider.
     pub fuse_conv_bias: Vec<bool>,
     /// How cuDNN picks algorithms on the CUDA provider: one row per way.
@@ -210,6 +212,7 @@ pub fn run(
                         ))
                     }),
                     cuda_graphs: config.cuda_graphs,
+                    webgpu_options: config.webgpu_options.clone(),
                     fp16_source,
                     ..SegmenterOptions::default()
                 };

@@ -99,12 +99,16 @@ pub struct BenchArgs {
     /// Write the rows as CSV.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
-    /// Convolution layouts to measure on the CUDA provider (nhwc = channels-last).
+    /// Convolution layouts to measure on the CUDA and WebGPU providers (nhwc = channels-last).
     #[arg(long, value_delimiter = ',', default_value = "nhwc", value_parser = ["nhwc", "nchw"])]
     pub layouts: Vec<String>,
-    /// Measure without CUDA graphs on the CUDA provider.
+    /// Measure without graphs: CUDA graphs on the CUDA provider, graph capture on WebGPU.
     #[arg(long)]
     pub no_cuda_graphs: bool,
+    /// A WebGPU provider option for every row, as KEY=VALUE (repeat the flag for more), e.g.
+    /// `storageBufferCacheMode=bucket` or `validationMode=disabled`.
+    #[arg(long = "webgpu-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub webgpu_options: Vec<(String, String)>,
     /// cuDNN conv+bias fusion on the CUDA provider: off, on, or both (`off,on`).
     #[arg(long, value_delimiter = ',', default_value = "off", value_parser = ["off", "on"])]
     pub fuse_conv_bias: Vec<String>,
@@ -306,6 +310,13 @@ impl EngineArgs {
             ..SegmenterOptions::default()
         }
     }
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(k, _)| !k.trim().is_empty())
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
 }
 
 /// `cutout setup`.

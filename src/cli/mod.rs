@@ -213,6 +213,7 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
         ),
         nhwc: args.layouts.iter().map(|l| l == "nhwc").collect(),
         cuda_graphs: !args.no_cuda_graphs,
+        webgpu_options: args.webgpu_options.clone(),
         fuse_conv_bias: args.fuse_conv_bias.iter().map(|v| v == "on").collect(),
         dump_optimized: args.dump_optimized.clone(),
         conv_search: args.conv_search.clone(),
@@ -400,13 +401,14 @@ fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
             flavor.package(),
             existing.display()
         );
-        let plugin = runtime::tensorrt_rtx::folder_beside(&existing)
-            .join(runtime::tensorrt_rtx::plugin_file_name());
-        if flavor == runtime::RuntimeFlavor::Gpu && !plugin.is_file() {
-            // Installed before cutout fetched TensorRT-RTX: add it beside the runtime.
-            let log = &mut |line: &str| eprintln!("{line}");
-            if let Err(e) = runtime::install_tensorrt_rtx(dirs, &options, log) {
-                eprintln!("warning: {e}");
+        for plugin in runtime::plugins(flavor) {
+            if !plugin.installed_beside(&existing) {
+                // Installed before cutout fetched this plugin: add it beside the runtime.
+                if let Err(e) = runtime::install_plugin(dirs, &options, plugin, &mut |line| {
+                    eprintln!("{line}");
+                }) {
+                    eprintln!("warning: {e}");
+                }
             }
         }
         return models(ExitCode::SUCCESS);

@@ -6,10 +6,12 @@ use ort::ep::{self, ExecutionProvider as _};
 
 use super::{
     models::{self, Manifest},
+    providers::Precision,
     providers::{ProviderKind, explain_failure},
     runtime::{
         self, CUDA_LIBRARIES, RuntimeSource, TENSORRT_LIBRARIES,
-        tensorrt_rtx::{self, PluginState},
+        plugin::{Plugin, PluginState, find_library},
+        tensorrt_rtx, webgpu,
     },
 };
 use crate::paths::AppDirs;
@@ -125,18 +127,29 @@ pub fn report(dirs: &AppDirs) -> String {
     let _ = writeln!(out, "\nExecution providers (compiled in / usable here)");
     if let Ok(rt) = &loaded {
         for kind in ProviderKind::PREFERENCE {
-            if kind == ProviderKind::TensorRtRtx {
-                let usable = match tensorrt_rtx_devices(rt) {
+            let plugin_usable = match kind {
+                ProviderKind::TensorRtRtx => Some(match tensorrt_rtx_devices(rt) {
                     Ok(n) => format!("yes ({n} device(s))"),
                     Err(reason) => format!("no: {reason}"),
-                };
+                }),
+                ProviderKind::WebGpu => Some(match webgpu::choose(rt, Precision::Fp32, true) {
+                    Ok((_, adapter)) if adapter.kind == webgpu::AdapterKind::Software => format!(
+                        "only with --ep webgpu, on a software renderer ({}); auto passes it over",
+                        adapter.describe()
+                    ),
+                    Ok((_, adapter)) => format!("yes ({})", adapter.describe()),
+                    Err(reason) => format!("no: {reason}"),
+                }),
+                _ => None,
+            };
+            if let Some(usable) = plugin_usable {
                 let _ = writeln!(out, "  {:<12} plugin       usable: {usable}", kind.label());
                 continue;
             }
             let compiled = match kind {
                 ProviderKind::TensorRt => ep::TensorRT::is_available(),
                 ProviderKind::Cuda => ep::CUDA::is_available(),
-                ProviderKind::Cpu | ProviderKind::TensorRtRtx => ep::CPU::is_available(),
+                _ => ep::CPU::is_available(),
             }
             .unwrap_or(false);
             let usable = if !compiled {
@@ -176,7 +189,17 @@ pub fn report(dirs: &AppDirs) -> String {
     }
 
     if let Ok(rt) = &loaded {
-        tensorrt_rtx_section(&mut out, rt);
+        plugin_section(
+            &mut out,
+            rt,
+            &tensorrt_rtx::PLUGIN,
+            &rt.tensorrt_rtx,
+            "`cutout setup --gpu`",
+        );
+        tensorrt_rtx_gpu(&mut out);
+        plugin_section(&mut out, rt, &webgpu::PLUGIN, &rt.webgpu, "`cutout setup`");
+        webgpu_adapters(&mut out);
+        discovered_devices(&mut out, rt);
     }
 
     let _ = writeln!(out, "\nModels");
@@ -222,18 +245,25 @@ fn tensorrt_rtx_devices(rt: &runtime::Runtime) -> Result<usize, String> {
     tensorrt_rtx::devices(rt, gpu_and_compute_capability).map(|devices| devices.len())
 }
 
-/// The plugin's folder, its libraries (loaded, not just looked for), what ONNX Runtime made of it,
-/// and every device ONNX Runtime discovered, for whichever provider.
-fn tensorrt_rtx_section(out: &mut String, rt: &runtime::Runtime) {
-    let folder = tensorrt_rtx::folder_beside(&rt.location.library);
-    let _ = writeln!(out, "\nTensorRT for RTX ({})", tensorrt_rtx::PACKAGE);
+/// A plugin's folder, its libraries (loaded, not just looked for) and what ONNX Runtime made of
+/// it.
+fn plugin_section(
+    out: &mut String,
+    rt: &runtime::Runtime,
+    plugin: &Plugin,
+    state: &PluginState,
+    setup: &str,
+) {
+    let folder = plugin.folder_beside(&rt.location.library);
+    let _ = writeln!(out, "\n{} plugin ({})", plugin.label, plugin.package);
     let _ = writeln!(out, "  folder    {}", folder.display());
-    let names = tensorrt_rtx::DEPENDENCIES
+    let names = plugin
+        .dependencies
         .iter()
         .copied()
-        .chain([tensorrt_rtx::plugin_file_name()]);
+        .chain([plugin.file_name()]);
     for prefix in names {
-        let state = match tensorrt_rtx::find_library(&folder, prefix) {
+        let state = match find_library(&folder, prefix) {
             Some(path) => probe_library(
                 &path.file_name().unwrap_or_default().to_string_lossy(),
                 Some(&folder),
@@ -242,9 +272,10 @@ fn tensorrt_rtx_section(out: &mut String, rt: &runtime::Runtime) {
         };
         let _ = writeln!(out, "  {prefix:<44} {state}");
     }
-    let state = match &rt.tensorrt_rtx {
-        PluginState::NotInstalled { .. } => {
-            "not installed (`cutout setup --gpu` fetches it)".to_owned()
+    let state = match state {
+        PluginState::NotInstalled { .. } => format!("not installed ({setup} fetches it)"),
+        PluginState::Failed { reason, .. } if plugin == &webgpu::PLUGIN => {
+            format!("not registered: {}", webgpu::explain_failure(reason))
         }
         PluginState::Failed { reason, .. } => format!(
             "not registered: {}",
@@ -253,6 +284,10 @@ fn tensorrt_rtx_section(out: &mut String, rt: &runtime::Runtime) {
         PluginState::Registered { .. } => "registered with ONNX Runtime".to_owned(),
     };
     let _ = writeln!(out, "  plugin    {state}");
+}
+
+/// The NVIDIA GPU TensorRT-RTX would run on.
+fn tensorrt_rtx_gpu(out: &mut String) {
     let gpu = gpu_and_compute_capability();
     let _ = writeln!(
         out,
@@ -262,12 +297,29 @@ fn tensorrt_rtx_section(out: &mut String, rt: &runtime::Runtime) {
             |(name, cc)| format!("{name}, compute capability {cc}")
         )
     );
-    let _ = writeln!(out, "  devices ONNX Runtime discovered, by provider:");
+}
+
+/// Every adapter the native API offers WebGPU, best first.
+fn webgpu_adapters(out: &mut String) {
+    let (_, api) = webgpu::native_api();
+    let adapters = webgpu::adapters();
+    if adapters.is_empty() {
+        let _ = writeln!(out, "  adapters  none: no {api} adapter answered");
+    }
+    for (i, adapter) in adapters.iter().enumerate() {
+        let role = if i == 0 { "adapter  " } else { "also     " };
+        let _ = writeln!(out, "  {role} {}", adapter.details());
+    }
+}
+
+/// Every device ONNX Runtime discovered, for whichever provider.
+fn discovered_devices(out: &mut String, rt: &runtime::Runtime) {
+    let _ = writeln!(out, "\nDevices ONNX Runtime discovered, by provider");
     for device in rt.env.devices() {
         let hardware = device.hardware_device();
         let _ = writeln!(
             out,
-            "    {:<32} {:?} {} (device id {})",
+            "  {:<32} {:?} {} (device id {})",
             device.ep().unwrap_or("?"),
             hardware.ty(),
             hardware.vendor().unwrap_or("?"),
@@ -282,7 +334,7 @@ fn register(rt: &runtime::Runtime, kind: ProviderKind) -> Result<(), String> {
     let dispatch = match kind {
         ProviderKind::TensorRt => ep::TensorRT::default().build(),
         ProviderKind::Cuda => ep::CUDA::default().build(),
-        ProviderKind::Cpu | ProviderKind::TensorRtRtx => ep::CPU::default().build(),
+        _ => ep::CPU::default().build(),
     };
     let builder = ort::session::Session::builder(&rt.env).map_err(|e| e.to_string())?;
     builder

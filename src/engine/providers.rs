@@ -18,15 +18,25 @@ pub enum ProviderKind {
     TensorRt,
     /// NVIDIA CUDA with cuDNN.
     Cuda,
+    /// WebGPU (a plugin provider built on Dawn): any desktop GPU through Vulkan, Direct3D 12 or
+    /// Metal.
+    #[serde(rename = "webgpu")]
+    WebGpu,
     /// ONNX Runtime's own CPU kernels.
     Cpu,
 }
 
 impl ProviderKind {
     /// Fastest first: the order `auto` tries them in.
-    pub const PREFERENCE: [Self; 4] = [Self::TensorRtRtx, Self::TensorRt, Self::Cuda, Self::Cpu];
+    pub const PREFERENCE: [Self; 5] = [
+        Self::TensorRtRtx,
+        Self::TensorRt,
+        Self::Cuda,
+        Self::WebGpu,
+        Self::Cpu,
+    ];
 
-    /// Whether it runs on an NVIDIA GPU.
+    /// Whether it runs on a GPU.
     pub fn is_gpu(self) -> bool {
         self != Self::Cpu
     }
@@ -37,6 +47,7 @@ impl ProviderKind {
             Self::TensorRtRtx => "tensorrt-rtx",
             Self::TensorRt => "tensorrt",
             Self::Cuda => "cuda",
+            Self::WebGpu => "webgpu",
             Self::Cpu => "cpu",
         }
     }
@@ -47,6 +58,7 @@ impl ProviderKind {
             Self::TensorRtRtx => "TensorRT-RTX",
             Self::TensorRt => "TensorRT",
             Self::Cuda => "CUDA",
+            Self::WebGpu => "WebGPU",
             Self::Cpu => "CPU",
         }
     }
@@ -78,9 +90,11 @@ impl FromStr for ProviderRequest {
             }
             "tensorrt" | "trt" => Ok(Self::Only(ProviderKind::TensorRt)),
             "cuda" => Ok(Self::Only(ProviderKind::Cuda)),
+            "webgpu" => Ok(Self::Only(ProviderKind::WebGpu)),
             "cpu" => Ok(Self::Only(ProviderKind::Cpu)),
             other => Err(format!(
-                "unknown execution provider `{other}`; use auto, tensorrt-rtx, tensorrt, cuda or cpu"
+                "unknown execution provider `{other}`; use auto, tensorrt-rtx, tensorrt, cuda, \
+                 webgpu or cpu"
             )),
         }
     }
@@ -165,6 +179,9 @@ pub struct ProviderReport {
     pub requested: ProviderRequest,
     /// The provider the session runs on.
     pub provider: ProviderKind,
+    /// The device it runs on where the provider name alone does not say
+    /// (WebGPU: `Vulkan · NVIDIA H100 80GB HBM3`).
+    pub device: Option<String>,
     /// The precision the network runs in.
     pub precision: Precision,
     /// Faster providers that were passed over, with reasons.
@@ -187,7 +204,7 @@ fn serialize_display<S: serde::Serializer, T: fmt::Display>(
 impl ProviderReport {
     /// One line: `CPU provider, FP32 — TensorRT: …; CUDA: …`.
     pub fn summary(&self) -> String {
-        let mut line = format!("{} provider, {}", self.provider, self.precision);
+        let mut line = format!("{}, {}", self.runs_on(), self.precision);
         if let Some(note) = self.note() {
             line.push_str(&format!(" ({note})"));
         }
@@ -225,6 +242,7 @@ const SHORT_CAUSES: &[(&str, &str)] = &[
 ];
 
 const NO_NVIDIA_GPU: &str = "no NVIDIA GPU found";
+const NO_GPU: &str = "no GPU found";
 const NO_GPU_BUILD: &str = "the GPU build of ONNX Runtime is not installed (`cutout setup --gpu`)";
 
 impl ProviderReport {
@@ -232,7 +250,7 @@ impl ProviderReport {
     /// `CPU provider, FP32 — no NVIDIA GPU found; `cutout doctor` lists the options`. The
     /// reasons in full are [`Self::summary`] and the app's details.
     pub fn headline(&self) -> String {
-        let mut line = format!("{} provider, {}", self.provider, self.precision);
+        let mut line = format!("{}, {}", self.runs_on(), self.precision);
         if let Some(note) = self.note() {
             line.push_str(&format!(" ({note})"));
         }
@@ -242,11 +260,54 @@ impl ProviderReport {
         line
     }
 
-    /// In a few words, why no faster provider runs (`None` when none was passed over).
+    /// `WebGPU · Vulkan · NVIDIA H100`, `CUDA`: the provider and, where it says more, its device.
+    pub fn provider_name(&self) -> String {
+        match &self.device {
+            Some(device) => format!("{} · {device}", self.provider),
+            None => self.provider.to_string(),
+        }
+    }
+
+    /// `WebGPU provider (Vulkan · NVIDIA H100)`, `CPU provider`.
+    pub fn runs_on(&self) -> String {
+        match &self.device {
+            Some(device) => format!("{} provider ({device})", self.provider),
+            None => format!("{} provider", self.provider),
+        }
+    }
+
+    /// In a few words, why no faster provider runs (`None` when none was passed over, or when
+    /// WebGPU runs on a machine without NVIDIA's driver, where nothing faster can).
     pub fn why_not_faster(&self) -> Option<String> {
         let first = self.skipped.first()?;
         if !self.nvidia_driver {
-            return Some(NO_NVIDIA_GPU.to_owned());
+            if self.provider == ProviderKind::WebGpu {
+                return None;
+            }
+            let webgpu = self
+                .skipped
+                .iter()
+                .find(|s| s.provider == ProviderKind::WebGpu);
+            return Some(match webgpu {
+                None => NO_NVIDIA_GPU.to_owned(),
+                Some(s) if s.reason.contains("plugin is not installed") => {
+                    "no NVIDIA GPU found, and the WebGPU plugin is not installed (`cutout setup`)"
+                        .to_owned()
+                }
+                Some(s) if s.reason.contains("software renderer") => {
+                    "no GPU found, only a software renderer".to_owned()
+                }
+                Some(s)
+                    if s.reason.contains("discovered no GPU")
+                        || s.reason.contains("adapter answered") =>
+                {
+                    NO_GPU.to_owned()
+                }
+                Some(_) => format!(
+                    "no NVIDIA GPU found, and {} could not start",
+                    ProviderKind::WebGpu
+                ),
+            });
         }
         let cause = SHORT_CAUSES.iter().find_map(|(needle, short)| {
             self.skipped
@@ -346,6 +407,7 @@ mod tests {
                 ProviderKind::TensorRtRtx,
                 ProviderKind::TensorRt,
                 ProviderKind::Cuda,
+                ProviderKind::WebGpu,
                 ProviderKind::Cpu
             ]
         );
@@ -388,6 +450,7 @@ mod tests {
         let report = ProviderReport {
             requested: ProviderRequest::Auto,
             provider: ProviderKind::Cpu,
+            device: None,
             precision: Precision::Fp32,
             skipped: vec![SkippedProvider {
                 provider: ProviderKind::Cuda,
@@ -436,6 +499,31 @@ mod tests {
         assert_eq!(
             machine_without_driver.why_not_faster().as_deref(),
             Some(NO_NVIDIA_GPU)
+        );
+        let software_only = ProviderReport {
+            skipped: vec![SkippedProvider {
+                provider: ProviderKind::WebGpu,
+                reason: "the only Vulkan adapter here is a software renderer (SwiftShader)".into(),
+            }],
+            ..machine_without_driver.clone()
+        };
+        assert_eq!(
+            software_only.why_not_faster().as_deref(),
+            Some("no GPU found, only a software renderer")
+        );
+        let on_webgpu = ProviderReport {
+            provider: ProviderKind::WebGpu,
+            device: Some("Vulkan · AMD Radeon RX 7900 XTX".into()),
+            skipped: vec![SkippedProvider {
+                provider: ProviderKind::Cuda,
+                reason: "no NVIDIA GPU".into(),
+            }],
+            ..machine_without_driver
+        };
+        assert_eq!(
+            on_webgpu.headline(),
+            "WebGPU provider (Vulkan · AMD Radeon RX 7900 XTX), FP32",
+            "on a machine without NVIDIA's driver nothing is faster than WebGPU"
         );
     }
 }

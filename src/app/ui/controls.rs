@@ -2,7 +2,7 @@
 
 use crate::{
     app::{AppState, Command, EngineStatus, Settings, UiCommand, settings::BrushSettings},
-    engine::Precision,
+    engine::{Precision, ProviderKind},
     image_ops::{
         Background,
         edits::BrushMode,
@@ -52,7 +52,8 @@ fn engine_ui(
         egui::ComboBox::new("provider", "Provider")
             .selected_text(&provider)
             .show_ui(ui, |ui| {
-                for p in ["auto", "tensorrt-rtx", "tensorrt", "cuda", "cpu"] {
+                let names = ProviderKind::PREFERENCE.map(ProviderKind::as_str);
+                for p in std::iter::once("auto").chain(names) {
                     ui.selectable_value(&mut provider, p.to_owned(), p);
                 }
             });
@@ -121,7 +122,8 @@ fn engine_ui(
             ui.label(
                 egui::RichText::new(format!(
                     "Running: {model} · {} · {} · {input_side_px} px",
-                    report.provider, report.precision
+                    report.provider_name(),
+                    report.precision
                 ))
                 .strong(),
             );

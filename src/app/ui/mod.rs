@@ -212,7 +212,8 @@ fn status_bar_ui(ui: &mut egui::Ui, state: &AppState) {
                 ui.label(
                     egui::RichText::new(format!(
                         "{model} · {} · {}",
-                        report.provider, report.precision
+                        report.provider_name(),
+                        report.precision
                     ))
                     .strong(),
                 )

@@ -50,7 +50,11 @@ pub fn latency_overlay_ui(
 fn folded_line(state: &AppState) -> String {
     let what = match &state.engine {
         EngineStatus::Ready { model, report, .. } => {
-            format!("{model} · {} · {}", report.provider, report.precision)
+            format!(
+                "{model} · {} · {}",
+                report.provider_name(),
+                report.precision
+            )
         }
         EngineStatus::Configuring { .. } => "loading…".to_owned(),
         EngineStatus::Failed(_) => "no model loaded".to_owned(),
@@ -73,6 +77,11 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             let (provider, precision) = ran.map_or((report.provider, report.precision), |r| {
                 (r.provider, r.precision)
             });
+            let provider = if provider == report.provider {
+                report.provider_name()
+            } else {
+                provider.to_string()
+            };
             ui.label(format!(
                 "{model} · {provider} · {precision} · {input_side_px}×{input_side_px} input"
             ));
@@ -222,7 +231,7 @@ fn precision_comparison_ui(ui: &mut egui::Ui, state: &AppState, settings: &Setti
     ui.separator();
     ui.label(format!(
         "inference on {}: FP32 {} | FP16 {}",
-        report.provider,
+        report.provider_name(),
         show(fp32),
         show(fp16)
     ));

@@ -10,7 +10,8 @@ use std::{
 };
 
 use super::{
-    ORT_VERSION, RuntimeError, RuntimeFlavor, core_library_name, managed_dir, tensorrt_rtx,
+    ORT_VERSION, RuntimeError, RuntimeFlavor, core_library_name, managed_dir, plugin::Plugin,
+    plugins,
 };
 use crate::paths::AppDirs;
 
@@ -72,11 +73,12 @@ pub fn install(
     if options.flavor == RuntimeFlavor::Gpu && options.cuda_libs {
         fetch_cuda_libraries(&python, &wheel, work.path(), &staging.join("cuda"), log)?;
     }
-    if options.flavor == RuntimeFlavor::Gpu {
-        fetch_tensorrt_rtx(
+    for plugin in plugins(options.flavor) {
+        fetch_plugin(
             &python,
+            plugin,
             work.path(),
-            &staging.join(tensorrt_rtx::FOLDER),
+            &staging.join(plugin.folder),
             log,
         );
     }
@@ -91,22 +93,24 @@ pub fn install(
     Ok(target.join(core_library_name()))
 }
 
-/// Adds the TensorRT-RTX plugin beside an installed GPU runtime (for runtimes installed before
-/// cutout fetched it). Returns the plugin folder; a plugin that could not be fetched is an error.
-pub fn install_tensorrt_rtx(
+/// Adds a plugin beside an installed runtime (for runtimes installed before cutout fetched it).
+/// Returns the plugin folder; a plugin that could not be fetched is an error.
+pub fn install_plugin(
     dirs: &AppDirs,
     options: &SetupOptions,
+    plugin: &Plugin,
     log: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, RuntimeError> {
     let python = python(options)?;
     let work = work_dir(dirs)?;
-    let staging = work.path().join(tensorrt_rtx::FOLDER);
-    if !fetch_tensorrt_rtx(&python, work.path(), &staging, log) {
-        return Err(RuntimeError::Setup(
-            "the TensorRT-RTX plugin could not be fetched (see above)".to_owned(),
-        ));
+    let staging = work.path().join(plugin.folder);
+    if !fetch_plugin(&python, plugin, work.path(), &staging, log) {
+        return Err(RuntimeError::Setup(format!(
+            "the {} plugin could not be fetched (see above)",
+            plugin.label
+        )));
     }
-    let target = managed_dir(dirs, RuntimeFlavor::Gpu).join(tensorrt_rtx::FOLDER);
+    let target = managed_dir(dirs, options.flavor).join(plugin.folder);
     replace_with(&staging, &target)?;
     Ok(target)
 }
@@ -148,26 +152,33 @@ fn work_dir(dirs: &AppDirs) -> Result<tempfile::TempDir, RuntimeError> {
         .map_err(|e| RuntimeError::Setup(format!("cannot create a temporary folder: {e}")))
 }
 
-/// Fetches NVIDIA's TensorRT-RTX plugin wheel with pip and keeps its native libraries in `dest`.
-/// Not having it is no failure of the runtime (the other providers work without it): the reason
-/// is logged and `false` returned.
-fn fetch_tensorrt_rtx(python: &Path, work: &Path, dest: &Path, log: &mut dyn FnMut(&str)) -> bool {
+/// Fetches a plugin's wheel with pip and keeps its native libraries in `dest`. Not having it is
+/// no failure of the runtime (the other providers work without it): the reason is logged and
+/// `false` returned.
+fn fetch_plugin(
+    python: &Path,
+    plugin: &Plugin,
+    work: &Path,
+    dest: &Path,
+    log: &mut dyn FnMut(&str),
+) -> bool {
+    let label = plugin.label;
     log(&format!(
-        "Downloading TensorRT for RTX ({}) from PyPI …",
-        tensorrt_rtx::PACKAGE
+        "Downloading {label} ({}) from PyPI …",
+        plugin.package
     ));
-    let wheels = work.join("tensorrt-rtx-wheel");
-    let kept = pip_download(python, &[tensorrt_rtx::PACKAGE], &wheels)
+    let wheels = work.join(format!("{}-wheel", plugin.folder));
+    let kept = pip_download(python, &[plugin.package], &wheels)
         .and_then(|()| {
             find_file(&wheels, |n| n.ends_with(".whl")).ok_or_else(|| {
                 RuntimeError::Setup(format!("pip left no wheel in {}", wheels.display()))
             })
         })
-        .and_then(|wheel| extract_native_libraries(&wheel, tensorrt_rtx::WHEEL_PREFIX, dest));
+        .and_then(|wheel| extract_native_libraries(&wheel, plugin.wheel_prefix, dest));
     match kept {
-        Ok(kept) if dest.join(tensorrt_rtx::plugin_file_name()).is_file() => {
+        Ok(kept) if dest.join(plugin.file_name()).is_file() => {
             log(&format!(
-                "Kept {} TensorRT-RTX libraries: {}",
+                "Kept {} {label} libraries: {}",
                 kept.len(),
                 kept.join(", ")
             ));
@@ -175,16 +186,16 @@ fn fetch_tensorrt_rtx(python: &Path, work: &Path, dest: &Path, log: &mut dyn FnM
         }
         Ok(_) => {
             log(&format!(
-                "The TensorRT-RTX wheel holds no {} for this platform; TensorRT-RTX will be \
+                "The {label} wheel holds no {} for this platform; the {label} provider will be \
                  unavailable.",
-                tensorrt_rtx::plugin_file_name()
+                plugin.file_name()
             ));
             false
         }
         Err(e) => {
             log(&format!(
-                "TensorRT-RTX could not be fetched ({e}); the TensorRT-RTX provider will be \
-                 unavailable. Run `cutout setup --gpu --force` to try again."
+                "{label} could not be fetched ({e}); the {label} provider will be unavailable. \
+                 Run `cutout setup --force` to try again."
             ));
             false
         }

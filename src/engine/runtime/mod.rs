@@ -13,9 +13,11 @@ use std::{
 
 pub mod cuda_context;
 mod install;
+pub mod plugin;
 pub mod tensorrt_rtx;
+pub mod webgpu;
 
-pub use install::{SetupOptions, install, install_tensorrt_rtx, requirements_for_extras};
+pub use install::{SetupOptions, install, install_plugin, requirements_for_extras};
 
 use crate::paths::AppDirs;
 
@@ -111,7 +113,9 @@ pub struct Runtime {
     /// GPU libraries preloaded from the managed folder, and the ones that failed to load.
     pub preloaded: Vec<Preloaded>,
     /// The TensorRT-RTX plugin provider: not installed, failed to load (why), or registered.
-    pub tensorrt_rtx: tensorrt_rtx::PluginState,
+    pub tensorrt_rtx: plugin::PluginState,
+    /// The WebGPU plugin provider: not installed, failed to load (why), or registered.
+    pub webgpu: plugin::PluginState,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -186,6 +190,15 @@ pub fn has_cuda_provider(dirs: &AppDirs) -> bool {
     locate(dirs).is_ok_and(|location| location.library.with_file_name(name).is_file())
 }
 
+/// The plugin providers `cutout setup` fetches for a build: WebGPU everywhere, TensorRT-RTX
+/// with the GPU build.
+pub fn plugins(flavor: RuntimeFlavor) -> Vec<&'static plugin::Plugin> {
+    [&tensorrt_rtx::PLUGIN, &webgpu::PLUGIN]
+        .into_iter()
+        .filter(|p| p.every_machine || flavor == RuntimeFlavor::Gpu)
+        .collect()
+}
+
 static RUNTIME: OnceLock<Result<Arc<Runtime>, RuntimeError>> = OnceLock::new();
 
 /// Loads ONNX Runtime once per process (the library is process-global) and returns it.
@@ -224,7 +237,9 @@ fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
                 .and_then(version_from_file_name)
         })
         .unwrap_or_else(|| format!("unknown ({})", ort::info()));
-    let (tensorrt_rtx, plugin_libraries) = tensorrt_rtx::register(&env, &location.library);
+    let (tensorrt_rtx, plugin_libraries) = tensorrt_rtx::PLUGIN.register(&env, &location.library);
+    preloaded.extend(plugin_libraries);
+    let (webgpu, plugin_libraries) = webgpu::PLUGIN.register(&env, &location.library);
     preloaded.extend(plugin_libraries);
     Ok(Runtime {
         env,
@@ -232,6 +247,7 @@ fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
         version,
         preloaded,
         tensorrt_rtx,
+        webgpu,
     })
 }
 

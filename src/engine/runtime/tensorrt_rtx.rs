@@ -1,25 +1,30 @@
 //! TensorRT for RTX: NVIDIA's TensorRT for GeForce/RTX GPUs, shipped on PyPI as an ONNX Runtime
-//! plugin execution provider (`onnxruntime-ep-nv-tensorrt-rtx-cu13`).
-//!
-//! `cutout setup --gpu` keeps the wheel's native libraries in a `tensorrt-rtx` folder beside the
-//! ONNX Runtime library. When the runtime loads, the plugin's own dependencies are loaded first
-//! (the wheel keeps versioned file names that the loader would not find by their sonames), then
-//! the plugin is registered with the environment; its devices appear in `Environment::devices`.
-//! Plugins need no GPU build of ONNX Runtime: the CPU build registers them too.
+//! plugin execution provider (`onnxruntime-ep-nv-tensorrt-rtx-cu13`), fetched by
+//! `cutout setup --gpu` and loaded as every plugin is (see [`super::plugin`]).
 
-use std::path::{Path, PathBuf};
+pub use super::plugin::{PluginState, find_library};
+
+/// The plugin: NVIDIA's wheel, pinned to the release cutout was tested with.
+pub const PLUGIN: super::plugin::Plugin = super::plugin::Plugin {
+    label: "TensorRT-RTX",
+    package: PACKAGE,
+    ep_name: EP_NAME,
+    folder: "tensorrt-rtx",
+    wheel_prefix: "onnxruntime_ep_nv_tensorrt_rtx/",
+    file_names: [
+        "libonnxruntime_providers_nv_tensorrt_rtx.so",
+        "onnxruntime_providers_nv_tensorrt_rtx.dll",
+        "libonnxruntime_providers_nv_tensorrt_rtx.dylib",
+    ],
+    dependencies: DEPENDENCIES,
+    every_machine: false,
+};
 
 /// The PyPI package, pinned to the release cutout was tested with.
 pub const PACKAGE: &str = "onnxruntime-ep-nv-tensorrt-rtx-cu13==0.5.0";
 
 /// The execution provider's name, as its devices report it.
 pub const EP_NAME: &str = "NvTensorRTRTXExecutionProvider";
-
-/// The folder beside the ONNX Runtime library that holds the plugin.
-pub const FOLDER: &str = "tensorrt-rtx";
-
-/// Where the libraries sit inside the wheel.
-pub const WHEEL_PREFIX: &str = "onnxruntime_ep_nv_tensorrt_rtx/";
 
 /// Libraries the plugin needs before it can load, in load order, as file-name prefixes (the wheel
 /// holds `libtensorrt_rtx.so.1.7.1`, found by the loader only as `libtensorrt_rtx.so.1`). On
@@ -33,92 +38,6 @@ pub const DEPENDENCIES: &[&str] = if cfg!(windows) {
         "libtensorrt_onnxparser_rtx.so.1",
     ]
 };
-
-/// The plugin library's file name on this platform.
-pub fn plugin_file_name() -> &'static str {
-    if cfg!(windows) {
-        "onnxruntime_providers_nv_tensorrt_rtx.dll"
-    } else {
-        "libonnxruntime_providers_nv_tensorrt_rtx.so"
-    }
-}
-
-/// The plugin folder that belongs to an ONNX Runtime core library.
-pub fn folder_beside(core_library: &Path) -> PathBuf {
-    core_library.with_file_name(FOLDER)
-}
-
-/// What became of the plugin when the runtime loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginState {
-    /// No plugin in the folder beside the ONNX Runtime library.
-    NotInstalled {
-        /// Where it was looked for.
-        folder: PathBuf,
-    },
-    /// Present, but the plugin or a library it needs did not load.
-    Failed {
-        /// The plugin library.
-        library: PathBuf,
-        /// What the loader or ONNX Runtime said.
-        reason: String,
-    },
-    /// Registered with the environment.
-    Registered {
-        /// The plugin library.
-        library: PathBuf,
-    },
-}
-
-/// The file in `folder` whose name starts with `prefix` (the shortest: the soname itself when it
-/// is there, else the versioned file).
-pub fn find_library(folder: &Path, prefix: &str) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix))
-        })
-        .collect();
-    found.sort_by_key(|p| p.as_os_str().len());
-    found.into_iter().next()
-}
-
-/// Loads the plugin's dependencies from its folder and registers it with `env`. Returns the state
-/// and the dependencies' load results (for `cutout doctor`).
-pub(super) fn register(
-    env: &ort::environment::Environment,
-    core_library: &Path,
-) -> (PluginState, Vec<super::Preloaded>) {
-    let folder = folder_beside(core_library);
-    let library = folder.join(plugin_file_name());
-    if !library.is_file() {
-        return (PluginState::NotInstalled { folder }, Vec::new());
-    }
-    let mut preloaded = Vec::new();
-    for prefix in DEPENDENCIES {
-        let result = match find_library(&folder, prefix) {
-            Some(path) => ort::util::preload_dylib(&path).map_err(|e| e.to_string()),
-            None => Err(format!("{prefix} is missing from {}", folder.display())),
-        };
-        preloaded.push(((*prefix).to_owned(), result));
-    }
-    if let Some((name, Err(reason))) = preloaded.iter().find(|(_, r)| r.is_err()) {
-        let reason = format!("{name} did not load: {reason}");
-        return (PluginState::Failed { library, reason }, preloaded);
-    }
-    let state = match env.register_ep_library(EP_NAME, &library) {
-        Ok(()) => PluginState::Registered { library },
-        Err(e) => PluginState::Failed {
-            library,
-            reason: e.message().to_owned(),
-        },
-    };
-    (state, preloaded)
-}
 
 /// The devices the registered plugin offers, or why it cannot run here, in words a user can act
 /// on. `gpu` gives the GPU's name and compute capability as `nvidia-smi` does; it is asked only
@@ -138,11 +57,7 @@ pub fn devices<'e>(
             reason,
         )),
         PluginState::Registered { .. } => {
-            let devices: Vec<_> = runtime
-                .env
-                .devices()
-                .filter(|d| d.ep().is_ok_and(|name| name == EP_NAME))
-                .collect();
+            let devices = PLUGIN.offered(&runtime.env);
             if devices.is_empty() {
                 let gpu = gpu();
                 Err(no_device_reason(
@@ -238,31 +153,5 @@ mod tests {
         );
         assert!(no_device_reason(None).contains("no NVIDIA GPU or driver"));
         assert!(no_device_reason(Some(("Odd GPU", "?"))).contains("unknown"));
-    }
-
-    #[test]
-    fn the_shortest_matching_file_is_taken() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "libtensorrt_rtx.so.1.7.1",
-            "libtensorrt_rtx.so.1",
-            "other.so",
-        ] {
-            std::fs::write(dir.path().join(name), b"").unwrap();
-        }
-        assert_eq!(
-            find_library(dir.path(), "libtensorrt_rtx.so.1"),
-            Some(dir.path().join("libtensorrt_rtx.so.1"))
-        );
-        std::fs::remove_file(dir.path().join("libtensorrt_rtx.so.1")).unwrap();
-        assert_eq!(
-            find_library(dir.path(), "libtensorrt_rtx.so.1"),
-            Some(dir.path().join("libtensorrt_rtx.so.1.7.1"))
-        );
-        assert_eq!(find_library(dir.path(), "libcudart.so.13"), None);
-        assert_eq!(
-            folder_beside(Path::new("/r/gpu-1.31.1/libonnxruntime.so.1.31.1")),
-            Path::new("/r/gpu-1.31.1/tensorrt-rtx")
-        );
     }
 }

@@ -19,6 +19,11 @@ pub(super) struct DeviceIo {
     device_output: Tensor<f32>,
     host_input: Tensor<f32>,
     host_output: Tensor<f32>,
+    /// For a plugin provider's memory (WebGPU): the environment whose registered data transfer
+    /// copies it. `None` for CUDA, which `ort` copies itself.
+    plugin_env: Option<ort::environment::Environment>,
+    /// The host output holds the last run's mask already (see [`run_bound`]).
+    read_back: bool,
 }
 
 pub(super) fn run_bound(
@@ -34,22 +39,27 @@ pub(super) fn run_bound(
         .binding
         .synchronize_outputs()
         .map_err(|e| EngineError::ort("wait for the GPU", &e))?;
+    if device.plugin_env.is_some() {
+        // WebGPU returns before its queue has run (with graph capture, at once), and ONNX
+        // Runtime offers no other wait on it: reading the mask back is what waits, so it is part
+        // of the run's time, and the download after it is free.
+        device.read_back = false;
+        device.copy_output()?;
+        device.read_back = true;
+    }
     Ok(ms_since(started))
 }
 
 impl DeviceIo {
     pub(super) fn new(
         session: &Session,
+        memory: AllocationDevice<'static>,
+        plugin_env: Option<ort::environment::Environment>,
         input_name: &str,
         output_name: &str,
         side: usize,
     ) -> ort::Result<Self> {
-        let info = MemoryInfo::new(
-            AllocationDevice::CUDA,
-            0,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )?;
+        let info = MemoryInfo::new(memory, 0, AllocatorType::Device, MemoryType::Default)?;
         let allocator = Allocator::new(session, info)?;
         let device_input = Tensor::<f32>::new(&allocator, [1usize, 3, side, side])?;
         let mut device_output = Tensor::<f32>::new(&allocator, [1usize, 1, side, side])?;
@@ -66,6 +76,8 @@ impl DeviceIo {
             device_output,
             host_input,
             host_output,
+            plugin_env,
+            read_back: false,
         })
     }
 
@@ -75,20 +87,37 @@ impl DeviceIo {
             .try_extract_tensor_mut::<f32>()
             .map_err(|e| EngineError::ort("stage the input", &e))?;
         host.copy_from_slice(input);
-        self.host_input
-            .copy_into(&mut self.device_input)
-            .map_err(|e| EngineError::ort("copy the input to the GPU", &e))
+        match &self.plugin_env {
+            Some(env) => super::device_copy::copy(env, &self.host_input, &mut self.device_input)
+                .map_err(|reason| EngineError::ort("copy the input to the GPU", &reason)),
+            None => self
+                .host_input
+                .copy_into(&mut self.device_input)
+                .map_err(|e| EngineError::ort("copy the input to the GPU", &e)),
+        }
     }
 
     pub(super) fn download(&mut self) -> Result<Vec<f32>, EngineError> {
-        self.device_output
-            .copy_into(&mut self.host_output)
-            .map_err(|e| EngineError::ort("copy the mask from the GPU", &e))?;
+        if !std::mem::take(&mut self.read_back) {
+            self.copy_output()?;
+        }
         let (_, host) = self
             .host_output
             .try_extract_tensor::<f32>()
             .map_err(|e| EngineError::ort("read the mask", &e))?;
         Ok(host.to_vec())
+    }
+
+    fn copy_output(&mut self) -> Result<(), EngineError> {
+        match &self.plugin_env {
+            Some(env) => super::device_copy::copy(env, &self.device_output, &mut self.host_output)
+                .map_err(|reason| EngineError::ort("copy the mask from the GPU", &reason))?,
+            None => self
+                .device_output
+                .copy_into(&mut self.host_output)
+                .map_err(|e| EngineError::ort("copy the mask from the GPU", &e))?,
+        }
+        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ use ort::{
     value::{TensorRef, ValueType},
 };
 
+mod device_copy;
 mod device_io;
 mod session;
 mod tensorrt;
@@ -58,6 +59,9 @@ pub struct SegmenterOptions {
     pub dump_optimized: Option<PathBuf>,
     /// For FP16 of a model stored in FP16: the file as stored or converted from its FP32 twin.
     pub fp16_source: Fp16Source,
+    /// More WebGPU provider options (`storageBufferCacheMode` = `bucket`, …), for measuring them;
+    /// empty in normal use.
+    pub webgpu_options: Vec<(String, String)>,
 }
 
 /// How cuDNN picks convolution algorithms: a trade between the first run and every later one.
@@ -131,6 +135,7 @@ impl Default for SegmenterOptions {
             fuse_conv_bias: false,
             dump_optimized: None,
             fp16_source: Fp16Source::default(),
+            webgpu_options: Vec::new(),
         }
     }
 }
@@ -279,7 +284,7 @@ impl Segmenter {
                 started_session = start_on(&prepared, &mut features);
             }
             match started_session {
-                Ok((session, device, mut startup)) => {
+                Ok((session, device, mut startup, device_name)) => {
                     startup.prepare_ms = prepare_ms;
                     // cutout converts the graph (and makes the islands) unless it runs an
                     // FP16 file as stored.
@@ -301,6 +306,7 @@ impl Segmenter {
                     let report = ProviderReport {
                         requested: options.provider,
                         provider,
+                        device: device_name,
                         precision: options.precision,
                         skipped,
                         features,

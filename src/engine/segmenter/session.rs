@@ -5,6 +5,7 @@ use std::{path::Path, time::Instant};
 
 use ort::{
     ep::{self, ExecutionProvider as _},
+    memory::AllocationDevice,
     session::{
         RunOptions, Session,
         builder::{GraphOptimizationLevel, SessionBuilder},
@@ -17,8 +18,8 @@ use super::{ConvSearch, SegmenterOptions, StartupTimings, ms_since};
 use crate::engine::{
     EngineError,
     models::ResolvedModel,
-    providers::{Precision, ProviderKind, explain_failure},
-    runtime::{Runtime, tensorrt_rtx},
+    providers::{Precision, ProviderKind, ProviderRequest, explain_failure},
+    runtime::{Runtime, tensorrt_rtx, webgpu},
 };
 
 pub(super) enum SessionFailure {
@@ -28,9 +29,13 @@ pub(super) enum SessionFailure {
     Model(EngineError),
 }
 
+/// A started session: the session, its device IO on a GPU, what starting cost, and the device it
+/// runs on where the provider alone does not say (WebGPU's adapter).
+pub(super) type Started = (Session, Option<DeviceIo>, StartupTimings, Option<String>);
+
 /// Builds the session for one provider, sets up device IO on a GPU and runs the first inference.
-/// On the CUDA provider a failed CUDA-graph capture rebuilds the session without graphs, noted in
-/// `features`.
+/// On the CUDA and WebGPU providers a failed graph capture rebuilds the session without graphs,
+/// noted in `features`.
 pub(super) fn start(
     runtime: &Runtime,
     prepared: &Path,
@@ -39,11 +44,12 @@ pub(super) fn start(
     cache_dir: &Path,
     model: &ResolvedModel,
     features: &mut Vec<String>,
-) -> Result<(Session, Option<DeviceIo>, StartupTimings), SessionFailure> {
-    let mut graphs = provider == ProviderKind::Cuda && options.cuda_graphs;
+) -> Result<Started, SessionFailure> {
+    let mut graphs =
+        matches!(provider, ProviderKind::Cuda | ProviderKind::WebGpu) && options.cuda_graphs;
     loop {
         let started = Instant::now();
-        let session = build_session(
+        let (session, device_name) = build_session(
             runtime, prepared, provider, options, cache_dir, model, graphs,
         )?;
         let session_ms = ms_since(started);
@@ -52,7 +58,8 @@ pub(super) fn start(
         let outcome = if matches!(provider, ProviderKind::Cpu | ProviderKind::TensorRtRtx) {
             Ok((session, None, session_ms))
         } else {
-            first_device_run(session, options, model).map(|(s, d)| (s, Some(d), session_ms))
+            first_device_run(runtime, session, provider, options, model)
+                .map(|(s, d)| (s, Some(d), session_ms))
         };
         match outcome {
             Ok((session, device, session_ms)) => {
@@ -66,11 +73,17 @@ pub(super) fn start(
                         first_run_ms,
                         ..StartupTimings::default()
                     },
+                    device_name,
                 ));
             }
             Err(reason) if graphs => {
-                tracing::warn!("CUDA graph capture failed, running without it: {reason}");
-                features.push(format!("CUDA graphs off ({reason})"));
+                let what = if provider == ProviderKind::Cuda {
+                    "CUDA graphs"
+                } else {
+                    "graph capture"
+                };
+                tracing::warn!("{what} failed, running without it: {reason}");
+                features.push(format!("{what} off ({reason})"));
                 graphs = false;
             }
             Err(reason) => {
@@ -126,14 +139,33 @@ fn provider_features(
                 out.push("strongly typed FP16 graph".to_owned());
             }
         }
+        ProviderKind::WebGpu => {
+            out.extend([
+                "IO binding".to_owned(),
+                if options.prefer_nhwc { "NHWC" } else { "NCHW" }.to_owned(),
+                "every node on the GPU".to_owned(),
+                "run time includes the mask's read-back".to_owned(),
+            ]);
+            if graphs {
+                out.push("graph capture".to_owned());
+            }
+            out.extend(
+                options
+                    .webgpu_options
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}")),
+            );
+        }
         ProviderKind::Cpu => {}
     }
     out
 }
 
-/// Binds device tensors and runs once (for CUDA graphs, this is the capture).
+/// Binds device tensors and runs once (with graphs, this is the capture).
 fn first_device_run(
+    runtime: &Runtime,
     mut session: Session,
+    provider: ProviderKind,
     options: &SegmenterOptions,
     model: &ResolvedModel,
 ) -> Result<(Session, DeviceIo), String> {
@@ -141,8 +173,20 @@ fn first_device_run(
     let side = side_px as usize;
     let (input_name, output_name) =
         check_io(&session, &model.path, side_px).map_err(|e| e.to_string())?;
-    let mut device = DeviceIo::new(&session, &input_name, &output_name, side)
-        .map_err(|e| format!("cannot bind GPU buffers: {e}"))?;
+    let (memory, plugin_env) = if provider == ProviderKind::WebGpu {
+        (AllocationDevice::WEBGPU_BUFFER, Some(runtime.env.clone()))
+    } else {
+        (AllocationDevice::CUDA, None)
+    };
+    let mut device = DeviceIo::new(
+        &session,
+        memory,
+        plugin_env,
+        &input_name,
+        &output_name,
+        side,
+    )
+    .map_err(|e| format!("cannot bind GPU buffers: {e}"))?;
     // A mid-grey image: realistic values, not zeros (which can take faster paths).
     let grey = vec![0.1f32; 3 * side * side];
     device.upload(&grey).map_err(|e| e.to_string())?;
@@ -196,6 +240,44 @@ fn with_tensorrt_rtx(
         })
 }
 
+/// Appends WebGPU on the device ONNX Runtime offers its plugin, with every node on the GPU (a node
+/// WebGPU cannot run fails the session, never runs on the CPU unseen), or says why it cannot run
+/// here. Returns the adapter it runs on.
+fn with_webgpu(
+    builder: SessionBuilder,
+    runtime: &Runtime,
+    options: &SegmenterOptions,
+    graphs: bool,
+) -> Result<(SessionBuilder, String), SessionFailure> {
+    let forced = options.provider == ProviderRequest::Only(ProviderKind::WebGpu);
+    let (devices, adapter) =
+        webgpu::choose(runtime, options.precision, forced).map_err(SessionFailure::Provider)?;
+    let provider_options = webgpu_options(options, graphs);
+    let builder = builder
+        .with_disable_cpu_fallback()
+        .map_err(|e| SessionFailure::Provider(webgpu::explain_failure(e.message())))?
+        .with_devices(devices, Some(&provider_options))
+        .map_err(|e| SessionFailure::Provider(webgpu::explain_failure(e.message())))?;
+    Ok((builder, adapter.describe()))
+}
+
+/// WebGPU's provider options, keyed as `SessionBuilder::with_devices` takes them.
+fn webgpu_options(options: &SegmenterOptions, graphs: bool) -> Vec<(String, String)> {
+    let layout = if options.prefer_nhwc { "NHWC" } else { "NCHW" };
+    [
+        ("preferredLayout".to_owned(), layout.to_owned()),
+        (
+            "enableGraphCapture".to_owned(),
+            if graphs { "1" } else { "0" }.to_owned(),
+        ),
+        ("powerPreference".to_owned(), "high-performance".to_owned()),
+    ]
+    .into_iter()
+    .chain(options.webgpu_options.iter().cloned())
+    .map(|(k, v)| (format!("{}.{k}", webgpu::PLUGIN.ep_name), v))
+    .collect()
+}
+
 fn build_session(
     runtime: &Runtime,
     model_path: &Path,
@@ -204,7 +286,8 @@ fn build_session(
     cache_dir: &Path,
     model: &ResolvedModel,
     cuda_graphs: bool,
-) -> Result<Session, SessionFailure> {
+) -> Result<(Session, Option<String>), SessionFailure> {
+    let mut device_name = None;
     let setup =
         |e: &dyn std::fmt::Display| SessionFailure::Model(EngineError::Setup(e.to_string()));
     let mut builder = Session::builder(&runtime.env)
@@ -275,6 +358,12 @@ fn build_session(
             builder = with_tensorrt_rtx(builder, runtime, options, cache_dir, model)?;
             None
         }
+        ProviderKind::WebGpu => {
+            let (with, adapter) = with_webgpu(builder, runtime, options, cuda_graphs)?;
+            builder = with;
+            device_name = Some(adapter);
+            None
+        }
         ProviderKind::Cpu => None,
     };
     if let Some(dispatch) = dispatch {
@@ -282,7 +371,7 @@ fn build_session(
             .with_execution_providers([dispatch.error_on_failure()])
             .map_err(|e| SessionFailure::Provider(explain_failure(provider, e.message())))?;
     }
-    builder.commit_from_file(model_path).map_err(|e| {
+    let session = builder.commit_from_file(model_path).map_err(|e| {
         let message = e.to_string();
         // A GPU provider that registered can still fail when the session starts (no device, a
         // library loaded lazily); the CPU provider failing means the model itself is bad.
@@ -294,7 +383,8 @@ fn build_session(
         } else {
             SessionFailure::Provider(explain_failure(provider, &message))
         }
-    })
+    })?;
+    Ok((session, device_name))
 }
 
 #[cfg(test)]
