@@ -106,6 +106,7 @@ pub(super) fn remove(
     let verbose = args.verbose;
     let mut load_ms = 0.0;
     let mut startup = engine::StartupTimings::default();
+    let mut ran_on = engine::ProviderKind::Cpu;
     // The engine opens while the first photo is being decoded. With `auto`, photos start on the
     // CPU while a GPU session starts beside it.
     let hand_over = options.provider == ProviderRequest::Auto;
@@ -164,6 +165,7 @@ pub(super) fn remove(
         }
         load_ms = started.elapsed().as_secs_f64() * 1e3;
         startup = segmenter.startup();
+        ran_on = report.provider;
         // Ticks only once the model's own fetch progress (first use) is done.
         bar.enable_steady_tick(Duration::from_millis(200));
         let ready = gpu.as_ref().map(|g| g.ready.clone());
@@ -273,10 +275,10 @@ pub(super) fn remove(
     let elapsed = started.elapsed().as_secs_f64();
     if verbose {
         let s = startup;
+        let (session, first_run) = ran_on.startup_steps();
         eprintln!(
             "Start-up {load_ms:.0} ms: ONNX Runtime and GPU libraries {:.0}, model file {:.0}, \
-             prepared model {:.0}, session (CUDA context, graph optimisation, engine build) {:.0}, \
-             first inference (algorithm choice, CUDA graph capture) {:.0}",
+             prepared model {:.0}, session ({session}) {:.0}, first inference ({first_run}) {:.0}",
             s.runtime_ms, s.model_ms, s.prepare_ms, s.session_ms, s.first_run_ms
         );
         if let Some(peak) = crate::paths::peak_resident_bytes() {

@@ -52,6 +52,30 @@ impl ProviderKind {
         }
     }
 
+    /// What starting a session and its first inference do on this provider, for the start-up
+    /// line: `(session, first inference)`.
+    pub fn startup_steps(self) -> (&'static str, &'static str) {
+        match self {
+            Self::TensorRtRtx => (
+                "graph optimisation, engine build or runtime cache",
+                "CUDA graph capture",
+            ),
+            Self::TensorRt => (
+                "CUDA context, graph optimisation, engine build or cache",
+                "first run",
+            ),
+            Self::Cuda => (
+                "CUDA context, graph optimisation",
+                "cuDNN algorithm choice, CUDA graph capture",
+            ),
+            Self::WebGpu => (
+                "GPU device, graph optimisation",
+                "shader compilation, graph capture",
+            ),
+            Self::Cpu => ("graph optimisation", "first run"),
+        }
+    }
+
     /// Name for people.
     pub fn label(self) -> &'static str {
         match self {

@@ -220,9 +220,22 @@ pub fn pick(adapters: &[Adapter], precision: Precision, forced: bool) -> Result<
     Ok(best.clone())
 }
 
-/// Turns the plugin's load or registration error into a reason with a next step.
+/// Turns the plugin's load, registration or session error into a reason with a next step.
 pub fn explain_failure(reason: &str) -> String {
-    if reason.contains("libvulkan") {
+    let (_, api) = native_api();
+    // ONNX Runtime's messages lead with source paths and signatures; the cause is at the end.
+    let cause = reason
+        .rsplit(" was false. ")
+        .next()
+        .unwrap_or(reason)
+        .trim();
+    if reason.contains("No supported adapters") || reason.contains("Failed to get a WebGPU adapter")
+    {
+        format!(
+            "WebGPU (Dawn) found no {api} adapter it can run on: software renderers such as \
+             lavapipe lack features it needs, and a GPU needs its {api} driver ({cause})"
+        )
+    } else if reason.contains("libvulkan") {
         format!(
             "the Vulkan loader (libvulkan.so.1) is missing; install your distribution's \
              libvulkan1 package ({reason})"
@@ -232,7 +245,7 @@ pub fn explain_failure(reason: &str) -> String {
             "this ONNX Runtime is too old for the WebGPU plugin; run `cutout setup --force` ({reason})"
         )
     } else {
-        format!("the WebGPU plugin did not load: {reason}")
+        format!("WebGPU failed: {cause}")
     }
 }
 

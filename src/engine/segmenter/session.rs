@@ -380,6 +380,8 @@ fn build_session(
                 path: model_path.to_owned(),
                 reason: message,
             })
+        } else if provider == ProviderKind::WebGpu {
+            SessionFailure::Provider(webgpu::explain_failure(&message))
         } else {
             SessionFailure::Provider(explain_failure(provider, &message))
         }
