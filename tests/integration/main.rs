@@ -21,5 +21,6 @@ mod packaging;
 mod parity;
 mod refine;
 mod tensorrt_rtx;
+mod webgpu;
 mod window;
 mod worker;
