@@ -115,15 +115,18 @@ run() {
             for other in webgpu-fp32 webgpu-fp16 cuda-fp16; do compare "$model-cpu-fp32" "$model-$other"; done
         done > "$OUT/masks.txt" 2>&1
         # WebGPU's options, one at a time, against the defaults (NHWC, graph capture).
-        local b="$bin bench --ep webgpu --sizes 320,1024 --precisions fp16 --runs 50 --warmup 5"
+        local u="$bin bench --ep webgpu --sizes 320,1024 --precisions fp16 --runs 50 --warmup 5"
+        local i="$bin bench --ep webgpu --model isnet --sizes 1024 --precisions fp16 --runs 50 --warmup 5"
         {
-            echo "== defaults"; $b 2>&1
-            echo "== NCHW"; $b --layouts nchw 2>&1
-            echo "== no graph capture"; $b --no-cuda-graphs 2>&1
-            for mode in disabled simple bucket; do
-                echo "== storageBufferCacheMode=$mode"; $b --webgpu-option storageBufferCacheMode=$mode 2>&1
+            for b in "$u" "$i"; do
+                echo "== defaults"; $b 2>&1
+                echo "== NCHW"; $b --layouts nchw 2>&1
+                echo "== no graph capture"; $b --no-cuda-graphs 2>&1
+                for mode in disabled simple bucket; do
+                    echo "== storageBufferCacheMode=$mode"; $b --webgpu-option storageBufferCacheMode=$mode 2>&1
+                done
+                echo "== validationMode=disabled"; $b --webgpu-option validationMode=disabled 2>&1
             done
-            echo "== validationMode=disabled"; $b --webgpu-option validationMode=disabled 2>&1
         } > "$OUT/options.txt" 2>&1
         ;;
     bench)
@@ -147,7 +150,7 @@ run() {
         } > "$OUT/whole.txt" 2>&1
         ;;
     esac
-    tail -5 "$OUT"/*.txt
+    for f in "$OUT"/*.txt; do tail -n 5 "$f"; done
 }
 
 case "${1:-}" in

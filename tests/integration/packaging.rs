@@ -27,6 +27,13 @@ const ORT_DLLS: [&str; 4] = [
     "onnxruntime_providers_cuda.dll",
     "onnxruntime_providers_tensorrt.dll",
 ];
+/// The WebGPU plugin and the DirectX shader compiler it ships, from its win_amd64 wheel, installed
+/// in `webgpu\` beside onnxruntime.dll.
+const WEBGPU_DLLS: [&str; 3] = [
+    "onnxruntime_providers_webgpu.dll",
+    "dxcompiler.dll",
+    "dxil.dll",
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -96,15 +103,31 @@ fn wixl_variant(source: &str) -> String {
     s
 }
 
-/// The ONNX Runtime DLLs from the official onnxruntime-gpu win_amd64 wheel (fetched with pip once,
-/// then kept under target/).
+/// The ONNX Runtime DLLs from the official onnxruntime-gpu win_amd64 wheel and the WebGPU plugin's
+/// from its wheel (fetched with pip once, then kept under target/).
 fn ort_dlls(dir: &Path) {
-    if ORT_DLLS.iter().all(|d| dir.join(d).is_file()) {
+    let webgpu = dir.join("webgpu");
+    windows_wheel_files(
+        &format!("onnxruntime-gpu=={ORT_VERSION}"),
+        "onnxruntime/capi/",
+        &ORT_DLLS,
+        dir,
+    );
+    windows_wheel_files(
+        cutout::engine::runtime::webgpu::PLUGIN.package,
+        "onnxruntime_ep_webgpu/",
+        &WEBGPU_DLLS,
+        &webgpu,
+    );
+}
+
+/// `names` from the win_amd64 wheel of `spec`, under `prefix` in it, into `dir`.
+fn windows_wheel_files(spec: &str, prefix: &str, names: &[&str], dir: &Path) {
+    if names.iter().all(|d| dir.join(d).is_file()) {
         return;
     }
     let wheels = dir.join("wheels");
     std::fs::create_dir_all(&wheels).unwrap();
-    let spec = format!("onnxruntime-gpu=={ORT_VERSION}");
     let out = Command::new("python3")
         .args([
             "-m",
@@ -116,7 +139,7 @@ fn ort_dlls(dir: &Path) {
             "win_amd64",
             "--python-version",
             "311",
-            &spec,
+            spec,
             "-d",
         ])
         .arg(&wheels)
@@ -127,15 +150,21 @@ fn ort_dlls(dir: &Path) {
         "pip download {spec}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let package = spec.split("==").next().unwrap().replace('-', "_");
     let wheel = std::fs::read_dir(&wheels)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "whl")
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{package}-")))
+        })
         .expect("wheel");
     let mut zip = zip::ZipArchive::new(std::fs::File::open(wheel).unwrap()).unwrap();
-    for name in ORT_DLLS {
+    for name in names {
         let mut entry = zip
-            .by_name(&format!("onnxruntime/capi/{name}"))
+            .by_name(&format!("{prefix}{name}"))
             .unwrap_or_else(|e| panic!("{name} in the wheel: {e}"));
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).unwrap();
@@ -273,6 +302,27 @@ fn msi_from_the_wix_source_holds_the_app_runtime_shortcuts_and_associations() {
             "{dll} comes from the official wheel"
         );
     }
+    for dll in WEBGPU_DLLS {
+        let row = file(dll);
+        let real = std::fs::metadata(work.join(&ort_rel).join("webgpu").join(dll))
+            .unwrap()
+            .len();
+        assert_eq!(
+            row[3],
+            real.to_string(),
+            "{dll} comes from the official WebGPU plugin wheel"
+        );
+    }
+    let directories = table(&msi, "Directory");
+    let plugin_dir = directories
+        .iter()
+        .find(|r| r[0] == "WebGpuDir")
+        .expect("a webgpu folder");
+    assert_eq!(
+        (plugin_dir[1].as_str(), plugin_dir[2].as_str()),
+        ("Bin", "webgpu"),
+        "the plugin sits in webgpu\\ beside onnxruntime.dll, where cutout looks"
+    );
     file("manifest.toml");
     file("LICENSE.txt");
 

@@ -248,6 +248,7 @@ fn the_tf32_input_split_computes_the_same_masks_on_the_cpu() {
         output_index: 0,
         fp32_islands: &model.spec.fp32_islands,
         split_for_tf32,
+        without_bf16: false,
     };
     let (_, plain) = transform_with_stats(&bytes, target(false)).expect("plain");
     let (split, stats) = transform_with_stats(&bytes, target(true)).expect("split");

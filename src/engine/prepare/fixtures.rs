@@ -61,6 +61,7 @@ pub(super) fn target(side_px: u32, precision: Precision, output_index: usize) ->
         output_index,
         fp32_islands: &[],
         split_for_tf32: false,
+        without_bf16: false,
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Target<'a> {
     /// An FP32 graph for a provider that runs FP32 convolutions in TF32 (CUDA): the islands'
     /// last convolutions read their inputs in two parts too.
     pub split_for_tf32: bool,
+    /// For a provider with no bfloat16 casts (WebGPU), which also runs FP32 convolutions in full
+    /// FP32: an FP16 graph's islands are kept in FP32 without the two-part split.
+    pub without_bf16: bool,
 }
 
 /// Derives the prepared model bytes from the source model bytes.
@@ -100,11 +103,11 @@ pub fn transform_with_stats(
             }
         }
         (Precision::Fp32, Precision::Fp16) => {
-            convert_to_f16(graph, input_pos, target.fp32_islands, &mut stats)?;
+            convert_to_f16(graph, input_pos, target, &mut stats)?;
         }
         (Precision::Fp16, Precision::Fp16) => {
             upcast_to_f32(graph, &mut stats)?;
-            convert_to_f16(graph, input_pos, target.fp32_islands, &mut stats)?;
+            convert_to_f16(graph, input_pos, target, &mut stats)?;
         }
     }
     stats.nodes_after = graph.node.len();

@@ -135,6 +135,8 @@ pub struct PrepareKey<'a> {
     pub fp32_islands: &'a [[usize; 2]],
     /// See [`Target::split_for_tf32`].
     pub split_for_tf32: bool,
+    /// See [`Target::without_bf16`].
+    pub without_bf16: bool,
 }
 
 impl PrepareKey<'_> {
@@ -148,6 +150,9 @@ impl PrepareKey<'_> {
         if self.precision == Precision::Fp16 {
             for [first, last] in self.fp32_islands {
                 variant.push_str(&format!("-f32c{first}-{last}"));
+            }
+            if self.without_bf16 && !self.fp32_islands.is_empty() {
+                variant.push_str("-nobf16");
             }
         } else if self.split_for_tf32 {
             for [_, last] in self.fp32_islands {
@@ -205,6 +210,7 @@ pub fn prepared_model(
         output_index: key.output_index,
         fp32_islands: key.fp32_islands,
         split_for_tf32: key.split_for_tf32,
+        without_bf16: key.without_bf16,
     };
     let prepared = transform(&bytes, target).map_err(|e| PrepareError::Transform {
         path: model_path.to_owned(),
@@ -258,6 +264,7 @@ mod tests {
             output_index: 0,
             fp32_islands: &[],
             split_for_tf32: false,
+            without_bf16: false,
         };
         let name = key.file_name();
         assert!(
@@ -300,6 +307,15 @@ mod tests {
             tf32.file_name().contains("-fp32-tf32c97-out0-"),
             "{}",
             tf32.file_name()
+        );
+        let webgpu = PrepareKey {
+            without_bf16: true,
+            ..islands
+        };
+        assert!(
+            webgpu.file_name().contains("-fp16-f32c96-97-nobf16-out0-"),
+            "{}",
+            webgpu.file_name()
         );
     }
 }

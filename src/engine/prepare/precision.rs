@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use onnx_protobuf::{NodeProto, TensorProto, tensor_proto::DataType};
 
 use super::{
-    PrepareStats, TransformError,
+    PrepareStats, Target, TransformError,
     island::{Island, cast_node, split_islands},
 };
 use crate::engine::providers::Precision;
@@ -150,9 +150,10 @@ pub(super) fn upcast_to_f32(
 pub(super) fn convert_to_f16(
     graph: &mut onnx_protobuf::GraphProto,
     input_pos: usize,
-    islands: &[[usize; 2]],
+    target: Target<'_>,
     stats: &mut PrepareStats,
 ) -> Result<(), TransformError> {
+    let islands = target.fp32_islands;
     let island = Island::plan(graph, islands)?;
     let keep_f32 = resize_parameters(graph);
     let types = element_types(graph);
@@ -195,7 +196,9 @@ pub(super) fn convert_to_f16(
     stats.island_casts = island.add_borders(graph, |name| {
         types.get(name) == Some(&float) && !keep_f32.contains(name)
     });
-    split_islands(graph, islands)?;
+    if !target.without_bf16 {
+        split_islands(graph, islands)?;
+    }
     let input_name = graph.input[input_pos].name.clone();
     let output_name = graph.output[0].name.clone();
     let input_half = format!("{input_name}__fp16");

@@ -259,6 +259,8 @@ impl Segmenter {
                 // PyTorch's and TensorRT's; turning it off also slows FP16 convolutions 3-17x).
                 split_for_tf32: provider == ProviderKind::Cuda
                     && graph_precision == Precision::Fp32,
+                // WebGPU has no bfloat16 cast (and computes FP32 convolutions in FP32).
+                without_bf16: provider == ProviderKind::WebGpu,
             };
             let (mut prepared, provenance) = prepare::prepared_model(&model.path, key, cache_dir)?;
             let mut prepare_ms = ms_since(started);
