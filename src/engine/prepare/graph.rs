@@ -103,11 +103,23 @@ pub fn transform_with_stats(
             }
         }
         (Precision::Fp32, Precision::Fp16) => {
-            convert_to_f16(graph, input_pos, target, &mut stats)?;
+            convert_to_f16(
+                graph,
+                input_pos,
+                target.fp32_islands,
+                !target.without_bf16,
+                &mut stats,
+            )?;
         }
         (Precision::Fp16, Precision::Fp16) => {
             upcast_to_f32(graph, &mut stats)?;
-            convert_to_f16(graph, input_pos, target, &mut stats)?;
+            convert_to_f16(
+                graph,
+                input_pos,
+                target.fp32_islands,
+                !target.without_bf16,
+                &mut stats,
+            )?;
         }
     }
     stats.nodes_after = graph.node.len();

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use onnx_protobuf::{NodeProto, TensorProto, tensor_proto::DataType};
 
 use super::{
-    PrepareStats, Target, TransformError,
+    PrepareStats, TransformError,
     island::{Island, cast_node, split_islands},
 };
 use crate::engine::providers::Precision;
@@ -146,14 +146,15 @@ pub(super) fn upcast_to_f32(
 /// FP32 → FP16: every float weight and constant in float16 (Resize parameters stay float32, as
 /// ONNX requires), Casts between floats retargeted to float16, and one Cast after the float32
 /// input and one before the float32 output. The `islands` (pairs of convolutions, see
-/// [`Island`]) and every node between them stay float32, with Casts at their borders.
+/// [`Island`]) and every node between them stay float32, with Casts at their borders; with
+/// `split` their last convolutions read their inputs in two parts (see `island::split_input`).
 pub(super) fn convert_to_f16(
     graph: &mut onnx_protobuf::GraphProto,
     input_pos: usize,
-    target: Target<'_>,
+    islands: &[[usize; 2]],
+    split: bool,
     stats: &mut PrepareStats,
 ) -> Result<(), TransformError> {
-    let islands = target.fp32_islands;
     let island = Island::plan(graph, islands)?;
     let keep_f32 = resize_parameters(graph);
     let types = element_types(graph);
@@ -196,7 +197,7 @@ pub(super) fn convert_to_f16(
     stats.island_casts = island.add_borders(graph, |name| {
         types.get(name) == Some(&float) && !keep_f32.contains(name)
     });
-    if !target.without_bf16 {
+    if split {
         split_islands(graph, islands)?;
     }
     let input_name = graph.input[input_pos].name.clone();
