@@ -255,7 +255,7 @@ fn plugin_section(
     setup: &str,
 ) {
     let folder = plugin.folder_beside(&rt.location.library);
-    let _ = writeln!(out, "\n{} plugin ({})", plugin.label, plugin.package);
+    let _ = writeln!(out, "\n{} plugin ({})", plugin.title, plugin.package);
     let _ = writeln!(out, "  folder    {}", folder.display());
     let names = plugin
         .dependencies

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct Plugin {
     /// Its name for people (`WebGPU`).
     pub label: &'static str,
+    /// Its `cutout doctor` section's title (`TensorRT for RTX`).
+    pub title: &'static str,
     /// The PyPI package, pinned to the release cutout was tested with.
     pub package: &'static str,
     /// The execution provider's name, as its devices report it.

@@ -7,6 +7,7 @@ pub use super::plugin::{PluginState, find_library};
 /// The plugin: NVIDIA's wheel, pinned to the release cutout was tested with.
 pub const PLUGIN: super::plugin::Plugin = super::plugin::Plugin {
     label: "TensorRT-RTX",
+    title: "TensorRT for RTX",
     package: PACKAGE,
     ep_name: EP_NAME,
     folder: "tensorrt-rtx",

@@ -17,6 +17,7 @@ use crate::engine::providers::Precision;
 /// The plugin: Microsoft's wheel, pinned to the release cutout was tested with.
 pub const PLUGIN: Plugin = Plugin {
     label: "WebGPU",
+    title: "WebGPU",
     package: "onnxruntime-ep-webgpu==0.4.0",
     ep_name: "WebGpuExecutionProvider",
     folder: "webgpu",
