@@ -273,12 +273,13 @@ pub struct EngineArgs {
     /// Network precision.
     #[arg(long, default_value = "fp32", value_name = "fp32|fp16")]
     pub precision: Precision,
-    /// Execution provider: auto tries TensorRT-RTX, TensorRT, CUDA, then CPU and says why it
+    /// Execution provider: auto tries TensorRT-RTX, TensorRT, CUDA, WebGPU (any GPU through
+    /// Vulkan, Direct3D 12 or Metal; never a software renderer), then the CPU, and says why it
     /// passed each over.
     #[arg(
         long,
         default_value = "auto",
-        value_name = "auto|tensorrt-rtx|tensorrt|cuda|cpu"
+        value_name = "auto|tensorrt-rtx|tensorrt|cuda|webgpu|cpu"
     )]
     pub ep: ProviderRequest,
     /// CPU threads for the CPU provider (default: one per core).

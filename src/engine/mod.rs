@@ -177,13 +177,19 @@ fn build(
     Ok(segmenter)
 }
 
-/// Whether `options` may end on a GPU provider, with a GPU build of ONNX Runtime and the NVIDIA
-/// driver installed: then the GPU's start-up (CUDA context, first inference) is worth overlapping
-/// with other work.
+/// Whether `options` may end on a GPU provider: a GPU build of ONNX Runtime with the NVIDIA
+/// driver installed, or the WebGPU plugin with a GPU it may find. Then the GPU's start-up (CUDA
+/// context or WebGPU device, first inference: 0.6–1 s) is worth overlapping with other work.
 pub fn gpu_may_run(dirs: &AppDirs, options: &SegmenterOptions) -> bool {
-    options.provider.candidates().iter().any(|p| p.is_gpu())
+    let candidates = options.provider.candidates();
+    let nvidia = candidates
+        .iter()
+        .any(|p| p.is_gpu() && *p != ProviderKind::WebGpu)
         && runtime::has_cuda_provider(dirs)
-        && runtime::cuda_context::driver_present()
+        && runtime::cuda_context::driver_present();
+    let webgpu = candidates.contains(&ProviderKind::WebGpu)
+        && runtime::locate(dirs).is_ok_and(|l| runtime::webgpu::may_run(&l.library));
+    nvidia || webgpu
 }
 
 /// The CUDA context takes a few hundred milliseconds to make: where a GPU may run, start it now

@@ -35,6 +35,47 @@ pub const PLUGIN: Plugin = Plugin {
 /// containers and VMs that hide `/sys/class/drm`); Dawn still picks the adapter itself.
 pub const ALLOW_ANY_ADAPTER_VAR: &str = "ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER";
 
+/// PCI vendors whose Linux DRM devices only drive a display (server BMCs, virtual machines'
+/// display adapters): ONNX Runtime offers WebGPU such a device, but no GPU stands behind it.
+const DISPLAY_ONLY_VENDORS: [&str; 6] = [
+    "0x1a03", // ASPEED (server BMCs)
+    "0x102b", // Matrox
+    "0x1af4", // virtio-gpu
+    "0x15ad", // VMware SVGA
+    "0x1b36", // QEMU / Red Hat QXL
+    "0x1013", // Cirrus Logic
+];
+
+/// Whether WebGPU may run on a GPU here, without loading ONNX Runtime: the plugin is installed
+/// beside `core_library`; on Linux a DRM device that is not a mere display controller exists, or
+/// the plugin's switch is set; and the best adapter is no software renderer (asked only when the
+/// rest holds; the answer is kept for the session). Decides whether a batch starts on the CPU
+/// while WebGPU starts.
+pub fn may_run(core_library: &std::path::Path) -> bool {
+    PLUGIN.installed_beside(core_library)
+        && (!cfg!(target_os = "linux")
+            || std::env::var_os(ALLOW_ANY_ADAPTER_VAR).is_some()
+            || gpu_listed(std::path::Path::new("/sys/class/drm")))
+        && adapters()
+            .first()
+            .is_some_and(|a| a.kind != AdapterKind::Software)
+}
+
+/// Whether Linux's DRM folder lists a device that is not a mere display controller.
+fn gpu_listed(drm: &std::path::Path) -> bool {
+    let Ok(cards) = std::fs::read_dir(drm) else {
+        return false;
+    };
+    cards.filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with("card")
+            && !name.contains('-')
+            && std::fs::read_to_string(entry.path().join("device/vendor"))
+                .is_ok_and(|v| !DISPLAY_ONLY_VENDORS.contains(&v.trim()))
+    })
+}
+
 /// The native API Dawn runs on by default on this platform, for wgpu and for people.
 pub fn native_api() -> (wgpu::Backends, &'static str) {
     if cfg!(windows) {
@@ -298,6 +339,25 @@ mod tests {
                 .unwrap_err()
                 .contains("driver")
         );
+    }
+
+    #[test]
+    fn a_server_bmc_or_a_vm_display_is_no_gpu() {
+        let drm = tempfile::tempdir().unwrap();
+        assert!(!gpu_listed(&drm.path().join("missing")));
+        let card = |name: &str, vendor: &str| {
+            let device = drm.path().join(name).join("device");
+            std::fs::create_dir_all(&device).unwrap();
+            std::fs::write(device.join("vendor"), format!("{vendor}\n")).unwrap();
+        };
+        card("card0", "0x1a03");
+        card("card0-VGA-1", "0x1002");
+        assert!(
+            !gpu_listed(drm.path()),
+            "an ASPEED BMC (its connector aside) is no GPU"
+        );
+        card("card1", "0x1002");
+        assert!(gpu_listed(drm.path()), "an AMD card is");
     }
 
     #[test]
