@@ -102,24 +102,12 @@ pub fn transform_with_stats(
                 split_islands(graph, target.fp32_islands)?;
             }
         }
-        (Precision::Fp32, Precision::Fp16) => {
-            convert_to_f16(
-                graph,
-                input_pos,
-                target.fp32_islands,
-                !target.without_bf16,
-                &mut stats,
-            )?;
-        }
-        (Precision::Fp16, Precision::Fp16) => {
-            upcast_to_f32(graph, &mut stats)?;
-            convert_to_f16(
-                graph,
-                input_pos,
-                target.fp32_islands,
-                !target.without_bf16,
-                &mut stats,
-            )?;
+        (stored, Precision::Fp16) => {
+            if stored == Precision::Fp16 {
+                upcast_to_f32(graph, &mut stats)?;
+            }
+            let split = !target.without_bf16;
+            convert_to_f16(graph, input_pos, target.fp32_islands, split, &mut stats)?;
         }
     }
     stats.nodes_after = graph.node.len();
