@@ -215,11 +215,22 @@ impl Settings {
     }
 
     /// Settles the `auto` choices once a session shows which provider runs: on a GPU the quality
-    /// model in FP16, on the CPU the fast model in FP32 (FP16 would run as FP32 there anyway).
-    /// Returns whether the model or precision to run changed.
+    /// model in FP16 (FP32 on a WebGPU adapter without 16-bit float shaders, where FP16 cannot
+    /// run), on the CPU the fast model in FP32 (FP16 would run as FP32 there anyway). Returns
+    /// whether the model or precision to run changed.
     pub fn settle_auto(&mut self, provider: ProviderKind) -> bool {
+        let shader_f16 = provider == ProviderKind::WebGpu
+            && crate::engine::runtime::webgpu::adapters()
+                .first()
+                .is_some_and(|a| a.shader_f16);
+        self.settle_auto_with(provider, shader_f16)
+    }
+
+    /// [`Self::settle_auto`], told whether WebGPU's adapter has 16-bit float shaders.
+    fn settle_auto_with(&mut self, provider: ProviderKind, shader_f16: bool) -> bool {
         let before = (self.model_name().to_owned(), self.precision());
         let gpu = provider != ProviderKind::Cpu;
+        let fp16 = gpu && (provider != ProviderKind::WebGpu || shader_f16);
         if self.model == AUTO {
             self.model = if gpu {
                 crate::engine::Manifest::builtin().map_or_else(
@@ -231,7 +242,7 @@ impl Settings {
             };
         }
         if self.precision == AUTO {
-            self.set_precision(if gpu {
+            self.set_precision(if fp16 {
                 Precision::Fp16
             } else {
                 Precision::Fp32
@@ -340,6 +351,20 @@ mod tests {
             ("isnet", Precision::Fp16)
         );
         assert!(!gpu.settle_auto(ProviderKind::Cuda), "settled once");
+
+        // WebGPU: the quality model, in FP16 only where shaders take 16-bit floats.
+        let mut webgpu = fresh.clone();
+        assert!(webgpu.settle_auto_with(ProviderKind::WebGpu, true));
+        assert_eq!(
+            (webgpu.model.as_str(), webgpu.precision()),
+            ("isnet", Precision::Fp16)
+        );
+        let mut no_f16 = fresh.clone();
+        assert!(no_f16.settle_auto_with(ProviderKind::WebGpu, false));
+        assert_eq!(
+            (no_f16.model.as_str(), no_f16.precision()),
+            ("isnet", Precision::Fp32)
+        );
 
         let mut cpu = fresh.clone();
         assert!(
