@@ -99,8 +99,12 @@ pub fn resident_bytes() -> Option<u64> {
     status_kib("VmRSS:").map(|kib| kib * 1024)
 }
 
-/// A `kB` field of `/proc/self/status`.
+/// A `kB` field of `/proc/self/status`. Linux only: under Wine a Windows build would read the
+/// host's file, which describes Wine's own process, not cutout's memory.
 fn status_kib(field: &str) -> Option<u64> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
