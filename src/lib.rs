@@ -15,6 +15,7 @@ pub mod cli;
 pub mod engine;
 pub mod finish;
 pub mod image_ops;
+pub mod memory;
 pub mod paths;
 pub mod render;
 pub mod worker;

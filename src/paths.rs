@@ -20,7 +20,8 @@ pub struct AppDirs {
 
 impl AppDirs {
     /// The platform's folders (`~/.local/share/cutout`, `~/.cache/cutout`, `~/.config/cutout` on
-    /// Linux), each replaced by `CUTOUT_DATA_DIR`, `CUTOUT_CACHE_DIR` or `CUTOUT_CONFIG_DIR` when set.
+    /// Linux; `%LOCALAPPDATA%\cutout\cutout\{data,cache}` and `%APPDATA%\cutout\cutout\config` on
+    /// Windows), each replaced by `CUTOUT_DATA_DIR`, `CUTOUT_CACHE_DIR` or `CUTOUT_CONFIG_DIR` when set.
     pub fn from_env() -> Self {
         let project = directories::ProjectDirs::from("org", "cutout", "cutout");
         let fallback = std::env::temp_dir().join("cutout");
@@ -34,7 +35,9 @@ impl AppDirs {
         Self {
             data_dir: pick(
                 "CUTOUT_DATA_DIR",
-                project.as_ref().map(|p| p.data_dir()),
+                // Local, not roaming, on Windows (`%LOCALAPPDATA%`): ONNX Runtime and the models
+                // are large and belong to this machine. The same folder elsewhere.
+                project.as_ref().map(|p| p.data_local_dir()),
                 "data",
             ),
             cache_dir: pick(
@@ -92,25 +95,4 @@ pub fn temp_file_builder<'a>(prefix: &'a str, suffix: &'a str) -> tempfile::Buil
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
     builder
-}
-
-/// The resident memory of this process now, in bytes (`VmRSS`; Linux only).
-pub fn resident_bytes() -> Option<u64> {
-    status_kib("VmRSS:").map(|kib| kib * 1024)
-}
-
-/// A `kB` field of `/proc/self/status`. Linux only: under Wine a Windows build would read the
-/// host's file, which describes Wine's own process, not cutout's memory.
-fn status_kib(field: &str) -> Option<u64> {
-    if !cfg!(target_os = "linux") {
-        return None;
-    }
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The most resident memory this process has held so far, in bytes (`VmHWM`; Linux only).
-pub fn peak_resident_bytes() -> Option<u64> {
-    status_kib("VmHWM:").map(|kib| kib * 1024)
 }

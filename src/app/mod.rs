@@ -5,6 +5,7 @@
 //! Flow: input and `ui/` widgets → [`Command`] → [`Request`] (via a small outbox, because the
 //! worker's queue is bounded) → worker → [`Response`] → [`AppState`] → `ui/` and `render/`.
 
+mod backend;
 mod brush;
 mod command_table;
 mod commands;
@@ -62,6 +63,8 @@ pub struct AppOptions {
     pub settings: Option<Settings>,
     /// Whether to write settings back to the config folder.
     pub persist: bool,
+    /// Graphics backends the window tried before the one it draws with, and why they could not.
+    pub backends_passed_over: Vec<String>,
 }
 
 impl AppOptions {
@@ -73,6 +76,7 @@ impl AppOptions {
             limits: DecodeLimits::default(),
             settings: None,
             persist: true,
+            backends_passed_over: Vec::new(),
         }
     }
 }
@@ -178,10 +182,15 @@ impl CutoutApp {
             Some(rs) => {
                 Compositor::install(rs);
                 let info = rs.adapter.get_info();
-                (
-                    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
-                    true,
-                )
+                let mut adapter =
+                    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+                if !options.backends_passed_over.is_empty() {
+                    adapter.push_str(&format!(
+                        "; could not draw with {}",
+                        options.backends_passed_over.join("; ")
+                    ));
+                }
+                (adapter, true)
             }
             None => ("no wgpu renderer".to_owned(), false),
         };
@@ -351,12 +360,16 @@ pub fn run_native(options: AppOptions) -> ExitCode {
         Ok(icon) => viewport = viewport.with_icon(Arc::new(icon)),
         Err(e) => tracing::warn!("no window icon: {e}"),
     }
-    let mut setup = egui_wgpu::WgpuSetupCreateNew::without_display_handle();
-    setup.device_descriptor = Arc::new(crate::render::window_device_descriptor);
+    let backend = backend::choose();
+    for why in &backend.passed_over {
+        eprintln!("The window cannot draw with {why}; trying the next graphics backend.");
+    }
+    let mut options = options;
+    options.backends_passed_over = backend.passed_over;
     let native = eframe::NativeOptions {
         viewport,
         wgpu_options: egui_wgpu::WgpuConfiguration {
-            wgpu_setup: egui_wgpu::WgpuSetup::CreateNew(setup),
+            wgpu_setup: backend.setup,
             ..egui_wgpu::WgpuConfiguration::default()
         },
         renderer: eframe::Renderer::Wgpu,

@@ -153,7 +153,7 @@ impl StatsLog {
         });
         let line = serde_json::json!({
             "t_s": self.started.elapsed().as_secs_f64(),
-            "resident_mb": crate::paths::resident_bytes().map(|b| b as f64 / 1e6),
+            "resident_mb": crate::memory::resident_bytes().map(|b| b as f64 / 1e6),
             "frame_ms_median": frame.map(|f| f.median),
             "frame_ms_p99": frame.map(|f| f.p99),
             "frames": frame.map(|f| f.count),

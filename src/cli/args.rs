@@ -323,19 +323,17 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 /// `cutout setup`.
 #[derive(Debug, Args)]
 pub struct SetupArgs {
-    /// Install onnxruntime-gpu (CUDA and TensorRT providers) and the TensorRT-RTX plugin. Default
-    /// when an NVIDIA GPU is present.
+    /// Install onnxruntime-gpu (CUDA and TensorRT providers), the CUDA runtime libraries and the
+    /// TensorRT-RTX plugin. Default when an NVIDIA GPU is present.
     #[arg(long, conflicts_with = "cpu")]
     pub gpu: bool,
     /// Install the CPU-only onnxruntime.
     #[arg(long)]
     pub cpu: bool,
-    /// With --gpu: also fetch the CUDA 13 and cuDNN 9 runtime wheels (about 1 GB), and try TensorRT.
+    /// With --gpu: do not fetch NVIDIA's CUDA 13, cuBLAS, cuFFT, cuRAND and cuDNN 9 wheels (about
+    /// 1.3 GB); use a CUDA 13 and cuDNN 9 already installed on this machine.
     #[arg(long)]
-    pub cuda_libs: bool,
-    /// Python interpreter with pip (default: python3 on PATH).
-    #[arg(long, value_name = "PATH")]
-    pub python: Option<PathBuf>,
+    pub no_cuda_libs: bool,
     /// Install again even if this version is already there.
     #[arg(long)]
     pub force: bool,

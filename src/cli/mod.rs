@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod args;
 mod quit;
 mod remove;
+mod setup;
 mod startup;
 
 pub use args::{
@@ -16,7 +17,7 @@ pub use args::{
 };
 
 use crate::{
-    engine::{self, ModelChoice, SegmenterOptions, doctor, models::FetchStage, runtime},
+    engine::{self, ModelChoice, SegmenterOptions, doctor, models::FetchStage},
     image_ops::DecodeLimits,
     paths::AppDirs,
 };
@@ -57,7 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Some(&args.output),
             &args.options,
         ),
-        Some(Command::Setup(args)) => setup(&dirs, &args),
+        Some(Command::Setup(args)) => setup::setup(&dirs, &args),
         Some(Command::Bench(args)) => bench(&dirs, &args),
         Some(Command::BenchRefine(args)) => bench_refine(&dirs, &args),
         Some(Command::Models(args)) => match &args.action {
@@ -368,53 +369,4 @@ fn fetch_models(dirs: &AppDirs, names: &[String]) -> ExitCode {
         }
     }
     status
-}
-
-fn setup(dirs: &AppDirs, args: &SetupArgs) -> ExitCode {
-    let gpu_present = doctor::nvidia_gpu();
-    let flavor = if args.gpu || (!args.cpu && gpu_present.is_some()) {
-        runtime::RuntimeFlavor::Gpu
-    } else {
-        runtime::RuntimeFlavor::Cpu
-    };
-    match &gpu_present {
-        Some(gpu) => eprintln!("NVIDIA GPU: {gpu}"),
-        None => eprintln!("No NVIDIA GPU found."),
-    }
-    let existing = runtime::managed_dir(dirs, flavor).join(runtime::core_library_name());
-    let models = |status: ExitCode| {
-        if args.model.is_empty() || status != ExitCode::SUCCESS {
-            status
-        } else {
-            fetch_models(dirs, &args.model)
-        }
-    };
-    let options = runtime::SetupOptions {
-        flavor,
-        cuda_libs: args.cuda_libs,
-        python: args.python.clone(),
-    };
-    if existing.is_file() && !args.force {
-        eprintln!(
-            "ONNX Runtime {} ({}) is already installed: {}",
-            runtime::ORT_VERSION,
-            flavor.package(),
-            existing.display()
-        );
-        for plugin in runtime::plugins(flavor) {
-            if !plugin.installed_beside(&existing) {
-                // Installed before cutout fetched this plugin: add it beside the runtime.
-                if let Err(e) = runtime::install_plugin(dirs, &options, plugin, &mut |line| {
-                    eprintln!("{line}");
-                }) {
-                    eprintln!("warning: {e}");
-                }
-            }
-        }
-        return models(ExitCode::SUCCESS);
-    }
-    match runtime::install(dirs, &options, &mut |line| eprintln!("{line}")) {
-        Ok(_) => models(ExitCode::SUCCESS),
-        Err(e) => fail(&e),
-    }
 }

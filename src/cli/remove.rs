@@ -281,7 +281,7 @@ pub(super) fn remove(
              prepared model {:.0}, session ({session}) {:.0}, first inference ({first_run}) {:.0}",
             s.runtime_ms, s.model_ms, s.prepare_ms, s.session_ms, s.first_run_ms
         );
-        if let Some(peak) = crate::paths::peak_resident_bytes() {
+        if let Some(peak) = crate::memory::peak_resident_bytes() {
             eprintln!("Peak resident memory {:.0} MB", peak as f64 / 1e6);
         }
     }

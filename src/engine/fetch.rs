@@ -87,7 +87,10 @@ pub fn download(
         path: dir.to_owned(),
         source,
     })?;
-    let mut response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
+    let mut response = super::http::agent()
+        .get(url)
+        .call()
+        .map_err(|e| fail(e.to_string()))?;
     let total = response.body().content_length();
     let mut reader = response.body_mut().as_reader();
     let mut tmp = crate::paths::temp_file_builder(".download-", ".tmp")

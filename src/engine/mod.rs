@@ -4,6 +4,7 @@
 
 pub mod doctor;
 pub mod fetch;
+pub mod http;
 pub mod models;
 pub mod npm;
 pub mod pipeline;

@@ -355,35 +355,56 @@ impl ProviderReport {
 /// Turns ONNX Runtime's registration error into a reason with a next step.
 pub fn explain_failure(provider: ProviderKind, message: &str) -> String {
     let missing = |lib: &str| message.contains(lib);
+    let (nvinfer, driver, search_path) = if cfg!(windows) {
+        ("nvinfer_10.dll", "nvcuda.dll", "PATH")
+    } else {
+        ("libnvinfer.so.10", "libcuda.so.1", "LD_LIBRARY_PATH")
+    };
     let hint = if missing("libnvinfer") || missing("nvinfer") {
-        "TensorRT 10 is not installed (libnvinfer.so.10 not found); install TensorRT 10 for CUDA 13 \
-         and make it visible to the loader (LD_LIBRARY_PATH)"
+        format!(
+            "TensorRT 10 is not installed ({nvinfer} not found); install TensorRT 10 for CUDA 13 \
+             and make it visible to the loader ({search_path})"
+        )
     } else if missing("libcuda.so") || missing("nvcuda.dll") {
-        "the NVIDIA driver is not installed (libcuda.so.1 not found): this machine has no usable \
-         NVIDIA GPU, or needs the NVIDIA driver (580 or newer for CUDA 13)"
-    } else if missing("libcudnn") || missing("cudnn64") {
-        "cuDNN 9 is not installed; run `cutout setup --gpu --cuda-libs` or install cuDNN 9 for CUDA 13"
-    } else if missing("libcudart")
-        || missing("libcublas")
-        || missing("libcurand")
-        || missing("libcufft")
-        || missing("cudart64")
+        format!(
+            "the NVIDIA driver is not installed ({driver} not found): this machine has no usable \
+             NVIDIA GPU, or needs the NVIDIA driver (580 or newer for CUDA 13)"
+        )
+    } else if missing("libcudnn") || missing("cudnn") {
+        "cuDNN 9 is not installed; run `cutout setup --gpu --force` or install cuDNN 9 for CUDA 13"
+            .to_owned()
+    } else if [
+        "libcudart",
+        "libcublas",
+        "libcurand",
+        "libcufft",
+        "cudart64",
+        "cublas64",
+        "curand64",
+        "cufft64",
+    ]
+    .iter()
+    .any(|lib| missing(lib))
     {
-        "the CUDA 13 runtime libraries are missing; run `cutout setup --gpu --cuda-libs` or install the CUDA 13 toolkit"
+        "the CUDA 13 runtime libraries are missing; run `cutout setup --gpu --force` or install \
+         the CUDA 13 toolkit"
+            .to_owned()
     } else if missing("CUDA driver")
         || missing("no CUDA-capable device")
         || missing("cudaErrorNoDevice")
         || missing("cudaErrorInsufficientDriver")
     {
-        "no usable NVIDIA GPU or driver was found"
+        "no usable NVIDIA GPU or driver was found".to_owned()
     } else if missing("not enabled")
         || missing("Unknown Provider")
         || missing("not available")
         || missing("not supported in this build")
     {
-        "this ONNX Runtime build has no such provider; run `cutout setup --gpu` to install onnxruntime-gpu"
+        "this ONNX Runtime build has no such provider; run `cutout setup --gpu` to install \
+         onnxruntime-gpu"
+            .to_owned()
     } else {
-        ""
+        String::new()
     };
     let message = message.trim();
     if hint.is_empty() {

@@ -7,7 +7,7 @@
 //!   from the official onnxruntime-gpu win_amd64 wheel; its File, Shortcut, Registry, Upgrade and
 //!   Feature tables are read back with `msiinfo` and checked.
 //!
-//! Needs `desktop-file-utils`, `appstream`, `wixl`, `msitools`, pip, and the Windows build; it
+//! Needs `desktop-file-utils`, `appstream`, `wixl`, `msitools`, and the Windows build; it
 //! fails (never skips) without them, saying what to install.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +17,7 @@ use std::{
     process::Command,
 };
 
-use cutout::app::APP_ID;
+use cutout::{app::APP_ID, engine::runtime::pypi};
 
 const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 const ORT_VERSION: &str = cutout::engine::runtime::ORT_VERSION;
@@ -104,7 +104,7 @@ fn wixl_variant(source: &str) -> String {
 }
 
 /// The ONNX Runtime DLLs from the official onnxruntime-gpu win_amd64 wheel and the WebGPU plugin's
-/// from its wheel (fetched with pip once, then kept under target/).
+/// from its wheel (fetched from PyPI once, then kept under target/).
 fn ort_dlls(dir: &Path) {
     let webgpu = dir.join("webgpu");
     windows_wheel_files(
@@ -126,41 +126,14 @@ fn windows_wheel_files(spec: &str, prefix: &str, names: &[&str], dir: &Path) {
     if names.iter().all(|d| dir.join(d).is_file()) {
         return;
     }
-    let wheels = dir.join("wheels");
-    std::fs::create_dir_all(&wheels).unwrap();
-    let out = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--platform",
-            "win_amd64",
-            "--python-version",
-            "311",
-            spec,
-            "-d",
-        ])
-        .arg(&wheels)
-        .output()
-        .expect("python3 with pip is needed to fetch the Windows ONNX Runtime");
-    assert!(
-        out.status.success(),
-        "pip download {spec}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let package = spec.split("==").next().unwrap().replace('-', "_");
-    let wheel = std::fs::read_dir(&wheels)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.extension().is_some_and(|e| e == "whl")
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!("{package}-")))
-        })
-        .expect("wheel");
+    // cutout's own PyPI client (what `cutout setup` uses), asked for the Windows wheel.
+    let requirement = pypi::Requirement::parse(spec).unwrap();
+    let wheel = pypi::find(&pypi::index_url(), &requirement, pypi::Platform::WindowsX64)
+        .unwrap_or_else(|e| panic!("{spec} for win_amd64: {e}"));
+    let wheel = pypi::download(&wheel, &dir.join("wheels"), &mut |_, _| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap_or_else(|e| panic!("{spec}: {e}"));
     let mut zip = zip::ZipArchive::new(std::fs::File::open(wheel).unwrap()).unwrap();
     for name in names {
         let mut entry = zip
@@ -170,6 +143,76 @@ fn windows_wheel_files(spec: &str, prefix: &str, names: &[&str], dir: &Path) {
         entry.read_to_end(&mut bytes).unwrap();
         std::fs::write(dir.join(name), bytes).unwrap();
     }
+}
+
+/// The MSI built from `wix/main.wxs` with wixl, with the cross-built executables and the official
+/// ONNX Runtime DLLs; built once per test run (the Wine tests install it).
+pub(crate) struct Msi {
+    /// The MSI file.
+    pub path: PathBuf,
+    /// The folder of the cross-built `cutout.exe` and `cutoutw.exe`.
+    pub bin: PathBuf,
+    /// The folder of the ONNX Runtime DLLs it holds.
+    pub ort: PathBuf,
+}
+
+pub(crate) fn msi() -> Msi {
+    static MSI: std::sync::OnceLock<(PathBuf, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    let (path, bin, ort) = MSI.get_or_init(build_msi).clone();
+    Msi { path, bin, ort }
+}
+
+fn build_msi() -> (PathBuf, PathBuf, PathBuf) {
+    let root = root();
+    let source = std::fs::read_to_string(root.join("wix/main.wxs")).unwrap();
+    let bin_rel = format!("target/{WINDOWS_TARGET}/dist");
+    let bin = root.join(&bin_rel);
+    for exe in ["cutout.exe", "cutoutw.exe"] {
+        assert!(
+            bin.join(exe).is_file(),
+            "{exe} is missing: build it first with `rustup target add {WINDOWS_TARGET} && cargo build --profile dist --target {WINDOWS_TARGET} --bins` (Debian: gcc-mingw-w64-x86-64)"
+        );
+    }
+    assert_eq!(
+        pe_subsystem(&bin.join("cutout.exe")),
+        3,
+        "cutout.exe is a console program"
+    );
+    assert_eq!(
+        pe_subsystem(&bin.join("cutoutw.exe")),
+        2,
+        "cutoutw.exe opens no console"
+    );
+
+    // wixl resolves Source paths against its working directory and refuses absolute ones.
+    let work = root.join("target/wix");
+    let ort_rel = format!("ort-{ORT_VERSION}");
+    std::fs::create_dir_all(work.join(&ort_rel)).unwrap();
+    ort_dlls(&work.join(&ort_rel));
+    std::fs::write(work.join("main-wixl.wxs"), wixl_variant(&source)).unwrap();
+    let msi_name = format!("cutout-{}-x86_64.msi", env!("CARGO_PKG_VERSION"));
+    let _ = std::fs::remove_file(work.join(&msi_name));
+    run(
+        "wixl",
+        &[
+            "-a",
+            "x64",
+            "-D",
+            &format!("Version={}", env!("CARGO_PKG_VERSION")),
+            "-D",
+            &format!("CargoTargetBinDir=../../{bin_rel}"),
+            "-D",
+            &format!("OrtDir={ort_rel}"),
+            "-o",
+            &msi_name,
+            "main-wixl.wxs",
+        ],
+        &work,
+    );
+    let msi_path = work.join(&msi_name);
+    let size = std::fs::metadata(&msi_path).unwrap().len();
+    eprintln!("built {}: {:.1} MB", msi_path.display(), size as f64 / 1e6);
+    (msi_path, bin, work.join(&ort_rel))
 }
 
 /// The PE subsystem of a Windows executable: 2 = GUI (no console), 3 = console.
@@ -225,53 +268,18 @@ fn msi_from_the_wix_source_holds_the_app_runtime_shortcuts_and_associations() {
     let rtf = std::fs::read_to_string(root.join("wix/License.rtf")).unwrap();
     assert!(rtf.starts_with("{\\rtf1") && rtf.contains("Apache License"));
 
-    let bin_rel = format!("target/{WINDOWS_TARGET}/dist");
-    let bin = root.join(&bin_rel);
-    for exe in ["cutout.exe", "cutoutw.exe"] {
-        assert!(
-            bin.join(exe).is_file(),
-            "{exe} is missing: build it first with `rustup target add {WINDOWS_TARGET} && cargo build --profile dist --target {WINDOWS_TARGET} --bins` (Debian: gcc-mingw-w64-x86-64)"
-        );
-    }
+    let Msi {
+        path: msi_path,
+        bin,
+        ort: ort_dir,
+    } = msi();
+    // The version cutout reports for a Windows ONNX Runtime comes from the DLL's version resource
+    // (its build string names no release).
     assert_eq!(
-        pe_subsystem(&bin.join("cutout.exe")),
-        3,
-        "cutout.exe is a console program"
+        cutout::engine::runtime::version::from_version_resource(&ort_dir.join("onnxruntime.dll"))
+            .as_deref(),
+        Some(ORT_VERSION)
     );
-    assert_eq!(
-        pe_subsystem(&bin.join("cutoutw.exe")),
-        2,
-        "cutoutw.exe opens no console"
-    );
-
-    // wixl resolves Source paths against its working directory and refuses absolute ones.
-    let work = root.join("target/wix");
-    let ort_rel = format!("ort-{ORT_VERSION}");
-    std::fs::create_dir_all(work.join(&ort_rel)).unwrap();
-    ort_dlls(&work.join(&ort_rel));
-    std::fs::write(work.join("main-wixl.wxs"), wixl_variant(&source)).unwrap();
-    let msi_name = format!("cutout-{}-x86_64.msi", env!("CARGO_PKG_VERSION"));
-    let _ = std::fs::remove_file(work.join(&msi_name));
-    run(
-        "wixl",
-        &[
-            "-a",
-            "x64",
-            "-D",
-            &format!("Version={}", env!("CARGO_PKG_VERSION")),
-            "-D",
-            &format!("CargoTargetBinDir=../../{bin_rel}"),
-            "-D",
-            &format!("OrtDir={ort_rel}"),
-            "-o",
-            &msi_name,
-            "main-wixl.wxs",
-        ],
-        &work,
-    );
-    let msi_path = work.join(&msi_name);
-    let size = std::fs::metadata(&msi_path).unwrap().len();
-    eprintln!("built {}: {:.1} MB", msi_path.display(), size as f64 / 1e6);
     let msi = msi_path.to_string_lossy().into_owned();
 
     let files = table(&msi, "File");
@@ -293,9 +301,7 @@ fn msi_from_the_wix_source_holds_the_app_runtime_shortcuts_and_associations() {
     }
     for dll in ORT_DLLS {
         let row = file(dll);
-        let real = std::fs::metadata(work.join(&ort_rel).join(dll))
-            .unwrap()
-            .len();
+        let real = std::fs::metadata(ort_dir.join(dll)).unwrap().len();
         assert_eq!(
             row[3],
             real.to_string(),
@@ -304,7 +310,7 @@ fn msi_from_the_wix_source_holds_the_app_runtime_shortcuts_and_associations() {
     }
     for dll in WEBGPU_DLLS {
         let row = file(dll);
-        let real = std::fs::metadata(work.join(&ort_rel).join("webgpu").join(dll))
+        let real = std::fs::metadata(ort_dir.join("webgpu").join(dll))
             .unwrap()
             .len();
         assert_eq!(

@@ -1,6 +1,8 @@
-//! TensorRT for RTX on a machine without an NVIDIA GPU: `cutout setup --gpu` fetches NVIDIA's real
-//! plugin wheel from PyPI with pip, `cutout doctor` loads its libraries, and the provider chain says
-//! why TensorRT-RTX cannot run here (forced: an error; auto: the CPU runs and the reason is shown).
+//! The GPU build on a machine without an NVIDIA GPU: `cutout setup --gpu`, with no Python reachable,
+//! fetches onnxruntime-gpu, NVIDIA's CUDA 13 runtime, cuBLAS, cuFFT, cuRAND, NVRTC and cuDNN 9
+//! wheels and the TensorRT for RTX plugin from PyPI; `cutout doctor` loads their libraries; and the
+//! provider chain says why TensorRT-RTX cannot run here (forced: an error; auto: the CPU runs and
+//! the reason is shown).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
@@ -29,8 +31,27 @@ fn text(out: &Output) -> String {
 #[test]
 fn setup_gpu_fetches_the_plugin_doctor_loads_it_and_the_chain_says_why_it_cannot_run() {
     let data = tempfile::tempdir().expect("tempdir");
-    let setup = cutout(data.path(), &["setup", "--gpu"]);
+    // No Python anywhere on PATH (nor anything else): set-up needs none.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let setup = Command::new(env!("CARGO_BIN_EXE_cutout"))
+        .args(["setup", "--gpu"])
+        .env("CUTOUT_DATA_DIR", data.path())
+        .env("CUTOUT_CACHE_DIR", data.path().join("cache"))
+        .env("PATH", empty.path())
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .expect("run cutout");
     assert!(setup.status.success(), "{}", text(&setup));
+    let cuda = data.path().join("runtime/gpu-1.31.1/cuda");
+    for name in cutout::engine::runtime::CUDA_LIBRARIES {
+        assert!(cuda.join(name).is_file(), "setup --gpu kept {name}");
+    }
+    let downloads = data.path().join("cache/downloads");
+    assert_eq!(
+        std::fs::read_dir(&downloads).map_or(0, Iterator::count),
+        0,
+        "the wheels are deleted once their libraries are kept"
+    );
     assert!(
         text(&setup).contains("TensorRT-RTX libraries"),
         "{}",
@@ -61,6 +82,14 @@ fn setup_gpu_fetches_the_plugin_doctor_loads_it_and_the_chain_says_why_it_cannot
             .unwrap_or_else(|| panic!("doctor has no `{prefix}` line:\n{report}"))
             .to_owned()
     };
+    let gpu_libraries = &report[report.find("GPU libraries").expect("GPU libraries")..];
+    for name in ["libcudart.so.13", "libcudnn.so.9", "libcublas.so.13"] {
+        let l = gpu_libraries
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("doctor lists {name}"));
+        assert!(l.contains(cuda.to_str().unwrap()), "{l}");
+    }
     for dependency in [
         "libcudart.so.13",
         "libtensorrt_rtx.so.1",

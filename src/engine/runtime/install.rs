@@ -1,17 +1,19 @@
 //! `cutout setup`: fetching the official ONNX Runtime build (and, with `--gpu`, the CUDA and cuDNN
-//! libraries it needs) with pip, and keeping only the native libraries in cutout's data folder.
+//! libraries it needs) straight from PyPI, and keeping only the native libraries in cutout's data
+//! folder. No Python is involved: [`super::pypi`] reads the index and downloads the wheels.
 
 use std::{
-    ffi::OsStr,
     fs,
     io::Read,
+    ops::ControlFlow,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use super::{
-    ORT_VERSION, RuntimeError, RuntimeFlavor, core_library_name, managed_dir, plugin::Plugin,
+    ORT_VERSION, RuntimeError, RuntimeFlavor, core_library_name, managed_dir,
+    plugin::Plugin,
     plugins,
+    pypi::{self, Platform, Requirement},
 };
 use crate::paths::AppDirs;
 
@@ -20,44 +22,93 @@ use crate::paths::AppDirs;
 pub struct SetupOptions {
     /// CPU or GPU build.
     pub flavor: RuntimeFlavor,
-    /// Also fetch the CUDA 13 / cuDNN 9 runtime wheels (and try TensorRT's) for the GPU build.
+    /// With the GPU build, also fetch NVIDIA's CUDA 13 runtime, cuBLAS, cuFFT, cuRAND, NVRTC and
+    /// cuDNN 9 wheels (so that only the NVIDIA driver is needed).
     pub cuda_libs: bool,
-    /// Python interpreter with pip; found on PATH when `None`.
-    pub python: Option<PathBuf>,
 }
 
-/// Downloads the official ONNX Runtime wheel with pip and keeps its native libraries in the managed
-/// folder. Returns the installed core library. `log` receives one line per step.
+/// Where `cutout setup` reports what it does.
+pub trait SetupReport {
+    /// One line per step.
+    fn line(&mut self, text: &str);
+    /// Bytes of `file` downloaded so far, and its size when known. `Break` cancels the set-up
+    /// (the part downloaded stays in the download folder, and the next set-up resumes it).
+    fn bytes(&mut self, file: &str, done: u64, total: Option<u64>) -> ControlFlow<()>;
+}
+
+/// Wheels for this platform from the index, downloaded into the cache and deleted again once the
+/// set-up has kept what it needs.
+struct Fetcher<'r> {
+    index: String,
+    platform: Platform,
+    downloads: PathBuf,
+    fetched: Vec<PathBuf>,
+    report: &'r mut dyn SetupReport,
+}
+
+impl<'r> Fetcher<'r> {
+    fn new(dirs: &AppDirs, report: &'r mut dyn SetupReport) -> Result<Self, RuntimeError> {
+        let platform = Platform::current().ok_or_else(|| {
+            RuntimeError::Setup(format!(
+                "ONNX Runtime publishes no build for {} on {}; set ORT_DYLIB_PATH to one built \
+                 for this machine",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ))
+        })?;
+        Ok(Self {
+            index: pypi::index_url(),
+            platform,
+            downloads: dirs.cache_dir.join("downloads"),
+            fetched: Vec::new(),
+            report,
+        })
+    }
+
+    /// Finds and downloads the wheel for `requirement`.
+    fn wheel(&mut self, requirement: &str) -> Result<PathBuf, RuntimeError> {
+        let req = Requirement::parse(requirement)?;
+        let wheel = pypi::find(&self.index, &req, self.platform)?;
+        let size = wheel
+            .size
+            .map(|b| format!(", {:.1} MB", b as f64 / 1e6))
+            .unwrap_or_default();
+        self.report
+            .line(&format!("Downloading {}{size} …", wheel.file_name));
+        let report = &mut *self.report;
+        let path = pypi::download(&wheel, &self.downloads, &mut |done, total| {
+            report.bytes(&wheel.file_name, done, total)
+        })?;
+        self.fetched.push(path.clone());
+        Ok(path)
+    }
+
+    /// Deletes the wheels downloaded (their libraries are kept).
+    fn clean_up(&mut self) {
+        for path in self.fetched.drain(..) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Downloads the official ONNX Runtime wheel and keeps its native libraries in the managed folder.
+/// Returns the installed core library.
 pub fn install(
     dirs: &AppDirs,
     options: &SetupOptions,
-    log: &mut dyn FnMut(&str),
+    report: &mut dyn SetupReport,
 ) -> Result<PathBuf, RuntimeError> {
     let setup_err =
         |what: &str, e: &dyn std::fmt::Display| RuntimeError::Setup(format!("{what}: {e}"));
-    let python = python(options)?;
     let work = work_dir(dirs)?;
-    let wheels = work.path().join("wheels");
     let staging = work.path().join("staging");
     fs::create_dir_all(&staging).map_err(|e| setup_err("cannot create a staging folder", &e))?;
+    let mut fetcher = Fetcher::new(dirs, report)?;
 
     let package = format!("{}=={ORT_VERSION}", options.flavor.package());
-    log(&format!(
-        "Downloading {package} from PyPI with {} …",
-        python.display()
-    ));
-    pip_download(&python, &[package.as_str()], &wheels)?;
-    let wheel = find_file(&wheels, |name| {
-        name.starts_with("onnxruntime") && name.ends_with(".whl")
-    })
-    .ok_or_else(|| {
-        RuntimeError::Setup(format!(
-            "pip reported success but left no onnxruntime wheel in {}",
-            wheels.display()
-        ))
-    })?;
+    let wheel = fetcher.wheel(&package)?;
     let kept = extract_native_libraries(&wheel, "onnxruntime/capi/", &staging)?;
-    log(&format!(
+    fetcher.report.line(&format!(
         "Kept {} native libraries: {}",
         kept.len(),
         kept.join(", ")
@@ -71,21 +122,16 @@ pub fn install(
     }
 
     if options.flavor == RuntimeFlavor::Gpu && options.cuda_libs {
-        fetch_cuda_libraries(&python, &wheel, work.path(), &staging.join("cuda"), log)?;
+        fetch_cuda_libraries(&mut fetcher, &wheel, &staging.join("cuda"))?;
     }
     for plugin in plugins(options.flavor) {
-        fetch_plugin(
-            &python,
-            plugin,
-            work.path(),
-            &staging.join(plugin.folder),
-            log,
-        );
+        fetch_plugin(&mut fetcher, plugin, &staging.join(plugin.folder));
     }
 
     let target = managed_dir(dirs, options.flavor);
     replace_with(&staging, &target)?;
-    log(&format!(
+    fetcher.clean_up();
+    fetcher.report.line(&format!(
         "ONNX Runtime {ORT_VERSION} ({}) installed in {}",
         options.flavor.package(),
         target.display()
@@ -99,12 +145,12 @@ pub fn install_plugin(
     dirs: &AppDirs,
     options: &SetupOptions,
     plugin: &Plugin,
-    log: &mut dyn FnMut(&str),
+    report: &mut dyn SetupReport,
 ) -> Result<PathBuf, RuntimeError> {
-    let python = python(options)?;
     let work = work_dir(dirs)?;
     let staging = work.path().join(plugin.folder);
-    if !fetch_plugin(&python, plugin, work.path(), &staging, log) {
+    let mut fetcher = Fetcher::new(dirs, report)?;
+    if !fetch_plugin(&mut fetcher, plugin, &staging) {
         return Err(RuntimeError::Setup(format!(
             "the {} plugin could not be fetched (see above)",
             plugin.label
@@ -112,6 +158,7 @@ pub fn install_plugin(
     }
     let target = managed_dir(dirs, options.flavor).join(plugin.folder);
     replace_with(&staging, &target)?;
+    fetcher.clean_up();
     Ok(target)
 }
 
@@ -127,57 +174,40 @@ fn replace_with(staging: &Path, target: &Path) -> Result<(), RuntimeError> {
     })
 }
 
-fn python(options: &SetupOptions) -> Result<PathBuf, RuntimeError> {
-    match &options.python {
-        Some(p) => Ok(p.clone()),
-        None => find_python().ok_or_else(|| {
-            RuntimeError::Setup(
-                "no Python with pip found on PATH (tried python3, python); install Python 3 with \
-                 pip, or download the onnxruntime wheel yourself and set ORT_DYLIB_PATH"
-                    .to_owned(),
-            )
-        }),
-    }
-}
-
-/// A temporary folder inside the runtimes folder (so that the final move is a rename).
+/// A temporary folder inside the runtimes folder (so that the final move is a rename). Folders
+/// left by a set-up that was killed are removed first.
 fn work_dir(dirs: &AppDirs) -> Result<tempfile::TempDir, RuntimeError> {
     let runtime_dir = dirs.runtime_dir();
     fs::create_dir_all(&runtime_dir).map_err(|e| {
         RuntimeError::Setup(format!("cannot create {}: {e}", runtime_dir.display()))
     })?;
+    if let Ok(entries) = fs::read_dir(&runtime_dir) {
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with(".setup-") {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     tempfile::Builder::new()
         .prefix(".setup-")
         .tempdir_in(&runtime_dir)
         .map_err(|e| RuntimeError::Setup(format!("cannot create a temporary folder: {e}")))
 }
 
-/// Fetches a plugin's wheel with pip and keeps its native libraries in `dest`. Not having it is
-/// no failure of the runtime (the other providers work without it): the reason is logged and
-/// `false` returned.
-fn fetch_plugin(
-    python: &Path,
-    plugin: &Plugin,
-    work: &Path,
-    dest: &Path,
-    log: &mut dyn FnMut(&str),
-) -> bool {
+/// Fetches a plugin's wheel and keeps its native libraries in `dest`. Not having it is no failure
+/// of the runtime (the other providers work without it): the reason is logged and `false`
+/// returned. Cancelling is the exception: it stops the set-up.
+fn fetch_plugin(fetcher: &mut Fetcher<'_>, plugin: &Plugin, dest: &Path) -> bool {
     let label = plugin.label;
-    log(&format!(
-        "Downloading {label} ({}) from PyPI …",
-        plugin.package
-    ));
-    let wheels = work.join(format!("{}-wheel", plugin.folder));
-    let kept = pip_download(python, &[plugin.package], &wheels)
-        .and_then(|()| {
-            find_file(&wheels, |n| n.ends_with(".whl")).ok_or_else(|| {
-                RuntimeError::Setup(format!("pip left no wheel in {}", wheels.display()))
-            })
-        })
+    fetcher
+        .report
+        .line(&format!("{label} ({}):", plugin.package));
+    let kept = fetcher
+        .wheel(plugin.package)
         .and_then(|wheel| extract_native_libraries(&wheel, plugin.wheel_prefix, dest));
     match kept {
         Ok(kept) if dest.join(plugin.file_name()).is_file() => {
-            log(&format!(
+            fetcher.report.line(&format!(
                 "Kept {} {label} libraries: {}",
                 kept.len(),
                 kept.join(", ")
@@ -185,7 +215,7 @@ fn fetch_plugin(
             true
         }
         Ok(_) => {
-            log(&format!(
+            fetcher.report.line(&format!(
                 "The {label} wheel holds no {} for this platform; the {label} provider will be \
                  unavailable.",
                 plugin.file_name()
@@ -193,59 +223,13 @@ fn fetch_plugin(
             false
         }
         Err(e) => {
-            log(&format!(
+            fetcher.report.line(&format!(
                 "{label} could not be fetched ({e}); the {label} provider will be unavailable. \
                  Run `cutout setup --force` to try again."
             ));
             false
         }
     }
-}
-
-fn find_python() -> Option<PathBuf> {
-    ["python3", "python", "py"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|candidate| {
-            Command::new(candidate)
-                .args(["-m", "pip", "--version"])
-                .output()
-                .is_ok_and(|out| out.status.success())
-        })
-}
-
-fn pip_download(python: &Path, requirements: &[&str], dest: &Path) -> Result<(), RuntimeError> {
-    let status = Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--dest",
-        ])
-        .arg(dest)
-        .args(requirements)
-        .status()
-        .map_err(|e| RuntimeError::Setup(format!("cannot run {}: {e}", python.display())))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(RuntimeError::Setup(format!(
-            "pip could not download {} ({status}); check that this machine reaches PyPI, or set \
-             ORT_DYLIB_PATH to an ONNX Runtime you already have",
-            requirements.join(" ")
-        )))
-    }
-}
-
-fn find_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Option<PathBuf> {
-    fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.file_name().and_then(OsStr::to_str).is_some_and(&pred))
 }
 
 /// Whether a file name inside a wheel is a native library cutout needs.
@@ -278,9 +262,9 @@ fn extract_native_libraries(
         if entry.is_dir() || !is_native_library(file_name) {
             continue;
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-        entry.read_to_end(&mut bytes).map_err(|e| err(&e))?;
-        fs::write(dest.join(file_name), bytes).map_err(|e| err(&e))?;
+        // Streamed: cuDNN's and cuBLAS's largest libraries are half a gigabyte each.
+        let mut out = fs::File::create(dest.join(file_name)).map_err(|e| err(&e))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| err(&e))?;
         kept.push(file_name.to_owned());
     }
     Ok(kept)
@@ -325,49 +309,39 @@ pub fn requirements_for_extras(metadata: &str, extras: &[&str]) -> Vec<String> {
 }
 
 fn fetch_cuda_libraries(
-    python: &Path,
+    fetcher: &mut Fetcher<'_>,
     ort_wheel: &Path,
-    work: &Path,
     dest: &Path,
-    log: &mut dyn FnMut(&str),
 ) -> Result<(), RuntimeError> {
     let mut requirements = wheel_extras(ort_wheel, &["cuda", "cudnn"])?;
-    // cuBLAS is needed by the CUDA provider but reaches pip only as a dependency of the cuDNN
-    // wheel, which `--no-deps` does not follow.
+    // cuBLAS is needed by the CUDA provider but is named only as a dependency of the cuDNN wheel.
     if !requirements.is_empty() && !requirements.iter().any(|r| r.starts_with("nvidia-cublas")) {
         requirements.push("nvidia-cublas~=13.0".to_owned());
     }
     if requirements.is_empty() {
-        log(
+        fetcher.report.line(
             "The onnxruntime-gpu wheel names no CUDA runtime wheels; use a system CUDA 13 and cuDNN 9.",
         );
         return Ok(());
     }
-    let cuda_wheels = work.join("cuda-wheels");
-    log(&format!(
-        "Downloading the CUDA runtime wheels: {} …",
+    fetcher.report.line(&format!(
+        "The CUDA runtime for the CUDA provider: {}",
         requirements.join(" ")
     ));
-    let refs: Vec<&str> = requirements.iter().map(String::as_str).collect();
-    pip_download(python, &refs, &cuda_wheels)?;
-    log("Trying TensorRT 10 (tensorrt-cu13-libs) …");
-    if let Err(e) = pip_download(python, &["tensorrt-cu13-libs"], &cuda_wheels) {
-        log(&format!(
-            "TensorRT could not be fetched ({e}); the TensorRT provider will be unavailable until \
-             TensorRT 10 is installed where the loader finds libnvinfer.so.10."
-        ));
+    for requirement in &requirements {
+        let wheel = fetcher.wheel(requirement)?;
+        let kept = extract_native_libraries(&wheel, "", dest)?;
+        fetcher.report.line(&format!("  kept {}", kept.join(", ")));
+        // Each wheel is deleted as soon as its libraries are out: `--gpu` needs the space twice
+        // otherwise (about 1.3 GB of wheels).
+        fetcher.clean_up();
     }
-    let entries = fs::read_dir(&cuda_wheels).map_err(|e| RuntimeError::Setup(e.to_string()))?;
-    for wheel in entries.filter_map(Result::ok).map(|e| e.path()) {
-        if wheel.extension().and_then(OsStr::to_str) == Some("whl") {
-            let kept = extract_native_libraries(&wheel, "", dest)?;
-            log(&format!(
-                "  {}: {} libraries",
-                wheel.file_name().unwrap_or_default().to_string_lossy(),
-                kept.len()
-            ));
-        }
-    }
+    // TensorRT 10 (which ONNX Runtime's TensorRT provider loads) has no wheel on PyPI: NVIDIA's
+    // `tensorrt-cu13-libs` there is a source package that downloads from NVIDIA's own index.
+    fetcher.report.line(
+        "TensorRT 10 has no wheel on PyPI; the TensorRT provider needs it installed where the \
+         loader finds it (TensorRT for RTX, below, needs nothing more).",
+    );
     Ok(())
 }
 

@@ -6,7 +6,6 @@
 //! the native libraries, so running cutout needs no Python.
 
 use std::{
-    fs,
     path::{Path, PathBuf},
     sync::{Arc, OnceLock},
 };
@@ -14,10 +13,12 @@ use std::{
 pub mod cuda_context;
 mod install;
 pub mod plugin;
+pub mod pypi;
 pub mod tensorrt_rtx;
+pub mod version;
 pub mod webgpu;
 
-pub use install::{SetupOptions, install, install_plugin, requirements_for_extras};
+pub use install::{SetupOptions, SetupReport, install, install_plugin, requirements_for_extras};
 
 use crate::paths::AppDirs;
 
@@ -83,7 +84,7 @@ pub enum RuntimeError {
     /// Nothing installed yet.
     #[error(
         "ONNX Runtime is not installed. Run `cutout setup` (it fetches the official build from \
-         PyPI with pip), or set ORT_DYLIB_PATH to an existing libonnxruntime {ORT_VERSION}"
+         PyPI), or set ORT_DYLIB_PATH to an existing ONNX Runtime {ORT_VERSION} library"
     )]
     NotInstalled,
     /// The library exists but could not be loaded or initialised.
@@ -97,6 +98,12 @@ pub enum RuntimeError {
     /// `cutout setup` failed.
     #[error("ONNX Runtime setup failed: {0}")]
     Setup(String),
+    /// `cutout setup` was cancelled (Ctrl+C): nothing was installed.
+    #[error(
+        "setup cancelled; nothing was installed (`cutout setup` resumes the download where it \
+         stopped)"
+    )]
+    Cancelled,
 }
 
 /// A library loaded ahead of ONNX Runtime's providers (its name), or why it did not load.
@@ -136,6 +143,16 @@ pub fn core_library_name() -> String {
     } else {
         format!("libonnxruntime.so.{ORT_VERSION}")
     }
+}
+
+/// A library's file name on this platform: `onnxruntime_providers_cuda.dll`,
+/// `libonnxruntime_providers_cuda.so` or `.dylib`.
+pub fn shared_library_name(stem: &str) -> String {
+    format!(
+        "{}{stem}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
 }
 
 /// The folder a managed build of `flavor` lives in.
@@ -182,11 +199,7 @@ pub fn locate(dirs: &AppDirs) -> Result<RuntimeLocation, RuntimeError> {
 /// Whether the ONNX Runtime that [`load`] would pick has the CUDA provider beside it (the GPU
 /// build), without loading anything.
 pub fn has_cuda_provider(dirs: &AppDirs) -> bool {
-    let name = if cfg!(windows) {
-        "onnxruntime_providers_cuda.dll"
-    } else {
-        "libonnxruntime_providers_cuda.so"
-    };
+    let name = shared_library_name("onnxruntime_providers_cuda");
     locate(dirs).is_ok_and(|location| location.library.with_file_name(name).is_file())
 }
 
@@ -216,7 +229,7 @@ fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
         path: location.library.clone(),
         reason,
     };
-    // CUDA libraries that `cutout setup --cuda-libs` placed beside a managed GPU build are loaded
+    // CUDA libraries that `cutout setup --gpu` placed beside a managed GPU build are loaded
     // first, so that the CUDA provider finds them without LD_LIBRARY_PATH.
     let mut preloaded = match location.source {
         RuntimeSource::Managed(RuntimeFlavor::Gpu) => {
@@ -229,14 +242,7 @@ fn load_uncached(dirs: &AppDirs) -> Result<Runtime, RuntimeError> {
         .with_name("cutout")
         .build()
         .map_err(|e| load_error(e.to_string()))?;
-    let version = parse_build_version(ort::info())
-        .or_else(|| {
-            fs::canonicalize(&location.library)
-                .ok()
-                .as_deref()
-                .and_then(version_from_file_name)
-        })
-        .unwrap_or_else(|| format!("unknown ({})", ort::info()));
+    let version = version::of_library(&location.library, ort::info());
     let (tensorrt_rtx, plugin_libraries) = tensorrt_rtx::PLUGIN.register(&env, &location.library);
     preloaded.extend(plugin_libraries);
     let (webgpu, plugin_libraries) = webgpu::PLUGIN.register(&env, &location.library);
@@ -260,49 +266,58 @@ pub fn loaded_version() -> Option<String> {
         .map(|r| r.version.clone())
 }
 
-/// Pulls the release version out of ONNX Runtime's build string
-/// (`ORT Build Info: git-branch=rel-1.31.1, git-commit-id=…`).
-pub fn parse_build_version(info: &str) -> Option<String> {
-    let start = info.find("git-branch=rel-")? + "git-branch=rel-".len();
-    let rest = &info[start..];
-    let end = rest.find([',', ' ']).unwrap_or(rest.len());
-    Some(rest[..end].to_owned())
-}
-
-/// Reads `1.31.1` out of `libonnxruntime.so.1.31.1` or `libonnxruntime.1.31.1.dylib`.
-pub fn version_from_file_name(path: &Path) -> Option<String> {
-    let name = path.file_name()?.to_str()?;
-    let parts: Vec<&str> = name.split('.').collect();
-    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    parts
-        .windows(3)
-        .find(|w| w.iter().all(|p| numeric(p)))
-        .map(|w| w.join("."))
-}
-
-/// Libraries the CUDA provider needs, in load order (dependencies first).
-pub const CUDA_LIBRARIES: &[&str] = &[
-    "libcudart.so.13",
-    "libcublasLt.so.13",
-    "libcublas.so.13",
-    "libcurand.so.10",
-    "libcufft.so.12",
-    "libcudnn_graph.so.9",
-    "libcudnn_ops.so.9",
-    "libcudnn_heuristic.so.9",
-    "libcudnn_engines_precompiled.so.9",
-    "libcudnn_engines_runtime_compiled.so.9",
-    "libcudnn_cnn.so.9",
-    "libcudnn_adv.so.9",
-    "libcudnn.so.9",
-];
+/// Libraries the CUDA provider needs, in load order (dependencies first), by this platform's
+/// file names: loading them from `cuda/` ahead of the provider is what lets it find them there
+/// (on Windows too: a DLL already loaded is matched by name).
+pub const CUDA_LIBRARIES: &[&str] = if cfg!(windows) {
+    &[
+        "cudart64_13.dll",
+        "cublasLt64_13.dll",
+        "cublas64_13.dll",
+        "curand64_10.dll",
+        "cufft64_12.dll",
+        "nvrtc64_130_0.dll",
+        "cudnn_graph64_9.dll",
+        "cudnn_ops64_9.dll",
+        "cudnn_heuristic64_9.dll",
+        "cudnn_engines_precompiled64_9.dll",
+        "cudnn_engines_runtime_compiled64_9.dll",
+        "cudnn_cnn64_9.dll",
+        "cudnn_adv64_9.dll",
+        "cudnn64_9.dll",
+    ]
+} else {
+    &[
+        "libcudart.so.13",
+        "libcublasLt.so.13",
+        "libcublas.so.13",
+        "libcurand.so.10",
+        "libcufft.so.12",
+        "libcudnn_graph.so.9",
+        "libcudnn_ops.so.9",
+        "libcudnn_heuristic.so.9",
+        "libcudnn_engines_precompiled.so.9",
+        "libcudnn_engines_runtime_compiled.so.9",
+        "libcudnn_cnn.so.9",
+        "libcudnn_adv.so.9",
+        "libcudnn.so.9",
+    ]
+};
 
 /// Libraries the TensorRT provider needs beyond CUDA's.
-pub const TENSORRT_LIBRARIES: &[&str] = &[
-    "libnvinfer.so.10",
-    "libnvinfer_plugin.so.10",
-    "libnvonnxparser.so.10",
-];
+pub const TENSORRT_LIBRARIES: &[&str] = if cfg!(windows) {
+    &[
+        "nvinfer_10.dll",
+        "nvinfer_plugin_10.dll",
+        "nvonnxparser_10.dll",
+    ]
+} else {
+    &[
+        "libnvinfer.so.10",
+        "libnvinfer_plugin.so.10",
+        "libnvonnxparser.so.10",
+    ]
+};
 
 fn preload_gpu_libraries(dir: &Path) -> Vec<Preloaded> {
     if !dir.is_dir() {
@@ -331,25 +346,6 @@ fn preload_gpu_libraries(dir: &Path) -> Vec<Preloaded> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn build_version_is_read_from_the_build_string() {
-        let info = "ORT Build Info: git-branch=rel-1.31.1, git-commit-id=abc, build type=Release";
-        assert_eq!(parse_build_version(info).as_deref(), Some("1.31.1"));
-        assert_eq!(
-            parse_build_version("ORT Build Info: git-branch=HEAD, git-commit-id=6af1a93"),
-            None
-        );
-        assert_eq!(
-            version_from_file_name(Path::new("/x/libonnxruntime.so.1.31.1")).as_deref(),
-            Some("1.31.1")
-        );
-        assert_eq!(
-            version_from_file_name(Path::new("libonnxruntime.1.31.1.dylib")).as_deref(),
-            Some("1.31.1")
-        );
-        assert_eq!(version_from_file_name(Path::new("onnxruntime.dll")), None);
-    }
 
     #[test]
     fn a_missing_env_path_is_reported_by_name() {
