@@ -43,6 +43,8 @@ pub struct Choice {
     pub setup: egui_wgpu::WgpuSetup,
     /// `Direct3D 12: Parent device is lost`, one per backend that could not draw.
     pub passed_over: Vec<String>,
+    /// `Vulkan: llvmpipe (LLVM 15.0.6, 256 bits)`, when the trial chose it.
+    pub drawing_with: Option<String>,
 }
 
 /// Tries the backends in order. OpenGL, the last resort, is left to eframe (it needs the
@@ -59,6 +61,7 @@ pub fn choose() -> Choice {
         return Choice {
             setup: create_new(forced),
             passed_over,
+            drawing_with: None,
         };
     }
     for backends in candidates() {
@@ -66,13 +69,16 @@ pub fn choose() -> Choice {
             return Choice {
                 setup: create_new(backends),
                 passed_over,
+                drawing_with: Some(name(backends).to_owned()),
             };
         }
         match trial(backends) {
             Ok(existing) => {
+                let adapter = existing.adapter.get_info().name;
                 return Choice {
                     setup: egui_wgpu::WgpuSetup::Existing(existing),
                     passed_over,
+                    drawing_with: Some(format!("{}: {adapter}", name(backends))),
                 };
             }
             Err(why) => passed_over.push(format!("{}: {why}", name(backends))),
@@ -81,6 +87,7 @@ pub fn choose() -> Choice {
     Choice {
         setup: create_new(wgpu::Backends::all()),
         passed_over,
+        drawing_with: None,
     }
 }
 

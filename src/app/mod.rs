@@ -364,6 +364,9 @@ pub fn run_native(options: AppOptions) -> ExitCode {
     for why in &backend.passed_over {
         eprintln!("The window cannot draw with {why}; trying the next graphics backend.");
     }
+    if let (false, Some(with)) = (backend.passed_over.is_empty(), &backend.drawing_with) {
+        eprintln!("The window draws with {with}.");
+    }
     let mut options = options;
     options.backends_passed_over = backend.passed_over;
     let native = eframe::NativeOptions {

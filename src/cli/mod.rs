@@ -28,7 +28,12 @@ use crate::{
 pub fn main() -> ExitCode {
     use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOUT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // wgpu-hal logs each graphics API it cannot open while adapters are listed (no Direct3D
+        // 12 under Wine, no Vulkan loader), and the allocator the buffers of a device that failed
+        // at start: cutout reports what it found and chose in its own words.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,wgpu_hal=off,gpu_allocator=error")
+        });
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

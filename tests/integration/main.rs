@@ -23,4 +23,5 @@ mod refine;
 mod tensorrt_rtx;
 mod webgpu;
 mod window;
+mod wine;
 mod worker;

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn tool(name: &str) {
+pub(crate) fn tool(name: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()
@@ -36,7 +36,7 @@ fn tool(name: &str) {
     );
 }
 
-fn start_xvfb() -> (KillOnDrop, String) {
+pub(crate) fn start_xvfb() -> (KillOnDrop, String) {
     for n in 90..140 {
         if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
             || Path::new(&format!("/tmp/.X{n}-lock")).exists()
@@ -62,7 +62,7 @@ fn start_xvfb() -> (KillOnDrop, String) {
     panic!("no free X display for Xvfb");
 }
 
-fn xdotool(display: &str, args: &[&str]) {
+pub(crate) fn xdotool(display: &str, args: &[&str]) {
     let status = Command::new("xdotool")
         .args(args)
         .env("DISPLAY", display)
@@ -71,7 +71,11 @@ fn xdotool(display: &str, args: &[&str]) {
     assert!(status.success(), "xdotool {args:?}");
 }
 
-fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -> String {
+pub(crate) fn wait_for_line(
+    lines: &mpsc::Receiver<String>,
+    needle: &str,
+    timeout: Duration,
+) -> String {
     let started = Instant::now();
     loop {
         let left = timeout
@@ -183,6 +187,65 @@ impl Running {
     }
 }
 
+/// Takes screenshots of the X screen into `CARGO_TARGET_TMPDIR/name` until one shows a cutout
+/// (at most a minute: the first cutout may still be on its way): many colours (the photo), not
+/// uniform, and the preview's checkerboard (grey 0.6 and 0.8, as a linear or an sRGB surface
+/// stores them) where the background was removed.
+pub(crate) fn screenshot_shows_a_cutout(display: &str, name: &str) {
+    let shot_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let started = Instant::now();
+    loop {
+        let status = Command::new("import")
+            .args(["-window", "root"])
+            .arg(&shot_path)
+            .env("DISPLAY", display)
+            .status()
+            .unwrap();
+        assert!(status.success(), "screenshot");
+        let (colours, std_dev, checker) = picture_stats(&shot_path);
+        if checker > 0.02 || started.elapsed() > Duration::from_secs(60) {
+            eprintln!(
+                "screenshot {}: {colours} colours, standard deviation {std_dev:.1}, \
+                 checkerboard {:.1} % of the screen per grey",
+                shot_path.display(),
+                checker * 100.0
+            );
+            assert!(colours > 500, "the window looks blank: {colours} colours");
+            assert!(
+                std_dev > 10.0,
+                "the window looks uniform (σ = {std_dev:.1})"
+            );
+            assert!(
+                checker > 0.02,
+                "no checkerboard where the background was removed ({:.2} %)",
+                checker * 100.0
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Colours, standard deviation of the brightness, and the checkerboard's share of the screen.
+fn picture_stats(path: &Path) -> (usize, f64, f64) {
+    let shot = image::open(path).unwrap().to_rgb8();
+    let mut colours = std::collections::HashMap::<[u8; 3], u32>::new();
+    let (mut sum, mut sum_sq, n) = (0f64, 0f64, f64::from(shot.width() * shot.height()));
+    for p in shot.pixels() {
+        *colours.entry(p.0).or_default() += 1;
+        let v = f64::from(p.0[0]) + f64::from(p.0[1]) + f64::from(p.0[2]);
+        sum += v;
+        sum_sq += v * v;
+    }
+    let std_dev = (sum_sq / n - (sum / n).powi(2)).sqrt();
+    let share = |grey: u8| f64::from(colours.get(&[grey; 3]).copied().unwrap_or(0)) / n;
+    let checker = [(153, 204), (203, 231)]
+        .iter()
+        .map(|&(dark, light)| share(dark).min(share(light)))
+        .fold(0.0, f64::max);
+    (colours.len(), std_dev, checker)
+}
+
 #[test]
 fn real_window_shows_the_cutout_and_closes_cleanly() {
     let running = launch(&common::photo("car-1.jpg"));
@@ -206,38 +269,7 @@ fn real_window_shows_the_cutout_and_closes_cleanly() {
     xdotool(&display, &["key", "ctrl+l"]);
     std::thread::sleep(Duration::from_secs(10));
 
-    let shot_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("window.png");
-    let status = Command::new("import")
-        .args(["-window", "root"])
-        .arg(&shot_path)
-        .env("DISPLAY", &display)
-        .status()
-        .unwrap();
-    assert!(status.success(), "screenshot");
-    let shot = image::open(&shot_path).unwrap().to_rgb8();
-    let mut colours = std::collections::HashSet::new();
-    let (mut sum, mut sum_sq, n) = (0f64, 0f64, f64::from(shot.width() * shot.height()));
-    for p in shot.pixels() {
-        colours.insert(p.0);
-        let v = f64::from(p.0[0]) + f64::from(p.0[1]) + f64::from(p.0[2]);
-        sum += v;
-        sum_sq += v * v;
-    }
-    let std_dev = (sum_sq / n - (sum / n).powi(2)).sqrt();
-    eprintln!(
-        "screenshot {}: {} colours, standard deviation {std_dev:.1}",
-        shot_path.display(),
-        colours.len()
-    );
-    assert!(
-        colours.len() > 500,
-        "the window looks blank: {} colours",
-        colours.len()
-    );
-    assert!(
-        std_dev > 10.0,
-        "the window looks uniform (σ = {std_dev:.1})"
-    );
+    screenshot_shows_a_cutout(&display, "window.png");
 
     xdotool(&display, &["key", "ctrl+l"]);
     let frame_line: Vec<String> = running

@@ -226,9 +226,15 @@ pub fn choose<'e>(
 }
 
 /// Why WebGPU cannot run where ONNX Runtime offers it no device.
-pub const NOT_DISCOVERED: &str = "ONNX Runtime discovered no GPU to run WebGPU on (on Linux it \
-     looks in /sys/class/drm, which containers and some VMs hide); set \
-     ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER=1 to let WebGPU pick an adapter itself";
+pub const NOT_DISCOVERED: &str = if cfg!(windows) {
+    "ONNX Runtime discovered no GPU to run WebGPU on (Windows listed no hardware display adapter; \
+     Wine and some remote sessions list none); set ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER=1 to let \
+     WebGPU pick an adapter itself"
+} else {
+    "ONNX Runtime discovered no GPU to run WebGPU on (on Linux it looks in /sys/class/drm, which \
+     containers and some VMs hide); set ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER=1 to let WebGPU pick \
+     an adapter itself"
+};
 
 /// [`choose`] once ONNX Runtime offers the plugin a device: the best adapter, if the network may
 /// run on it.
@@ -331,7 +337,7 @@ mod tests {
             "{fp16}"
         );
         assert!(
-            NOT_DISCOVERED.contains("/sys/class/drm")
+            (NOT_DISCOVERED.contains("/sys/class/drm") || cfg!(windows))
                 && NOT_DISCOVERED.contains(ALLOW_ANY_ADAPTER_VAR)
         );
         assert!(
