@@ -365,7 +365,11 @@ pub fn explain_failure(provider: ProviderKind, message: &str) -> String {
             "TensorRT 10 is not installed ({nvinfer} not found); install TensorRT 10 for CUDA 13 \
              and make it visible to the loader ({search_path})"
         )
-    } else if missing("libcuda.so") || missing("nvcuda.dll") {
+    } else if missing("libcuda.so")
+        || missing("nvcuda.dll")
+        || missing("nvml.dll")
+        || missing("libnvidia-ml.so")
+    {
         format!(
             "the NVIDIA driver is not installed ({driver} not found): this machine has no usable \
              NVIDIA GPU, or needs the NVIDIA driver (580 or newer for CUDA 13)"
@@ -391,6 +395,9 @@ pub fn explain_failure(provider: ProviderKind, message: &str) -> String {
             .to_owned()
     } else if missing("CUDA driver")
         || missing("no CUDA-capable device")
+        // cudaErrorNotSupported from the first CUDA call: a CUDA stub without a GPU behind it
+        // (Wine's nvcuda.dll on a host without the NVIDIA driver).
+        || missing("CUDA failure 801")
         || missing("cudaErrorNoDevice")
         || missing("cudaErrorInsufficientDriver")
     {
@@ -488,6 +495,24 @@ mod tests {
         assert!(reason.contains("cuDNN 9"), "{reason}");
         let reason = explain_failure(ProviderKind::Cuda, "something odd");
         assert_eq!(reason, "CUDA failed: something odd");
+        // What the Windows build met under Wine with the GPU build set up and no NVIDIA driver.
+        let reason = explain_failure(
+            ProviderKind::TensorRtRtx,
+            "Error loading \"onnxruntime_providers_nv_tensorrt_rtx.dll\" which depends on \
+             \"nvml.dll\" which is missing. (Error 126: \"Module not found.\")",
+        );
+        assert!(
+            reason.starts_with("the NVIDIA driver is not installed"),
+            "{reason}"
+        );
+        let reason = explain_failure(
+            ProviderKind::Cuda,
+            "CUDA failure 801: (null) ; GPU=-1 ; expr=cudaGetDeviceCount(&num_devices);",
+        );
+        assert!(
+            reason.starts_with("no usable NVIDIA GPU or driver"),
+            "{reason}"
+        );
     }
 
     #[test]
