@@ -20,6 +20,7 @@ mod long_batch;
 mod packaging;
 mod parity;
 mod refine;
+mod setup;
 mod tensorrt_rtx;
 mod webgpu;
 mod window;

@@ -428,6 +428,13 @@ pub fn download(
     part.sync_all()
         .map_err(|e| io("cannot write", &part_path, &e))?;
     drop(part);
+    if let Some(total) = total.filter(|&t| done < t) {
+        // Kept as it is: the next attempt asks for the rest.
+        return Err(fail(&format!(
+            "the connection closed after {done} of {total} bytes; run `cutout setup` again to \
+             resume"
+        )));
+    }
     let found = super::super::models::hex(&hasher.finalize());
     if found != wheel.sha256 {
         let _ = fs::remove_file(&part_path);
