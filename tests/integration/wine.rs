@@ -157,6 +157,12 @@ fn make_prefix(name: &str) -> Prefix {
             started.elapsed().as_secs_f64()
         );
         assert!(setup.status.success(), "{said}");
+        // Until this prefix's Wine server has ended, a program started in it joins the processes
+        // started without a display; the window must start a server of its own with one.
+        let _ = Command::new("wineserver")
+            .arg("-w")
+            .env("WINEPREFIX", &dir)
+            .status();
         Prefix { dir, setup: said }
     }
 }
