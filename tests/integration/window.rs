@@ -89,6 +89,38 @@ pub(crate) fn wait_for_line(
     }
 }
 
+/// Finds the cutout window and gives it the keyboard focus (there is no window manager).
+pub(crate) fn focus_app_window(display: &str) -> String {
+    let found = Command::new("xdotool")
+        .args(["search", "--name", "^cutout"])
+        .env("DISPLAY", display)
+        .output()
+        .unwrap();
+    let window = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .next()
+        .expect("the cutout window exists")
+        .to_owned();
+    xdotool(display, &["windowfocus", "--sync", &window]);
+    window
+}
+
+/// Ctrl+Q to the focused window, then the app's exit status (it must exit within 30 s).
+pub(crate) fn quit_with_ctrl_q(display: &str, app: &mut Child) -> std::process::ExitStatus {
+    xdotool(display, &["key", "ctrl+q"]);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = app.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the app did not close on Ctrl+Q"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The app running in a real window under its own Xvfb, with its log lines.
 struct Running {
     app: KillOnDrop,
@@ -144,17 +176,7 @@ fn launch(photo: &Path) -> Running {
     });
 
     wait_for_line(&lines, "cutout shown", Duration::from_secs(300));
-    let found = Command::new("xdotool")
-        .args(["search", "--name", "^cutout"])
-        .env("DISPLAY", &display)
-        .output()
-        .unwrap();
-    let window = String::from_utf8_lossy(&found.stdout)
-        .lines()
-        .next()
-        .expect("the cutout window exists")
-        .to_owned();
-    xdotool(&display, &["windowfocus", "--sync", &window]);
+    let window = focus_app_window(&display);
     Running {
         app,
         lines,
@@ -169,18 +191,7 @@ fn launch(photo: &Path) -> Running {
 impl Running {
     /// Ctrl+Q, then waits for a clean exit; returns the log lines after the ones read so far.
     fn quit(mut self) -> Vec<String> {
-        xdotool(&self.display, &["key", "ctrl+q"]);
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.app.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the app did not close on Ctrl+Q"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = quit_with_ctrl_q(&self.display, &mut self.app.0);
         self.reader.join().unwrap();
         assert!(status.success(), "the app exited with {status}");
         self.lines.try_iter().collect()

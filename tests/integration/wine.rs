@@ -26,7 +26,10 @@ use std::{
 
 use crate::{
     common,
-    window::{KillOnDrop, screenshot_shows_a_cutout, start_xvfb, tool, wait_for_line, xdotool},
+    window::{
+        KillOnDrop, focus_app_window, quit_with_ctrl_q, screenshot_shows_a_cutout, start_xvfb,
+        tool, wait_for_line,
+    },
 };
 
 /// Rust's standard library imports `ProcessPrng` from `bcryptprimitives.dll` (Windows 10 and
@@ -456,30 +459,9 @@ fn the_window_passes_over_direct3d_12_and_draws_with_vulkan() {
         all
     });
     wait_for_line(&lines, "cutout shown", Duration::from_secs(300));
-    let found = Command::new("xdotool")
-        .args(["search", "--name", "^cutout"])
-        .env("DISPLAY", &display)
-        .output()
-        .unwrap();
-    let window = String::from_utf8_lossy(&found.stdout)
-        .lines()
-        .next()
-        .expect("the cutout window exists")
-        .to_owned();
-    xdotool(&display, &["windowfocus", "--sync", &window]);
+    focus_app_window(&display);
     screenshot_shows_a_cutout(&display, "wine-window.png");
-    xdotool(&display, &["key", "ctrl+q"]);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = app.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the app did not close on Ctrl+Q"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = quit_with_ctrl_q(&display, &mut app.0);
     let all = reader.join().unwrap();
     assert!(status.success(), "the app exited with {status}");
     assert!(
