@@ -156,6 +156,11 @@ pub fn report(dirs: &AppDirs) -> String {
                 "no: not in this build (run `cutout setup --gpu` for onnxruntime-gpu)".to_owned()
             } else {
                 match register(rt, kind) {
+                    // Windows' CUDA provider links the driver lazily, so it registers without one
+                    // (under Wine, on a stub): only a GPU that answers makes it usable.
+                    Ok(()) if nvidia_gpu().is_none() => "no: it loads, but no NVIDIA GPU or \
+                         driver answered (nvidia-smi found none); sessions on it would fail"
+                        .to_owned(),
                     Ok(()) => "yes".to_owned(),
                     Err(reason) => format!("no: {reason}"),
                 }

@@ -182,6 +182,7 @@ fn cutout_exe(args: &[&str]) -> Output {
 
 #[test]
 fn setup_doctor_and_version_speak_windows() {
+    let _machine = common::heavy_lock();
     let prefix = prefix();
     let version = cutout_exe(&["--version"]);
     assert!(version.status.success(), "{}", text(&version));
@@ -276,6 +277,7 @@ fn largest_difference(a: &Path, b: &Path) -> u8 {
 
 #[test]
 fn the_shared_photos_come_out_as_the_linux_build_cuts_them() {
+    let _machine = common::heavy_lock();
     let work = tempfile::tempdir().unwrap();
     let inputs = work.path().join("Fotos mit Leerzeichen – Ünïcødé");
     std::fs::create_dir(&inputs).unwrap();
@@ -331,6 +333,7 @@ fn the_shared_photos_come_out_as_the_linux_build_cuts_them() {
 
 #[test]
 fn a_broken_file_in_a_batch_is_named_and_the_rest_are_done() {
+    let _machine = common::heavy_lock();
     let work = tempfile::tempdir().unwrap();
     let inputs = work.path().join("in");
     std::fs::create_dir(&inputs).unwrap();
@@ -362,6 +365,7 @@ fn a_broken_file_in_a_batch_is_named_and_the_rest_are_done() {
 
 #[test]
 fn the_msi_installs_runs_and_uninstalls() {
+    let _machine = common::heavy_lock();
     let prefix = prefix();
     let msi = crate::packaging::msi();
     let install = wine(&prefix.dir)
@@ -428,6 +432,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn the_window_passes_over_direct3d_12_and_draws_with_vulkan() {
+    let _machine = common::heavy_lock();
     let prefix = window_prefix();
     for name in ["Xvfb", "xdotool", "import"] {
         tool(name);

@@ -523,6 +523,7 @@ fn a_preview_goes_ahead_of_queued_exports_and_closing_leaves_the_queue() {
 /// after it was asked for. IS-Net at 1024 px, seconds a run on the CPU, so the stop lands mid-run.
 #[test]
 fn a_superseded_preview_run_is_stopped_not_finished() {
+    let _machine = common::timing_lock();
     let (worker, root) = worker();
     let isnet = common::isnet_model();
     let models = root.path().join("data/models");

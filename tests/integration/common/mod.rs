@@ -145,3 +145,22 @@ pub fn photo(name: &str) -> PathBuf {
 pub fn segment(segmenter: &mut Segmenter, photo: &image::RgbImage) -> image::GrayImage {
     segmenter.segment(photo).expect("segment").0
 }
+
+/// Tests that time one run against another hold this exclusively; tests that keep every core busy
+/// for a long while in other processes (the Windows build under Wine) hold it shared. So a
+/// measurement is never taken while the machine is suddenly twice as loaded as a moment before.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The machine to this test alone, for a comparison of timings.
+pub fn timing_lock() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A share of the machine for a test that loads every core from other processes.
+pub fn heavy_lock() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
