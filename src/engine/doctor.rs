@@ -158,9 +158,11 @@ pub fn report(dirs: &AppDirs) -> String {
                 match register(rt, kind) {
                     // Windows' CUDA provider links the driver lazily, so it registers without one
                     // (under Wine, on a stub): only a GPU that answers makes it usable.
-                    Ok(()) if kind.is_gpu() && nvidia_gpu().is_none() => "no: it loads, but no NVIDIA GPU or \
+                    Ok(()) if kind.is_gpu() && nvidia_gpu().is_none() => {
+                        "no: it loads, but no NVIDIA GPU or \
                          driver answered (nvidia-smi found none); sessions on it would fail"
-                        .to_owned(),
+                            .to_owned()
+                    }
                     Ok(()) => "yes".to_owned(),
                     Err(reason) => format!("no: {reason}"),
                 }
