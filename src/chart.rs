@@ -56,10 +56,8 @@ pub fn draw(rows: &[BenchRow], anchors: &[Anchor], title: &str, path: &Path) -> 
     }
     image_ops::write_png_atomic(
         &image_ops::Target::exact(path.to_owned(), None),
-        &pixels,
-        width,
-        height,
-        image::ExtendedColorType::Rgb8,
+        (&pixels, width, height, image::ExtendedColorType::Rgb8),
+        image_ops::PngCompression::default(),
     )
     .map(|_| ())
     .map_err(|e| e.to_string())

@@ -9,17 +9,23 @@
 //! alone, a software rasterizer such as lavapipe, or no adapter); `Gpu` fails with the reason
 //! when there is no GPU to use.
 
-use image::{GrayImage, RgbImage, RgbaImage};
+use std::{
+    sync::{Mutex, OnceLock},
+    time::Instant,
+};
+
+use image::{ExtendedColorType, GrayImage, RgbImage, RgbaImage};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     image_ops::{
-        self, CompositeSettings, ImageError,
+        self, CompositeSettings, ImageError, PngCompression,
         edges::{self, BandSizes},
         edits::EditLayer,
         refine::{RefineSettings, Refined},
     },
     render::{self, Offscreen, RenderError},
+    timing::ms_since,
 };
 
 /// Why finishing a photo failed.
@@ -31,6 +37,33 @@ pub enum FinishError {
     /// Compositing or writing.
     #[error(transparent)]
     Image(#[from] ImageError),
+}
+
+/// Why one photo has no result: the one per-photo error of the command line, the batch and the
+/// app, so that each can tell the photo's fault from the machine's.
+#[derive(Debug, thiserror::Error)]
+pub enum PhotoError {
+    /// The photo cannot be read or decoded: the photo's fault.
+    #[error(transparent)]
+    Photo(#[from] ImageError),
+    /// No session is loaded (none configured yet, or it failed): not the photo's fault.
+    #[error("no model is loaded yet, so {name} cannot be processed")]
+    NoModel {
+        /// The photo.
+        name: String,
+    },
+    /// The network failed on this photo.
+    #[error("{error}: {name}")]
+    Network {
+        /// What failed.
+        error: crate::engine::EngineError,
+        /// The photo.
+        name: String,
+    },
+    /// Compositing or writing the result failed (a full disk, a read-only folder, the GPU): the
+    /// photo itself is fine and can be written elsewhere.
+    #[error(transparent)]
+    Write(#[from] FinishError),
 }
 
 /// Where the edge passes should run (`--edges`).
@@ -132,16 +165,49 @@ impl EdgePath {
     }
 }
 
+/// What a written file holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Product {
+    /// The composite: RGBA over a transparent background, RGB over an opaque one.
+    #[default]
+    Composite,
+    /// The refined mask alone, 8-bit grey.
+    Mask,
+}
+
+impl Product {
+    /// `settings` as this product needs them: the mask alone has no colours to estimate.
+    pub fn settings(self, settings: &CompositeSettings) -> CompositeSettings {
+        let mut settings = *settings;
+        settings.refine.foreground &= self != Self::Mask;
+        settings
+    }
+}
+
+/// A file written by [`Finisher::write`], and where its time went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The path written: the one asked for, or a numbered one beside it (see
+    /// [`image_ops::Target`]).
+    pub path: std::path::PathBuf,
+    /// Edge passes and compositing, in milliseconds.
+    pub finish_ms: f64,
+    /// PNG encoding and the atomic write, in milliseconds.
+    pub encode_ms: f64,
+}
+
 /// Finishes photos; opens a headless GPU device the first time the edge passes go there and
-/// keeps it.
+/// keeps it. Shared by reference: the batch's finishing threads all use one.
 #[derive(Default)]
 pub struct Finisher {
     asked: EdgeDevice,
-    /// The default adapter, once looked for (`Err`: why there is none).
-    adapter: Option<Result<wgpu::Adapter, String>>,
-    gpu: Option<Offscreen>,
+    png: PngCompression,
+    /// The default adapter, once looked for (`Err`: why there is none). Held while the GPU
+    /// device opens, so that only one is opened.
+    adapter: Mutex<Option<Result<wgpu::Adapter, String>>>,
+    gpu: OnceLock<Offscreen>,
     /// Where the last edge passes ran, and their bands on the CPU.
-    last: Option<(EdgePath, Option<BandSizes>)>,
+    last: Mutex<Option<(EdgePath, Option<BandSizes>)>>,
 }
 
 impl Finisher {
@@ -158,11 +224,16 @@ impl Finisher {
         }
     }
 
-    fn adapter_info(&mut self) -> Result<wgpu::AdapterInfo, String> {
-        if let Some(gpu) = &self.gpu {
+    /// The same, writing PNGs with `png` compression.
+    pub fn with_png(self, png: PngCompression) -> Self {
+        Self { png, ..self }
+    }
+
+    fn adapter_info(&self) -> Result<wgpu::AdapterInfo, String> {
+        if let Some(gpu) = self.gpu.get() {
             return Ok(gpu.adapter_info().clone());
         }
-        self.adapter
+        lock(&self.adapter)
             .get_or_insert_with(|| Offscreen::default_adapter().map_err(|e| e.to_string()))
             .as_ref()
             .map(wgpu::Adapter::get_info)
@@ -171,12 +242,8 @@ impl Finisher {
 
     /// Where the edge passes of `settings` run (`None`: none is on); opens the GPU device when
     /// they go there.
-    pub fn edge_path(
-        &mut self,
-        settings: &RefineSettings,
-    ) -> Result<Option<EdgePath>, FinishError> {
-        let asked = self.asked;
-        let path = EdgePath::choose(asked, settings, || self.adapter_info())
+    pub fn edge_path(&self, settings: &RefineSettings) -> Result<Option<EdgePath>, FinishError> {
+        let path = EdgePath::choose(self.asked, settings, || self.adapter_info())
             .map_err(|e| FinishError::Gpu(RenderError::NoAdapter(e)))?;
         if let Some(EdgePath {
             runner: EdgeRunner::Gpu { .. },
@@ -189,31 +256,33 @@ impl Finisher {
     }
 
     /// Where the last edge passes ran, and (on the CPU) how large their bands were.
-    pub fn last_edges(&self) -> Option<&(EdgePath, Option<BandSizes>)> {
-        self.last.as_ref()
+    pub fn last_edges(&self) -> Option<(EdgePath, Option<BandSizes>)> {
+        lock(&self.last).clone()
     }
 
     /// The headless GPU device, opened on first use.
-    pub fn gpu(&mut self) -> Result<&Offscreen, RenderError> {
-        if self.gpu.is_none() {
-            let adapter = match self.adapter.take() {
-                Some(Ok(adapter)) => adapter,
-                Some(Err(e)) => {
-                    self.adapter = Some(Err(e.clone()));
-                    return Err(RenderError::NoAdapter(e));
-                }
-                None => Offscreen::default_adapter()?,
-            };
-            self.gpu = Some(Offscreen::on(&adapter)?);
+    pub fn gpu(&self) -> Result<&Offscreen, RenderError> {
+        if let Some(gpu) = self.gpu.get() {
+            return Ok(gpu);
         }
-        self.gpu
-            .as_ref()
-            .ok_or_else(|| RenderError::NoAdapter("not opened".to_owned()))
+        let mut adapter = lock(&self.adapter);
+        if let Some(gpu) = self.gpu.get() {
+            return Ok(gpu);
+        }
+        let opened = match adapter.take() {
+            Some(Ok(found)) => Offscreen::on(&found),
+            Some(Err(e)) => {
+                *adapter = Some(Err(e.clone()));
+                Err(RenderError::NoAdapter(e))
+            }
+            None => Offscreen::default_adapter().and_then(|found| Offscreen::on(&found)),
+        }?;
+        Ok(self.gpu.get_or_init(|| opened))
     }
 
     /// The mask after refinement and the subject's colours, as `settings.refine` asks.
     pub fn refine(
-        &mut self,
+        &self,
         photo: &RgbImage,
         mask: &GrayImage,
         settings: &CompositeSettings,
@@ -232,14 +301,14 @@ impl Finisher {
                 (refined, Some(sizes))
             }
         };
-        self.last = Some((path, sizes));
+        *lock(&self.last) = Some((path, sizes));
         Ok(refined)
     }
 
     /// The full-resolution composite (straight alpha) after refinement, with the touch-up
     /// edits when there are any.
     pub fn composite(
-        &mut self,
+        &self,
         photo: &RgbImage,
         mask: &GrayImage,
         settings: &CompositeSettings,
@@ -255,37 +324,59 @@ impl Finisher {
         )?)
     }
 
-    /// Composites and writes the PNG atomically: RGBA over a transparent background, RGB
-    /// otherwise. Returns the path written (a numbered name when `output`'s holds another
-    /// photo's result; see [`image_ops::Target`]).
+    /// The one way a result reaches a file (the command line, the app's Export and Export all):
+    /// refines, composites and writes the PNG, atomically or onto standard output (see
+    /// [`image_ops::write_png`]).
     pub fn write(
-        &mut self,
-        photo: &RgbImage,
-        mask: &GrayImage,
+        &self,
+        (photo, mask): (&RgbImage, &GrayImage),
         settings: &CompositeSettings,
+        product: Product,
         edits: Option<&EditLayer>,
         output: &image_ops::Target,
-    ) -> Result<std::path::PathBuf, FinishError> {
-        let rgba = self.composite(photo, mask, settings, edits)?;
-        let (w, h) = rgba.dimensions();
-        let written = if settings.has_alpha() {
-            image_ops::write_png_atomic(
-                output,
-                rgba.as_raw(),
-                w,
-                h,
-                image::ExtendedColorType::Rgba8,
-            )?
-        } else {
-            let rgb: Vec<u8> = rgba
-                .as_raw()
-                .chunks_exact(4)
-                .flat_map(|p| [p[0], p[1], p[2]])
-                .collect();
-            image_ops::write_png_atomic(output, &rgb, w, h, image::ExtendedColorType::Rgb8)?
+    ) -> Result<Written, FinishError> {
+        let started = Instant::now();
+        let settings = product.settings(settings);
+        let (w, h) = photo.dimensions();
+        let (pixels, color) = match product {
+            Product::Mask => (
+                self.refine(photo, mask, &settings)?.mask.into_raw(),
+                ExtendedColorType::L8,
+            ),
+            Product::Composite if settings.has_alpha() => (
+                self.composite(photo, mask, &settings, edits)?.into_raw(),
+                ExtendedColorType::Rgba8,
+            ),
+            Product::Composite => (
+                strip_alpha(&self.composite(photo, mask, &settings, edits)?),
+                ExtendedColorType::Rgb8,
+            ),
         };
-        Ok(written)
+        let finish_ms = ms_since(started);
+        let started = Instant::now();
+        let path = image_ops::write_png(output, (&pixels, w, h, color), self.png)?;
+        Ok(Written {
+            path,
+            finish_ms,
+            encode_ms: ms_since(started),
+        })
     }
+}
+
+/// The RGB bytes of an opaque composite.
+fn strip_alpha(rgba: &RgbaImage) -> Vec<u8> {
+    rgba.as_raw()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect()
+}
+
+/// The value behind `mutex`, also after a panic elsewhere (what it guards stays consistent:
+/// each write is one assignment).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

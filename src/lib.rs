@@ -18,4 +18,5 @@ pub mod image_ops;
 pub mod memory;
 pub mod paths;
 pub mod render;
+pub mod timing;
 pub mod worker;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::finish::FinishError;
 
-/// An app-side failure (the worker's failures are [`crate::worker::JobFailure`] and
+/// An app-side failure (the worker's failures are [`crate::worker::PhotoError`] and
 /// [`crate::engine::EngineError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

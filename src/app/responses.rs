@@ -9,7 +9,7 @@ use super::{CutoutApp, EngineStatus, EntryId, EntryStatus, Purpose, Topic, state
 use crate::{
     engine::{EngineError, Precision, ProviderReport, segmenter::StartupTimings},
     image_ops,
-    worker::{JobFailure, JobId, Request, Response, RunInfo, SendError},
+    worker::{JobId, PhotoError, Request, Response, RunInfo, SendError},
 };
 
 impl CutoutApp {
@@ -248,20 +248,20 @@ impl CutoutApp {
         self.state.post("cutout copied to the clipboard", false);
     }
 
-    /// A job failed: the photo's status follows the cause (see [`JobFailure`]).
-    fn on_failed(&mut self, id: JobId, error: &JobFailure) {
+    /// A job failed: the photo's status follows the cause (see [`PhotoError`]).
+    fn on_failed(&mut self, id: JobId, error: &PhotoError) {
         let Some((entry, purpose)) = self.link.jobs.remove(&id) else {
             return;
         };
-        let no_model = matches!(error, JobFailure::NoModel { .. });
+        let no_model = matches!(error, PhotoError::NoModel { .. });
         let message = error.to_string();
         if let Some(e) = self.state.entry_mut(entry) {
             // Without a model every job fails; that is not the photo's fault (it is
             // segmented once a model loads). Nor is a failed write (a full disk, a
             // read-only folder): the photo stays ready to export again elsewhere.
             e.status = match error {
-                JobFailure::NoModel { .. } => EntryStatus::Pending,
-                JobFailure::Write(_) if e.status != EntryStatus::Pending => e.status.clone(),
+                PhotoError::NoModel { .. } => EntryStatus::Pending,
+                PhotoError::Write(_) if e.status != EntryStatus::Pending => e.status.clone(),
                 _ => EntryStatus::Failed(message.clone()),
             };
         }
@@ -336,7 +336,7 @@ impl CutoutApp {
         &mut self,
         id: JobId,
         mask: Arc<GrayImage>,
-        timings: &crate::worker::MaskTimings,
+        timings: &crate::worker::StageTimings,
         ran: RunInfo,
     ) {
         let Some((entry, purpose)) = self.link.jobs.remove(&id) else {

@@ -22,7 +22,7 @@ use crate::{
         edits::{BrushMode, EditLayer, History, Painter, PixelRect},
     },
     paths::AppDirs,
-    worker::{JobId, MaskTimings, RunInfo},
+    worker::{JobId, RunInfo, StageTimings},
 };
 
 /// Identifies a queue entry.
@@ -210,7 +210,7 @@ pub struct LatencyStats {
     /// Inference per provider and precision, for the side-by-side comparison.
     pub infer_by_run: HashMap<(ProviderKind, Precision), Samples>,
     /// The newest per-stage times.
-    pub last: Option<MaskTimings>,
+    pub last: Option<StageTimings>,
 }
 
 /// Samples kept per stage.
@@ -242,7 +242,7 @@ impl Default for LatencyStats {
 
 impl LatencyStats {
     /// Records one mask's stage times.
-    pub fn record(&mut self, timings: &MaskTimings, ran: RunInfo) {
+    pub fn record(&mut self, timings: &StageTimings, ran: RunInfo) {
         if timings.decode_ms > 0.0 {
             self.decode.push(timings.decode_ms);
         }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{Job, OutputKind};
-use crate::image_ops::export::{self, Origin, Target};
+use crate::image_ops::export::{self, Origin, STDIO, Target, is_stdio};
 
 /// Why the inputs could not be turned into jobs.
 #[derive(Debug, thiserror::Error)]
@@ -178,18 +178,9 @@ pub fn output_name(
         .unwrap_or(first)
 }
 
-/// `-` as an input reads the photo from standard input; as the output (`-o -`) the PNG goes to
-/// standard output.
-pub const STDIO: &str = "-";
-
 /// Whether `-o` names a folder: an existing one, or a path ending in a separator.
 fn names_a_folder(path: &Path) -> bool {
     path.is_dir() || path.as_os_str().to_string_lossy().ends_with(['/', '\\'])
-}
-
-/// Whether `path` is [`STDIO`].
-pub fn is_stdio(path: &Path) -> bool {
-    path.as_os_str() == STDIO
 }
 
 /// Decides the output path of every input. With no `-o`, results go beside the photo as
@@ -217,10 +208,7 @@ pub fn plan_jobs(
         if reads_stdin && names_a_folder(&output) {
             return Err(PlanError::StdinNeedsAFileName(output));
         }
-        return Ok(vec![Job {
-            input,
-            output: Target::exact(output, origin),
-        }]);
+        return Ok(vec![Job::file(input, Target::exact(output, origin))]);
     }
     let files = expand_inputs(inputs, options.recursive, output)?;
     if files.is_empty() {
@@ -237,10 +225,10 @@ pub fn plan_jobs(
             let names_folder = names_a_folder(out);
             let several = files.len() > 1 || inputs.iter().any(|i| i.is_dir());
             if !names_folder && !several {
-                return Ok(vec![Job {
-                    input: files[0].path.clone(),
-                    output: Target::exact(out.to_owned(), Some(Origin::of_file(&files[0].path))),
-                }]);
+                return Ok(vec![Job::file(
+                    files[0].path.clone(),
+                    Target::exact(out.to_owned(), Some(Origin::of_file(&files[0].path))),
+                )]);
             }
             if !names_folder && out.exists() {
                 return Err(PlanError::OutputNotAFolder {
@@ -286,10 +274,7 @@ pub fn plan_jobs(
         };
         taken.insert(output.clone());
         let origin = Origin::of_file(&input);
-        jobs.push(Job {
-            input,
-            output: Target::keeping_others(output, origin),
-        });
+        jobs.push(Job::file(input, Target::keeping_others(output, origin)));
     }
     Ok(jobs)
 }
@@ -319,13 +304,10 @@ mod tests {
             plan_jobs(std::slice::from_ref(&a), None, plan(OutputKind::Cutout)).expect("plan");
         assert_eq!(
             jobs,
-            vec![Job {
-                output: Target::keeping_others(
-                    dir.path().join("a.cutout.png"),
-                    Origin::of_file(&a)
-                ),
-                input: a,
-            }]
+            vec![Job::file(
+                a.clone(),
+                Target::keeping_others(dir.path().join("a.cutout.png"), Origin::of_file(&a))
+            )]
         );
     }
 

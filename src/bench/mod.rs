@@ -14,12 +14,13 @@ mod refine;
 
 pub use refine::{RefineBench, RefineRow, refine};
 
+use crate::timing::ms_since;
 use crate::{
     batch::{self, OutputKind},
     engine::{
         self, ModelChoice, Precision, ProviderRequest, SegmenterOptions, prepare::Fp16Source,
     },
-    image_ops::{self, DecodeLimits},
+    image_ops::{self, DecodeLimits, refine::RefineSettings},
     paths::AppDirs,
 };
 
@@ -105,10 +106,6 @@ pub struct BenchRow {
     pub report: String,
     /// Why the row could not be measured.
     pub error: Option<String>,
-}
-
-fn ms_since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
 }
 
 /// Minimum and median of a sample.
@@ -276,7 +273,7 @@ fn measure(
     // On the CPU the first inference has not happened yet: time it as the first-run cost.
     let (raw, first) = segmenter.infer_timed(&input)?;
     if !segmenter.is_device_resident() {
-        row.first_run_ms = first.run_ms;
+        row.first_run_ms = first.infer_ms;
     }
     let mut copies = (Vec::new(), Vec::new());
     let mut network = Vec::with_capacity(config.runs);
@@ -297,7 +294,7 @@ fn measure(
             segmenter.infer_timed(&input)?;
         }
         for _ in 0..config.runs {
-            network.push(segmenter.infer_timed(&input)?.1.run_ms);
+            network.push(segmenter.infer_timed(&input)?.1.infer_ms);
         }
     }
     (row.min_ms, row.median_ms) = min_median(&network);
@@ -321,27 +318,21 @@ fn measure(
     if let Some(path) = &config.photo {
         let dir = tempfile::tempdir().map_err(|e| engine::EngineError::Setup(e.to_string()))?;
         let mut whole = Vec::new();
+        let finisher = crate::finish::Finisher::new();
+        let options = batch::BatchOptions::for_output(
+            OutputKind::Cutout,
+            RefineSettings::default(),
+            DecodeLimits::default(),
+        );
         for i in 0..3 {
-            let job = batch::Job {
-                input: path.clone(),
-                output: crate::image_ops::Target::exact(
-                    dir.path().join(format!("bench-{i}.png")),
-                    None,
-                ),
-            };
+            let output = dir.path().join(format!("bench-{i}.png"));
+            let job = batch::Job::file(path.clone(), crate::image_ops::Target::exact(output, None));
             let t = Instant::now();
-            let outcomes = batch::run(
-                segmenter,
-                vec![job],
-                batch::BatchOptions {
-                    kind: OutputKind::Cutout,
-                    limits: DecodeLimits::default(),
-                    ..batch::BatchOptions::default()
-                },
-                crate::finish::Finisher::new(),
-                |_| {},
-            );
-            if let Some(Err(e)) = outcomes.into_iter().next().map(|o| o.result) {
+            let mut failed = None;
+            batch::run(segmenter, vec![job], options, &finisher, |o| {
+                failed = o.result.err();
+            });
+            if let Some(e) = failed {
                 return Err(engine::EngineError::Setup(e.to_string()));
             }
             whole.push(ms_since(t));

@@ -10,7 +10,7 @@ use crate::{
     },
     finish::EdgeDevice,
     image_ops::{
-        DecodeLimits,
+        DecodeLimits, PngCompression,
         refine::{self, RefineSettings},
     },
 };
@@ -195,6 +195,18 @@ pub struct RemoveOptions {
     /// Leave photos whose result already exists alone (to finish an interrupted batch).
     #[arg(long)]
     pub skip_existing: bool,
+    /// Do only share K of N (0 ≤ K < N) of the photos, sorted by path: N copies of the same
+    /// command, one per machine or job, do every photo once (e.g. --shard
+    /// $JOB_COMPLETION_INDEX/8 in a Kubernetes Indexed Job).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::batch::Shard>,
+    /// PNG compression: fast (the default), fastest (about a fifth larger), small or smallest
+    /// (zlib levels 6 and 9: a quarter smaller, many times slower).
+    #[arg(long, value_enum, default_value_t = PngCompression::Fast, value_name = "LEVEL")]
+    pub png_compression: PngCompression,
+    /// Threads for decoding and for finishing, each (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub workers: usize,
     /// Edge refinement and foreground colours.
     #[command(flatten)]
     pub refine: RefineArgs,

@@ -67,6 +67,13 @@ pub(super) fn remove(
         Ok(jobs) => jobs,
         Err(e) => return fail(&e),
     };
+    if let Some(shard) = args.shard {
+        let planned = jobs.len();
+        jobs = shard.select(jobs);
+        if !args.quiet {
+            eprintln!("Shard {shard}: {} of {planned} photos", jobs.len());
+        }
+    }
     if args.skip_existing {
         let planned = jobs.len();
         jobs.retain(|job| batch::is_stdio(&job.output.path) || !job.output.path.exists());
@@ -95,11 +102,19 @@ pub(super) fn remove(
     } else {
         ProgressBar::hidden()
     };
-    let mut finisher = Finisher::with_edges(args.refine.edges);
-    let mut edge_settings = args.refine.settings();
-    // The mask alone has no colours to estimate.
-    edge_settings.foreground &= kind != OutputKind::MaskOnly;
-    let edges = match finisher.edge_path(&edge_settings) {
+    let batch_options = BatchOptions {
+        workers: args.workers,
+        ..BatchOptions::for_output(
+            kind,
+            args.refine.settings(),
+            DecodeLimits {
+                max_megapixels: args.max_megapixels,
+                ..DecodeLimits::default()
+            },
+        )
+    };
+    let finisher = Finisher::with_edges(args.refine.edges).with_png(args.png_compression);
+    let edges = match finisher.edge_path(&batch_options.settings.refine) {
         Ok(path) => path,
         Err(e) => return fail(&e),
     };
@@ -183,22 +198,18 @@ pub(super) fn remove(
             );
         });
     };
-    let batch_options = BatchOptions {
-        kind,
-        refine: args.refine.settings(),
-        limits: DecodeLimits {
-            max_megapixels: args.max_megapixels,
-            ..DecodeLimits::default()
-        },
-    };
     let quiet = args.quiet;
-    let on_done = |outcome: &batch::Outcome| {
+    let (mut done, mut failed) = (0, 0);
+    let on_done = |outcome: batch::Outcome| {
         bar.inc(1);
-        let Ok(t) = &outcome.result else {
-            if let Err(e) = &outcome.result {
+        done += 1;
+        let t = match &outcome.result {
+            Ok(t) => t,
+            Err(e) => {
+                failed += 1;
                 bar.suspend(|| eprintln!("error: {e}"));
+                return;
             }
-            return;
         };
         let input = &outcome.job.input;
         bar.set_message(
@@ -244,20 +255,18 @@ pub(super) fn remove(
         open,
         jobs,
         batch_options,
-        finisher,
+        &finisher,
         &stop,
         on_done,
         on_switch,
     );
     bar.finish_and_clear();
-    let outcomes = match opened {
-        Ok(outcomes) => outcomes,
-        Err(e) => return fail(&e),
-    };
-    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if let Err(e) = opened {
+        return fail(&e);
+    }
     if stop.load(Ordering::SeqCst) {
-        let written = outcomes.len() - failed;
-        let left = total - outcomes.len();
+        let written = done - failed;
+        let left = total - done;
         eprintln!(
             "Interrupted: {written} written, {failed} failed, {left} not started. Every result \
              written is complete. To finish, run the same command with --skip-existing."
@@ -265,7 +274,7 @@ pub(super) fn remove(
         return leave(130, starting, verbose);
     }
     // Every photo must come back as done or failed; anything else is reported, never hidden.
-    let missing = total.saturating_sub(outcomes.len());
+    let missing = total.saturating_sub(done);
     if missing > 0 {
         eprintln!(
             "error: {missing} photos were not processed because a pipeline thread could not start"

@@ -40,6 +40,8 @@ pub(super) fn tune_for_batch(
     if photos < CUDA_GRAPHS_MIN_PHOTOS {
         options.cuda_graphs = false;
     }
+    // Decoding and finishing run beside the network: its waiting threads must not spin.
+    options.spin = photos < 2;
 }
 
 /// Drops ONNX Runtime's warning that a convolution runs "in Fallback mode", one per

@@ -16,10 +16,12 @@ pub mod segmenter;
 use std::path::PathBuf;
 
 pub use models::{Manifest, ModelError, ModelSpec, ResolvedModel};
-pub use pipeline::{MaskPipeline, MaskTimings, SegmentError};
+pub use pipeline::MaskPipeline;
 pub use providers::{Precision, ProviderKind, ProviderReport, ProviderRequest};
 pub use runtime::{Runtime, RuntimeError};
-pub use segmenter::{ConvSearch, RunStopper, Segmenter, SegmenterOptions, StartupTimings};
+pub use segmenter::{
+    ConvSearch, RunStopper, Segmenter, SegmenterOptions, StageTimings, StartupTimings,
+};
 
 use crate::paths::AppDirs;
 
@@ -96,6 +98,9 @@ pub enum EngineError {
     /// The network returned something unexpected.
     #[error("unexpected model output: {0}")]
     BadOutput(String),
+    /// The photo could not be resized to the network's input, or the mask back to the photo.
+    #[error(transparent)]
+    Pixels(#[from] crate::image_ops::ImageError),
     /// Session options could not be set.
     #[error("could not configure ONNX Runtime: {0}")]
     Setup(String),

@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use image::{GrayImage, RgbImage};
 
-use super::{EngineError, Segmenter, models::ModelSpec};
+use super::{EngineError, Segmenter, StageTimings, models::ModelSpec};
 use crate::image_ops::{self, ImageError, Normalization};
+use crate::timing::ms_since;
 
 /// How one model's input tensor is made from a photo and how its output becomes a mask.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,36 +58,6 @@ impl MaskPipeline {
     }
 }
 
-/// Where one mask's time went, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct MaskTimings {
-    /// Reading and decoding the file (0 when the caller had the pixels already).
-    pub decode_ms: f64,
-    /// Resize and normalisation to the network's input.
-    pub preprocess_ms: f64,
-    /// Copying the input to the device (0 on the CPU provider).
-    pub upload_ms: f64,
-    /// The network alone, synchronised.
-    pub infer_ms: f64,
-    /// Copying the output back, min-max scaling and resizing the mask to the photo.
-    pub postprocess_ms: f64,
-}
-
-/// Why a photo could not be turned into a mask.
-#[derive(Debug, thiserror::Error)]
-pub enum SegmentError {
-    /// Resizing the photo or the mask.
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    /// The network.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-}
-
-fn ms_since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
-}
-
 impl Segmenter {
     /// How this session's input is made and its output read back.
     pub fn pipeline(&self) -> MaskPipeline {
@@ -94,7 +65,7 @@ impl Segmenter {
     }
 
     /// The whole path from pixels to a mask at the photo's size, with the time of each stage.
-    pub fn segment(&mut self, rgb: &RgbImage) -> Result<(GrayImage, MaskTimings), SegmentError> {
+    pub fn segment(&mut self, rgb: &RgbImage) -> Result<(GrayImage, StageTimings), EngineError> {
         let pipeline = self.pipeline();
         let started = Instant::now();
         let input = pipeline.preprocess(rgb)?;
@@ -104,12 +75,11 @@ impl Segmenter {
         let mask = pipeline.postprocess(&raw, rgb.width(), rgb.height())?;
         Ok((
             mask,
-            MaskTimings {
-                decode_ms: 0.0,
+            StageTimings {
                 preprocess_ms,
-                upload_ms: infer.upload_ms,
-                infer_ms: infer.run_ms,
+                // The copy back belongs to reading the mask, as the app's overlay shows it.
                 postprocess_ms: ms_since(started) + infer.download_ms,
+                ..infer
             },
         ))
     }

@@ -187,15 +187,63 @@ pub fn numbered(path: &Path, n: u32) -> PathBuf {
     path.with_file_name(format!("{stem} ({n}){ext}"))
 }
 
+/// How hard the PNG encoder works (`--png-compression`). Measured on 12 MP cutouts (see
+/// docs/performance.md): every level writes the same pixels; they differ in time and size.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PngCompression {
+    /// fdeflate with the Up filter: the quickest, files about a fifth larger.
+    Fastest,
+    /// fdeflate with the Paeth filter: as small as trying every filter per row, and quicker.
+    #[default]
+    Fast,
+    /// zlib level 6 with adaptive filters: about a quarter smaller, some twenty times slower.
+    Small,
+    /// zlib level 9 with adaptive filters: the smallest file, the slowest by far.
+    Smallest,
+}
+
+impl PngCompression {
+    fn apply<W: std::io::Write>(self, encoder: &mut png::Encoder<'_, W>) {
+        let (deflate, filter) = match self {
+            Self::Fastest => (png::DeflateCompression::FdeflateUltraFast, png::Filter::Up),
+            Self::Fast => (
+                png::DeflateCompression::FdeflateUltraFast,
+                png::Filter::Paeth,
+            ),
+            Self::Small => (png::DeflateCompression::Level(6), png::Filter::Adaptive),
+            Self::Smallest => (png::DeflateCompression::Level(9), png::Filter::Adaptive),
+        };
+        encoder.set_deflate_compression(deflate);
+        encoder.set_filter(filter);
+    }
+}
+
+/// The name of standard input or output on the command line (`cutout remove - -o -`).
+pub const STDIO: &str = "-";
+
+/// Whether `path` is [`STDIO`].
+pub fn is_stdio(path: &Path) -> bool {
+    path.as_os_str() == STDIO
+}
+
 /// Encodes 8-bit pixels as PNG into `writer`, naming cutout and the photo's [`Origin`] in text
 /// chunks.
 fn encode_png(
     writer: impl std::io::Write,
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    color: ExtendedColorType,
+    (pixels, width, height, color): Pixels<'_>,
     origin: Option<&Origin>,
+    compression: PngCompression,
 ) -> Result<(), String> {
     let (png_color, depth) = match color {
         ExtendedColorType::Rgba8 => (png::ColorType::Rgba, png::BitDepth::Eight),
@@ -208,10 +256,7 @@ fn encode_png(
     let mut encoder = png::Encoder::new(writer, width, height);
     encoder.set_color(png_color);
     encoder.set_depth(depth);
-    // fdeflate ("Fast") with adaptive row filters: several times faster than zlib's default
-    // level on photos, files within a few percent of it.
-    encoder.set_compression(png::Compression::Fast);
-    encoder.set_filter(png::Filter::Adaptive);
+    compression.apply(&mut encoder);
     encoder
         .add_text_chunk(
             "Software".to_owned(),
@@ -228,21 +273,37 @@ fn encode_png(
     png.finish().map_err(text)
 }
 
+/// 8-bit pixels to write: the bytes, width, height and their layout.
+pub type Pixels<'a> = (&'a [u8], u32, u32, ExtendedColorType);
+
 /// Encodes 8-bit pixels as PNG onto standard output (`cutout remove … -o -`).
-pub fn write_png_stdout(
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    color: ExtendedColorType,
+fn write_png_stdout(
+    pixels: Pixels<'_>,
     origin: Option<&Origin>,
+    compression: PngCompression,
 ) -> Result<(), ImageError> {
     let fail = |reason: String| ImageError::Write {
         path: PathBuf::from("standard output"),
         reason,
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    encode_png(&mut out, pixels, width, height, color, origin).map_err(fail)?;
+    encode_png(&mut out, pixels, origin, compression).map_err(fail)?;
     out.flush().map_err(|e| fail(e.to_string()))
+}
+
+/// Writes the PNG for `target`: onto standard output when its path is [`STDIO`], otherwise
+/// atomically ([`write_png_atomic`]). Returns the path written.
+pub fn write_png(
+    target: &Target,
+    pixels: Pixels<'_>,
+    compression: PngCompression,
+) -> Result<PathBuf, ImageError> {
+    if is_stdio(&target.path) {
+        write_png_stdout(pixels, target.origin.as_ref(), compression)?;
+        Ok(target.path.clone())
+    } else {
+        write_png_atomic(target, pixels, compression)
+    }
 }
 
 /// How many numbered names a write tries before giving up.
@@ -254,10 +315,8 @@ const MAX_NUMBERED: u32 = 10_000;
 /// same new name.
 pub fn write_png_atomic(
     target: &Target,
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    color: ExtendedColorType,
+    pixels: Pixels<'_>,
+    compression: PngCompression,
 ) -> Result<PathBuf, ImageError> {
     let path = &target.path;
     let fail = |reason: String| ImageError::Write {
@@ -274,15 +333,7 @@ pub fn write_png_atomic(
     let mut tmp = TempPng::create(dir).map_err(fail)?;
     {
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp.file.as_file_mut());
-        encode_png(
-            &mut writer,
-            pixels,
-            width,
-            height,
-            color,
-            target.origin.as_ref(),
-        )
-        .map_err(fail)?;
+        encode_png(&mut writer, pixels, target.origin.as_ref(), compression).map_err(fail)?;
         writer.flush().map_err(|e| fail(e.to_string()))?;
     }
     tmp.file
@@ -325,10 +376,8 @@ mod tests {
         let path = dir.path().join("out.png");
         write_png_atomic(
             &Target::exact(path.clone(), None),
-            &[1, 2, 3, 4, 5, 6, 7, 8],
-            2,
-            1,
-            ExtendedColorType::Rgba8,
+            (&[1, 2, 3, 4, 5, 6, 7, 8], 2, 1, ExtendedColorType::Rgba8),
+            PngCompression::default(),
         )
         .expect("write");
         let back = image::open(&path).expect("read back").into_rgba8();
@@ -351,13 +400,36 @@ mod tests {
     }
 
     #[test]
+    fn every_compression_level_writes_the_same_pixels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pixels: Vec<u8> = (0..64 * 48 * 4).map(|i| (i * 7 % 251) as u8).collect();
+        let mut sizes = Vec::new();
+        for level in [
+            PngCompression::Fastest,
+            PngCompression::Fast,
+            PngCompression::Small,
+            PngCompression::Smallest,
+        ] {
+            let path = dir.path().join(format!("{level:?}.png"));
+            let target = Target::exact(path.clone(), None);
+            write_png_atomic(&target, (&pixels, 64, 48, ExtendedColorType::Rgba8), level)
+                .expect("write");
+            let back = image::open(&path).expect("read back").into_rgba8();
+            assert_eq!(back.into_raw(), pixels, "{level:?}");
+            sizes.push(std::fs::metadata(&path).expect("stat").len());
+        }
+        assert!(
+            sizes[3] <= sizes[1],
+            "level 9 is no larger than fdeflate: {sizes:?}"
+        );
+    }
+
+    #[test]
     fn a_missing_folder_is_an_error_not_a_panic() {
         let err = write_png_atomic(
             &Target::exact(PathBuf::from("/definitely/not/here/out.png"), None),
-            &[0; 4],
-            1,
-            1,
-            ExtendedColorType::Rgba8,
+            (&[0; 4], 1, 1, ExtendedColorType::Rgba8),
+            PngCompression::default(),
         )
         .expect_err("must fail");
         assert!(
@@ -367,7 +439,8 @@ mod tests {
     }
 
     fn write(target: &Target, value: u8) -> PathBuf {
-        write_png_atomic(target, &[value; 4], 1, 1, ExtendedColorType::Rgba8).expect("write")
+        let pixels = (&[value; 4][..], 1, 1, ExtendedColorType::Rgba8);
+        write_png_atomic(target, pixels, PngCompression::default()).expect("write")
     }
 
     fn value_at(path: &Path) -> u8 {

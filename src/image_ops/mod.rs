@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 pub use composite::{Background, CompositeSettings};
 pub use decode::{DecodeLimits, decode_bytes, decode_file};
-pub use export::{Origin, Target, write_png_atomic};
+pub use export::{Origin, PngCompression, STDIO, Target, is_stdio, write_png, write_png_atomic};
 pub use postprocess::{
     MaskDifference, cutout_rgba, mask_difference, mask_from_output, over_background,
 };

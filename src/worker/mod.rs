@@ -28,17 +28,16 @@ use image::{GrayImage, RgbImage, RgbaImage};
 use crate::{
     engine::{
         EngineError, ModelChoice, Precision, ProviderKind, ProviderReport, RunStopper,
-        SegmentError, SegmenterOptions, models::FetchStage, segmenter::StartupTimings,
+        SegmenterOptions, models::FetchStage, segmenter::StartupTimings,
     },
-    finish::FinishError,
-    image_ops::{CompositeSettings, DecodeLimits, ImageError, Target, edits::Stroke},
+    image_ops::{CompositeSettings, DecodeLimits, Target, edits::Stroke},
     paths::AppDirs,
 };
 
 /// Longer side of the thumbnails sent with [`Response::Decoded`].
 pub const THUMBNAIL_SIDE_PX: u32 = 96;
 
-pub use crate::engine::MaskTimings;
+pub use crate::engine::StageTimings;
 
 /// What produced a mask: the provider and precision that actually ran, at which input size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,31 +181,7 @@ impl Request {
     }
 }
 
-/// Why a job failed, so that the app can tell the photo's fault from the machine's.
-#[derive(Debug, thiserror::Error)]
-pub enum JobFailure {
-    /// The photo cannot be read or decoded: the photo's fault.
-    #[error(transparent)]
-    Photo(#[from] ImageError),
-    /// No session is loaded (none configured yet, or it failed): not the photo's fault.
-    #[error("no model is loaded yet, so {name} cannot be processed")]
-    NoModel {
-        /// The photo.
-        name: String,
-    },
-    /// The network failed on this photo.
-    #[error("{error}: {name}")]
-    Network {
-        /// What failed.
-        error: SegmentError,
-        /// The photo.
-        name: String,
-    },
-    /// Compositing or writing the result failed (a full disk, a read-only folder, the GPU): the
-    /// photo itself is fine and can be exported elsewhere.
-    #[error(transparent)]
-    Write(#[from] FinishError),
-}
+pub use crate::finish::PhotoError;
 
 /// What the worker reports back.
 #[derive(Debug)]
@@ -261,7 +236,7 @@ pub enum Response {
         /// The mask at the photo's size.
         mask: Arc<GrayImage>,
         /// Per-stage times.
-        timings: MaskTimings,
+        timings: StageTimings,
         /// What ran.
         ran: RunInfo,
     },
@@ -289,7 +264,7 @@ pub enum Response {
         /// Job id.
         id: JobId,
         /// Why, with the file named.
-        error: JobFailure,
+        error: PhotoError,
     },
     /// Handling a request panicked; the session was dropped and must be configured again.
     Panicked {

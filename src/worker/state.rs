@@ -13,18 +13,19 @@ use std::{
 use image::{GrayImage, RgbImage};
 
 use crate::{
+    batch,
     engine::{self, ModelChoice, Segmenter, SegmenterOptions, models::FetchStage},
-    finish::Finisher,
+    finish::{FinishError, Finisher, Product},
     image_ops::{
-        self, CompositeSettings, DecodeLimits,
+        self, CompositeSettings, DecodeLimits, ImageError,
         edits::{EditLayer, Stroke},
     },
     paths::AppDirs,
 };
 
 use super::{
-    ExportSource, FETCH_PROGRESS_INTERVAL, JobFailure, JobId, JobKind, MaskTimings, Request,
-    Response, RunInfo, Running, THUMBNAIL_SIDE_PX,
+    ExportSource, FETCH_PROGRESS_INTERVAL, JobId, JobKind, PhotoError, Request, Response, RunInfo,
+    Running, StageTimings, THUMBNAIL_SIDE_PX,
 };
 
 pub(super) struct State {
@@ -124,7 +125,7 @@ impl State {
                             send(Response::Mask {
                                 id,
                                 mask: Arc::new(mask),
-                                timings: MaskTimings {
+                                timings: StageTimings {
                                     decode_ms,
                                     ..timings
                                 },
@@ -159,7 +160,16 @@ impl State {
                 settings,
                 edits,
                 output,
-            } => self.export(id, source, &settings, &edits, &output, send),
+            } => self.export(
+                vec![Export {
+                    id,
+                    source,
+                    settings,
+                    edits,
+                    output,
+                }],
+                send,
+            ),
         }
     }
 
@@ -236,57 +246,75 @@ impl State {
         }
     }
 
-    pub(super) fn export(
-        &mut self,
-        id: JobId,
-        source: ExportSource,
-        settings: &CompositeSettings,
-        edits: &[Stroke],
-        output: &image_ops::Target,
-        send: &mut dyn FnMut(Response),
-    ) {
-        let (rgb, mask) = match source {
-            ExportSource::Segmented { rgb, mask } => (rgb, mask),
-            ExportSource::File(path) => match image_ops::decode_file(&path, self.limits) {
-                Ok(decoded) => {
-                    let rgb = Arc::new(decoded.rgb);
-                    let name = path.display().to_string();
-                    let Some((mask, ..)) = self.segment(id, JobKind::Queue, &name, &rgb, send)
-                    else {
-                        return;
-                    };
-                    (rgb, Arc::new(mask))
-                }
-                Err(e) => {
-                    return send(Response::Failed {
-                        id,
-                        error: e.into(),
-                    });
-                }
-            },
-            ExportSource::Pixels { name, rgb } => {
-                let Some((mask, ..)) = self.segment(id, JobKind::Queue, &name, &rgb, send) else {
-                    return;
-                };
-                (rgb, Arc::new(mask))
+    /// Writes a group of exports (one "Export all" sends many) through the batch's pipeline,
+    /// which decodes, runs the network and finishes them on all cores. Without a session only
+    /// those whose mask is known can be written; the others say that no model is loaded.
+    pub(super) fn export(&mut self, exports: Vec<Export>, send: &mut dyn FnMut(Response)) {
+        let Some(settings) = exports.first().map(|e| e.settings) else {
+            return;
+        };
+        let ids: Vec<JobId> = exports.iter().map(|e| e.id).collect();
+        let jobs: Vec<batch::Job> = exports.into_iter().map(Export::into_job).collect();
+        let options = batch::BatchOptions {
+            settings,
+            limits: self.limits,
+            ..batch::BatchOptions::default()
+        };
+        let mut ids = ids.into_iter();
+        let mut report = |outcome: batch::Outcome| {
+            if let Some(id) = ids.next() {
+                send(exported(id, outcome));
             }
         };
-        let started = Instant::now();
-        let layer = edit_layer(&rgb, edits);
-        match self
-            .finisher
-            .write(&rgb, &mask, settings, layer.as_ref(), output)
-        {
-            Ok(path) => send(Response::Exported {
-                id,
-                instead_of: (path != output.path).then(|| output.path.clone()),
-                path,
-                write_ms: started.elapsed().as_secs_f64() * 1e3,
-            }),
-            Err(e) => send(Response::Failed {
-                id,
-                error: e.into(),
-            }),
+        match self.segmenter.as_mut() {
+            Some(segmenter) => batch::run(segmenter, jobs, options, &self.finisher, report),
+            None => {
+                for job in jobs {
+                    report(self.finish_without_session(job, &options));
+                }
+            }
+        }
+    }
+
+    /// An export while no session is loaded: only a photo whose mask is known can be written.
+    fn finish_without_session(
+        &self,
+        job: batch::Job,
+        options: &batch::BatchOptions,
+    ) -> batch::Outcome {
+        let batch::Photo::Segmented { rgb, mask } = &job.photo else {
+            let name = job.name();
+            return batch::Outcome {
+                job,
+                provider: None,
+                result: Err(PhotoError::NoModel { name }),
+                written: None,
+            };
+        };
+        let layer = edit_layer(rgb, &job.edits);
+        let written = self.finisher.write(
+            (rgb, mask),
+            &options.settings,
+            Product::Composite,
+            layer.as_ref(),
+            &job.output,
+        );
+        let (result, written) = match written {
+            Ok(w) => (
+                Ok(StageTimings {
+                    postprocess_ms: w.finish_ms,
+                    encode_ms: w.encode_ms,
+                    ..StageTimings::default()
+                }),
+                Some(w.path),
+            ),
+            Err(e) => (Err(e.into()), None),
+        };
+        batch::Outcome {
+            job,
+            provider: None,
+            result,
+            written,
         }
     }
 
@@ -298,14 +326,14 @@ impl State {
         name: &str,
         rgb: &RgbImage,
         send: &mut dyn FnMut(Response),
-    ) -> Option<(GrayImage, MaskTimings, RunInfo)> {
+    ) -> Option<(GrayImage, StageTimings, RunInfo)> {
         if self.superseded(id, kind) {
             return None;
         }
         let Some(segmenter) = self.segmenter.as_mut() else {
             send(Response::Failed {
                 id,
-                error: JobFailure::NoModel {
+                error: PhotoError::NoModel {
                     name: name.to_owned(),
                 },
             });
@@ -329,7 +357,7 @@ impl State {
             Err(e) => {
                 send(Response::Failed {
                     id,
-                    error: JobFailure::Network {
+                    error: PhotoError::Network {
                         error: e,
                         name: name.to_owned(),
                     },
@@ -345,6 +373,54 @@ impl State {
             input_side_px: segmenter.input_side_px(),
         };
         Some((mask, timings, ran))
+    }
+}
+
+/// One export, as the app asked for it.
+pub(super) struct Export {
+    pub id: JobId,
+    pub source: ExportSource,
+    pub settings: CompositeSettings,
+    pub edits: Vec<Stroke>,
+    pub output: image_ops::Target,
+}
+
+impl Export {
+    fn into_job(self) -> batch::Job {
+        let (input, photo) = match self.source {
+            ExportSource::Segmented { rgb, mask } => (
+                self.output.path.clone(),
+                batch::Photo::Segmented { rgb, mask },
+            ),
+            ExportSource::File(path) => (path, batch::Photo::Read),
+            ExportSource::Pixels { name, rgb } => (name.into(), batch::Photo::Pixels(rgb)),
+        };
+        batch::Job {
+            input,
+            output: self.output,
+            photo,
+            edits: self.edits,
+        }
+    }
+}
+
+/// The response for an export's outcome.
+fn exported(id: JobId, outcome: batch::Outcome) -> Response {
+    match (outcome.result, outcome.written) {
+        (Ok(t), Some(path)) => Response::Exported {
+            id,
+            instead_of: (path != outcome.job.output.path).then_some(outcome.job.output.path),
+            path,
+            write_ms: t.postprocess_ms + t.encode_ms,
+        },
+        (Err(error), _) => Response::Failed { id, error },
+        (Ok(_), None) => Response::Failed {
+            id,
+            error: PhotoError::Write(FinishError::Image(ImageError::Write {
+                path: outcome.job.output.path,
+                reason: "nothing was written".to_owned(),
+            })),
+        },
     }
 }
 

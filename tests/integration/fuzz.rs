@@ -226,10 +226,11 @@ fn mutated_photos_give_a_cutout_or_a_clean_error_never_a_panic_hang_or_leftover(
         let (bytes, what) = mutate(original, &mut rng);
         let path = input.join(format!("case{case:05}.{ext}"));
         std::fs::write(&path, bytes).unwrap();
-        jobs.push(Job {
-            input: path,
-            output: cutout::image_ops::Target::exact(out.join(format!("case{case:05}.png")), None),
-        });
+        let output = out.join(format!("case{case:05}.png"));
+        jobs.push(Job::file(
+            path,
+            cutout::image_ops::Target::exact(output, None),
+        ));
         kinds.push(what);
     }
 
@@ -256,12 +257,14 @@ fn mutated_photos_give_a_cutout_or_a_clean_error_never_a_panic_hang_or_leftover(
 
     let mut segmenter = common::cpu_segmenter();
     let started = Instant::now();
-    let outcomes = batch::run(
+    let mut outcomes = Vec::new();
+    batch::run(
         &mut segmenter,
         jobs,
         BatchOptions::default(),
-        Finisher::with_edges(cutout::finish::EdgeDevice::Cpu),
-        |_| {
+        &Finisher::with_edges(cutout::finish::EdgeDevice::Cpu),
+        |outcome| {
+            outcomes.push(outcome);
             let mut last = last.lock().unwrap();
             let mut worst = worst.lock().unwrap();
             let took = last.elapsed();

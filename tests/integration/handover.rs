@@ -26,10 +26,7 @@ fn jobs(out: &Path) -> Vec<Job> {
         .take(6)
         .map(|input| {
             let output = out.join(input.file_name().unwrap()).with_extension("png");
-            Job {
-                input,
-                output: cutout::image_ops::Target::exact(output, None),
-            }
+            Job::file(input, cutout::image_ops::Target::exact(output, None))
         })
         .collect()
 }
@@ -52,13 +49,15 @@ fn run_with_second(out: &Path, second: Segmenter, delay: Duration) -> (Vec<Outco
     let (send, arrives) = crossbeam_channel::bounded(1);
     let mut second = Some(second);
     let switches = AtomicUsize::new(0);
-    let outcomes = batch::run_opening(
+    let mut outcomes = Vec::new();
+    batch::run_opening(
         || Ok::<_, std::convert::Infallible>((cpu_at(320), Some(arrives))),
         jobs(out),
         BatchOptions::default(),
-        Finisher::with_edges(EdgeDevice::Cpu),
+        &Finisher::with_edges(EdgeDevice::Cpu),
         &AtomicBool::new(false),
-        |_| {
+        |outcome| {
+            outcomes.push(outcome);
             if let Some(next) = second.take() {
                 let send = send.clone();
                 std::thread::spawn(move || {
@@ -78,12 +77,13 @@ fn run_with_second(out: &Path, second: Segmenter, delay: Duration) -> (Vec<Outco
 #[test]
 fn a_second_engine_takes_over_mid_batch_and_every_photo_is_written_right() {
     let root = tempfile::tempdir().unwrap();
-    let reference = batch::run(
+    let mut reference = Vec::new();
+    batch::run(
         &mut cpu_at(320),
         jobs(&root.path().join("one-engine")),
         BatchOptions::default(),
-        Finisher::with_edges(EdgeDevice::Cpu),
-        |_| {},
+        &Finisher::with_edges(EdgeDevice::Cpu),
+        |outcome| reference.push(outcome),
     );
     assert!(reference.iter().all(|o| o.result.is_ok()));
     // Sent at once (it arrives between photos) and a little later (it stops the photo under

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// Layers from the bottom up; a module may use its own layer and those listed before it.
 const LAYERS: &[&[&str]] = &[
-    &["paths", "memory"],
+    &["paths", "memory", "timing"],
     &["image_ops"],
     &["engine"],
     &["render"],

@@ -11,7 +11,7 @@ use cutout::{
     image_ops::DecodeLimits,
     image_ops::{Background, CompositeSettings, Target},
     paths::AppDirs,
-    worker::{ExportSource, JobFailure, JobKind, Request, Response, Worker},
+    worker::{ExportSource, JobKind, PhotoError, Request, Response, Worker},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -158,7 +158,7 @@ fn a_bad_file_in_the_queue_fails_alone() {
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].0, ids[1]);
     assert!(
-        matches!(failures[0].1, JobFailure::Photo(_)),
+        matches!(failures[0].1, PhotoError::Photo(_)),
         "a broken photo is the photo's fault: {:?}",
         failures[0].1
     );
@@ -211,7 +211,7 @@ fn work_before_a_model_and_a_bad_model_are_reported() {
     ));
     match worker.recv_timeout(WAIT) {
         Some(Response::Failed {
-            error: error @ JobFailure::NoModel { .. },
+            error: error @ PhotoError::NoModel { .. },
             ..
         }) => {
             assert!(error.to_string().contains("no model is loaded"), "{error}");
@@ -357,7 +357,7 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
     match worker.recv_timeout(WAIT) {
         Some(Response::Failed { id: got, error }) => {
             assert_eq!(got, id);
-            assert!(matches!(error, JobFailure::Write(_)), "{error:?}");
+            assert!(matches!(error, PhotoError::Write(_)), "{error:?}");
             assert!(error.to_string().contains("does not exist"), "{error}");
         }
         other => panic!("expected Failed, got {other:?}"),
@@ -624,7 +624,7 @@ fn a_panic_inside_the_worker_is_reported_and_the_worker_goes_on() {
     };
     match segment(&worker) {
         Some(Response::Failed {
-            error: JobFailure::NoModel { .. },
+            error: PhotoError::NoModel { .. },
             ..
         }) => {}
         other => panic!("expected Failed, got {other:?}"),

@@ -302,6 +302,11 @@ fn build_session(
     if let Some(threads) = options.intra_threads {
         builder = builder.with_intra_threads(threads).map_err(|e| setup(&e))?;
     }
+    if !options.spin {
+        builder = builder
+            .with_intra_op_spinning(false)
+            .map_err(|e| setup(&e))?;
+    }
     let provider_available = |available: ort::Result<bool>, name: &str| match available {
         Ok(true) => Ok(()),
         _ => Err(SessionFailure::Provider(format!(
