@@ -83,8 +83,8 @@ impl<F: FnMut(Outcome)> InOrder<F> {
         }
     }
 
-    fn add(&mut self, (index, outcome): Done) {
-        self.waiting.insert(index, outcome);
+    fn add(&mut self, outcome: Outcome) {
+        self.waiting.insert(outcome.index, outcome);
         while let Some(outcome) = self.waiting.remove(&self.next) {
             (self.on_done)(outcome);
             self.next += 1;
@@ -192,15 +192,12 @@ pub(super) struct Flow<'a> {
 struct Lines {
     prepared: (Sender<Prepared>, Receiver<Prepared>),
     inferred: (Sender<InFlight>, Receiver<InFlight>),
-    done: (Sender<Done>, Receiver<Done>),
+    done: (Sender<Outcome>, Receiver<Outcome>),
     /// The engine's pipeline, once per decoding thread.
     pipeline: (Sender<MaskPipeline>, Receiver<MaskPipeline>),
 }
 
-/// An outcome and its place in the input order.
-type Done = (usize, Outcome);
-
-type Prepared = Result<InFlight, Done>;
+type Prepared = Result<InFlight, Outcome>;
 
 fn spawn<'scope>(
     scope: &'scope Scope<'scope, '_>,
@@ -363,7 +360,7 @@ struct Session<'a, S, F> {
 
 impl<S: BorrowMut<Segmenter>, F: FnMut(&Segmenter)> Session<'_, S, F> {
     /// Runs the network on a photo (a photo whose mask was given passes through).
-    fn infer(&mut self, mut item: InFlight) -> Result<InFlight, Box<Done>> {
+    fn infer(&mut self, mut item: InFlight) -> Result<InFlight, Box<Outcome>> {
         let Mask::Input(input) = &item.mask else {
             return Ok(item);
         };

@@ -99,6 +99,8 @@ impl Job {
 /// What happened to one photo.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The job's place in the input order, from 0.
+    pub index: usize,
     /// The job.
     pub job: Job,
     /// The provider that ran the network on it (`None` when it failed before, or when its mask

@@ -51,20 +51,18 @@ pub(super) struct InFlight {
 
 impl InFlight {
     /// This photo's outcome: `error`, nothing written.
-    pub fn failed(self, error: PhotoError) -> (usize, Outcome) {
-        (
-            self.index,
-            Outcome {
-                job: self.job,
-                provider: self.provider,
-                result: Err(error),
-                written: None,
-            },
-        )
+    pub fn failed(self, error: PhotoError) -> Outcome {
+        Outcome {
+            index: self.index,
+            job: self.job,
+            provider: self.provider,
+            result: Err(error),
+            written: None,
+        }
     }
 
     /// `error` from the network, naming the photo.
-    pub fn network_failed(self, error: EngineError) -> (usize, Outcome) {
+    pub fn network_failed(self, error: EngineError) -> Outcome {
         let name = self.job.name();
         self.failed(PhotoError::Network { error, name })
     }
@@ -104,19 +102,19 @@ pub(super) fn prepare(
     slot: Slot,
     limits: DecodeLimits,
     pipeline: impl FnOnce() -> Option<MaskPipeline>,
-) -> Option<Result<InFlight, (usize, Outcome)>> {
+) -> Option<Result<InFlight, Outcome>> {
     let read = read(&job, limits);
     let pipeline = pipeline()?;
     let (rgb, decode_ms) = match read {
         Ok(read) => read,
         Err(e) => {
-            let outcome = Outcome {
+            return Some(Err(Outcome {
+                index,
                 job,
                 provider: None,
                 result: Err(e.into()),
                 written: None,
-            };
-            return Some(Err((index, outcome)));
+            }));
         }
     };
     let mut item = InFlight {
@@ -152,7 +150,7 @@ pub(super) fn finish(
     pipeline: MaskPipeline,
     options: &BatchOptions,
     finisher: &Finisher,
-) -> (usize, Outcome) {
+) -> Outcome {
     let started = Instant::now();
     let mask = match std::mem::replace(&mut item.mask, Mask::Raw(Vec::new())) {
         Mask::Given(mask) => mask,
@@ -179,13 +177,13 @@ pub(super) fn finish(
         Ok(written) => {
             item.timings.postprocess_ms += resized_ms + written.finish_ms;
             item.timings.encode_ms = written.encode_ms;
-            let outcome = Outcome {
+            Outcome {
+                index: item.index,
                 job: item.job,
                 provider: item.provider,
                 result: Ok(item.timings),
                 written: Some(written.path),
-            };
-            (item.index, outcome)
+            }
         }
         Err(e) => item.failed(e.into()),
     }

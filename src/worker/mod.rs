@@ -348,22 +348,49 @@ impl Worker {
                     };
                     request.filter(|_| !closing_seen.load(Ordering::SeqCst))
                 };
-                while let Some(request) = next() {
+                // Work taken from the queue lane but not done yet: a request met while
+                // gathering exports, or exports a preview interrupted. It goes before the rest
+                // of the queue lane, after the Now lane.
+                let mut pending = std::collections::VecDeque::new();
+                let interrupted = || !now_rx.is_empty() || closing_seen.load(Ordering::SeqCst);
+                loop {
+                    let work = match now_rx.try_recv() {
+                        Ok(request) => state::Work::One(request),
+                        Err(_) => match pending.pop_front() {
+                            Some(work) => work,
+                            None => match next() {
+                                Some(request) => {
+                                    state::gather(request, &queue_rx, &now_rx, &mut pending)
+                                }
+                                None => break,
+                            },
+                        },
+                    };
+                    if closing_seen.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        state.handle(request, &mut |r| {
+                        state.handle_work(work, &interrupted, &mut |r| {
                             let _ = resp_tx.send(r);
                             notify();
-                        });
+                        })
                     }));
-                    if let Err(payload) = outcome {
-                        state.drop_session();
-                        let message = payload
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| payload.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".to_owned());
-                        let _ = resp_tx.send(Response::Panicked { message });
-                        notify();
+                    let left = match outcome {
+                        Ok(left) => left,
+                        Err(payload) => {
+                            state.drop_session();
+                            let message = payload
+                                .downcast_ref::<&str>()
+                                .map(|s| (*s).to_owned())
+                                .or_else(|| payload.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".to_owned());
+                            let _ = resp_tx.send(Response::Panicked { message });
+                            notify();
+                            Vec::new()
+                        }
+                    };
+                    if !left.is_empty() {
+                        pending.push_front(state::Work::Exports(left));
                     }
                 }
             })?;

@@ -2,6 +2,7 @@
 //! for each [`Request`].
 
 use std::{
+    collections::VecDeque,
     ops::ControlFlow,
     sync::{
         Arc, Mutex,
@@ -10,6 +11,7 @@ use std::{
     time::Instant,
 };
 
+use crossbeam_channel::Receiver;
 use image::{GrayImage, RgbImage};
 
 use crate::{
@@ -72,7 +74,27 @@ impl State {
         kind == JobKind::Preview && id < self.latest_preview.load(Ordering::SeqCst)
     }
 
-    pub(super) fn handle(&mut self, request: Request, send: &mut dyn FnMut(Response)) {
+    /// Does `work`; `interrupted` says that something more urgent waits (a preview, or the
+    /// worker closing). Exports not started by then come back, to be done afterwards.
+    pub(super) fn handle_work(
+        &mut self,
+        work: Work,
+        interrupted: &dyn Fn() -> bool,
+        send: &mut dyn FnMut(Response),
+    ) -> Vec<Export> {
+        match work {
+            Work::One(request) => match Export::from_request(request) {
+                Ok(export) => self.export(vec![export], interrupted, send),
+                Err(request) => {
+                    self.handle(*request, send);
+                    Vec::new()
+                }
+            },
+            Work::Exports(exports) => self.export(exports, interrupted, send),
+        }
+    }
+
+    fn handle(&mut self, request: Request, send: &mut dyn FnMut(Response)) {
         match request {
             Request::Configure { model, options } => self.configure(&model, &options, send),
             Request::Copy {
@@ -154,22 +176,9 @@ impl State {
                     });
                 }
             }
-            Request::Export {
-                id,
-                source,
-                settings,
-                edits,
-                output,
-            } => self.export(
-                vec![Export {
-                    id,
-                    source,
-                    settings,
-                    edits,
-                    output,
-                }],
-                send,
-            ),
+            Request::Export { .. } => {
+                unreachable!("handle_work takes exports")
+            }
         }
     }
 
@@ -247,33 +256,60 @@ impl State {
     }
 
     /// Writes a group of exports (one "Export all" sends many) through the batch's pipeline,
-    /// which decodes, runs the network and finishes them on all cores. Without a session only
-    /// those whose mask is known can be written; the others say that no model is loaded.
-    pub(super) fn export(&mut self, exports: Vec<Export>, send: &mut dyn FnMut(Response)) {
+    /// which decodes, runs the network and finishes them on all cores; they all have the
+    /// first one's settings ([`Work::Exports`] groups them so). Once `interrupted`, no further
+    /// export is started and those not started are returned. Without a session only those whose
+    /// mask is known can be written; the others say that no model is loaded.
+    pub(super) fn export(
+        &mut self,
+        exports: Vec<Export>,
+        interrupted: &dyn Fn() -> bool,
+        send: &mut dyn FnMut(Response),
+    ) -> Vec<Export> {
         let Some(settings) = exports.first().map(|e| e.settings) else {
-            return;
+            return Vec::new();
         };
-        let ids: Vec<JobId> = exports.iter().map(|e| e.id).collect();
-        let jobs: Vec<batch::Job> = exports.into_iter().map(Export::into_job).collect();
+        let jobs: Vec<batch::Job> = exports.iter().cloned().map(Export::into_job).collect();
         let options = batch::BatchOptions {
             settings,
             limits: self.limits,
             ..batch::BatchOptions::default()
         };
-        let mut ids = ids.into_iter();
-        let mut report = |outcome: batch::Outcome| {
-            if let Some(id) = ids.next() {
-                send(exported(id, outcome));
+        let Some(segmenter) = self.segmenter.as_mut() else {
+            for (export, job) in exports.iter().zip(jobs) {
+                send(exported(
+                    export.id,
+                    self.finish_without_session(job, &options),
+                ));
+            }
+            return Vec::new();
+        };
+        let stop = AtomicBool::new(false);
+        let mut done = vec![false; exports.len()];
+        let report = |outcome: batch::Outcome| {
+            done[outcome.index] = true;
+            send(exported(exports[outcome.index].id, outcome));
+            if interrupted() {
+                stop.store(true, Ordering::SeqCst);
             }
         };
-        match self.segmenter.as_mut() {
-            Some(segmenter) => batch::run(segmenter, jobs, options, &self.finisher, report),
-            None => {
-                for job in jobs {
-                    report(self.finish_without_session(job, &options));
-                }
-            }
+        let ran = batch::run_opening(
+            || Ok::<_, std::convert::Infallible>((segmenter, None)),
+            jobs,
+            options,
+            &self.finisher,
+            &stop,
+            report,
+            |_| {},
+        );
+        if let Err(never) = ran {
+            match never {}
         }
+        exports
+            .into_iter()
+            .zip(done)
+            .filter_map(|(export, done)| (!done).then_some(export))
+            .collect()
     }
 
     /// An export while no session is loaded: only a photo whose mask is known can be written.
@@ -285,6 +321,7 @@ impl State {
         let batch::Photo::Segmented { rgb, mask } = &job.photo else {
             let name = job.name();
             return batch::Outcome {
+                index: 0,
                 job,
                 provider: None,
                 result: Err(PhotoError::NoModel { name }),
@@ -311,6 +348,7 @@ impl State {
             Err(e) => (Err(e.into()), None),
         };
         batch::Outcome {
+            index: 0,
             job,
             provider: None,
             result,
@@ -376,7 +414,44 @@ impl State {
     }
 }
 
+/// What the worker does next: one request, or exports queued together (same settings).
+pub(super) enum Work {
+    One(Request),
+    Exports(Vec<Export>),
+}
+
+/// `request`, and when it is an export, the exports queued behind it with the same settings (up
+/// to a queue's worth), while no preview waits. A request met on the way goes to `pending`.
+pub(super) fn gather(
+    request: Request,
+    queue: &Receiver<Request>,
+    now: &Receiver<Request>,
+    pending: &mut VecDeque<Work>,
+) -> Work {
+    let first = match Export::from_request(request) {
+        Ok(export) => export,
+        Err(request) => return Work::One(*request),
+    };
+    let mut group = vec![first];
+    while group.len() < super::QUEUE_DEPTH && now.is_empty() {
+        let Ok(request) = queue.try_recv() else { break };
+        match Export::from_request(request) {
+            Ok(export) if export.settings == group[0].settings => group.push(export),
+            Ok(export) => {
+                pending.push_back(Work::Exports(vec![export]));
+                break;
+            }
+            Err(other) => {
+                pending.push_back(Work::One(*other));
+                break;
+            }
+        }
+    }
+    Work::Exports(group)
+}
+
 /// One export, as the app asked for it.
+#[derive(Clone)]
 pub(super) struct Export {
     pub id: JobId,
     pub source: ExportSource,
@@ -386,6 +461,26 @@ pub(super) struct Export {
 }
 
 impl Export {
+    /// The export a request asks for; other requests come back.
+    pub(super) fn from_request(request: Request) -> Result<Self, Box<Request>> {
+        match request {
+            Request::Export {
+                id,
+                source,
+                settings,
+                edits,
+                output,
+            } => Ok(Self {
+                id,
+                source,
+                settings,
+                edits,
+                output,
+            }),
+            other => Err(Box::new(other)),
+        }
+    }
+
     fn into_job(self) -> batch::Job {
         let (input, photo) = match self.source {
             ExportSource::Segmented { rgb, mask } => (

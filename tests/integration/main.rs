@@ -21,6 +21,7 @@ mod packaging;
 mod parity;
 mod refine;
 mod setup;
+mod shard;
 mod tensorrt_rtx;
 mod webgpu;
 mod window;
