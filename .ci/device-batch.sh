@@ -15,22 +15,8 @@
 # There: carry the parts one or two per call with `bash .ci/device-batch.sh stage`; the last call
 # carries the rest and runs `bash .ci/device-batch.sh run`. Results go to $OUT/batch.txt.
 set -uo pipefail
-stage=/tmp/stage
-mkdir -p "$stage/ort" "$stage/isnet"
-cp .ortgpu/part* "$stage/ort/" 2>/dev/null || true
-cp .device/isnet/part* "$stage/isnet/" 2>/dev/null || true
-[ "${1:-run}" = stage ] && { ls -la "$stage"/*; exit 0; }
-
-[ -f /tmp/ort/lib/libonnxruntime.so ] || (cat "$stage"/ort/part* | xz -d | tar -x -C /tmp) || exit 1
-mkdir -p /tmp/models
-[ -f /tmp/models/isnet-general-use-fp16.onnx ] || cat "$stage"/isnet/part* | xz -d > /tmp/models/isnet-general-use-fp16.onnx
-cp .device/u2netp.onnx /tmp/models/
-for b in cutout cutout-old; do
-  [ -f ".device/$b.xz" ] && xz -dkf ".device/$b.xz" && chmod +x ".device/$b"
-done
-export ORT_DYLIB_PATH=/tmp/ort/lib/libonnxruntime.so
-export LD_LIBRARY_PATH=/tmp/ort/lib:/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
-export CUTOUT_MODELS_DIR=/tmp/models CUTOUT_CACHE_DIR=/tmp/cutout-cache CUTOUT_DATA_DIR=/tmp/cutout-data
+# shellcheck source=.ci/device-stage.sh
+source .ci/device-stage.sh "$@"
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 report=$OUT/batch.txt
