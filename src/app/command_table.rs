@@ -42,8 +42,8 @@ pub enum Command {
     Paste,
     /// Switch precision (reloads the session on the worker).
     SetPrecision(Precision),
-    /// Switch provider (`auto`, `tensorrt-rtx`, `tensorrt`, `cuda`, `webgpu`, `cpu`).
-    SetProvider(String),
+    /// Switch provider (or leave it to cutout: `auto`).
+    SetProvider(super::settings::Choice<crate::engine::ProviderKind>),
     /// Switch model (a manifest name; fetched on first use, with progress).
     SetModel(String),
     /// Stop the model fetch in progress and go back to the model before it.

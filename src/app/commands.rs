@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::{
     CutoutApp, EngineStatus, ViewState,
     command_table::{Command, shortcuts_most_specific_first},
+    settings::Choice,
     tasks::AfterFolder,
 };
 impl CutoutApp {
@@ -33,8 +34,7 @@ impl CutoutApp {
                     .send_viewport_cmd(egui::ViewportCommand::RequestPaste);
             }
             Command::SetPrecision(precision) => {
-                if self.settings.precision() != precision {
-                    self.settings.set_precision(precision);
+                if self.settings.set_precision(precision) {
                     self.configure();
                 }
             }
@@ -46,7 +46,7 @@ impl CutoutApp {
             }
             Command::SetModel(model) => {
                 if self.settings.model_name() != model {
-                    self.settings.model = model;
+                    self.settings.model = Choice::Fixed(model);
                     self.configure();
                 }
             }

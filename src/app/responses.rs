@@ -194,7 +194,7 @@ impl CutoutApp {
                 format!("{error}; back to {previous}"),
                 false,
             );
-            self.settings.model = previous;
+            self.settings.model = super::settings::Choice::Fixed(previous);
             self.configure();
             return;
         }

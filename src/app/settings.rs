@@ -17,14 +17,15 @@ use crate::{
 pub struct Settings {
     /// Threshold, softness and background.
     pub composite: CompositeSettings,
-    /// Execution provider: `auto`, `tensorrt-rtx`, `tensorrt`, `cuda`, `webgpu` or `cpu`.
-    pub provider: String,
+    /// Execution provider: `auto` (the fastest that runs), `tensorrt-rtx`, `tensorrt`, `cuda`,
+    /// `webgpu` or `cpu`.
+    pub provider: Choice<ProviderKind>,
     /// Network precision: `fp16`, `fp32`, or `auto` (FP16 on a GPU provider, FP32 on the CPU,
     /// where FP16 would run as FP32 anyway), decided when the first session runs.
-    pub precision: String,
+    pub precision: Choice<Precision>,
     /// Model name from the manifest, or `auto` (isnet where a GPU provider runs, u2netp on the
     /// CPU), decided when the first session runs.
-    pub model: String,
+    pub model: Choice<String>,
     /// Median inference time per `model/provider` measured on this machine, in milliseconds
     /// (what the model picker says a model costs here).
     pub infer_ms: std::collections::BTreeMap<String, f64>,
@@ -87,9 +88,9 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             composite: CompositeSettings::default(),
-            provider: "auto".to_owned(),
-            precision: AUTO.to_owned(),
-            model: AUTO.to_owned(),
+            provider: Choice::Auto,
+            precision: Choice::Auto,
+            model: Choice::Auto,
             infer_ms: std::collections::BTreeMap::new(),
             open_dir: None,
             recent_folders: Vec::new(),
@@ -105,8 +106,86 @@ impl Default for Settings {
     }
 }
 
-/// A choice the app makes itself once it knows which provider runs.
-pub const AUTO: &str = "auto";
+/// A setting the user chose, or left to cutout; written `auto` or the choice's own word in the
+/// settings file, as before it was typed. A word cutout does not know makes the file fail to load,
+/// which is reported and the file kept aside (see [`Settings::load`]), never silently replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Choice<T> {
+    /// cutout decides (for precision and model: once it knows which provider runs).
+    #[default]
+    Auto,
+    /// This one.
+    Fixed(T),
+}
+
+/// How a choice is written in the settings file.
+pub trait Word: Sized {
+    /// The word.
+    fn word(&self) -> String;
+    /// The choice a word names, or why it names none.
+    fn from_word(word: &str) -> Result<Self, String>;
+}
+
+impl Word for Precision {
+    fn word(&self) -> String {
+        self.as_str().to_owned()
+    }
+    fn from_word(word: &str) -> Result<Self, String> {
+        word.parse()
+    }
+}
+
+impl Word for ProviderKind {
+    fn word(&self) -> String {
+        self.as_str().to_owned()
+    }
+    fn from_word(word: &str) -> Result<Self, String> {
+        match word.parse()? {
+            ProviderRequest::Only(kind) => Ok(kind),
+            ProviderRequest::Auto => Err("`auto` is not one provider".to_owned()),
+        }
+    }
+}
+
+impl Word for String {
+    fn word(&self) -> String {
+        self.clone()
+    }
+    fn from_word(word: &str) -> Result<Self, String> {
+        Ok(word.to_owned())
+    }
+}
+
+/// The word for [`Choice::Auto`].
+const AUTO: &str = "auto";
+
+impl<T: Word> Choice<T> {
+    /// The word in the settings file and the menus.
+    pub fn word(&self) -> String {
+        match self {
+            Self::Auto => AUTO.to_owned(),
+            Self::Fixed(choice) => choice.word(),
+        }
+    }
+}
+
+impl<T: Word> Serialize for Choice<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.word())
+    }
+}
+
+impl<'de, T: Word> Deserialize<'de> for Choice<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        if word == AUTO {
+            return Ok(Self::Auto);
+        }
+        T::from_word(&word)
+            .map(Self::Fixed)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// The model sessions start with while the choice is `auto`: small, and fast on any provider.
 const AUTO_START_MODEL: &str = crate::engine::models::DEFAULT_MODEL;
@@ -185,19 +264,30 @@ impl Settings {
         Ok(())
     }
 
-    /// The provider request (unknown text falls back to `auto`).
+    /// The provider request.
     pub fn provider_request(&self) -> ProviderRequest {
-        self.provider.parse().unwrap_or_default()
+        match self.provider {
+            Choice::Auto => ProviderRequest::Auto,
+            Choice::Fixed(kind) => ProviderRequest::Only(kind),
+        }
     }
 
     /// The precision to run (`auto` runs FP32 until a session says which provider runs).
     pub fn precision(&self) -> Precision {
-        self.precision.parse().unwrap_or(Precision::Fp32)
+        match self.precision {
+            Choice::Auto => Precision::Fp32,
+            Choice::Fixed(precision) => precision,
+        }
     }
 
-    /// Sets the precision.
-    pub fn set_precision(&mut self, precision: Precision) {
-        self.precision = precision.as_str().to_owned();
+    /// The user picks `precision`. Returns whether that changes what is asked for: picking
+    /// FP32 while the choice is still `auto` does (it runs FP32 already, but a later
+    /// [`Self::settle_auto`] would have moved it to FP16).
+    pub fn set_precision(&mut self, precision: Precision) -> bool {
+        let chosen = Choice::Fixed(precision);
+        let changed = self.precision != chosen;
+        self.precision = chosen;
+        changed
     }
 
     /// The model to load.
@@ -207,10 +297,9 @@ impl Settings {
 
     /// The model's name (`auto` loads the small model until a session says which provider runs).
     pub fn model_name(&self) -> &str {
-        if self.model == AUTO {
-            AUTO_START_MODEL
-        } else {
-            &self.model
+        match &self.model {
+            Choice::Auto => AUTO_START_MODEL,
+            Choice::Fixed(name) => name,
         }
     }
 
@@ -231,18 +320,18 @@ impl Settings {
         let before = (self.model_name().to_owned(), self.precision());
         let gpu = provider != ProviderKind::Cpu;
         let fp16 = gpu && (provider != ProviderKind::WebGpu || shader_f16);
-        if self.model == AUTO {
-            self.model = if gpu {
+        if self.model == Choice::Auto {
+            self.model = Choice::Fixed(if gpu {
                 crate::engine::Manifest::builtin().map_or_else(
                     |_| AUTO_START_MODEL.to_owned(),
                     |m| m.gpu_default().to_owned(),
                 )
             } else {
                 AUTO_START_MODEL.to_owned()
-            };
+            });
         }
-        if self.precision == AUTO {
-            self.set_precision(if fp16 {
+        if self.precision == Choice::Auto {
+            self.precision = Choice::Fixed(if fp16 {
                 Precision::Fp16
             } else {
                 Precision::Fp32
@@ -347,7 +436,7 @@ mod tests {
             "switches to the quality model"
         );
         assert_eq!(
-            (gpu.model.as_str(), gpu.precision()),
+            (gpu.model_name(), gpu.precision()),
             ("isnet", Precision::Fp16)
         );
         assert!(!gpu.settle_auto(ProviderKind::Cuda), "settled once");
@@ -356,13 +445,13 @@ mod tests {
         let mut webgpu = fresh.clone();
         assert!(webgpu.settle_auto_with(ProviderKind::WebGpu, true));
         assert_eq!(
-            (webgpu.model.as_str(), webgpu.precision()),
+            (webgpu.model_name(), webgpu.precision()),
             ("isnet", Precision::Fp16)
         );
         let mut no_f16 = fresh.clone();
         assert!(no_f16.settle_auto_with(ProviderKind::WebGpu, false));
         assert_eq!(
-            (no_f16.model.as_str(), no_f16.precision()),
+            (no_f16.model_name(), no_f16.precision()),
             ("isnet", Precision::Fp32)
         );
 
@@ -372,20 +461,74 @@ mod tests {
             "already running the right thing"
         );
         assert_eq!(
-            (cpu.model.as_str(), cpu.precision()),
+            (cpu.model_name(), cpu.precision()),
             ("u2netp", Precision::Fp32)
         );
 
         // A choice the user made is never overridden.
         let mut chosen = Settings {
-            model: "isnet".to_owned(),
+            model: Choice::Fixed("isnet".to_owned()),
             ..fresh
         };
         chosen.set_precision(Precision::Fp16);
         assert!(!chosen.settle_auto(ProviderKind::Cpu));
         assert_eq!(
-            (chosen.model.as_str(), chosen.precision()),
+            (chosen.model_name(), chosen.precision()),
             ("isnet", Precision::Fp16)
+        );
+    }
+
+    #[test]
+    fn picking_fp32_while_precision_is_auto_is_kept_and_not_undone_by_auto() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.precision, Choice::Auto);
+        // It runs FP32 already; the pick still counts, and reloads with it.
+        assert!(
+            settings.set_precision(Precision::Fp32),
+            "the pick changes the setting"
+        );
+        assert_eq!(settings.precision, Choice::Fixed(Precision::Fp32));
+        assert!(
+            !settings.set_precision(Precision::Fp32),
+            "picked twice changes nothing"
+        );
+        // A GPU session later settles only what is still auto.
+        settings.settle_auto_with(ProviderKind::Cuda, false);
+        assert_eq!(settings.precision(), Precision::Fp32);
+    }
+
+    #[test]
+    fn choices_are_written_as_before_and_an_unknown_one_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings {
+            provider: Choice::Fixed(ProviderKind::TensorRtRtx),
+            ..Settings::default()
+        };
+        s.set_precision(Precision::Fp16);
+        s.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        for line in [
+            "provider = \"tensorrt-rtx\"",
+            "precision = \"fp16\"",
+            "model = \"auto\"",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "provider = \"cuda\"\nprecision = \"fp8\"\n",
+        )
+        .unwrap();
+        let (loaded, warning) = Settings::load(dir.path());
+        assert_eq!(loaded, Settings::default());
+        let warning = warning.unwrap();
+        assert!(
+            warning.contains("fp8") && warning.contains("fp32 or fp16"),
+            "{warning}"
+        );
+        assert!(
+            dir.path().join(DAMAGED_FILE_NAME).exists(),
+            "the file is kept"
         );
     }
 }

@@ -265,7 +265,8 @@ fn an_offline_first_start_offers_the_model_on_disk() {
     let models = opts.dirs.models_dir();
     std::fs::remove_file(models.join("u2netp.onnx")).unwrap();
     std::os::unix::fs::symlink(&isnet, models.join(isnet.file_name().unwrap())).unwrap();
-    opts.settings.as_mut().unwrap().model = "u2netp".to_owned();
+    opts.settings.as_mut().unwrap().model =
+        cutout::app::settings::Choice::Fixed("u2netp".to_owned());
     let mut h = harness(opts);
     run_until(&mut h, "the failed start", |app| {
         matches!(app.state.engine, EngineStatus::Failed(_))

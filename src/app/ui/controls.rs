@@ -1,7 +1,10 @@
 //! The right-hand panel: engine (precision, provider, Live), compositing controls, export.
 
 use crate::{
-    app::{AppState, Command, EngineStatus, Settings, UiCommand, settings::BrushSettings},
+    app::{
+        AppState, Command, EngineStatus, Settings, UiCommand,
+        settings::{BrushSettings, Choice},
+    },
     engine::{Precision, ProviderKind},
     image_ops::{
         Background,
@@ -39,22 +42,22 @@ fn engine_ui(
     model_picker_ui(ui, state, settings, configuring, commands);
     ui.horizontal(|ui| {
         ui.label("Precision");
-        let precision = settings.precision();
         for p in [Precision::Fp32, Precision::Fp16] {
-            let button = egui::Button::selectable(precision == p, p.to_string());
+            let chosen = settings.precision == Choice::Fixed(p);
+            let button = egui::Button::selectable(chosen, p.to_string());
             if ui.add_enabled(!configuring, button).clicked() {
                 commands.push(Command::SetPrecision(p));
             }
         }
     });
     ui.horizontal(|ui| {
-        let mut provider = settings.provider.clone();
+        let mut provider = settings.provider;
         egui::ComboBox::new("provider", "Provider")
-            .selected_text(&provider)
+            .selected_text(provider.word())
             .show_ui(ui, |ui| {
-                let names = ProviderKind::PREFERENCE.map(ProviderKind::as_str);
-                for p in std::iter::once("auto").chain(names) {
-                    ui.selectable_value(&mut provider, p.to_owned(), p);
+                let fixed = ProviderKind::PREFERENCE.map(Choice::Fixed);
+                for p in std::iter::once(Choice::Auto).chain(fixed) {
+                    ui.selectable_value(&mut provider, p, p.word());
                 }
             });
         if provider != settings.provider {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use cutout::{
-    app::{AppOptions, CutoutApp, Settings},
+    app::{AppOptions, CutoutApp, Settings, settings::Choice},
     engine::Precision,
 };
 use egui_kittest::Harness;
@@ -23,8 +23,8 @@ pub fn options(root: &Path, paths: Vec<PathBuf>) -> AppOptions {
     let export_dir = root.join("exports");
     std::fs::create_dir_all(&export_dir).unwrap();
     let settings = Settings {
-        provider: "cpu".to_owned(),
-        precision: "fp32".to_owned(),
+        provider: Choice::Fixed(cutout::engine::ProviderKind::Cpu),
+        precision: Choice::Fixed(Precision::Fp32),
         export_dir: Some(export_dir),
         ..Settings::default()
     };
