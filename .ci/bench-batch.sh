@@ -28,7 +28,7 @@ awk -v wall="$wall" -v user="$user" -v sys="$sys" -v cores="$cores" -v args="$*"
       if ($i == "decode" || $i == "preprocess" || $i == "infer" || $i == "postprocess" || $i == "encode") {
         busy[$i] += $(i + 1)
       }
-      if ($i ~ /^\(/ && $(i - 2) == "infer") provider[$i]++
+      if ($i ~ /^\(/ && $(i - 3) == "infer") provider[$i]++
     }
   }
   /^Peak resident memory/ { peak = $4 }
