@@ -176,8 +176,12 @@ impl State {
                     });
                 }
             }
-            Request::Export { .. } => {
-                unreachable!("handle_work takes exports")
+            // [`Self::handle_work`] takes exports itself (to return the ones not started); one
+            // arriving here is written all the same.
+            export @ Request::Export { .. } => {
+                if let Ok(export) = Export::from_request(export) {
+                    self.export(vec![export], &|| false, send);
+                }
             }
         }
     }
