@@ -135,6 +135,25 @@ pub enum Menu {
     View,
 }
 
+impl Menu {
+    /// The menus, left to right.
+    pub const ALL: [Self; 3] = [Self::File, Self::Edit, Self::View];
+
+    /// Its title in the menu bar.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::File => "File",
+            Self::Edit => "Edit",
+            Self::View => "View",
+        }
+    }
+
+    /// Its commands, in order.
+    pub fn commands(self) -> impl Iterator<Item = UiCommand> {
+        UiCommand::ALL.into_iter().filter(move |c| c.menu() == self)
+    }
+}
+
 impl UiCommand {
     /// Every command, in menu order.
     pub const ALL: [Self; 21] = [
@@ -241,103 +260,45 @@ impl UiCommand {
     /// Its keyboard shortcuts; the first is the one shown. Command is Ctrl, or ⌘ on macOS.
     pub fn shortcuts(self) -> &'static [egui::KeyboardShortcut] {
         use egui::{Key, KeyboardShortcut as K, Modifiers as M};
-        const CMD: M = M::COMMAND;
-        const CMD_SHIFT: M = M {
-            shift: true,
-            ..M::COMMAND
-        };
-        match self {
-            Self::Open => &[K {
-                modifiers: CMD,
-                logical_key: Key::O,
-            }],
-            Self::OpenFolder => &[K {
-                modifiers: CMD_SHIFT,
-                logical_key: Key::O,
-            }],
-            Self::Paste => &[K {
-                modifiers: CMD,
-                logical_key: Key::V,
-            }],
-            Self::Export => &[K {
-                modifiers: CMD,
-                logical_key: Key::S,
-            }],
-            Self::ExportAs => &[K {
-                modifiers: CMD_SHIFT,
-                logical_key: Key::S,
-            }],
-            Self::ExportAll => &[K {
-                modifiers: CMD,
-                logical_key: Key::E,
-            }],
-            Self::ChooseExportFolder => &[],
-            Self::Copy => &[K {
-                modifiers: CMD,
-                logical_key: Key::C,
-            }],
-            Self::Quit => &[K {
-                modifiers: CMD,
-                logical_key: Key::Q,
-            }],
-            Self::ToggleLive => &[K {
-                modifiers: CMD,
-                logical_key: Key::L,
-            }],
-            Self::ZoomIn => &[
-                K {
-                    modifiers: CMD,
-                    logical_key: Key::Plus,
-                },
-                K {
-                    modifiers: CMD,
-                    logical_key: Key::Equals,
-                },
-            ],
-            Self::ZoomOut => &[K {
-                modifiers: CMD,
-                logical_key: Key::Minus,
-            }],
-            Self::ZoomFit => &[K {
-                modifiers: CMD,
-                logical_key: Key::Num0,
-            }],
-            Self::ZoomActual => &[K {
-                modifiers: CMD,
-                logical_key: Key::Num1,
-            }],
-            Self::Undo => &[K {
-                modifiers: CMD,
-                logical_key: Key::Z,
-            }],
-            Self::Redo => &[
-                K {
-                    modifiers: CMD_SHIFT,
-                    logical_key: Key::Z,
-                },
-                K {
-                    modifiers: CMD,
-                    logical_key: Key::Y,
-                },
-            ],
-            Self::KeepBrush => &[K {
-                modifiers: M::NONE,
-                logical_key: Key::B,
-            }],
-            Self::EraseBrush => &[K {
-                modifiers: M::NONE,
-                logical_key: Key::E,
-            }],
-            Self::BrushSmaller => &[K {
-                modifiers: M::NONE,
-                logical_key: Key::OpenBracket,
-            }],
-            Self::BrushLarger => &[K {
-                modifiers: M::NONE,
-                logical_key: Key::CloseBracket,
-            }],
-            Self::ResetEdits => &[],
+        // Each list a constant, so that it lives as long as the table.
+        macro_rules! keys {
+            ($($modifiers:expr, $key:ident);*) => {{
+                const KEYS: &[K] = &[$(K::new($modifiers, Key::$key)),*];
+                KEYS
+            }};
         }
+        const CMD: M = M::COMMAND;
+        const CMD_SHIFT: M = M::COMMAND.plus(M::SHIFT);
+        match self {
+            Self::Open => keys![CMD, O],
+            Self::OpenFolder => keys![CMD_SHIFT, O],
+            Self::Paste => keys![CMD, V],
+            Self::Export => keys![CMD, S],
+            Self::ExportAs => keys![CMD_SHIFT, S],
+            Self::ExportAll => keys![CMD, E],
+            Self::Copy => keys![CMD, C],
+            Self::Quit => keys![CMD, Q],
+            Self::ToggleLive => keys![CMD, L],
+            Self::ZoomIn => keys![CMD, Plus; CMD, Equals],
+            Self::ZoomOut => keys![CMD, Minus],
+            Self::ZoomFit => keys![CMD, Num0],
+            Self::ZoomActual => keys![CMD, Num1],
+            Self::Undo => keys![CMD, Z],
+            Self::Redo => keys![CMD_SHIFT, Z; CMD, Y],
+            Self::KeepBrush => keys![M::NONE, B],
+            Self::EraseBrush => keys![M::NONE, E],
+            Self::BrushSmaller => keys![M::NONE, OpenBracket],
+            Self::BrushLarger => keys![M::NONE, CloseBracket],
+            Self::ChooseExportFolder | Self::ResetEdits => &[],
+        }
+    }
+
+    /// Whether the menu draws a line above it (a new group).
+    pub fn starts_group(self) -> bool {
+        matches!(
+            self,
+            Self::Export | Self::Quit | Self::ZoomIn | Self::KeepBrush | Self::ResetEdits
+        )
     }
 
     /// Copy and paste arrive as the platform's clipboard events, not as key presses.

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     batch,
     image_ops::Target,
-    worker::{ExportSource, JobKind, Request},
+    worker::{ExportSource, Request},
 };
 
 impl CutoutApp {
@@ -69,8 +69,7 @@ impl CutoutApp {
             );
         };
         let edits = self.edits_of(entry);
-        let id = self.link.worker.next_id(JobKind::Queue);
-        self.link.jobs.insert(id, (entry, Purpose::Export));
+        let id = self.link.new_job(entry, Purpose::Export);
         self.send(Request::Export {
             id,
             source: ExportSource::Segmented { rgb, mask },
@@ -174,8 +173,7 @@ impl CutoutApp {
             ..state::ExportProgress::default()
         });
         for (entry, source, edits, output) in requests {
-            let id = self.link.worker.next_id(JobKind::Queue);
-            self.link.jobs.insert(id, (entry, Purpose::Export));
+            let id = self.link.new_job(entry, Purpose::Export);
             self.send(Request::Export {
                 id,
                 source,
@@ -277,8 +275,7 @@ impl CutoutApp {
         match (ready, self.state.current_entry().map(|e| e.id)) {
             (Some((photo, mask)), Some(entry)) => {
                 let edits = self.edits_of(entry);
-                let id = self.link.worker.next_id(JobKind::Queue);
-                self.link.jobs.insert(id, (entry, Purpose::Copy));
+                let id = self.link.new_job(entry, Purpose::Copy);
                 self.send(Request::Copy {
                     id,
                     photo,

@@ -47,7 +47,7 @@ pub use view::ViewState;
 use crate::{
     image_ops::DecodeLimits,
     paths::AppDirs,
-    worker::{JobId, Request, Worker},
+    worker::{JobId, JobKind, Request, Worker},
 };
 
 /// How the app starts.
@@ -92,6 +92,30 @@ enum Purpose {
     Export,
     /// The cutout for the clipboard.
     Copy,
+}
+
+impl Purpose {
+    /// The worker's kind of job: only the photo on screen is a preview (superseded by newer ones).
+    fn kind(self) -> JobKind {
+        if self == Self::Preview {
+            JobKind::Preview
+        } else {
+            JobKind::Queue
+        }
+    }
+}
+
+impl WorkerLink {
+    /// A new job for `entry`, remembered with what it is for. A new preview makes the older ones
+    /// superseded, so they are forgotten.
+    fn new_job(&mut self, entry: EntryId, purpose: Purpose) -> JobId {
+        if purpose == Purpose::Preview {
+            self.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
+        }
+        let id = self.worker.next_id(purpose.kind());
+        self.jobs.insert(id, (entry, purpose));
+        id
+    }
 }
 
 /// The settings as last written, and whether and when to write them.
@@ -151,6 +175,24 @@ fn install_fonts(ctx: &egui::Context) {
     ctx.set_fonts(fonts);
 }
 
+/// What draws the window (the wgpu adapter, and the backends that could not), and whether the
+/// GPU compositor can run.
+fn renderer_line(
+    render_state: Option<&egui_wgpu::RenderState>,
+    passed_over: &[String],
+) -> (String, bool) {
+    let Some(rs) = render_state else {
+        return ("no wgpu renderer".to_owned(), false);
+    };
+    Compositor::install(rs);
+    let info = rs.adapter.get_info();
+    let mut adapter = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+    if !passed_over.is_empty() {
+        adapter.push_str(&format!("; could not draw with {}", passed_over.join("; ")));
+    }
+    (adapter, true)
+}
+
 impl CutoutApp {
     /// Creates the app: starts the worker, loads the model, installs the GPU compositor, and
     /// queues the photos given on the command line.
@@ -178,22 +220,8 @@ impl CutoutApp {
                 .as_ref(),
             move || wake.request_repaint(),
         )?;
-        let (adapter, gpu_ready) = match &render_state {
-            Some(rs) => {
-                Compositor::install(rs);
-                let info = rs.adapter.get_info();
-                let mut adapter =
-                    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
-                if !options.backends_passed_over.is_empty() {
-                    adapter.push_str(&format!(
-                        "; could not draw with {}",
-                        options.backends_passed_over.join("; ")
-                    ));
-                }
-                (adapter, true)
-            }
-            None => ("no wgpu renderer".to_owned(), false),
-        };
+        let (adapter, gpu_ready) =
+            renderer_line(render_state.as_ref(), &options.backends_passed_over);
         let mut app = Self {
             store: SettingsStore {
                 saved: settings.clone(),
@@ -201,28 +229,7 @@ impl CutoutApp {
                 last_save: Instant::now(),
             },
             settings,
-            state: AppState {
-                engine: EngineStatus::Configuring {
-                    what: "starting".to_owned(),
-                    since: Instant::now(),
-                    fetch: None,
-                },
-                entries: Vec::new(),
-                current: None,
-                live: false,
-                stats: state::LatencyStats::default(),
-                messages: Vec::new(),
-                export_progress: None,
-                adapter,
-                gpu_ready,
-                edges: edges.path().clone(),
-                edge_bands: None,
-                models: state::ModelEntry::all(&options.dirs),
-                tool: None,
-                export_fallback: tasks::file_dialog_missing()
-                    .map(|why| (options.dirs.default_export_dir.clone(), why)),
-                show_about: false,
-            },
+            state: AppState::starting(adapter, gpu_ready, edges.path().clone(), &options.dirs),
             view: ViewState::default(),
             dirs: options.dirs,
             link: WorkerLink {
@@ -330,6 +337,9 @@ impl eframe::App for CutoutApp {
                 .send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
             self.title = title;
         }
+        // What the UI asked for is applied in the next `logic()`, one frame later: `ui()` only
+        // reads the state, so a click never changes what the rest of this frame draws. The
+        // repaint makes that next frame come at once rather than at the next input.
         self.commands.extend(commands);
         if !self.commands.is_empty() {
             ui.ctx().request_repaint();

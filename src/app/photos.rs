@@ -106,8 +106,7 @@ impl CutoutApp {
         };
         let source = e.source.clone();
         let name = e.name.clone();
-        let id = self.link.worker.next_id(JobKind::Queue);
-        self.link.jobs.insert(id, (entry, Purpose::Scan));
+        let id = self.link.new_job(entry, Purpose::Scan);
         self.send(match source {
             Source::File(path) => Request::SegmentFile {
                 id,
@@ -130,10 +129,7 @@ impl CutoutApp {
         let source = e.source.clone();
         let name = e.name.clone();
         self.end_stroke();
-        // Older preview jobs are superseded: forget them.
-        self.link.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
-        let id = self.link.worker.next_id(JobKind::Preview);
-        self.link.jobs.insert(id, (entry, Purpose::Preview));
+        let id = self.link.new_job(entry, Purpose::Preview);
         self.state.current = Some(Current::new(entry, id));
         self.view = ViewState::default();
         if let Some(rs) = &self.render_state {
@@ -181,9 +177,7 @@ impl CutoutApp {
             .entry(entry)
             .map(|e| e.name.clone())
             .unwrap_or_default();
-        self.link.jobs.retain(|_, (_, p)| *p != Purpose::Preview);
-        let id = self.link.worker.next_id(JobKind::Preview);
-        self.link.jobs.insert(id, (entry, Purpose::Preview));
+        let id = self.link.new_job(entry, Purpose::Preview);
         if let Some(current) = &mut self.state.current {
             current.job = id;
             current.busy = true;

@@ -12,37 +12,55 @@ use crate::{
     worker::{JobId, PhotoError, Request, Response, RunInfo, SendError},
 };
 
+/// The worker has stopped: nothing more can be sent.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Stopped;
+
+/// Hands the requests of `outbox` to `send`, in order within each lane; a full lane does not hold
+/// up the other (a click on a photo during "Export all" goes ahead of the exports). What a full
+/// lane refused stays in the outbox, in order, for the next frame.
+pub(super) fn flush(
+    outbox: &mut std::collections::VecDeque<Request>,
+    mut send: impl FnMut(Request) -> Result<(), SendError>,
+) -> Result<(), Stopped> {
+    let mut kept = std::collections::VecDeque::new();
+    let mut full = [false; 2];
+    while let Some(request) = outbox.pop_front() {
+        let lane = request.lane() as usize;
+        if full[lane] {
+            kept.push_back(request);
+            continue;
+        }
+        match send(request) {
+            Ok(()) => {}
+            Err(SendError::Busy(request)) => {
+                full[lane] = true;
+                kept.push_back(*request);
+            }
+            Err(SendError::Stopped) => {
+                kept.extend(outbox.drain(..));
+                *outbox = kept;
+                return Err(Stopped);
+            }
+        }
+    }
+    *outbox = kept;
+    Ok(())
+}
+
 impl CutoutApp {
     pub(super) fn send(&mut self, request: Request) {
         self.link.outbox.push_back(request);
         self.flush_outbox();
     }
 
-    /// Hands queued requests to the worker, in order within each lane; a full lane does not hold
-    /// up the other (a click on a photo during "Export all" goes ahead of the exports).
+    /// Hands queued requests to the worker ([`flush`]).
     pub(super) fn flush_outbox(&mut self) {
-        let mut kept = std::collections::VecDeque::new();
-        let mut full = [false; 2];
-        while let Some(request) = self.link.outbox.pop_front() {
-            let lane = request.lane() as usize;
-            if full[lane] {
-                kept.push_back(request);
-                continue;
-            }
-            match self.link.worker.send(request) {
-                Ok(()) => {}
-                Err(SendError::Busy(request)) => {
-                    full[lane] = true;
-                    kept.push_back(*request);
-                }
-                Err(SendError::Stopped) => {
-                    self.state
-                        .post("the worker thread has stopped; restart cutout", true);
-                    return;
-                }
-            }
+        let worker = &self.link.worker;
+        if flush(&mut self.link.outbox, |r| worker.send(r)).is_err() {
+            self.state
+                .post("the worker thread has stopped; restart cutout", true);
         }
-        self.link.outbox = kept;
     }
 
     pub(super) fn configure(&mut self) {
@@ -383,5 +401,97 @@ impl CutoutApp {
         if self.state.live && matches!(self.state.engine, EngineStatus::Ready { .. }) {
             self.rerun_current();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::worker::JobKind;
+
+    fn job(id: JobId, kind: JobKind) -> Request {
+        Request::SegmentFile {
+            id,
+            kind,
+            path: format!("{id}.jpg").into(),
+        }
+    }
+
+    fn id(request: &Request) -> JobId {
+        match request {
+            Request::SegmentFile { id, .. } => *id,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The outbox in the order the UI queued it: exports (queue lane) and clicks (now lane)
+    /// mixed.
+    fn outbox() -> VecDeque<Request> {
+        [
+            (1, JobKind::Queue),
+            (2, JobKind::Queue),
+            (3, JobKind::Preview),
+            (4, JobKind::Queue),
+            (5, JobKind::Preview),
+        ]
+        .into_iter()
+        .map(|(i, k)| job(i, k))
+        .collect()
+    }
+
+    #[test]
+    fn a_full_queue_lane_does_not_hold_up_a_click_and_keeps_its_order() {
+        let mut outbox = outbox();
+        let mut sent = Vec::new();
+        let mut queue_room = 1;
+        let flushed = flush(&mut outbox, |request| {
+            if request.lane() == crate::worker::Lane::Queue {
+                if queue_room == 0 {
+                    return Err(SendError::Busy(Box::new(request)));
+                }
+                queue_room -= 1;
+            }
+            sent.push(id(&request));
+            Ok(())
+        });
+        assert_eq!(flushed, Ok(()));
+        assert_eq!(sent, [1, 3, 5], "the clicks went past the full queue lane");
+        assert_eq!(
+            outbox.iter().map(id).collect::<Vec<_>>(),
+            [2, 4],
+            "what the full lane refused waits, in order"
+        );
+        // The next frame, with room: the rest goes, still in order.
+        let mut later = Vec::new();
+        flush(&mut outbox, |request| {
+            later.push(id(&request));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(later, [2, 4]);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_stopped_worker_is_reported_and_the_rest_stays_queued() {
+        let mut outbox = outbox();
+        let mut calls = 0;
+        let flushed = flush(&mut outbox, |request| {
+            calls += 1;
+            if calls == 2 {
+                return Err(SendError::Stopped);
+            }
+            drop(request);
+            Ok(())
+        });
+        assert_eq!(flushed, Err(Stopped));
+        assert_eq!(
+            outbox.iter().map(id).collect::<Vec<_>>(),
+            [3, 4, 5],
+            "the requests not sent stay"
+        );
     }
 }

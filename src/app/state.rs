@@ -377,6 +377,37 @@ impl ModelEntry {
 }
 
 impl AppState {
+    /// The state at start-up: the engine starting, no photos, the window drawn by `adapter`.
+    pub(super) fn starting(
+        adapter: String,
+        gpu_ready: bool,
+        edges: crate::finish::EdgePath,
+        dirs: &crate::paths::AppDirs,
+    ) -> Self {
+        Self {
+            engine: EngineStatus::Configuring {
+                what: "starting".to_owned(),
+                since: Instant::now(),
+                fetch: None,
+            },
+            entries: Vec::new(),
+            current: None,
+            live: false,
+            stats: LatencyStats::default(),
+            messages: Vec::new(),
+            export_progress: None,
+            adapter,
+            gpu_ready,
+            edges,
+            edge_bands: None,
+            models: ModelEntry::all(dirs),
+            tool: None,
+            export_fallback: super::tasks::file_dialog_missing()
+                .map(|why| (dirs.default_export_dir.clone(), why)),
+            show_about: false,
+        }
+    }
+
     /// The entry with this id.
     pub fn entry(&self, id: EntryId) -> Option<&Entry> {
         self.entries.iter().find(|e| e.id == id)

@@ -1,6 +1,6 @@
 //! Short-lived background tasks that must not block the UI thread: native file dialogs (rfd with
-//! the xdg-portal backend) and preparing a cutout for the clipboard. Each runs on its own named
-//! thread and reports through one bounded channel, then wakes the UI.
+//! the xdg-portal backend). Each runs on its own named thread and reports through one bounded
+//! channel, then wakes the UI. (The clipboard's cutout is made by the worker: `Request::Copy`.)
 
 use super::AppError;
 use std::{path::PathBuf, thread::JoinHandle};

@@ -196,19 +196,8 @@ pub fn plan_jobs(
     options: PlanOptions,
 ) -> Result<Vec<Job>, PlanError> {
     let reads_stdin = inputs.iter().any(|i| is_stdio(i));
-    let writes_stdout = output.is_some_and(is_stdio);
-    if reads_stdin || writes_stdout {
-        let single = inputs.len() == 1 && !inputs[0].is_dir();
-        if !single {
-            return Err(PlanError::StdioNeedsOne);
-        }
-        let input = inputs[0].clone();
-        let origin = (!reads_stdin).then(|| Origin::of_file(&input));
-        let output = output.map_or_else(|| PathBuf::from(STDIO), Path::to_owned);
-        if reads_stdin && names_a_folder(&output) {
-            return Err(PlanError::StdinNeedsAFileName(output));
-        }
-        return Ok(vec![Job::file(input, Target::exact(output, origin))]);
+    if reads_stdin || output.is_some_and(is_stdio) {
+        return stdio_job(inputs, output, reads_stdin);
     }
     let files = expand_inputs(inputs, options.recursive, output)?;
     if files.is_empty() {
@@ -239,7 +228,35 @@ pub fn plan_jobs(
             Some(out.to_owned())
         }
     };
-    // Inputs count as taken, so no output ever lands on a photo of the batch.
+    name_outputs(files, out_dir.as_deref(), suffix)
+}
+
+/// The one job of a run that reads standard input or writes standard output.
+fn stdio_job(
+    inputs: &[PathBuf],
+    output: Option<&Path>,
+    reads_stdin: bool,
+) -> Result<Vec<Job>, PlanError> {
+    let single = inputs.len() == 1 && !inputs[0].is_dir();
+    if !single {
+        return Err(PlanError::StdioNeedsOne);
+    }
+    let input = inputs[0].clone();
+    let origin = (!reads_stdin).then(|| Origin::of_file(&input));
+    let output = output.map_or_else(|| PathBuf::from(STDIO), Path::to_owned);
+    if reads_stdin && names_a_folder(&output) {
+        return Err(PlanError::StdinNeedsAFileName(output));
+    }
+    Ok(vec![Job::file(input, Target::exact(output, origin))])
+}
+
+/// Each photo's output: in `out_dir` (its sub-folder made) or beside the photo, named after it,
+/// numbered on a clash; inputs count as taken, so no output ever lands on a photo of the batch.
+fn name_outputs(
+    files: Vec<Found>,
+    out_dir: Option<&Path>,
+    suffix: &str,
+) -> Result<Vec<Job>, PlanError> {
     let mut taken: HashSet<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
     let mut folders: HashSet<PathBuf> = HashSet::new();
     let mut jobs = Vec::with_capacity(files.len());
@@ -253,7 +270,7 @@ pub fn plan_jobs(
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let output = match &out_dir {
+        let output = match out_dir {
             Some(dir) => {
                 let dir = dir.join(&sub_folder);
                 if folders.insert(dir.clone()) {

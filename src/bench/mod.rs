@@ -172,63 +172,17 @@ pub fn run(
     } else {
         vec![Fp16Source::default()]
     };
+    let default_source = [Fp16Source::default()];
     let mut rows = Vec::new();
     for &requested in &config.providers {
         for &precision in &config.precisions {
             let sources = match precision {
-                Precision::Fp16 => fp16_sources.clone(),
-                Precision::Fp32 => vec![Fp16Source::default()],
+                Precision::Fp16 => fp16_sources.as_slice(),
+                Precision::Fp32 => &default_source[..],
             };
-            let mut variants = Vec::new();
-            for &s in &sizes {
-                for &n in &config.nhwc {
-                    for &fuse in &config.fuse_conv_bias {
-                        for &search in &config.conv_search {
-                            for &f in &sources {
-                                variants.push((s, n, fuse, search, f));
-                            }
-                        }
-                    }
-                }
-            }
-            for (size_px, nhwc, fuse_conv_bias, conv_search, fp16_source) in variants {
-                let options = SegmenterOptions {
-                    provider: requested,
-                    precision,
-                    input_side_px: Some(size_px),
-                    prefer_nhwc: nhwc,
-                    fuse_conv_bias,
-                    conv_search,
-                    dump_optimized: config.dump_optimized.as_ref().map(|dir| {
-                        dir.join(format!(
-                            "{}-{size_px}px-{}-{}{}-{conv_search}.onnx",
-                            model.spec.name,
-                            precision.as_str(),
-                            if nhwc { "nhwc" } else { "nchw" },
-                            if fuse_conv_bias { "-bias" } else { "" }
-                        ))
-                    }),
-                    cuda_graphs: config.cuda_graphs,
-                    webgpu_options: config.webgpu_options.clone(),
-                    fp16_source,
-                    ..SegmenterOptions::default()
-                };
-                let mut row = BenchRow {
-                    requested: requested.to_string(),
-                    precision: precision.as_str().to_owned(),
-                    fp16_source: if precision == Precision::Fp16
-                        && model.spec.precision == Precision::Fp16
-                    {
-                        fp16_source.as_str().to_owned()
-                    } else {
-                        String::new()
-                    },
-                    size_px,
-                    layout: if nhwc { "nhwc" } else { "nchw" }.to_owned(),
-                    fuse_conv_bias,
-                    conv_search: conv_search.name().to_owned(),
-                    ..BenchRow::default()
-                };
+            for variant in variants(config, &sizes, sources) {
+                let options = variant.options(config, &model, requested, precision);
+                let mut row = variant.row(&model, requested, precision);
                 match engine::Segmenter::new(&runtime, &model, &options, &dirs.cache_dir) {
                     Ok(mut segmenter) => {
                         if let Err(e) = measure(&mut segmenter, &photo, config, &mut row) {
@@ -243,6 +197,102 @@ pub fn run(
         }
     }
     Ok(rows)
+}
+
+/// One combination of the swept session options.
+#[derive(Clone, Copy)]
+struct Variant {
+    size_px: u32,
+    nhwc: bool,
+    fuse_conv_bias: bool,
+    conv_search: engine::ConvSearch,
+    fp16_source: Fp16Source,
+}
+
+/// Every combination of sizes, layouts, bias fusion, convolution searches and FP16 sources.
+fn variants(config: &BenchConfig, sizes: &[u32], sources: &[Fp16Source]) -> Vec<Variant> {
+    let mut out = Vec::new();
+    for &size_px in sizes {
+        for &nhwc in &config.nhwc {
+            for &fuse_conv_bias in &config.fuse_conv_bias {
+                for &conv_search in &config.conv_search {
+                    for &fp16_source in sources {
+                        out.push(Variant {
+                            size_px,
+                            nhwc,
+                            fuse_conv_bias,
+                            conv_search,
+                            fp16_source,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Variant {
+    fn layout(self) -> &'static str {
+        if self.nhwc { "nhwc" } else { "nchw" }
+    }
+
+    /// The session options of this combination.
+    fn options(
+        self,
+        config: &BenchConfig,
+        model: &engine::models::ResolvedModel,
+        requested: ProviderRequest,
+        precision: Precision,
+    ) -> SegmenterOptions {
+        SegmenterOptions {
+            provider: requested,
+            precision,
+            input_side_px: Some(self.size_px),
+            prefer_nhwc: self.nhwc,
+            fuse_conv_bias: self.fuse_conv_bias,
+            conv_search: self.conv_search,
+            dump_optimized: config.dump_optimized.as_ref().map(|dir| {
+                dir.join(format!(
+                    "{}-{}px-{}-{}{}-{}.onnx",
+                    model.spec.name,
+                    self.size_px,
+                    precision.as_str(),
+                    self.layout(),
+                    if self.fuse_conv_bias { "-bias" } else { "" },
+                    self.conv_search
+                ))
+            }),
+            cuda_graphs: config.cuda_graphs,
+            webgpu_options: config.webgpu_options.clone(),
+            fp16_source: self.fp16_source,
+            ..SegmenterOptions::default()
+        }
+    }
+
+    /// The row's columns that say what was asked for.
+    fn row(
+        self,
+        model: &engine::models::ResolvedModel,
+        requested: ProviderRequest,
+        precision: Precision,
+    ) -> BenchRow {
+        BenchRow {
+            requested: requested.to_string(),
+            precision: precision.as_str().to_owned(),
+            fp16_source: if precision == Precision::Fp16 && model.spec.precision == Precision::Fp16
+            {
+                self.fp16_source.as_str().to_owned()
+            } else {
+                String::new()
+            },
+            size_px: self.size_px,
+            layout: self.layout().to_owned(),
+            fuse_conv_bias: self.fuse_conv_bias,
+            conv_search: self.conv_search.name().to_owned(),
+            ..BenchRow::default()
+        }
+    }
 }
 
 fn measure(
@@ -270,8 +320,33 @@ fn measure(
     }
     row.preprocess_ms = min_median(&pre).1;
 
+    let raw = time_network(segmenter, &input, config, row)?;
+    let mut post = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let _mask = pipeline
+            .postprocess(&raw, photo.width(), photo.height())
+            .map_err(setup_err)?;
+        post.push(ms_since(t));
+    }
+    row.postprocess_ms = min_median(&post).1;
+
+    if let Some(path) = &config.photo {
+        row.end_to_end_ms = Some(time_end_to_end(segmenter, path)?);
+    }
+    Ok(())
+}
+
+/// The network alone: warm-up, then `config.runs` runs, on the device when the session keeps its
+/// input and output there (and then the host copies apart). Returns the network's output.
+fn time_network(
+    segmenter: &mut engine::Segmenter,
+    input: &[f32],
+    config: &BenchConfig,
+    row: &mut BenchRow,
+) -> Result<Vec<f32>, engine::EngineError> {
     // On the CPU the first inference has not happened yet: time it as the first-run cost.
-    let (raw, first) = segmenter.infer_timed(&input)?;
+    let (raw, first) = segmenter.infer_timed(input)?;
     if !segmenter.is_device_resident() {
         row.first_run_ms = first.infer_ms;
     }
@@ -285,16 +360,16 @@ fn measure(
             network.push(segmenter.run_resident()?);
         }
         for _ in 0..config.runs.clamp(1, 20) {
-            let (_, t) = segmenter.infer_timed(&input)?;
+            let (_, t) = segmenter.infer_timed(input)?;
             copies.0.push(t.upload_ms);
             copies.1.push(t.download_ms);
         }
     } else {
         for _ in 0..config.warmup {
-            segmenter.infer_timed(&input)?;
+            segmenter.infer_timed(input)?;
         }
         for _ in 0..config.runs {
-            network.push(segmenter.infer_timed(&input)?.1.infer_ms);
+            network.push(segmenter.infer_timed(input)?.1.infer_ms);
         }
     }
     (row.min_ms, row.median_ms) = min_median(&network);
@@ -304,42 +379,40 @@ fn measure(
         row.upload_ms = 0.0;
         row.download_ms = 0.0;
     }
+    Ok(raw)
+}
 
-    let mut post = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        let _mask = pipeline
-            .postprocess(&raw, photo.width(), photo.height())
-            .map_err(setup_err)?;
-        post.push(ms_since(t));
-    }
-    row.postprocess_ms = min_median(&post).1;
-
-    if let Some(path) = &config.photo {
-        let dir = tempfile::tempdir().map_err(|e| engine::EngineError::Setup(e.to_string()))?;
-        let mut whole = Vec::new();
-        let finisher = crate::finish::Finisher::new();
-        let options = batch::BatchOptions::for_output(
-            OutputKind::Cutout,
-            RefineSettings::default(),
-            DecodeLimits::default(),
+/// The photo file to its PNG through the batch pipeline, as `cutout remove` does it: median of
+/// three, in ms.
+fn time_end_to_end(
+    segmenter: &mut engine::Segmenter,
+    path: &std::path::Path,
+) -> Result<f64, engine::EngineError> {
+    let dir = tempfile::tempdir().map_err(|e| engine::EngineError::Setup(e.to_string()))?;
+    let mut whole = Vec::new();
+    let finisher = crate::finish::Finisher::new();
+    let options = batch::BatchOptions::for_output(
+        OutputKind::Cutout,
+        RefineSettings::default(),
+        DecodeLimits::default(),
+    );
+    for i in 0..3 {
+        let output = dir.path().join(format!("bench-{i}.png"));
+        let job = batch::Job::file(
+            path.to_owned(),
+            crate::image_ops::Target::exact(output, None),
         );
-        for i in 0..3 {
-            let output = dir.path().join(format!("bench-{i}.png"));
-            let job = batch::Job::file(path.clone(), crate::image_ops::Target::exact(output, None));
-            let t = Instant::now();
-            let mut failed = None;
-            batch::run(segmenter, vec![job], options, &finisher, |o| {
-                failed = o.result.err();
-            });
-            if let Some(e) = failed {
-                return Err(engine::EngineError::Setup(e.to_string()));
-            }
-            whole.push(ms_since(t));
+        let t = Instant::now();
+        let mut failed = None;
+        batch::run(segmenter, vec![job], options, &finisher, |o| {
+            failed = o.result.err();
+        });
+        if let Some(e) = failed {
+            return Err(engine::EngineError::Setup(e.to_string()));
         }
-        row.end_to_end_ms = Some(min_median(&whole).1);
+        whole.push(ms_since(t));
     }
-    Ok(())
+    Ok(min_median(&whole).1)
 }
 
 /// `fp16`, or `fp16/stored` and `fp16/twin` for a model stored in FP16.

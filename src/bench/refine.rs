@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::{min_median, ms_since};
+use crate::image_ops::{CompositeSettings, edges, refine::RefineSettings};
 
 /// The window size of the refinement benchmark's slider frames.
 const FRAME_SIZE: [u32; 2] = [1920, 1080];
@@ -53,7 +54,6 @@ pub fn refine(
     warmup: usize,
     cpu_runs: usize,
 ) -> Result<RefineBench, crate::render::RenderError> {
-    use crate::image_ops::{CompositeSettings, edges, refine::RefineSettings};
     let with = |guided, foreground| CompositeSettings {
         refine: RefineSettings {
             guided,
@@ -73,120 +73,147 @@ pub fn refine(
             true,
         ),
     ];
-    let mut rows = Vec::new();
-    let total = photo.width() as usize * photo.height() as usize;
-    for (what, settings, _) in &cases[..3] {
-        let mut sizes = edges::BandSizes::default();
-        let mut time = || {
-            let t = Instant::now();
-            let (refined, s) = edges::refine(photo, mask, &settings.refine, |m| settings.alpha(m));
-            std::hint::black_box(refined);
-            sizes = s;
-            ms_since(t)
-        };
-        for _ in 0..warmup {
-            time();
-        }
-        let times: Vec<f64> = (0..runs.max(1)).map(|_| time()).collect();
-        let (min_ms, median_ms) = min_median(&times);
-        let band = [
-            ("guided", sizes.guided_px),
-            ("colours", sizes.foreground_px),
-        ]
+    let timing = Timing { runs, warmup };
+    let mut rows: Vec<RefineRow> = cases[..3]
         .iter()
-        .filter(|(_, px)| *px > 0)
-        .map(|(name, px)| format!("{name} {}", band_share(*px, total)))
-        .collect::<Vec<_>>()
-        .join(", ");
-        rows.push(RefineRow {
+        .map(|&(what, settings, _)| cpu_path_row(photo, mask, what, &settings, timing))
+        .collect();
+    let no_gpu = match crate::render::Offscreen::new() {
+        Ok(gpu) => {
+            rows.extend(gpu_rows(&gpu, photo, mask, &cases, timing)?);
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    };
+    if cpu_runs > 0 {
+        let (what, settings, _) = cases[2];
+        rows.push(reference_row(photo, mask, what, &settings, cpu_runs));
+    }
+    Ok(RefineBench { rows, no_gpu })
+}
+
+/// How many untimed and timed runs each row has.
+#[derive(Clone, Copy)]
+struct Timing {
+    runs: usize,
+    warmup: usize,
+}
+
+impl Timing {
+    /// `warmup` untimed runs of `run`, then the times (ms) of at least one timed run.
+    fn times<E>(self, mut run: impl FnMut(usize) -> Result<f64, E>) -> Result<Vec<f64>, E> {
+        for i in 0..self.warmup {
+            run(i)?;
+        }
+        (0..self.runs.max(1)).map(run).collect()
+    }
+}
+
+impl RefineRow {
+    fn new(what: &'static str, device: String, times: &[f64], band: String) -> Self {
+        let (min_ms, median_ms) = min_median(times);
+        Self {
             what,
-            device: format!("CPU path, {} threads", edges::threads()),
+            device,
             runs: times.len(),
             min_ms,
             median_ms,
             band,
-        });
+        }
     }
-    let reference = |rows: &mut Vec<RefineRow>| {
-        if cpu_runs == 0 {
-            return;
-        }
-        let (what, settings, _) = cases[2];
-        let times: Vec<f64> = (0..cpu_runs)
-            .map(|_| {
-                let t = Instant::now();
-                let refined =
-                    crate::image_ops::refine::refine(photo, mask, &settings.refine, |a| {
-                        settings.alpha(a)
-                    });
-                std::hint::black_box(refined);
-                ms_since(t)
-            })
-            .collect();
-        let (min_ms, median_ms) = min_median(&times);
-        rows.push(RefineRow {
-            what,
-            device: "CPU reference (one thread)".to_owned(),
-            runs: times.len(),
-            min_ms,
-            median_ms,
-            band: String::new(),
-        });
-    };
-    let gpu = match crate::render::Offscreen::new() {
-        Ok(gpu) => gpu,
-        Err(e) => {
-            reference(&mut rows);
-            return Ok(RefineBench {
-                rows,
-                no_gpu: Some(e.to_string()),
+}
+
+/// The CPU path's whole call, with the size of its bands.
+fn cpu_path_row(
+    photo: &image::RgbImage,
+    mask: &image::GrayImage,
+    what: &'static str,
+    settings: &CompositeSettings,
+    timing: Timing,
+) -> RefineRow {
+    let mut sizes = edges::BandSizes::default();
+    let Ok(times) = timing.times(|_| {
+        let t = Instant::now();
+        let (refined, s) = edges::refine(photo, mask, &settings.refine, |m| settings.alpha(m));
+        std::hint::black_box(refined);
+        sizes = s;
+        Ok::<_, std::convert::Infallible>(ms_since(t))
+    });
+    let total = photo.width() as usize * photo.height() as usize;
+    let band = [
+        ("guided", sizes.guided_px),
+        ("colours", sizes.foreground_px),
+    ]
+    .iter()
+    .filter(|(_, px)| *px > 0)
+    .map(|(name, px)| format!("{name} {}", band_share(*px, total)))
+    .collect::<Vec<_>>()
+    .join(", ");
+    let device = format!("CPU path, {} threads", edges::threads());
+    RefineRow::new(what, device, &times, band)
+}
+
+/// The plain CPU reference on one thread, `cpu_runs` times.
+fn reference_row(
+    photo: &image::RgbImage,
+    mask: &image::GrayImage,
+    what: &'static str,
+    settings: &CompositeSettings,
+    cpu_runs: usize,
+) -> RefineRow {
+    let times: Vec<f64> = (0..cpu_runs)
+        .map(|_| {
+            let t = Instant::now();
+            let refined = crate::image_ops::refine::refine(photo, mask, &settings.refine, |a| {
+                settings.alpha(a)
             });
-        }
-    };
+            std::hint::black_box(refined);
+            ms_since(t)
+        })
+        .collect();
+    let device = "CPU reference (one thread)".to_owned();
+    RefineRow::new(what, device, &times, String::new())
+}
+
+/// The GPU passes (textures uploaded once, each run waited for on the GPU), then slider frames.
+fn gpu_rows(
+    gpu: &crate::render::Offscreen,
+    photo: &image::RgbImage,
+    mask: &image::GrayImage,
+    cases: &[(&'static str, CompositeSettings, bool)],
+    timing: Timing,
+) -> Result<Vec<RefineRow>, crate::render::RenderError> {
     let images = gpu.upload(photo, mask)?;
-    for (what, settings, in_parts) in cases {
-        for _ in 0..warmup {
-            gpu.refine_images(&images, &settings, in_parts)?;
-        }
-        let mut times = Vec::with_capacity(runs);
-        for _ in 0..runs.max(1) {
+    let mut rows = Vec::new();
+    for &(what, settings, in_parts) in cases {
+        let times = timing.times(|_| {
             let took = gpu.refine_images(&images, &settings, in_parts)?;
-            times.push(took.as_secs_f64() * 1e3);
-        }
-        let (min_ms, median_ms) = min_median(&times);
-        rows.push(RefineRow {
+            Ok::<_, crate::render::RenderError>(took.as_secs_f64() * 1e3)
+        })?;
+        rows.push(RefineRow::new(
             what,
-            device: gpu.adapter_name(),
-            runs: times.len(),
-            min_ms,
-            median_ms,
-            band: String::new(),
-        });
+            gpu.adapter_name(),
+            &times,
+            String::new(),
+        ));
     }
     // A slider being dragged: every frame has new settings, so the preview refines the whole
     // photo again and draws it into a window-sized target.
     let target = gpu.target(FRAME_SIZE[0], FRAME_SIZE[1]);
-    let step = |i: usize| {
-        let mut settings = cases[2].1;
+    let both = cases[2].1;
+    let times = timing.times(|i| {
+        let mut settings = both;
         settings.refine.radius = 4 + (i % 8) as u32;
         settings.refine.eps = 1e-4 * (1.0 + (i % 5) as f32);
-        settings
-    };
-    for i in 0..warmup {
-        gpu.frame(&images, &step(i), &target)?;
-    }
-    let times = (0..runs.max(1))
-        .map(|i| Ok(gpu.frame(&images, &step(i), &target)?.as_secs_f64() * 1e3))
-        .collect::<Result<Vec<f64>, crate::render::RenderError>>()?;
-    let (min_ms, median_ms) = min_median(&times);
-    rows.push(RefineRow {
-        what: "slider frame: both passes + 1920×1080 composite",
-        device: gpu.adapter_name(),
-        runs: times.len(),
-        min_ms,
-        median_ms,
-        band: String::new(),
-    });
-    reference(&mut rows);
-    Ok(RefineBench { rows, no_gpu: None })
+        Ok::<_, crate::render::RenderError>(
+            gpu.frame(&images, &settings, &target)?.as_secs_f64() * 1e3,
+        )
+    })?;
+    rows.push(RefineRow::new(
+        "slider frame: both passes + 1920×1080 composite",
+        gpu.adapter_name(),
+        &times,
+        String::new(),
+    ));
+    Ok(rows)
 }

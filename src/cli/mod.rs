@@ -206,7 +206,33 @@ fn network_mask(dirs: &AppDirs, photo: &image::RgbImage) -> Result<image::GrayIm
 }
 
 fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
-    let config = crate::bench::BenchConfig {
+    let config = bench_config(args);
+    let gpu = doctor::nvidia_gpu();
+    eprintln!("GPU: {}", gpu.as_deref().unwrap_or("none found"));
+    println!("{}", crate::bench::TABLE_HEADER);
+    let rows = match crate::bench::run(dirs, &config, &mut |line| println!("{line}")) {
+        Ok(rows) => rows,
+        Err(e) => return fail(&e),
+    };
+    for row in rows.iter().filter(|r| r.error.is_none()) {
+        eprintln!(
+            "{} {} {} px: {}",
+            row.provider, row.precision, row.size_px, row.report
+        );
+    }
+    if let Err(e) = write_bench_files(dirs, args, &config, gpu.as_deref(), &rows) {
+        return fail(&e);
+    }
+    if rows.iter().all(|r| r.error.is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The sweep `cutout bench`'s flags ask for.
+fn bench_config(args: &BenchArgs) -> crate::bench::BenchConfig {
+    crate::bench::BenchConfig {
         sizes: args.sizes.clone(),
         precisions: args.precisions.clone(),
         providers: args.ep.clone(),
@@ -224,24 +250,23 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
         dump_optimized: args.dump_optimized.clone(),
         conv_search: args.conv_search.clone(),
         fp16_sources: args.fp16_source.clone(),
-    };
-    let gpu = doctor::nvidia_gpu();
-    eprintln!("GPU: {}", gpu.as_deref().unwrap_or("none found"));
-    println!("{}", crate::bench::TABLE_HEADER);
-    let rows = match crate::bench::run(dirs, &config, &mut |line| println!("{line}")) {
-        Ok(rows) => rows,
-        Err(e) => return fail(&e),
-    };
-    for row in rows.iter().filter(|r| r.error.is_none()) {
-        eprintln!(
-            "{} {} {} px: {}",
-            row.provider, row.precision, row.size_px, row.report
-        );
     }
-    let runtime_version = engine::runtime::load(dirs)
-        .map(|r| r.version.clone())
-        .unwrap_or_default();
+}
+
+/// Writes the rows as `--json`, `--csv` and `--chart` ask; says what could not be written.
+fn write_bench_files(
+    dirs: &AppDirs,
+    args: &BenchArgs,
+    config: &crate::bench::BenchConfig,
+    gpu: Option<&str>,
+    rows: &[crate::bench::BenchRow],
+) -> Result<(), String> {
+    let cannot_write =
+        |path: &std::path::Path, e: std::io::Error| format!("cannot write {}: {e}", path.display());
     if let Some(path) = &args.json {
+        let runtime_version = engine::runtime::load(dirs)
+            .map(|r| r.version.clone())
+            .unwrap_or_default();
         let doc = serde_json::json!({
             "cutout": env!("CARGO_PKG_VERSION"),
             "onnxruntime": runtime_version,
@@ -254,14 +279,10 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
             "rows": rows,
         });
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text) {
-            return fail(&format!("cannot write {}: {e}", path.display()));
-        }
+        std::fs::write(path, text).map_err(|e| cannot_write(path, e))?;
     }
-    if let Some(path) = &args.csv
-        && let Err(e) = std::fs::write(path, crate::bench::to_csv(&rows))
-    {
-        return fail(&format!("cannot write {}: {e}", path.display()));
+    if let Some(path) = &args.csv {
+        std::fs::write(path, crate::bench::to_csv(rows)).map_err(|e| cannot_write(path, e))?;
     }
     if let Some(path) = &args.chart {
         // The anchors were measured on an H100 (../shared/CONTEXT.md): drawn only beside H100 rows.
@@ -269,30 +290,20 @@ fn bench(dirs: &AppDirs, args: &BenchArgs) -> ExitCode {
             ModelChoice::Named(name) => name.clone(),
             ModelChoice::Custom(path) => path.display().to_string(),
         };
-        let anchors =
-            if model_name == "u2netp" && gpu.as_deref().is_some_and(|g| g.contains("H100")) {
-                h100_anchors()
-            } else {
-                Vec::new()
-            };
+        let anchors = if model_name == "u2netp" && gpu.is_some_and(|g| g.contains("H100")) {
+            h100_anchors()
+        } else {
+            Vec::new()
+        };
         let title = format!(
             "cutout {} · {model_name} · {}",
             env!("CARGO_PKG_VERSION"),
-            gpu.as_deref()
-                .unwrap_or("CPU")
-                .split(',')
-                .next()
-                .unwrap_or("CPU")
+            gpu.unwrap_or("CPU").split(',').next().unwrap_or("CPU")
         );
-        if let Err(e) = crate::chart::draw(&rows, &anchors, &title, path) {
-            return fail(&format!("cannot draw the chart: {e}"));
-        }
+        crate::chart::draw(rows, &anchors, &title, path)
+            .map_err(|e| format!("cannot draw the chart: {e}"))?;
     }
-    if rows.iter().all(|r| r.error.is_some()) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    Ok(())
 }
 
 /// Published reference points on the lent H100 (u2netp, batch 1, input on the GPU, min ms).

@@ -86,105 +86,15 @@ fn probe_library(name: &str, dir: Option<&Path>) -> String {
 pub fn report(dirs: &AppDirs) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "cutout {}", env!("CARGO_PKG_VERSION"));
-
-    let _ = writeln!(out, "\nONNX Runtime");
     let loaded = runtime::load(dirs);
-    match &loaded {
-        Ok(rt) => {
-            let source = match rt.location.source {
-                RuntimeSource::EnvVar => "from ORT_DYLIB_PATH".to_owned(),
-                RuntimeSource::BesideExecutable => "installed beside cutout".to_owned(),
-                RuntimeSource::Managed(flavor) => {
-                    format!("managed by cutout, PyPI {}", flavor.package())
-                }
-            };
-            let _ = writeln!(
-                out,
-                "  version   {} (cutout expects {})",
-                rt.version,
-                runtime::ORT_VERSION
-            );
-            let _ = writeln!(
-                out,
-                "  library   {} ({source})",
-                rt.location.library.display()
-            );
-            for (name, result) in &rt.preloaded {
-                let _ = writeln!(
-                    out,
-                    "  preloaded {name}: {}",
-                    result
-                        .as_ref()
-                        .map_or_else(|e| e.clone(), |()| "ok".to_owned())
-                );
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(out, "  not loaded: {e}");
-        }
-    }
-
-    let _ = writeln!(out, "\nExecution providers (compiled in / usable here)");
-    if let Ok(rt) = &loaded {
-        for kind in ProviderKind::PREFERENCE {
-            let plugin_usable = match kind {
-                ProviderKind::TensorRtRtx => Some(match tensorrt_rtx_devices(rt) {
-                    Ok(n) => format!("yes ({n} device(s))"),
-                    Err(reason) => format!("no: {reason}"),
-                }),
-                ProviderKind::WebGpu => Some(match webgpu::choose(rt, Precision::Fp32, true) {
-                    Ok((_, adapter)) if adapter.kind == webgpu::AdapterKind::Software => format!(
-                        "only with --ep webgpu, on a software renderer ({}); auto passes it over",
-                        adapter.describe()
-                    ),
-                    Ok((_, adapter)) => format!("yes ({})", adapter.describe()),
-                    Err(reason) => format!("no: {reason}"),
-                }),
-                _ => None,
-            };
-            if let Some(usable) = plugin_usable {
-                let _ = writeln!(out, "  {:<12} plugin       usable: {usable}", kind.label());
-                continue;
-            }
-            let compiled = match kind {
-                ProviderKind::TensorRt => ep::TensorRT::is_available(),
-                ProviderKind::Cuda => ep::CUDA::is_available(),
-                _ => ep::CPU::is_available(),
-            }
-            .unwrap_or(false);
-            let usable = if !compiled {
-                "no: not in this build (run `cutout setup --gpu` for onnxruntime-gpu)".to_owned()
-            } else {
-                match register(rt, kind) {
-                    // Windows' CUDA provider links the driver lazily, so it registers without one
-                    // (under Wine, on a stub): only a GPU that answers makes it usable.
-                    Ok(()) if kind.is_gpu() && nvidia_gpu().is_none() => {
-                        "no: it loads, but no NVIDIA GPU or \
-                         driver answered (nvidia-smi found none); sessions on it would fail"
-                            .to_owned()
-                    }
-                    Ok(()) => "yes".to_owned(),
-                    Err(reason) => format!("no: {reason}"),
-                }
-            };
-            let _ = writeln!(
-                out,
-                "  {:<12} compiled in: {:<3}  usable: {usable}",
-                kind.label(),
-                if compiled { "yes" } else { "no" }
-            );
-        }
-    } else {
-        let _ = writeln!(out, "  unknown until ONNX Runtime loads");
-    }
-
+    runtime_section(&mut out, &loaded);
+    providers_section(&mut out, loaded.as_deref().ok());
     let _ = writeln!(out, "\nGPU");
     let _ = writeln!(
         out,
         "  {}",
         nvidia_gpu().unwrap_or_else(|| "no NVIDIA GPU or driver found".to_owned())
     );
-
     let _ = writeln!(out, "\nGPU libraries (CUDA 13, cuDNN 9, TensorRT 10)");
     let managed_cuda = runtime::managed_dir(dirs, runtime::RuntimeFlavor::Gpu).join("cuda");
     for name in CUDA_LIBRARIES.iter().chain(TENSORRT_LIBRARIES) {
@@ -194,7 +104,6 @@ pub fn report(dirs: &AppDirs) -> String {
             probe_library(name, Some(&managed_cuda))
         );
     }
-
     if let Ok(rt) = &loaded {
         plugin_section(
             &mut out,
@@ -208,31 +117,143 @@ pub fn report(dirs: &AppDirs) -> String {
         webgpu_adapters(&mut out);
         discovered_devices(&mut out, rt);
     }
+    models_section(&mut out, dirs);
+    folders_section(&mut out, dirs);
+    out
+}
 
-    let _ = writeln!(out, "\nModels");
-    match Manifest::builtin() {
-        Ok(manifest) => {
-            for spec in &manifest.models {
-                let state = match models::state(spec, dirs) {
-                    models::ModelState::Ready { path, .. } => format!("ok {}", path.display()),
-                    models::ModelState::NotFetched => format!(
-                        "not fetched yet (fetched on first use from {})",
-                        spec.source.describe()
-                    ),
-                    models::ModelState::BadChecksum { path, found } => format!(
-                        "refused: SHA-256 {found} is no known release of this model: {}",
-                        path.display()
-                    ),
-                    models::ModelState::Unreadable { reason, .. } => reason,
-                };
-                let _ = writeln!(out, "  {:<9} {state}", spec.name);
-            }
+/// Which ONNX Runtime loaded, from where, and the libraries it preloaded.
+fn runtime_section(
+    out: &mut String,
+    loaded: &Result<std::sync::Arc<runtime::Runtime>, runtime::RuntimeError>,
+) {
+    let _ = writeln!(out, "\nONNX Runtime");
+    let rt = match loaded {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(out, "  not loaded: {e}");
+            return;
         }
+    };
+    let source = match rt.location.source {
+        RuntimeSource::EnvVar => "from ORT_DYLIB_PATH".to_owned(),
+        RuntimeSource::BesideExecutable => "installed beside cutout".to_owned(),
+        RuntimeSource::Managed(flavor) => {
+            format!("managed by cutout, PyPI {}", flavor.package())
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  version   {} (cutout expects {})",
+        rt.version,
+        runtime::ORT_VERSION
+    );
+    let _ = writeln!(
+        out,
+        "  library   {} ({source})",
+        rt.location.library.display()
+    );
+    for (name, result) in &rt.preloaded {
+        let _ = writeln!(
+            out,
+            "  preloaded {name}: {}",
+            result
+                .as_ref()
+                .map_or_else(|e| e.clone(), |()| "ok".to_owned())
+        );
+    }
+}
+
+/// One line per execution provider: compiled in (or a plugin), and usable here or why not.
+fn providers_section(out: &mut String, loaded: Option<&runtime::Runtime>) {
+    let _ = writeln!(out, "\nExecution providers (compiled in / usable here)");
+    let Some(rt) = loaded else {
+        let _ = writeln!(out, "  unknown until ONNX Runtime loads");
+        return;
+    };
+    for kind in ProviderKind::PREFERENCE {
+        if let Some(usable) = plugin_usable(rt, kind) {
+            let _ = writeln!(out, "  {:<12} plugin       usable: {usable}", kind.label());
+            continue;
+        }
+        let compiled = match kind {
+            ProviderKind::TensorRt => ep::TensorRT::is_available(),
+            ProviderKind::Cuda => ep::CUDA::is_available(),
+            _ => ep::CPU::is_available(),
+        }
+        .unwrap_or(false);
+        let usable = if !compiled {
+            "no: not in this build (run `cutout setup --gpu` for onnxruntime-gpu)".to_owned()
+        } else {
+            match register(rt, kind) {
+                // Windows' CUDA provider links the driver lazily, so it registers without one
+                // (under Wine, on a stub): only a GPU that answers makes it usable.
+                Ok(()) if kind.is_gpu() && nvidia_gpu().is_none() => {
+                    "no: it loads, but no NVIDIA GPU or \
+                     driver answered (nvidia-smi found none); sessions on it would fail"
+                        .to_owned()
+                }
+                Ok(()) => "yes".to_owned(),
+                Err(reason) => format!("no: {reason}"),
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  {:<12} compiled in: {:<3}  usable: {usable}",
+            kind.label(),
+            if compiled { "yes" } else { "no" }
+        );
+    }
+}
+
+/// Whether a plugin provider (TensorRT-RTX, WebGPU) is usable here; `None` for the built-in ones.
+fn plugin_usable(rt: &runtime::Runtime, kind: ProviderKind) -> Option<String> {
+    match kind {
+        ProviderKind::TensorRtRtx => Some(match tensorrt_rtx_devices(rt) {
+            Ok(n) => format!("yes ({n} device(s))"),
+            Err(reason) => format!("no: {reason}"),
+        }),
+        ProviderKind::WebGpu => Some(match webgpu::choose(rt, Precision::Fp32, true) {
+            Ok((_, adapter)) if adapter.kind == webgpu::AdapterKind::Software => format!(
+                "only with --ep webgpu, on a software renderer ({}); auto passes it over",
+                adapter.describe()
+            ),
+            Ok((_, adapter)) => format!("yes ({})", adapter.describe()),
+            Err(reason) => format!("no: {reason}"),
+        }),
+        _ => None,
+    }
+}
+
+/// Each model of the manifest: ready (and where), not fetched yet, or refused and why.
+fn models_section(out: &mut String, dirs: &AppDirs) {
+    let _ = writeln!(out, "\nModels");
+    let manifest = match Manifest::builtin() {
+        Ok(manifest) => manifest,
         Err(e) => {
             let _ = writeln!(out, "  {e}");
+            return;
         }
+    };
+    for spec in &manifest.models {
+        let state = match models::state(spec, dirs) {
+            models::ModelState::Ready { path, .. } => format!("ok {}", path.display()),
+            models::ModelState::NotFetched => format!(
+                "not fetched yet (fetched on first use from {})",
+                spec.source.describe()
+            ),
+            models::ModelState::BadChecksum { path, found } => format!(
+                "refused: SHA-256 {found} is no known release of this model: {}",
+                path.display()
+            ),
+            models::ModelState::Unreadable { reason, .. } => reason,
+        };
+        let _ = writeln!(out, "  {:<9} {state}", spec.name);
     }
+}
 
+/// The folders cutout reads and writes.
+fn folders_section(out: &mut String, dirs: &AppDirs) {
     let _ = writeln!(out, "\nFolders");
     let _ = writeln!(out, "  runtimes  {}", dirs.runtime_dir().display());
     let _ = writeln!(out, "  models    {}", dirs.models_dir().display());
@@ -245,7 +266,6 @@ pub fn report(dirs: &AppDirs) -> String {
     }
     let _ = writeln!(out, "  cache     {}", dirs.cache_dir.display());
     let _ = writeln!(out, "  settings  {}", dirs.config_dir.display());
-    out
 }
 
 fn tensorrt_rtx_devices(rt: &runtime::Runtime) -> Result<usize, String> {

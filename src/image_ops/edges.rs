@@ -351,91 +351,143 @@ pub fn foreground(
     }
     let [wide, narrow] = FOREGROUND_RADII_PX.map(|r| r as usize);
     let estimated = soft.dilate(narrow);
+    let fusion = Fusion {
+        p,
+        m,
+        w,
+        alpha: &alpha,
+        alpha_q: &alpha_q,
+        soft: &soft,
+        estimated: &estimated,
+        wide,
+        narrow,
+    };
     let strip = strip_rows(h);
-    let pixel = |at: usize| [p[at], p[at + 1], p[at + 2]].map(|c| f64::from(c) / 255.0);
     out.par_chunks_mut(strip * w * 3).enumerate().for_each_init(
         ForegroundScratch::default,
         |scratch, (i, out_rows)| {
             let (y0, y1) = (i * strip, ((i + 1) * strip).min(h));
-            let (ya, yb) = (y0.saturating_sub(narrow), (y1 + narrow).min(h));
-            // Wide step, from the photo: F·α and B·(1−α) of the estimates it gives, per pixel
-            // of the grown band.
-            let total = row_starts(&estimated, ya..yb, &mut scratch.starts);
-            scratch.estimates.clear();
-            scratch.estimates.resize(total, [0.0; 8]);
-            let (starts, estimates) = (&scratch.starts, &mut scratch.estimates);
-            window_sums(
-                &estimated,
-                ya..yb,
-                wide,
-                &estimated.columns(ya..yb, wide),
-                &mut scratch.wide,
-                |y, add, cols, sums| {
-                    add_dense((p, m, w), y, cols, sums, add, |px, mv| {
-                        let aq = alpha_q[usize::from(mv)];
-                        let [r, g, b] = [px[0], px[1], px[2]].map(u32::from);
-                        [aq * r, aq * g, aq * b, aq, r, g, b, 0]
-                    });
-                },
-                |win: Window<'_, [u64; 8]>| {
-                    #[allow(clippy::cast_precision_loss)]
-                    let s = win.sum.map(|v| v as f64);
-                    let n = f64::from(win.count) * f64::from(ALPHA_ONE);
-                    let ma = s[3] / n;
-                    let fa = [s[0], s[1], s[2]].map(|v| v / (n * 255.0));
-                    let bb =
-                        [4, 5, 6].map(|c| (f64::from(ALPHA_ONE) * s[c] - s[c - 4]) / (n * 255.0));
-                    let at = win.y * w + win.x;
-                    let a = f64::from(alpha[usize::from(m[at])]);
-                    let (f, b) = fuse(fa, ma, bb, pixel(at * 3), a);
-                    #[allow(clippy::cast_possible_truncation)]
-                    let e = [
-                        (f[0] * a) as f32,
-                        (f[1] * a) as f32,
-                        (f[2] * a) as f32,
-                        a as f32,
-                        (b[0] * (1.0 - a)) as f32,
-                        (b[1] * (1.0 - a)) as f32,
-                        (b[2] * (1.0 - a)) as f32,
-                        0.0,
-                    ];
-                    estimates[starts[win.y - ya] + win.nth] = e;
-                },
-            );
-            // Narrow step, from the wide step's estimates; only where alpha is soft.
-            let (starts, estimates) = (&scratch.starts, &scratch.estimates);
-            window_sums(
-                &soft,
-                y0..y1,
-                narrow,
-                &estimated.columns(ya..yb, 0),
-                &mut scratch.narrow,
-                |y, add, cols, sums| {
-                    let values = &estimates[starts[y - ya]..];
-                    add_sparse(&estimated, y, values, cols, sums, add, |v| v.map(f64::from));
-                },
-                |win: Window<'_, [f64; 8]>| {
-                    let n = f64::from(win.count);
-                    let s = win.sum.map(|v| v / n);
-                    let at = win.y * w + win.x;
-                    let a = f64::from(alpha[usize::from(m[at])]);
-                    let (f, _) = fuse(
-                        [s[0], s[1], s[2]],
-                        s[3],
-                        [s[4], s[5], s[6]],
-                        pixel(at * 3),
-                        a,
-                    );
-                    let o = ((win.y - y0) * w + win.x) * 3;
-                    #[allow(clippy::cast_possible_truncation)]
-                    for c in 0..3 {
-                        out_rows[o + c] = to_u8(f[c] as f32);
-                    }
-                },
-            );
+            let ya = y0.saturating_sub(narrow);
+            fusion.wide_step(scratch, ya..(y1 + narrow).min(h));
+            fusion.narrow_step(scratch, y0..y1, ya, out_rows);
         },
     );
     (out, estimated.len())
+}
+
+/// What both steps of [`foreground`] read: the photo and mask bytes, the alpha tables and the
+/// bands.
+struct Fusion<'a> {
+    p: &'a [u8],
+    m: &'a [u8],
+    w: usize,
+    alpha: &'a [f32; 256],
+    alpha_q: &'a [u32; 256],
+    /// Where alpha is strictly between 0 and 1.
+    soft: &'a Band,
+    /// The soft band grown by the narrow radius: where the wide step estimates.
+    estimated: &'a Band,
+    wide: usize,
+    narrow: usize,
+}
+
+impl Fusion<'_> {
+    #[inline(always)]
+    fn pixel(&self, at: usize) -> [f64; 3] {
+        [self.p[at], self.p[at + 1], self.p[at + 2]].map(|c| f64::from(c) / 255.0)
+    }
+
+    /// Wide step, from the photo: F·α and B·(1−α) of the estimates it gives, per pixel of the
+    /// grown band in `rows`, into `scratch.estimates`.
+    fn wide_step(&self, scratch: &mut ForegroundScratch, rows: std::ops::Range<usize>) {
+        let (w, m, ya) = (self.w, self.m, rows.start);
+        let total = row_starts(self.estimated, rows.clone(), &mut scratch.starts);
+        scratch.estimates.clear();
+        scratch.estimates.resize(total, [0.0; 8]);
+        let (starts, estimates) = (&scratch.starts, &mut scratch.estimates);
+        window_sums(
+            self.estimated,
+            rows.clone(),
+            self.wide,
+            &self.estimated.columns(rows, self.wide),
+            &mut scratch.wide,
+            |y, add, cols, sums| {
+                add_dense((self.p, m, w), y, cols, sums, add, |px, mv| {
+                    let aq = self.alpha_q[usize::from(mv)];
+                    let [r, g, b] = [px[0], px[1], px[2]].map(u32::from);
+                    [aq * r, aq * g, aq * b, aq, r, g, b, 0]
+                });
+            },
+            |win: Window<'_, [u64; 8]>| {
+                #[allow(clippy::cast_precision_loss)]
+                let s = win.sum.map(|v| v as f64);
+                let n = f64::from(win.count) * f64::from(ALPHA_ONE);
+                let ma = s[3] / n;
+                let fa = [s[0], s[1], s[2]].map(|v| v / (n * 255.0));
+                let bb = [4, 5, 6].map(|c| (f64::from(ALPHA_ONE) * s[c] - s[c - 4]) / (n * 255.0));
+                let at = win.y * w + win.x;
+                let a = f64::from(self.alpha[usize::from(m[at])]);
+                let (f, b) = fuse(fa, ma, bb, self.pixel(at * 3), a);
+                #[allow(clippy::cast_possible_truncation)]
+                let e = [
+                    (f[0] * a) as f32,
+                    (f[1] * a) as f32,
+                    (f[2] * a) as f32,
+                    a as f32,
+                    (b[0] * (1.0 - a)) as f32,
+                    (b[1] * (1.0 - a)) as f32,
+                    (b[2] * (1.0 - a)) as f32,
+                    0.0,
+                ];
+                estimates[starts[win.y - ya] + win.nth] = e;
+            },
+        );
+    }
+
+    /// Narrow step, from the wide step's estimates (which start at row `ya`); only where alpha is
+    /// soft. Writes the colours of `rows` into `out_rows`.
+    fn narrow_step(
+        &self,
+        scratch: &mut ForegroundScratch,
+        rows: std::ops::Range<usize>,
+        ya: usize,
+        out_rows: &mut [u8],
+    ) {
+        let (w, m, y0) = (self.w, self.m, rows.start);
+        let (starts, estimates) = (&scratch.starts, &scratch.estimates);
+        let yb = (rows.end + self.narrow).min(m.len() / w);
+        window_sums(
+            self.soft,
+            rows,
+            self.narrow,
+            &self.estimated.columns(ya..yb, 0),
+            &mut scratch.narrow,
+            |y, add, cols, sums| {
+                let values = &estimates[starts[y - ya]..];
+                add_sparse(self.estimated, y, values, cols, sums, add, |v| {
+                    v.map(f64::from)
+                });
+            },
+            |win: Window<'_, [f64; 8]>| {
+                let n = f64::from(win.count);
+                let s = win.sum.map(|v| v / n);
+                let at = win.y * w + win.x;
+                let a = f64::from(self.alpha[usize::from(m[at])]);
+                let (f, _) = fuse(
+                    [s[0], s[1], s[2]],
+                    s[3],
+                    [s[4], s[5], s[6]],
+                    self.pixel(at * 3),
+                    a,
+                );
+                let o = ((win.y - y0) * w + win.x) * 3;
+                #[allow(clippy::cast_possible_truncation)]
+                for c in 0..3 {
+                    out_rows[o + c] = to_u8(f[c] as f32);
+                }
+            },
+        );
+    }
 }
 
 #[cfg(test)]

@@ -92,6 +92,46 @@ pub struct Pipeline {
     uniforms: wgpu::Buffer,
 }
 
+/// The composite's bindings: the uniforms (0), the photo, mask and cutout textures (1, 2, 3),
+/// the edit layer (5) and the sampler (4).
+fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    let texture_entry = |binding| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::FRAGMENT,
+        ty: wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: true },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
+        count: None,
+    };
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("cutout composite bind group layout"),
+        entries: &[
+            wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::FRAGMENT,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<Uniforms>() as u64),
+                },
+                count: None,
+            },
+            texture_entry(1),
+            texture_entry(2),
+            texture_entry(3),
+            texture_entry(5),
+            wgpu::BindGroupLayoutEntry {
+                binding: 4,
+                visibility: wgpu::ShaderStages::FRAGMENT,
+                ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                count: None,
+            },
+        ],
+    })
+}
+
 impl Pipeline {
     /// Builds the composite pipeline for a target format.
     pub fn new(device: &wgpu::Device, target: wgpu::TextureFormat, output: Output) -> Self {
@@ -99,43 +139,7 @@ impl Pipeline {
             label: Some("cutout composite shader"),
             source: wgpu::ShaderSource::Wgsl(include_str!("composite.wgsl").into()),
         });
-        let texture_entry = |binding| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::FRAGMENT,
-            ty: wgpu::BindingType::Texture {
-                sample_type: wgpu::TextureSampleType::Float { filterable: true },
-                view_dimension: wgpu::TextureViewDimension::D2,
-                multisampled: false,
-            },
-            count: None,
-        };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("cutout composite bind group layout"),
-            entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new(
-                            std::mem::size_of::<Uniforms>() as u64
-                        ),
-                    },
-                    count: None,
-                },
-                texture_entry(1),
-                texture_entry(2),
-                texture_entry(3),
-                texture_entry(5),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 4,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
-                    count: None,
-                },
-            ],
-        });
+        let layout = bind_group_layout(device);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("cutout composite pipeline layout"),
             bind_group_layouts: &[Some(&layout)],
@@ -193,6 +197,35 @@ impl Pipeline {
             sampler,
             uniforms,
         }
+    }
+
+    /// Binds the photo, the cutout, the backdrop and the edit layer (in that order) with the
+    /// uniforms and the sampler.
+    fn bind_group(&self, device: &wgpu::Device, textures: [&wgpu::Texture; 4]) -> wgpu::BindGroup {
+        let [photo, cutout, backdrop, edits] =
+            textures.map(|t| t.create_view(&wgpu::TextureViewDescriptor::default()));
+        let view = |binding, view| wgpu::BindGroupEntry {
+            binding,
+            resource: wgpu::BindingResource::TextureView(view),
+        };
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("cutout composite bind group"),
+            layout: &self.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: self.uniforms.as_entire_binding(),
+                },
+                view(1, &photo),
+                view(2, &cutout),
+                view(3, &backdrop),
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: wgpu::BindingResource::Sampler(&self.sampler),
+                },
+                view(5, &edits),
+            ],
+        })
     }
 
     /// Writes the uniforms for the next draw.
@@ -359,40 +392,7 @@ impl ImageTextures {
             wgpu::TextureFormat::Rg8Unorm,
         );
         let refine = RefineTargets::new(device, &pipeline.refiner, &photo_tex, &mask, &cutout);
-        let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
-        let edits_view = view(&edits);
-        let (photo_view, cutout_view, backdrop_view) =
-            (view(&photo_tex), view(&cutout), view(&backdrop_tex));
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("cutout composite bind group"),
-            layout: &pipeline.layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: pipeline.uniforms.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: wgpu::BindingResource::TextureView(&photo_view),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::TextureView(&cutout_view),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: wgpu::BindingResource::TextureView(&backdrop_view),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 4,
-                    resource: wgpu::BindingResource::Sampler(&pipeline.sampler),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 5,
-                    resource: wgpu::BindingResource::TextureView(&edits_view),
-                },
-            ],
-        });
+        let bind_group = pipeline.bind_group(device, [&photo_tex, &cutout, &backdrop_tex, &edits]);
         Self {
             mask,
             edits,

@@ -230,6 +230,165 @@ enum Res<'a> {
     View(&'a wgpu::TextureView),
 }
 
+/// The views every pass of one photo size binds: the photo, the mask and the cutout, four float
+/// planes, a scratch plane and the refined mask.
+struct Views {
+    photo: wgpu::TextureView,
+    mask: wgpu::TextureView,
+    cutout: wgpu::TextureView,
+    p: [wgpu::TextureView; 4],
+    tmp: wgpu::TextureView,
+    refined: wgpu::TextureView,
+}
+
+/// Builds the bind groups of one photo size's dispatches.
+struct Binder<'a> {
+    device: &'a wgpu::Device,
+    refiner: &'a Refiner,
+    params: &'a [wgpu::Buffer; 3],
+}
+
+impl Binder<'_> {
+    /// One dispatch of `pass` with the uniform block of `radius` and the views `bound`.
+    fn step(&self, pass: Pass, radius: Radius, bound: &[(u32, &wgpu::TextureView)]) -> Step {
+        let (_, layout) = self.refiner.get(pass);
+        let mut all = vec![(PARAMS, Res::Params(&self.params[radius as usize]))];
+        all.extend(bound.iter().map(|&(b, v)| (b, Res::View(v))));
+        let entries: Vec<_> = all
+            .iter()
+            .map(|(binding, res)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: match res {
+                    Res::Params(buffer) => buffer.as_entire_binding(),
+                    Res::View(view) => wgpu::BindingResource::TextureView(view),
+                },
+            })
+            .collect();
+        Step {
+            pass,
+            group: self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(pass.label()),
+                layout,
+                entries: &entries,
+            }),
+        }
+    }
+
+    /// A box mean of `plane` in place, through the scratch texture.
+    fn boxed(
+        &self,
+        plane: &wgpu::TextureView,
+        tmp: &wgpu::TextureView,
+        radius: Radius,
+    ) -> [Step; 2] {
+        [
+            self.step(Pass::BoxH, radius, &[(IN[0], plane), (OUT[0], tmp)]),
+            self.step(Pass::BoxV, radius, &[(IN[0], tmp), (OUT[0], plane)]),
+        ]
+    }
+
+    /// The guided filter: products, their box means, the coefficients and their box mean (ending
+    /// in p[0]), then the refined mask.
+    fn guided(&self, v: &Views) -> Vec<Step> {
+        let p = &v.p;
+        let mut steps = vec![self.step(
+            Pass::Products,
+            Radius::Guided,
+            &[
+                (PHOTO, &v.photo),
+                (MASK, &v.mask),
+                (OUT[0], &p[0]),
+                (OUT[1], &p[1]),
+                (OUT[2], &p[2]),
+                (OUT[3], &p[3]),
+            ],
+        )];
+        for plane in p {
+            steps.extend(self.boxed(plane, &v.tmp, Radius::Guided));
+        }
+        steps.push(self.step(
+            Pass::Coeffs,
+            Radius::Guided,
+            &[
+                (IN[0], &p[0]),
+                (IN[1], &p[1]),
+                (IN[2], &p[2]),
+                (IN[3], &p[3]),
+                (OUT[0], &v.tmp),
+            ],
+        ));
+        steps.push(self.step(
+            Pass::BoxH,
+            Radius::Guided,
+            &[(IN[0], &v.tmp), (OUT[0], &p[1])],
+        ));
+        steps.push(self.step(
+            Pass::BoxV,
+            Radius::Guided,
+            &[(IN[0], &p[1]), (OUT[0], &p[0])],
+        ));
+        steps.push(self.apply(v));
+        steps
+    }
+
+    /// The mask to the refined plane: through the guided coefficients in p[0] when they ran.
+    fn apply(&self, v: &Views) -> Step {
+        self.step(
+            Pass::Apply,
+            Radius::Guided,
+            &[
+                (PHOTO, &v.photo),
+                (MASK, &v.mask),
+                (IN[0], &v.p[0]),
+                (REFINED_OUT, &v.refined),
+            ],
+        )
+    }
+
+    /// The foreground colours: a wide and a narrow pass of box means, then the cutout.
+    fn foreground(&self, v: &Views) -> Vec<Step> {
+        let p = &v.p;
+        let mut steps = vec![self.step(
+            Pass::FusePrep,
+            Radius::Wide,
+            &[
+                (PHOTO, &v.photo),
+                (REFINED_IN, &v.refined),
+                (OUT[0], &p[0]),
+                (OUT[1], &p[1]),
+            ],
+        )];
+        steps.extend(self.boxed(&p[0], &v.tmp, Radius::Wide));
+        steps.extend(self.boxed(&p[1], &v.tmp, Radius::Wide));
+        steps.push(self.step(
+            Pass::FuseStep,
+            Radius::Wide,
+            &[
+                (PHOTO, &v.photo),
+                (REFINED_IN, &v.refined),
+                (IN[0], &p[0]),
+                (IN[1], &p[1]),
+                (OUT[2], &p[2]),
+                (OUT[3], &p[3]),
+            ],
+        ));
+        steps.extend(self.boxed(&p[2], &v.tmp, Radius::Narrow));
+        steps.extend(self.boxed(&p[3], &v.tmp, Radius::Narrow));
+        steps.push(self.step(
+            Pass::FuseFinal,
+            Radius::Narrow,
+            &[
+                (PHOTO, &v.photo),
+                (REFINED_IN, &v.refined),
+                (IN[0], &p[2]),
+                (IN[1], &p[3]),
+                (CUTOUT_OUT, &v.cutout),
+            ],
+        ));
+        steps
+    }
+}
+
 impl RefineTargets {
     /// Creates the intermediates for a photo of `photo`'s size; the passes read `photo` (RGBA8)
     /// and `mask` (R8) and write `cutout` ([`CUTOUT_FORMAT`], storage binding).
@@ -251,12 +410,17 @@ impl RefineTargets {
             )
             .create_view(&wgpu::TextureViewDescriptor::default())
         };
-        let p: [wgpu::TextureView; 4] =
-            std::array::from_fn(|_| plane("cutout refine plane", wgpu::TextureFormat::Rgba32Float));
-        let tmp = plane("cutout refine scratch", wgpu::TextureFormat::Rgba32Float);
-        let refined = plane("cutout refined mask", wgpu::TextureFormat::R32Float);
         let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
-        let (photo, mask, cutout) = (view(photo), view(mask), view(cutout));
+        let views = Views {
+            photo: view(photo),
+            mask: view(mask),
+            cutout: view(cutout),
+            p: std::array::from_fn(|_| {
+                plane("cutout refine plane", wgpu::TextureFormat::Rgba32Float)
+            }),
+            tmp: plane("cutout refine scratch", wgpu::TextureFormat::Rgba32Float),
+            refined: plane("cutout refined mask", wgpu::TextureFormat::R32Float),
+        };
         let params: [wgpu::Buffer; 3] = std::array::from_fn(|_| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("cutout refine params"),
@@ -265,126 +429,21 @@ impl RefineTargets {
                 mapped_at_creation: false,
             })
         });
-        let step = |pass: Pass, radius: Radius, bound: &[(u32, &wgpu::TextureView)]| {
-            let (_, layout) = refiner.get(pass);
-            let mut all = vec![(PARAMS, Res::Params(&params[radius as usize]))];
-            all.extend(bound.iter().map(|&(b, v)| (b, Res::View(v))));
-            let entries: Vec<_> = all
-                .iter()
-                .map(|(binding, res)| wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: match res {
-                        Res::Params(buffer) => buffer.as_entire_binding(),
-                        Res::View(view) => wgpu::BindingResource::TextureView(view),
-                    },
-                })
-                .collect();
-            Step {
-                pass,
-                group: device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(pass.label()),
-                    layout,
-                    entries: &entries,
-                }),
-            }
+        let binder = Binder {
+            device,
+            refiner,
+            params: &params,
         };
-        // A box mean of `plane` in place, through the scratch texture.
-        let boxed = |plane: &wgpu::TextureView, radius: Radius| {
-            [
-                step(Pass::BoxH, radius, &[(IN[0], plane), (OUT[0], &tmp)]),
-                step(Pass::BoxV, radius, &[(IN[0], &tmp), (OUT[0], plane)]),
-            ]
-        };
-        let mut guided = vec![step(
-            Pass::Products,
-            Radius::Guided,
-            &[
-                (PHOTO, &photo),
-                (MASK, &mask),
-                (OUT[0], &p[0]),
-                (OUT[1], &p[1]),
-                (OUT[2], &p[2]),
-                (OUT[3], &p[3]),
-            ],
-        )];
-        for plane in &p {
-            guided.extend(boxed(plane, Radius::Guided));
-        }
-        guided.push(step(
-            Pass::Coeffs,
-            Radius::Guided,
-            &[
-                (IN[0], &p[0]),
-                (IN[1], &p[1]),
-                (IN[2], &p[2]),
-                (IN[3], &p[3]),
-                (OUT[0], &tmp),
-            ],
-        ));
-        // The coefficients' box mean, ending in p[0].
-        guided.push(step(
-            Pass::BoxH,
-            Radius::Guided,
-            &[(IN[0], &tmp), (OUT[0], &p[1])],
-        ));
-        guided.push(step(
-            Pass::BoxV,
-            Radius::Guided,
-            &[(IN[0], &p[1]), (OUT[0], &p[0])],
-        ));
-        let apply = [
-            (PHOTO, &photo),
-            (MASK, &mask),
-            (IN[0], &p[0]),
-            (REFINED_OUT, &refined),
-        ];
-        guided.push(step(Pass::Apply, Radius::Guided, &apply));
-        let plain = step(Pass::Apply, Radius::Guided, &apply);
-
-        let mut foreground = vec![step(
-            Pass::FusePrep,
-            Radius::Wide,
-            &[
-                (PHOTO, &photo),
-                (REFINED_IN, &refined),
-                (OUT[0], &p[0]),
-                (OUT[1], &p[1]),
-            ],
-        )];
-        foreground.extend(boxed(&p[0], Radius::Wide));
-        foreground.extend(boxed(&p[1], Radius::Wide));
-        foreground.push(step(
-            Pass::FuseStep,
-            Radius::Wide,
-            &[
-                (PHOTO, &photo),
-                (REFINED_IN, &refined),
-                (IN[0], &p[0]),
-                (IN[1], &p[1]),
-                (OUT[2], &p[2]),
-                (OUT[3], &p[3]),
-            ],
-        ));
-        foreground.extend(boxed(&p[2], Radius::Narrow));
-        foreground.extend(boxed(&p[3], Radius::Narrow));
-        foreground.push(step(
-            Pass::FuseFinal,
-            Radius::Narrow,
-            &[
-                (PHOTO, &photo),
-                (REFINED_IN, &refined),
-                (IN[0], &p[2]),
-                (IN[1], &p[3]),
-                (CUTOUT_OUT, &cutout),
-            ],
-        ));
-        let pack = step(
+        let guided = binder.guided(&views);
+        let plain = binder.apply(&views);
+        let foreground = binder.foreground(&views);
+        let pack = binder.step(
             Pass::Pack,
             Radius::Guided,
             &[
-                (PHOTO, &photo),
-                (REFINED_IN, &refined),
-                (CUTOUT_OUT, &cutout),
+                (PHOTO, &views.photo),
+                (REFINED_IN, &views.refined),
+                (CUTOUT_OUT, &views.cutout),
             ],
         );
         Self {

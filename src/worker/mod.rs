@@ -315,6 +315,71 @@ const FETCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// [`SendError::Busy`].
 const QUEUE_DEPTH: usize = 16;
 
+/// The worker thread's loop: takes work (the Now lane first, then work left over, then the queue
+/// lane, gathering exports), does it and sends what came of it, until the lanes close or
+/// `closing` is set. A panic in a request drops the session and is reported; the loop goes on.
+fn serve(
+    mut state: State,
+    now_rx: &Receiver<Request>,
+    queue_rx: &Receiver<Request>,
+    closing: &AtomicBool,
+    mut send: impl FnMut(Response),
+) {
+    // The next request, the Now lane first; `None` once the worker is closing.
+    let next = || {
+        let request = match now_rx.try_recv() {
+            Ok(request) => Some(request),
+            Err(_) => crossbeam_channel::select! {
+                recv(now_rx) -> r => r.ok(),
+                recv(queue_rx) -> r => r.ok(),
+            },
+        };
+        request.filter(|_| !closing.load(Ordering::SeqCst))
+    };
+    // Work taken from the queue lane but not done yet: a request met while gathering exports,
+    // or exports a preview interrupted. It goes before the rest of the queue lane, after the
+    // Now lane.
+    let mut pending = std::collections::VecDeque::new();
+    let interrupted = || !now_rx.is_empty() || closing.load(Ordering::SeqCst);
+    loop {
+        let work = match now_rx.try_recv() {
+            Ok(request) => state::Work::One(request),
+            Err(_) => match pending.pop_front() {
+                Some(work) => work,
+                None => match next() {
+                    Some(request) => state::gather(request, queue_rx, now_rx, &mut pending),
+                    None => break,
+                },
+            },
+        };
+        if closing.load(Ordering::SeqCst) {
+            break;
+        }
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            state.handle_work(work, &interrupted, &mut send)
+        }));
+        let left = outcome.unwrap_or_else(|payload| {
+            state.drop_session();
+            send(Response::Panicked {
+                message: panic_message(payload.as_ref()),
+            });
+            Vec::new()
+        });
+        if !left.is_empty() {
+            pending.push_front(state::Work::Exports(left));
+        }
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 impl Worker {
     /// Starts the worker thread. `notify` is called after every response (wake the UI).
     pub fn spawn(
@@ -336,63 +401,12 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name("cutout-worker".into())
             .spawn(move || {
-                let mut state = State::new(dirs, limits, latest_seen, running_seen, cancel_seen);
-                // The next request, the Now lane first; `None` once the worker is closing.
-                let next = || {
-                    let request = match now_rx.try_recv() {
-                        Ok(request) => Some(request),
-                        Err(_) => crossbeam_channel::select! {
-                            recv(now_rx) -> r => r.ok(),
-                            recv(queue_rx) -> r => r.ok(),
-                        },
-                    };
-                    request.filter(|_| !closing_seen.load(Ordering::SeqCst))
+                let state = State::new(dirs, limits, latest_seen, running_seen, cancel_seen);
+                let send = move |r| {
+                    let _ = resp_tx.send(r);
+                    notify();
                 };
-                // Work taken from the queue lane but not done yet: a request met while
-                // gathering exports, or exports a preview interrupted. It goes before the rest
-                // of the queue lane, after the Now lane.
-                let mut pending = std::collections::VecDeque::new();
-                let interrupted = || !now_rx.is_empty() || closing_seen.load(Ordering::SeqCst);
-                loop {
-                    let work = match now_rx.try_recv() {
-                        Ok(request) => state::Work::One(request),
-                        Err(_) => match pending.pop_front() {
-                            Some(work) => work,
-                            None => match next() {
-                                Some(request) => {
-                                    state::gather(request, &queue_rx, &now_rx, &mut pending)
-                                }
-                                None => break,
-                            },
-                        },
-                    };
-                    if closing_seen.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        state.handle_work(work, &interrupted, &mut |r| {
-                            let _ = resp_tx.send(r);
-                            notify();
-                        })
-                    }));
-                    let left = match outcome {
-                        Ok(left) => left,
-                        Err(payload) => {
-                            state.drop_session();
-                            let message = payload
-                                .downcast_ref::<&str>()
-                                .map(|s| (*s).to_owned())
-                                .or_else(|| payload.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "unknown panic".to_owned());
-                            let _ = resp_tx.send(Response::Panicked { message });
-                            notify();
-                            Vec::new()
-                        }
-                    };
-                    if !left.is_empty() {
-                        pending.push_front(state::Work::Exports(left));
-                    }
-                }
+                serve(state, &now_rx, &queue_rx, &closing_seen, send);
             })?;
         Ok(Self {
             requests: Some([now_tx, queue_tx]),

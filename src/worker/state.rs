@@ -23,6 +23,7 @@ use crate::{
         edits::{EditLayer, Stroke},
     },
     paths::AppDirs,
+    timing::ms_since,
 };
 
 use super::{
@@ -95,71 +96,31 @@ impl State {
     }
 
     fn handle(&mut self, request: Request, send: &mut dyn FnMut(Response)) {
-        match request {
-            Request::Configure { model, options } => self.configure(&model, &options, send),
+        let (id, done) = match request {
+            Request::Configure { model, options } => {
+                return self.configure(&model, &options, send);
+            }
             Request::Copy {
                 id,
                 photo,
                 mask,
                 settings,
                 edits,
-            } => match self.finisher.composite(
-                &photo,
-                &mask,
-                &settings,
-                edit_layer(&photo, &edits).as_ref(),
-            ) {
-                Ok(rgba) => send(Response::Copied { id, rgba }),
-                Err(e) => send(Response::Failed {
-                    id,
-                    error: e.into(),
-                }),
-            },
+            } => {
+                let copied = self
+                    .finisher
+                    .composite(
+                        &photo,
+                        &mask,
+                        &settings,
+                        edit_layer(&photo, &edits).as_ref(),
+                    )
+                    .map(|rgba| send(Response::Copied { id, rgba }));
+                (id, copied.map_err(PhotoError::from))
+            }
             Request::Panic => panic!("a panic asked for by Request::Panic"),
             Request::SegmentFile { id, kind, path } => {
-                if self.superseded(id, kind) {
-                    return;
-                }
-                let started = Instant::now();
-                match image_ops::decode_file(&path, self.limits) {
-                    Ok(decoded) => {
-                        let decode_ms = started.elapsed().as_secs_f64() * 1e3;
-                        let rgb = Arc::new(decoded.rgb);
-                        let thumbnail =
-                            match image_ops::resize::shrink_to_fit(&rgb, THUMBNAIL_SIDE_PX) {
-                                Ok(t) => t,
-                                Err(e) => {
-                                    return send(Response::Failed {
-                                        id,
-                                        error: e.into(),
-                                    });
-                                }
-                            };
-                        send(Response::Decoded {
-                            id,
-                            rgb: Arc::clone(&rgb),
-                            thumbnail,
-                        });
-                        let name = path.display().to_string();
-                        if let Some((mask, timings, ran)) =
-                            self.segment(id, kind, &name, &rgb, send)
-                        {
-                            send(Response::Mask {
-                                id,
-                                mask: Arc::new(mask),
-                                timings: StageTimings {
-                                    decode_ms,
-                                    ..timings
-                                },
-                                ran,
-                            });
-                        }
-                    }
-                    Err(e) => send(Response::Failed {
-                        id,
-                        error: e.into(),
-                    }),
-                }
+                (id, self.decode_and_segment(id, kind, &path, send))
             }
             Request::SegmentImage {
                 id,
@@ -167,14 +128,17 @@ impl State {
                 name,
                 rgb,
             } => {
-                if let Some((mask, timings, ran)) = self.segment(id, kind, &name, &rgb, send) {
-                    send(Response::Mask {
-                        id,
-                        mask: Arc::new(mask),
-                        timings,
-                        ran,
-                    });
-                }
+                let segmented = self.segment(id, kind, &name, &rgb).map(|mask| {
+                    if let Some((mask, timings, ran)) = mask {
+                        send(Response::Mask {
+                            id,
+                            mask: Arc::new(mask),
+                            timings,
+                            ran,
+                        });
+                    }
+                });
+                (id, segmented)
             }
             // [`Self::handle_work`] takes exports itself (to return the ones not started); one
             // arriving here is written all the same.
@@ -182,8 +146,49 @@ impl State {
                 if let Ok(export) = Export::from_request(export) {
                     self.export(vec![export], &|| false, send);
                 }
+                return;
             }
+        };
+        if let Err(error) = done {
+            send(fail(id, error));
         }
+    }
+
+    /// Decodes the photo at `path` (sending it and its thumbnail as soon as it is decoded), then
+    /// segments it and sends the mask.
+    fn decode_and_segment(
+        &mut self,
+        id: JobId,
+        kind: JobKind,
+        path: &std::path::Path,
+        send: &mut dyn FnMut(Response),
+    ) -> Result<(), PhotoError> {
+        if self.superseded(id, kind) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let decoded = image_ops::decode_file(path, self.limits)?;
+        let decode_ms = ms_since(started);
+        let rgb = Arc::new(decoded.rgb);
+        let thumbnail = image_ops::resize::shrink_to_fit(&rgb, THUMBNAIL_SIDE_PX)?;
+        send(Response::Decoded {
+            id,
+            rgb: Arc::clone(&rgb),
+            thumbnail,
+        });
+        let name = path.display().to_string();
+        if let Some((mask, timings, ran)) = self.segment(id, kind, &name, &rgb)? {
+            send(Response::Mask {
+                id,
+                mask: Arc::new(mask),
+                timings: StageTimings {
+                    decode_ms,
+                    ..timings
+                },
+                ran,
+            });
+        }
+        Ok(())
     }
 
     /// Loads ONNX Runtime, fetches the model if needed (with progress, cancellable), then
@@ -360,26 +365,21 @@ impl State {
         }
     }
 
-    /// Preprocess, infer and postprocess one photo. Failures are sent; `None` then.
+    /// Preprocess, infer and postprocess one photo; `None` when a newer preview superseded it.
     pub(super) fn segment(
         &mut self,
         id: JobId,
         kind: JobKind,
         name: &str,
         rgb: &RgbImage,
-        send: &mut dyn FnMut(Response),
-    ) -> Option<(GrayImage, StageTimings, RunInfo)> {
+    ) -> Result<Option<(GrayImage, StageTimings, RunInfo)>, PhotoError> {
         if self.superseded(id, kind) {
-            return None;
+            return Ok(None);
         }
         let Some(segmenter) = self.segmenter.as_mut() else {
-            send(Response::Failed {
-                id,
-                error: PhotoError::NoModel {
-                    name: name.to_owned(),
-                },
+            return Err(PhotoError::NoModel {
+                name: name.to_owned(),
             });
-            return None;
         };
         let stopper = segmenter.run_stopper();
         if let Ok(mut running) = self.running.lock() {
@@ -395,16 +395,12 @@ impl State {
         let (mask, timings) = match result {
             Ok(out) => out,
             // Stopped for a newer preview: nobody waits for this one.
-            Err(_) if self.superseded(id, kind) => return None,
-            Err(e) => {
-                send(Response::Failed {
-                    id,
-                    error: PhotoError::Network {
-                        error: e,
-                        name: name.to_owned(),
-                    },
+            Err(_) if self.superseded(id, kind) => return Ok(None),
+            Err(error) => {
+                return Err(PhotoError::Network {
+                    error,
+                    name: name.to_owned(),
                 });
-                return None;
             }
         };
         let report = segmenter.report();
@@ -414,7 +410,7 @@ impl State {
             precision: report.precision,
             input_side_px: segmenter.input_side_px(),
         };
-        Some((mask, timings, ran))
+        Ok(Some((mask, timings, ran)))
     }
 }
 
@@ -512,14 +508,14 @@ fn exported(id: JobId, outcome: batch::Outcome) -> Response {
             path,
             write_ms: t.postprocess_ms + t.encode_ms,
         },
-        (Err(error), _) => Response::Failed { id, error },
-        (Ok(_), None) => Response::Failed {
+        (Err(error), _) => fail(id, error),
+        (Ok(_), None) => fail(
             id,
-            error: PhotoError::Write(FinishError::Image(ImageError::Write {
+            PhotoError::Write(FinishError::Image(ImageError::Write {
                 path: outcome.job.output.path,
                 reason: "nothing was written".to_owned(),
             })),
-        },
+        ),
     }
 }
 
@@ -533,4 +529,12 @@ fn model_name(model: &ModelChoice) -> String {
 /// The edit layer of `strokes` on `photo`, if there are any.
 fn edit_layer(photo: &RgbImage, strokes: &[Stroke]) -> Option<EditLayer> {
     (!strokes.is_empty()).then(|| EditLayer::from_strokes(photo, strokes))
+}
+
+/// A job that failed, with why.
+fn fail(id: JobId, error: impl Into<PhotoError>) -> Response {
+    Response::Failed {
+        id,
+        error: error.into(),
+    }
 }

@@ -26,35 +26,7 @@ pub fn canvas_ui(
         ui.allocate_exact_size(ui.available_size(), egui::Sense::click_and_drag());
     let current = state.current.as_ref();
     let Some((current, size)) = current.and_then(|c| Some((c, c.texture_size?))) else {
-        let failed = state.current_entry().and_then(|e| match &e.status {
-            crate::app::EntryStatus::Failed(reason) => Some(reason),
-            _ => None,
-        });
-        if let Some(reason) = failed {
-            canvas_message_ui(
-                ui,
-                rect,
-                "This photo could not be opened",
-                Some(reason),
-                Some("Remove it from the list with ×, or open another copy of the photo."),
-            );
-            return rect;
-        }
-        let text = match current {
-            Some(c) if !c.busy && c.photo.is_none() => {
-                "This photo waits for the model to load (see the Engine panel)".to_owned()
-            }
-            Some(_) => "Loading the photo…".to_owned(),
-            None => format!(
-                "Drop photos here, paste one ({}), or open some ({})",
-                UiCommand::Paste.shortcut_text(ui.ctx()).unwrap_or_default(),
-                UiCommand::Open.shortcut_text(ui.ctx()).unwrap_or_default()
-            ),
-        };
-        canvas_message_ui(ui, rect, &text, None, None);
-        if response.double_clicked() {
-            commands.push(Command::OpenDialog);
-        }
+        empty_canvas_ui(ui, rect, &response, state, commands);
         return rect;
     };
 
@@ -111,26 +83,69 @@ pub fn canvas_ui(
         && matches!(state.engine, crate::app::EngineStatus::Failed(_))
     {
         // The photo is here but no network can run: say so over it, not nothing.
-        let note =
-            egui::Rect::from_center_size(rect.center(), egui::vec2(rect.width().min(460.0), 64.0));
-        let mut child = ui.new_child(egui::UiBuilder::new().max_rect(note));
-        egui::Frame::popup(child.style())
-            .fill(egui::Color32::from_black_alpha(200))
-            .show(&mut child, |ui| {
-                ui.visuals_mut().override_text_color = Some(egui::Color32::from_gray(235));
-                ui.add(
-                    egui::Label::new(
-                        "This photo waits for the model to load (see the Engine panel)",
-                    )
-                    .wrap(),
-                );
-            });
+        waiting_note_ui(ui, rect);
     }
     if current.busy && current.mask.is_none() {
         let spot = egui::Rect::from_center_size(rect.center(), egui::vec2(32.0, 32.0));
         ui.put(spot, egui::Spinner::new().size(32.0));
     }
     rect
+}
+
+/// The canvas with no photo to show: why (it could not be opened, it waits for the model, it is
+/// loading), or how to add one; a double click opens the dialog.
+fn empty_canvas_ui(
+    ui: &mut egui::Ui,
+    rect: egui::Rect,
+    response: &egui::Response,
+    state: &AppState,
+    commands: &mut Vec<Command>,
+) {
+    let failed = state.current_entry().and_then(|e| match &e.status {
+        crate::app::EntryStatus::Failed(reason) => Some(reason),
+        _ => None,
+    });
+    if let Some(reason) = failed {
+        canvas_message_ui(
+            ui,
+            rect,
+            "This photo could not be opened",
+            Some(reason),
+            Some("Remove it from the list with ×, or open another copy of the photo."),
+        );
+        return;
+    }
+    let text = match &state.current {
+        Some(c) if !c.busy && c.photo.is_none() => {
+            "This photo waits for the model to load (see the Engine panel)".to_owned()
+        }
+        Some(_) => "Loading the photo…".to_owned(),
+        None => format!(
+            "Drop photos here, paste one ({}), or open some ({})",
+            UiCommand::Paste.shortcut_text(ui.ctx()).unwrap_or_default(),
+            UiCommand::Open.shortcut_text(ui.ctx()).unwrap_or_default()
+        ),
+    };
+    canvas_message_ui(ui, rect, &text, None, None);
+    if response.double_clicked() {
+        commands.push(Command::OpenDialog);
+    }
+}
+
+/// A note over the photo that it waits for the model.
+fn waiting_note_ui(ui: &mut egui::Ui, rect: egui::Rect) {
+    let note =
+        egui::Rect::from_center_size(rect.center(), egui::vec2(rect.width().min(460.0), 64.0));
+    let mut child = ui.new_child(egui::UiBuilder::new().max_rect(note));
+    egui::Frame::popup(child.style())
+        .fill(egui::Color32::from_black_alpha(200))
+        .show(&mut child, |ui| {
+            ui.visuals_mut().override_text_color = Some(egui::Color32::from_gray(235));
+            ui.add(
+                egui::Label::new("This photo waits for the model to load (see the Engine panel)")
+                    .wrap(),
+            );
+        });
 }
 
 /// With a brush in hand: the primary button paints (in photo pixels, the brush's on-screen

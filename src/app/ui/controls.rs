@@ -4,8 +4,9 @@ use crate::{
     app::{
         AppState, Command, EngineStatus, Settings, UiCommand,
         settings::{BrushSettings, Choice},
+        state::FetchStatus,
     },
-    engine::{Precision, ProviderKind},
+    engine::{Precision, ProviderKind, ProviderReport},
     image_ops::{
         Background,
         edits::BrushMode,
@@ -40,6 +41,46 @@ fn engine_ui(
     ui.heading("Engine");
     let configuring = matches!(state.engine, EngineStatus::Configuring { .. });
     model_picker_ui(ui, state, settings, configuring, commands);
+    precision_and_provider_ui(ui, settings, configuring, commands);
+    let mut live = state.live;
+    if ui
+        .add_enabled(
+            state.current.is_some(),
+            egui::Checkbox::new(
+                &mut live,
+                format!(
+                    "Live: re-run inference continuously ({})",
+                    UiCommand::ToggleLive
+                        .shortcut_text(ui.ctx())
+                        .unwrap_or_default()
+                ),
+            ),
+        )
+        .changed()
+    {
+        commands.push(Command::SetLive(live));
+    }
+    match &state.engine {
+        EngineStatus::Configuring { what, since, fetch } => {
+            configuring_ui(ui, what, *since, fetch.as_ref(), commands);
+        }
+        EngineStatus::Ready {
+            model,
+            report,
+            input_side_px,
+            ..
+        } => running_ui(ui, state, model, report, *input_side_px),
+        EngineStatus::Failed(error) => engine_failed_ui(ui, state, settings, error, commands),
+    }
+}
+
+/// The precision buttons and the provider picker (`auto` first).
+fn precision_and_provider_ui(
+    ui: &mut egui::Ui,
+    settings: &Settings,
+    configuring: bool,
+    commands: &mut Vec<Command>,
+) {
     ui.horizontal(|ui| {
         ui.label("Precision");
         for p in [Precision::Fp32, Precision::Fp16] {
@@ -64,121 +105,119 @@ fn engine_ui(
             commands.push(Command::SetProvider(provider));
         }
     });
-    let mut live = state.live;
-    if ui
-        .add_enabled(
-            state.current.is_some(),
-            egui::Checkbox::new(
-                &mut live,
-                format!(
-                    "Live: re-run inference continuously ({})",
-                    UiCommand::ToggleLive
-                        .shortcut_text(ui.ctx())
-                        .unwrap_or_default()
-                ),
-            ),
-        )
-        .changed()
-    {
-        commands.push(Command::SetLive(live));
+}
+
+/// The step being loaded, and a model fetch's progress with its Cancel button.
+fn configuring_ui(
+    ui: &mut egui::Ui,
+    what: &str,
+    since: std::time::Instant,
+    fetch: Option<&FetchStatus>,
+    commands: &mut Vec<Command>,
+) {
+    // Wrapped: a long step name once widened the panel past the window's edge, and the canvas
+    // took its place until the session was ready.
+    ui.horizontal(|ui| {
+        ui.spinner();
+        let verb = if fetch.is_some() { "" } else { "Loading " };
+        ui.add(
+            egui::Label::new(format!(
+                "{verb}{what}… {:.0} s",
+                since.elapsed().as_secs_f64()
+            ))
+            .wrap(),
+        );
+    });
+    if let Some(fetch) = fetch {
+        ui.horizontal(|ui| {
+            let text = match fetch.total {
+                Some(total) => format!("{} / {}", megabytes(fetch.done), megabytes(total)),
+                None => megabytes(fetch.done),
+            };
+            ui.add(
+                egui::ProgressBar::new(fetch.fraction())
+                    .desired_width(160.0)
+                    .text(text),
+            );
+            if ui.button("Cancel").clicked() {
+                commands.push(Command::CancelFetch);
+            }
+        });
     }
-    match &state.engine {
-        EngineStatus::Configuring { what, since, fetch } => {
-            // Wrapped: a long step name once widened the panel past the window's edge, and
-            // the canvas took its place until the session was ready.
-            ui.horizontal(|ui| {
-                ui.spinner();
-                let verb = if fetch.is_some() { "" } else { "Loading " };
-                ui.add(
-                    egui::Label::new(format!(
-                        "{verb}{what}… {:.0} s",
-                        since.elapsed().as_secs_f64()
-                    ))
-                    .wrap(),
-                );
-            });
-            if let Some(fetch) = fetch {
-                ui.horizontal(|ui| {
-                    let text = match fetch.total {
-                        Some(total) => format!("{} / {}", megabytes(fetch.done), megabytes(total)),
-                        None => megabytes(fetch.done),
-                    };
-                    ui.add(
-                        egui::ProgressBar::new(fetch.fraction())
-                            .desired_width(160.0)
-                            .text(text),
-                    );
-                    if ui.button("Cancel").clicked() {
-                        commands.push(Command::CancelFetch);
-                    }
-                });
+}
+
+/// What runs, and in a few words why nothing faster; the reasons in full behind a disclosure
+/// (the overlay and the status bar name the provider only).
+fn running_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    model: &str,
+    report: &ProviderReport,
+    input_side_px: u32,
+) {
+    ui.label(
+        egui::RichText::new(format!(
+            "Running: {model} · {} · {} · {input_side_px} px",
+            report.provider_name(),
+            report.precision
+        ))
+        .strong(),
+    );
+    if let Some(why) = report.why_not_faster() {
+        ui.weak(why);
+    }
+    egui::CollapsingHeader::new("Details")
+        .id_salt("engine details")
+        .show(ui, |ui| {
+            if let Some(note) = report.note() {
+                ui.weak(note);
+            }
+            for skipped in &report.skipped {
+                ui.weak(format!("{} not used: {}", skipped.provider, skipped.reason));
+            }
+            if !report.features.is_empty() {
+                ui.weak(format!("On: {}", report.features.join(", ")));
+            }
+            ui.weak(format!(
+                "Edges: {}, because {}",
+                state.edges.runner, state.edges.why
+            ));
+            ui.weak("`cutout doctor` lists every provider, library and device.");
+        });
+}
+
+/// Why the model could not be loaded, Try again, and the models already here (a way on while
+/// offline: they need no download).
+fn engine_failed_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    settings: &Settings,
+    error: &str,
+    commands: &mut Vec<Command>,
+) {
+    ui.colored_label(
+        ui.visuals().error_fg_color,
+        format!("{} could not be loaded", settings.model_name()),
+    );
+    ui.add(egui::Label::new(egui::RichText::new(error).small()).wrap());
+    ui.horizontal_wrapped(|ui| {
+        if ui.button("Try again").clicked() {
+            commands.push(Command::RetryEngine);
+        }
+        for model in state
+            .models
+            .iter()
+            .filter(|m| m.fetched && m.spec.name != settings.model_name())
+        {
+            if ui
+                .button(format!("Use {} (on this machine)", model.spec.name))
+                .on_hover_text(&model.spec.description)
+                .clicked()
+            {
+                commands.push(Command::SetModel(model.spec.name.clone()));
             }
         }
-        // What runs, and in a few words why nothing faster; the reasons in full behind a
-        // disclosure (the overlay and the status bar name the provider only).
-        EngineStatus::Ready {
-            model,
-            report,
-            input_side_px,
-            ..
-        } => {
-            ui.label(
-                egui::RichText::new(format!(
-                    "Running: {model} · {} · {} · {input_side_px} px",
-                    report.provider_name(),
-                    report.precision
-                ))
-                .strong(),
-            );
-            if let Some(why) = report.why_not_faster() {
-                ui.weak(why);
-            }
-            egui::CollapsingHeader::new("Details")
-                .id_salt("engine details")
-                .show(ui, |ui| {
-                    if let Some(note) = report.note() {
-                        ui.weak(note);
-                    }
-                    for skipped in &report.skipped {
-                        ui.weak(format!("{} not used: {}", skipped.provider, skipped.reason));
-                    }
-                    if !report.features.is_empty() {
-                        ui.weak(format!("On: {}", report.features.join(", ")));
-                    }
-                    ui.weak(format!(
-                        "Edges: {}, because {}",
-                        state.edges.runner, state.edges.why
-                    ));
-                    ui.weak("`cutout doctor` lists every provider, library and device.");
-                });
-        }
-        EngineStatus::Failed(error) => {
-            ui.colored_label(
-                ui.visuals().error_fg_color,
-                format!("{} could not be loaded", settings.model_name()),
-            );
-            ui.add(egui::Label::new(egui::RichText::new(error).small()).wrap());
-            ui.horizontal_wrapped(|ui| {
-                if ui.button("Try again").clicked() {
-                    commands.push(Command::RetryEngine);
-                }
-                // Models already on this machine need no download: a way on while offline.
-                for model in state
-                    .models
-                    .iter()
-                    .filter(|m| m.fetched && m.spec.name != settings.model_name())
-                {
-                    if ui
-                        .button(format!("Use {} (on this machine)", model.spec.name))
-                        .on_hover_text(&model.spec.description)
-                        .clicked()
-                    {
-                        commands.push(Command::SetModel(model.spec.name.clone()));
-                    }
-                }
-            });
-        }
-    }
+    });
 }
 
 fn megabytes(bytes: u64) -> String {

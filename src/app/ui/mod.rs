@@ -54,48 +54,30 @@ fn menu_bar_ui(
     commands: &mut Vec<Command>,
 ) {
     egui::MenuBar::new().ui(ui, |ui| {
-        ui.menu_button("File", |ui| {
-            for command in UiCommand::ALL
-                .into_iter()
-                .filter(|c| c.menu() == Menu::File)
-            {
-                if matches!(command, UiCommand::Export | UiCommand::Quit) {
+        for menu in Menu::ALL {
+            ui.menu_button(menu.title(), |ui| {
+                for command in menu.commands() {
+                    if command.starts_group() {
+                        ui.separator();
+                    }
+                    command_button_ui(ui, state, command, commands);
+                    if command == UiCommand::OpenFolder {
+                        recent_folders_ui(ui, settings, commands);
+                    }
+                }
+                if menu == Menu::View {
                     ui.separator();
+                    ui.checkbox(&mut settings.show_overlay, "Latency overlay");
+                    ui.add_enabled(
+                        settings.show_overlay,
+                        egui::Checkbox::new(
+                            &mut settings.overlay_details,
+                            "Every stage in the overlay",
+                        ),
+                    );
                 }
-                command_button_ui(ui, state, command, commands);
-                if command == UiCommand::OpenFolder {
-                    recent_folders_ui(ui, settings, commands);
-                }
-            }
-        });
-        ui.menu_button("Edit", |ui| {
-            for command in UiCommand::ALL
-                .into_iter()
-                .filter(|c| c.menu() == Menu::Edit)
-            {
-                if matches!(command, UiCommand::KeepBrush | UiCommand::ResetEdits) {
-                    ui.separator();
-                }
-                command_button_ui(ui, state, command, commands);
-            }
-        });
-        ui.menu_button("View", |ui| {
-            for command in UiCommand::ALL
-                .into_iter()
-                .filter(|c| c.menu() == Menu::View)
-            {
-                command_button_ui(ui, state, command, commands);
-                if command == UiCommand::ToggleLive {
-                    ui.separator();
-                }
-            }
-            ui.separator();
-            ui.checkbox(&mut settings.show_overlay, "Latency overlay");
-            ui.add_enabled(
-                settings.show_overlay,
-                egui::Checkbox::new(&mut settings.overlay_details, "Every stage in the overlay"),
-            );
-        });
+            });
+        }
         ui.menu_button("Help", |ui| {
             shortcuts_help_ui(ui);
             ui.separator();

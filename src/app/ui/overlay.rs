@@ -2,7 +2,7 @@
 //! UI frame time, what actually ran and why nothing faster, and FP32 against FP16.
 
 use crate::{
-    app::{AppState, EngineStatus, Settings, stats::Samples},
+    app::{AppState, EngineStatus, Settings, state::LatencyStats, stats::Samples},
     engine::Precision,
     finish::EdgeRunner,
 };
@@ -66,6 +66,27 @@ fn folded_line(state: &AppState) -> String {
 }
 
 fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings) {
+    engine_lines_ui(ui, state);
+    if settings.overlay_details {
+        stage_table_ui(ui, state);
+    } else {
+        // Compact: the photo stays in view; View → "Every stage in the overlay" shows the table.
+        compact_lines_ui(ui, &state.stats);
+    }
+    if let Some(line) = edges_line(state, settings) {
+        ui.label(line);
+    }
+    if !settings.overlay_details
+        && let Some(s) = state.stats.ui_frame.summary()
+    {
+        ui.label(format!("ui frame {:.2} ms, p99 {:.2}", s.median, s.p99));
+    }
+    precision_comparison_ui(ui, state, settings);
+}
+
+/// What ran on the photo on screen (model, provider, precision, input) and the start-up, or the
+/// engine's state while it is not ready.
+fn engine_lines_ui(ui: &mut egui::Ui, state: &AppState) {
     match &state.engine {
         EngineStatus::Ready {
             model,
@@ -104,28 +125,25 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             ui.label("no model loaded (the Engine panel says why)");
         }
     }
+}
+
+/// The medians of inference, pre- and postprocessing on one line.
+fn compact_lines_ui(ui: &mut egui::Ui, stats: &LatencyStats) {
+    let median = |s: &Samples| {
+        s.summary()
+            .map_or_else(|| "–".to_owned(), |s| format!("{:.1}", s.median))
+    };
+    ui.label(format!(
+        "inference {} ms · pre {} · post {} (median)",
+        median(&stats.infer),
+        median(&stats.preprocess),
+        median(&stats.postprocess)
+    ));
+}
+
+/// Every stage's last, min and median time.
+fn stage_table_ui(ui: &mut egui::Ui, state: &AppState) {
     let stats = &state.stats;
-    if !settings.overlay_details {
-        // Compact: the photo stays in view; View → "Every stage in the overlay" shows the table.
-        let median = |s: &Samples| {
-            s.summary()
-                .map_or_else(|| "–".to_owned(), |s| format!("{:.1}", s.median))
-        };
-        ui.label(format!(
-            "inference {} ms · pre {} · post {} (median)",
-            median(&stats.infer),
-            median(&stats.preprocess),
-            median(&stats.postprocess)
-        ));
-        if let Some(line) = edges_line(state, settings) {
-            ui.label(line);
-        }
-        if let Some(s) = stats.ui_frame.summary() {
-            ui.label(format!("ui frame {:.2} ms, p99 {:.2}", s.median, s.p99));
-        }
-        precision_comparison_ui(ui, state, settings);
-        return;
-    }
     egui::Grid::new("latency grid")
         .num_columns(4)
         .spacing([12.0, 2.0])
@@ -174,10 +192,6 @@ fn overlay_contents_ui(ui: &mut egui::Ui, state: &AppState, settings: &Settings)
             }
             ui.end_row();
         });
-    if let Some(line) = edges_line(state, settings) {
-        ui.label(line);
-    }
-    precision_comparison_ui(ui, state, settings);
 }
 
 /// "edges: CPU, 2 threads · 212 ms": where the preview's edge passes run and the last run's time

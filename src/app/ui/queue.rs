@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::app::{AppState, Command, EntryStatus, Source};
+use crate::app::{AppState, Command, Entry, EntryStatus, Source};
 
 /// Side of the thumbnail slot in points.
 const THUMB_PT: f32 = 48.0;
@@ -52,52 +52,62 @@ pub fn queue_ui(ui: &mut egui::Ui, state: &AppState, commands: &mut Vec<Command>
     let labels = row_labels(&rows);
     egui::ScrollArea::vertical().show(ui, |ui| {
         for (entry, label) in state.entries.iter().zip(labels) {
-            let selected = current == Some(entry.id);
-            let row = ui.horizontal(|ui| {
-                let (rect, _) =
-                    ui.allocate_exact_size(egui::vec2(THUMB_PT, THUMB_PT), egui::Sense::hover());
-                match &entry.thumbnail {
-                    Some(t) => {
-                        let size = t.size_vec2();
-                        let scale = (THUMB_PT / size.x.max(size.y)).min(1.0);
-                        let shown = egui::Rect::from_center_size(rect.center(), size * scale);
-                        ui.painter().image(
-                            t.id(),
-                            shown,
-                            egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
-                            egui::Color32::WHITE,
-                        );
-                    }
-                    None => {
-                        ui.painter()
-                            .rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
-                    }
-                }
-                ui.vertical(|ui| {
-                    let name = ui
-                        .add(egui::Button::selectable(selected, label).truncate())
-                        .on_hover_text(match &entry.source {
-                            Source::File(path) => path.display().to_string(),
-                            Source::Pasted(_) => format!("{} (from the clipboard)", entry.name),
-                        });
-                    if name.clicked() {
-                        commands.push(Command::Select(entry.id));
-                    }
-                    status_ui(ui, &entry.status);
-                });
-                if ui
-                    .small_button("×")
-                    .on_hover_text("Remove from the list")
-                    .clicked()
-                {
-                    commands.push(Command::Remove(entry.id));
-                }
-            });
-            if row.response.interact(egui::Sense::click()).clicked() {
-                commands.push(Command::Select(entry.id));
-            }
+            entry_row_ui(ui, entry, label, current == Some(entry.id), commands);
         }
     });
+}
+
+/// One photo: thumbnail, name (click to show), status and ×.
+fn entry_row_ui(
+    ui: &mut egui::Ui,
+    entry: &Entry,
+    label: String,
+    selected: bool,
+    commands: &mut Vec<Command>,
+) {
+    let row = ui.horizontal(|ui| {
+        let (rect, _) =
+            ui.allocate_exact_size(egui::vec2(THUMB_PT, THUMB_PT), egui::Sense::hover());
+        match &entry.thumbnail {
+            Some(t) => {
+                let size = t.size_vec2();
+                let scale = (THUMB_PT / size.x.max(size.y)).min(1.0);
+                let shown = egui::Rect::from_center_size(rect.center(), size * scale);
+                ui.painter().image(
+                    t.id(),
+                    shown,
+                    egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                    egui::Color32::WHITE,
+                );
+            }
+            None => {
+                ui.painter()
+                    .rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
+            }
+        }
+        ui.vertical(|ui| {
+            let name = ui
+                .add(egui::Button::selectable(selected, label).truncate())
+                .on_hover_text(match &entry.source {
+                    Source::File(path) => path.display().to_string(),
+                    Source::Pasted(_) => format!("{} (from the clipboard)", entry.name),
+                });
+            if name.clicked() {
+                commands.push(Command::Select(entry.id));
+            }
+            status_ui(ui, &entry.status);
+        });
+        if ui
+            .small_button("×")
+            .on_hover_text("Remove from the list")
+            .clicked()
+        {
+            commands.push(Command::Remove(entry.id));
+        }
+    });
+    if row.response.interact(egui::Sense::click()).clicked() {
+        commands.push(Command::Select(entry.id));
+    }
 }
 
 fn status_ui(ui: &mut egui::Ui, status: &EntryStatus) {

@@ -15,18 +15,20 @@ use ort::{
     value::{TensorRef, ValueType},
 };
 
+mod candidate;
 mod device_copy;
 mod device_io;
 mod session;
 mod tensorrt;
 
+use candidate::{Candidate, graph_features, input_side, no_provider};
 use device_io::{DeviceIo, check_io, run_bound};
-use session::{SessionFailure, start};
+use session::SessionFailure;
 
 use super::{
     EngineError,
     models::ResolvedModel,
-    prepare::{self, Fp16Source, PrepareKey},
+    prepare::{Fp16Source, PrepareKey},
     providers::{Precision, ProviderKind, ProviderReport, ProviderRequest, SkippedProvider},
     runtime::Runtime,
 };
@@ -243,17 +245,7 @@ impl Segmenter {
         options: &SegmenterOptions,
         cache_dir: &Path,
     ) -> Result<Self, EngineError> {
-        let side_px = options.input_side_px.unwrap_or(model.spec.input_size);
-        if !(32..=4096).contains(&side_px) {
-            return Err(EngineError::InvalidInputSize(side_px));
-        }
-        if model.spec.fixed_input && side_px != model.spec.input_size {
-            return Err(EngineError::FixedInputSize {
-                model: model.spec.name.clone(),
-                side_px,
-                fixed_px: model.spec.input_size,
-            });
-        }
+        let side_px = input_side(model, options)?;
         let mut skipped = Vec::new();
         for provider in options.provider.candidates() {
             // TensorRT makes its own FP16 engine from the FP32 graph (its FP16 flag); the other
@@ -263,7 +255,6 @@ impl Segmenter {
             } else {
                 options.precision
             };
-            let started = Instant::now();
             let key = PrepareKey {
                 model_sha256: &model.sha256,
                 side_px,
@@ -278,60 +269,37 @@ impl Segmenter {
                 // WebGPU has no bfloat16 cast (and computes FP32 convolutions in FP32).
                 without_bf16: provider == ProviderKind::WebGpu,
             };
-            let (mut prepared, provenance) = prepare::prepared_model(&model.path, key, cache_dir)?;
-            let mut prepare_ms = ms_since(started);
-            let mut features = Vec::new();
-            let start_on = |prepared: &Path, features: &mut Vec<_>| {
-                start(
-                    runtime, prepared, provider, options, cache_dir, model, features,
-                )
+            let on = Candidate {
+                runtime,
+                model,
+                options,
+                cache_dir,
+                provider,
             };
-            let mut started_session = start_on(&prepared, &mut features);
-            // A cached copy that no longer loads is damaged (the model itself was checked):
-            // never trusted, it is made again once.
-            if provenance == prepare::Provenance::Cached
-                && let Err(SessionFailure::Model(EngineError::LoadModel { reason, .. })) =
-                    &started_session
-            {
-                tracing::warn!(path = %prepared.display(), %reason, "the cached prepared model does not load; making it again");
-                let started = Instant::now();
-                prepare::discard(&prepared)?;
-                prepared = prepare::prepared_model(&model.path, key, cache_dir)?.0;
-                prepare_ms += ms_since(started);
-                features.clear();
-                started_session = start_on(&prepared, &mut features);
-            }
-            match started_session {
-                Ok((session, device, mut startup, device_name)) => {
-                    startup.prepare_ms = prepare_ms;
-                    // cutout converts the graph (and makes the islands) unless it runs an
-                    // FP16 file as stored.
-                    let converted = model.spec.precision == Precision::Fp32
-                        || options.fp16_source == Fp16Source::Twin;
-                    if graph_precision == Precision::Fp16 && converted {
-                        features.extend(key.fp32_islands.iter().map(|[first, last]| {
-                            format!("FP32 island: convolutions {first}-{last}")
-                        }));
-                    } else if key.split_for_tf32 {
-                        features.extend(
-                            key.fp32_islands
-                                .iter()
-                                .map(|[_, last]| format!("TF32-exact input: convolution {last}")),
-                        );
-                    }
+            match on.attempt(key)? {
+                Ok(mut attempt) => {
+                    attempt.features.extend(graph_features(model, options, key));
                     let nvidia_driver = skipped.is_empty()
                         || crate::engine::runtime::cuda_context::driver_present();
+                    let (session, device, mut startup, device_name) = attempt.started;
+                    startup.prepare_ms = attempt.prepare_ms;
                     let report = ProviderReport {
                         requested: options.provider,
                         provider,
                         device: device_name,
                         precision: options.precision,
                         skipped,
-                        features,
+                        features: attempt.features,
                         nvidia_driver,
                     };
-                    let mut segmenter =
-                        Self::from_session(session, device, model, prepared, side_px, report)?;
+                    let mut segmenter = Self::from_session(
+                        session,
+                        device,
+                        model,
+                        attempt.prepared,
+                        side_px,
+                        report,
+                    )?;
                     segmenter.startup = startup;
                     return Ok(segmenter);
                 }
@@ -352,21 +320,7 @@ impl Segmenter {
                 Err(SessionFailure::Model(e)) => return Err(e),
             }
         }
-        match skipped.pop() {
-            Some(last) if options.provider != ProviderRequest::Auto => {
-                Err(EngineError::ProviderUnavailable {
-                    provider: last.provider,
-                    reason: last.reason,
-                })
-            }
-            _ => Err(EngineError::NoProvider(
-                skipped
-                    .iter()
-                    .map(|s| format!("{}: {}", s.provider, s.reason))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )),
-        }
+        Err(no_provider(options.provider, skipped))
     }
 
     fn from_session(

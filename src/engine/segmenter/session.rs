@@ -288,77 +288,10 @@ fn build_session(
     cuda_graphs: bool,
 ) -> Result<(Session, Option<String>), SessionFailure> {
     let mut device_name = None;
-    let setup =
-        |e: &dyn std::fmt::Display| SessionFailure::Model(EngineError::Setup(e.to_string()));
-    let mut builder = Session::builder(&runtime.env)
-        .map_err(|e| setup(&e))?
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(|e| setup(&e))?;
-    if let Some(path) = &options.dump_optimized {
-        builder = builder
-            .with_optimized_model_path(path)
-            .map_err(|e| setup(&e))?;
-    }
-    if let Some(threads) = options.intra_threads {
-        builder = builder.with_intra_threads(threads).map_err(|e| setup(&e))?;
-    }
-    if !options.spin {
-        builder = builder
-            .with_intra_op_spinning(false)
-            .map_err(|e| setup(&e))?;
-    }
-    let provider_available = |available: ort::Result<bool>, name: &str| match available {
-        Ok(true) => Ok(()),
-        _ => Err(SessionFailure::Provider(format!(
-            "this ONNX Runtime build has no {name} provider; run `cutout setup --gpu` to install onnxruntime-gpu"
-        ))),
-    };
+    let mut builder = base_builder(runtime, options)?;
     let dispatch = match provider {
-        ProviderKind::TensorRt => {
-            provider_available(ep::TensorRT::is_available(), "TensorRT")?;
-            let gpu = crate::engine::doctor::nvidia_gpu().unwrap_or_default();
-            let trt = TensorRtSettings::new(
-                cache_dir,
-                cache_key(runtime, options, model, &gpu),
-                options.tensorrt_workspace_bytes,
-            );
-            if let Err(e) = std::fs::create_dir_all(&trt.cache) {
-                // TensorRT then builds its engine every time; the session still runs.
-                tracing::warn!(
-                    "cannot create the TensorRT cache folder ({e}): {}",
-                    trt.cache.display()
-                );
-            }
-            Some(
-                ep::TensorRT::default()
-                    .with_device_id(0)
-                    .with_fp16(trt.fp16)
-                    .with_engine_cache(true)
-                    .with_engine_cache_path(trt.cache.display())
-                    .with_engine_cache_prefix(&trt.prefix)
-                    .with_timing_cache(true)
-                    .with_timing_cache_path(trt.cache.display())
-                    .with_max_workspace_size(trt.workspace_bytes)
-                    .build(),
-            )
-        }
-        ProviderKind::Cuda => {
-            provider_available(ep::CUDA::is_available(), "CUDA")?;
-            Some(
-                ep::CUDA::default()
-                    .with_device_id(0)
-                    // One fixed shape: an exhaustive search runs once, at the first inference.
-                    .with_conv_algorithm_search(match options.conv_search {
-                        ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
-                        ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
-                        ConvSearch::Fixed => ep::cuda::ConvAlgorithmSearch::Default,
-                    })
-                    .with_prefer_nhwc(options.prefer_nhwc)
-                    .with_fuse_conv_bias(options.fuse_conv_bias)
-                    .with_cuda_graph(cuda_graphs)
-                    .build(),
-            )
-        }
+        ProviderKind::TensorRt => Some(tensorrt_dispatch(runtime, options, cache_dir, model)?),
+        ProviderKind::Cuda => Some(cuda_dispatch(options, cuda_graphs)?),
         ProviderKind::TensorRtRtx => {
             builder = with_tensorrt_rtx(builder, runtime, options, cache_dir, model)?;
             None
@@ -392,6 +325,101 @@ fn build_session(
         }
     })?;
     Ok((session, device_name))
+}
+
+fn setup_failure(e: &dyn std::fmt::Display) -> SessionFailure {
+    SessionFailure::Model(EngineError::Setup(e.to_string()))
+}
+
+/// A session builder with what every provider shares: full graph optimisation, the thread count
+/// and spinning asked for, and where to write the optimised graph when asked.
+fn base_builder(
+    runtime: &Runtime,
+    options: &SegmenterOptions,
+) -> Result<SessionBuilder, SessionFailure> {
+    let mut builder = Session::builder(&runtime.env)
+        .map_err(|e| setup_failure(&e))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| setup_failure(&e))?;
+    if let Some(path) = &options.dump_optimized {
+        builder = builder
+            .with_optimized_model_path(path)
+            .map_err(|e| setup_failure(&e))?;
+    }
+    if let Some(threads) = options.intra_threads {
+        builder = builder
+            .with_intra_threads(threads)
+            .map_err(|e| setup_failure(&e))?;
+    }
+    if !options.spin {
+        builder = builder
+            .with_intra_op_spinning(false)
+            .map_err(|e| setup_failure(&e))?;
+    }
+    Ok(builder)
+}
+
+/// Fails over to the next provider when this ONNX Runtime build lacks `name`.
+fn provider_available(available: &ort::Result<bool>, name: &str) -> Result<(), SessionFailure> {
+    match available {
+        Ok(true) => Ok(()),
+        _ => Err(SessionFailure::Provider(format!(
+            "this ONNX Runtime build has no {name} provider; run `cutout setup --gpu` to install onnxruntime-gpu"
+        ))),
+    }
+}
+
+/// The TensorRT provider: FP16 engine, engine and timing caches in `cache_dir`.
+fn tensorrt_dispatch(
+    runtime: &Runtime,
+    options: &SegmenterOptions,
+    cache_dir: &Path,
+    model: &ResolvedModel,
+) -> Result<ep::ExecutionProviderDispatch, SessionFailure> {
+    provider_available(&ep::TensorRT::is_available(), "TensorRT")?;
+    let gpu = crate::engine::doctor::nvidia_gpu().unwrap_or_default();
+    let trt = TensorRtSettings::new(
+        cache_dir,
+        cache_key(runtime, options, model, &gpu),
+        options.tensorrt_workspace_bytes,
+    );
+    if let Err(e) = std::fs::create_dir_all(&trt.cache) {
+        // TensorRT then builds its engine every time; the session still runs.
+        tracing::warn!(
+            "cannot create the TensorRT cache folder ({e}): {}",
+            trt.cache.display()
+        );
+    }
+    Ok(ep::TensorRT::default()
+        .with_device_id(0)
+        .with_fp16(trt.fp16)
+        .with_engine_cache(true)
+        .with_engine_cache_path(trt.cache.display())
+        .with_engine_cache_prefix(&trt.prefix)
+        .with_timing_cache(true)
+        .with_timing_cache_path(trt.cache.display())
+        .with_max_workspace_size(trt.workspace_bytes)
+        .build())
+}
+
+/// The CUDA provider with the convolution search, layout and graph capture asked for.
+fn cuda_dispatch(
+    options: &SegmenterOptions,
+    cuda_graphs: bool,
+) -> Result<ep::ExecutionProviderDispatch, SessionFailure> {
+    provider_available(&ep::CUDA::is_available(), "CUDA")?;
+    Ok(ep::CUDA::default()
+        .with_device_id(0)
+        // One fixed shape: an exhaustive search runs once, at the first inference.
+        .with_conv_algorithm_search(match options.conv_search {
+            ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+            ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+            ConvSearch::Fixed => ep::cuda::ConvAlgorithmSearch::Default,
+        })
+        .with_prefer_nhwc(options.prefer_nhwc)
+        .with_fuse_conv_bias(options.fuse_conv_bias)
+        .with_cuda_graph(cuda_graphs)
+        .build())
 }
 
 #[cfg(test)]
