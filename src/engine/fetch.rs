@@ -82,11 +82,8 @@ pub fn download(
         url: url.to_owned(),
     };
     let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-        action: "cannot create the models folder",
-        path: dir.to_owned(),
-        source,
-    })?;
+    fs::create_dir_all(dir)
+        .map_err(|source| ModelError::io("cannot create the models folder", dir, source))?;
     let mut response = super::http::agent()
         .get(url)
         .call()
@@ -95,11 +92,7 @@ pub fn download(
     let mut reader = response.body_mut().as_reader();
     let mut tmp = crate::paths::temp_file_builder(".download-", ".tmp")
         .tempfile_in(dir)
-        .map_err(|source| ModelError::Io {
-            action: "cannot create a temporary file",
-            path: dir.to_owned(),
-            source,
-        })?;
+        .map_err(|source| ModelError::io("cannot create a temporary file", dir, source))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut done = 0u64;
@@ -109,11 +102,8 @@ pub fn download(
             break;
         }
         hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(|source| ModelError::Io {
-            action: "cannot write the download",
-            path: tmp.path().to_owned(),
-            source,
-        })?;
+        tmp.write_all(&buf[..n])
+            .map_err(|source| ModelError::io("cannot write the download", tmp.path(), source))?;
         done += n as u64;
         if progress(FetchStage::Download, done, total).is_break() {
             return Err(ModelError::Cancelled {
@@ -135,10 +125,7 @@ pub fn download(
             origin: url.to_owned(),
         });
     }
-    tmp.persist(dest).map_err(|e| ModelError::Io {
-        action: "cannot move the download into place",
-        path: dest.to_owned(),
-        source: e.error,
-    })?;
+    tmp.persist(dest)
+        .map_err(|e| ModelError::io("cannot move the download into place", dest, e.error))?;
     Ok(found)
 }

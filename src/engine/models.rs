@@ -1,4 +1,5 @@
-//! The model manifest, finding a model file, checking it, and the pinned download.
+//! The model manifest, finding a model file and checking it. Fetching is `fetch.rs` (a pinned
+//! HTTPS file) and `npm.rs` (an npm package).
 
 use std::{
     fs,
@@ -370,11 +371,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Checks a file against the spec's accepted checksums; returns its SHA-256.
 pub fn verify(spec: &ModelSpec, path: &Path) -> Result<String, ModelError> {
-    let found = sha256_file(path).map_err(|source| ModelError::Io {
-        action: "cannot read the model",
-        path: path.to_owned(),
-        source,
-    })?;
+    let found = sha256_file(path)
+        .map_err(|source| ModelError::io("cannot read the model", path, source))?;
     if spec.sha256.iter().any(|s| s.eq_ignore_ascii_case(&found)) {
         Ok(found)
     } else {
@@ -495,11 +493,8 @@ pub fn state(spec: &ModelSpec, dirs: &AppDirs) -> ModelState {
 
 /// A user's own model: no checksum, its inputs and outputs are checked when it is loaded.
 pub fn custom(path: &Path, input_size: u32) -> Result<ResolvedModel, ModelError> {
-    let sha256 = sha256_file(path).map_err(|source| ModelError::Io {
-        action: "cannot read the model",
-        path: path.to_owned(),
-        source,
-    })?;
+    let sha256 = sha256_file(path)
+        .map_err(|source| ModelError::io("cannot read the model", path, source))?;
     Ok(ResolvedModel {
         spec: ModelSpec::custom(path, input_size),
         path: path.to_owned(),
