@@ -3,8 +3,9 @@
 //!
 //! This is the CPU reference. The GPU compositor (`render/composite.wgsl`) implements the same
 //! formulas; `tests/integration/compositor.rs` renders both and requires them to agree within one grey level.
-//! With the default settings the result is exactly [`super::cutout_rgba`], i.e. what
-//! `cutout remove` writes.
+//! With the default settings and no edge passes the result is exactly the plain formula of
+//! [`super::cutout_rgba`] (a test checks it). Every writer (`cutout remove`, the app's Export,
+//! Export all and Copy) goes through `finish::Finisher`, which composites with this definition.
 
 use image::{GrayImage, Rgb, RgbImage, RgbaImage};
 use rayon::prelude::*;

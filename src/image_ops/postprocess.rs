@@ -38,7 +38,9 @@ pub fn quantize_min_max(raw: &[f32]) -> Vec<u8> {
         .collect()
 }
 
-/// The cutout: the photo's own colours, the mask as alpha (straight, not premultiplied).
+/// The cutout: the photo's own colours, the mask as alpha (straight, not premultiplied). The
+/// plain formula the tests hold [`super::composite`] and the GPU compositor to; writers go
+/// through `finish::Finisher`.
 /// Fully transparent pixels get black colour: invisible, and it keeps the old background's
 /// detail out of the file (a 12 MP cutout shrinks several-fold).
 pub fn cutout_rgba(rgb: &RgbImage, mask: &GrayImage) -> RgbaImage {
@@ -54,7 +56,8 @@ pub fn cutout_rgba(rgb: &RgbImage, mask: &GrayImage) -> RgbaImage {
     RgbaImage::from_raw(rgb.width(), rgb.height(), out).unwrap_or_else(|| RgbaImage::new(0, 0))
 }
 
-/// The photo over a solid colour: `photo × α + colour × (1 − α)`, rounded.
+/// The photo over a solid colour: `photo × α + colour × (1 − α)`, rounded. Like
+/// [`cutout_rgba`], a reference for the tests.
 pub fn over_background(rgb: &RgbImage, mask: &GrayImage, background: [u8; 3]) -> RgbImage {
     let mut out = Vec::with_capacity(rgb.as_raw().len());
     for (px, &a) in rgb.as_raw().chunks_exact(3).zip(mask.as_raw()) {
