@@ -481,31 +481,6 @@ fn slider_release_to_refined_preview() {
     );
 }
 
-/// Mounts a small tmpfs at `at` (CI runs as root), read-only or `size` big.
-fn mount_tmpfs(at: &Path, options: &str) -> bool {
-    std::fs::create_dir_all(at).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-        .arg(at)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("cannot mount a tmpfs here (not root?); that part is not run");
-    }
-    mounted
-}
-
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        std::process::Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .ok();
-    }
-}
-
 fn last_message(app: &CutoutApp) -> String {
     app.state
         .messages
@@ -543,37 +518,35 @@ fn export_faults_give_one_message_and_lose_nothing() {
     );
 
     let read_only = root.path().join("read-only");
-    if mount_tmpfs(&read_only, "ro,size=1m") {
-        let _unmount = Unmount(read_only.clone());
-        h.state_mut()
-            .command(Command::SetExportFolder(read_only.clone()));
-        let before = h.state().state.messages.len();
-        h.state_mut().command(Command::Export);
-        run_until(&mut h, "the failed export", |app| {
-            app.state.messages[before..].iter().any(|m| m.is_error)
-        });
-        let error = last_message(h.state());
-        assert!(error.contains("Read-only file system"), "{error}");
-        assert_eq!(
-            std::fs::read_dir(&read_only).unwrap().count(),
-            0,
-            "nothing written"
-        );
-        assert!(
-            !matches!(
-                h.state().state.current_entry().unwrap().status,
-                EntryStatus::Failed(_)
-            ),
-            "a failed write is not the photo's fault"
-        );
-        let elsewhere = root.path().join("elsewhere");
-        h.state_mut()
-            .command(Command::SetExportFolder(elsewhere.clone()));
-        h.state_mut().command(Command::ExportAll);
-        run_until(&mut h, "the export elsewhere", |app| {
-            exported(app).is_some_and(|p| p.starts_with(&elsewhere))
-        });
-    }
+    let _unmount = common::mount_tmpfs(&read_only, "ro,size=1m");
+    h.state_mut()
+        .command(Command::SetExportFolder(read_only.clone()));
+    let before = h.state().state.messages.len();
+    h.state_mut().command(Command::Export);
+    run_until(&mut h, "the failed export", |app| {
+        app.state.messages[before..].iter().any(|m| m.is_error)
+    });
+    let error = last_message(h.state());
+    assert!(error.contains("Read-only file system"), "{error}");
+    assert_eq!(
+        std::fs::read_dir(&read_only).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    assert!(
+        !matches!(
+            h.state().state.current_entry().unwrap().status,
+            EntryStatus::Failed(_)
+        ),
+        "a failed write is not the photo's fault"
+    );
+    let elsewhere = root.path().join("elsewhere");
+    h.state_mut()
+        .command(Command::SetExportFolder(elsewhere.clone()));
+    h.state_mut().command(Command::ExportAll);
+    run_until(&mut h, "the export elsewhere", |app| {
+        exported(app).is_some_and(|p| p.starts_with(&elsewhere))
+    });
 
     // No file dialog: `first_hour::without_a_file_dialog_export_says_where_and_remembers_nothing`.
 }

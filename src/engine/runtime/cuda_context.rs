@@ -116,13 +116,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_a_driver_the_warm_up_ends_quietly() {
-        // On a machine without the NVIDIA driver (CI) the thread finds no library and ends; on
-        // one with a GPU it holds and then releases the context. Neither panics nor blocks.
+    fn the_warm_up_ends_without_blocking() {
+        // On a machine without the NVIDIA driver (CI) the thread finds no library and ends at
+        // once; on one with a GPU it makes a context (under a second on an H100), holds it and
+        // releases it when dropped. Neither panics nor blocks.
         let started = std::time::Instant::now();
         drop(ContextWarmup::start());
-        if !driver_present() {
-            assert!(started.elapsed() < std::time::Duration::from_secs(1));
-        }
+        let limit = if driver_present() { 30 } else { 1 };
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(limit),
+            "the warm-up took {:?} (driver present: {})",
+            started.elapsed(),
+            driver_present()
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 pub mod app;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cutout::{
     engine::{self, ProviderKind, ProviderRequest, Segmenter, SegmenterOptions},
@@ -163,4 +163,31 @@ pub fn heavy_lock() -> std::sync::RwLockReadGuard<'static, ()> {
     MACHINE
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Mounts a small tmpfs at `at` (`ro`, or a `size`), unmounted when the guard drops. These tests
+/// need root (CI runs as root) and fail, never skip, without it.
+pub fn mount_tmpfs(at: &Path, options: &str) -> Unmount {
+    std::fs::create_dir_all(at).expect("mount point");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(at)
+        .status();
+    assert!(
+        status.as_ref().is_ok_and(std::process::ExitStatus::success),
+        "this test mounts a tmpfs ({options}) and needs root for it, as CI has: {status:?}"
+    );
+    Unmount(at.to_owned())
+}
+
+/// Unmounts its folder when dropped.
+pub struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        std::process::Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .ok();
+    }
 }
