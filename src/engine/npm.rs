@@ -13,6 +13,7 @@ use std::{
     ffi::OsString,
     fs,
     io::{self, Read, Write},
+    ops::ControlFlow,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -337,27 +338,41 @@ impl Package<'_> {
         ModelError::io("cannot read the package", self.tarball, e)
     }
 
-    /// Pass 1: the model's entry in `dist/resources.json` (the tarball lists it after the chunks).
-    fn resource(&self) -> Result<Resource, ModelError> {
-        let mut resources: Option<HashMap<String, Resource>> = None;
-        for entry in entries_of(self.tarball)
-            .map_err(|e| self.read_err(e))?
-            .entries()
-            .map_err(|e| self.read_err(e))?
-        {
+    /// Calls `visit` with each entry of the tarball and its path, until it breaks.
+    fn each_entry(
+        &self,
+        mut visit: impl FnMut(
+            PathBuf,
+            &mut tar::Entry<'_, flate2::read::GzDecoder<io::BufReader<fs::File>>>,
+        ) -> Result<ControlFlow<()>, ModelError>,
+    ) -> Result<(), ModelError> {
+        let mut archive = entries_of(self.tarball).map_err(|e| self.read_err(e))?;
+        for entry in archive.entries().map_err(|e| self.read_err(e))? {
             let mut entry = entry.map_err(|e| self.read_err(e))?;
             let path = entry.path().map_err(|e| self.read_err(e))?.into_owned();
-            if path.ends_with("dist/resources.json") {
-                let mut text = String::new();
-                entry
-                    .read_to_string(&mut text)
-                    .map_err(|e| self.read_err(e))?;
-                resources = Some(serde_json::from_str(&text).map_err(|e| {
-                    self.fail(format!("the package's resources.json is unreadable: {e}"))
-                })?);
+            if visit(path, &mut entry)?.is_break() {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Pass 1: the model's entry in `dist/resources.json` (the tarball lists it after the chunks).
+    fn resource(&self) -> Result<Resource, ModelError> {
+        let mut resources: Option<HashMap<String, Resource>> = None;
+        self.each_entry(|path, entry| {
+            if !path.ends_with("dist/resources.json") {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| self.read_err(e))?;
+            resources = Some(serde_json::from_str(&text).map_err(|e| {
+                self.fail(format!("the package's resources.json is unreadable: {e}"))
+            })?);
+            Ok(ControlFlow::Break(()))
+        })?;
         let mut resources = resources
             .ok_or_else(|| self.fail("the package has no dist/resources.json".to_owned()))?;
         resources.remove(&self.source.resource).ok_or_else(|| {
@@ -402,18 +417,12 @@ impl Package<'_> {
             .collect();
         let mut chunks: HashMap<String, Vec<u8>> = HashMap::new();
         let mut checked = 0u64;
-        for entry in entries_of(self.tarball)
-            .map_err(|e| self.read_err(e))?
-            .entries()
-            .map_err(|e| self.read_err(e))?
-        {
-            let mut entry = entry.map_err(|e| self.read_err(e))?;
-            let path = entry.path().map_err(|e| self.read_err(e))?.into_owned();
+        self.each_entry(|path, entry| {
             let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-                continue;
+                return Ok(ControlFlow::Continue(()));
             };
             let Some(&len) = wanted.get(name.as_str()) else {
-                continue;
+                return Ok(ControlFlow::Continue(()));
             };
             let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
             entry
@@ -434,7 +443,8 @@ impl Package<'_> {
                 });
             }
             chunks.insert(name, bytes);
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(chunks)
     }
 
