@@ -137,11 +137,11 @@ struct WorkerLink {
 /// The app.
 pub struct CutoutApp {
     /// Persisted settings (the UI edits them directly for things that only cost a redraw).
-    pub settings: Settings,
+    settings: Settings,
     /// Runtime state, read by the UI.
-    pub state: AppState,
+    state: AppState,
     /// Zoom and pan.
-    pub view: ViewState,
+    view: ViewState,
     /// Writing changed settings back.
     store: SettingsStore,
     dirs: AppDirs,
@@ -266,6 +266,27 @@ impl CutoutApp {
         app.configure();
         app.add_paths(&options.paths);
         Ok(app)
+    }
+
+    /// What the app knows: the engine, the photos, the messages, the statistics.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The settings (saved when they change).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The settings, for a change that only costs a redraw (as the panel's sliders make it);
+    /// anything that needs the worker goes through [`Self::command`].
+    pub fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+
+    /// Zoom and pan.
+    pub fn view(&self) -> &ViewState {
+        &self.view
     }
 
     /// Queues a command (the UI calls this; tests may too).

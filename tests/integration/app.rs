@@ -19,7 +19,7 @@ use cutout::{
 use egui_kittest::kittest::Queryable as _;
 
 fn exported(app: &CutoutApp) -> Option<PathBuf> {
-    app.state.current_entry().and_then(|e| match &e.status {
+    app.state().current_entry().and_then(|e| match &e.status {
         EntryStatus::Exported(p) => Some(p.clone()),
         _ => None,
     })
@@ -72,12 +72,15 @@ fn open_segment_compare_precisions_threshold_and_export() {
     run_until(&mut h, "the first mask", |app| {
         ready_with(app, Precision::Fp32)
     });
-    assert!(matches!(h.state().state.engine, EngineStatus::Ready { .. }));
+    assert!(matches!(
+        h.state().state().engine,
+        EngineStatus::Ready { .. }
+    ));
     // The composite is drawn by the wgpu paint callback: the canvas is not blank.
     let shot = h.render().expect("render");
     let canvas = h
         .state()
-        .state
+        .state()
         .current
         .as_ref()
         .unwrap()
@@ -92,12 +95,12 @@ fn open_segment_compare_precisions_threshold_and_export() {
         "the paint callback drew the composite"
     );
     // The composite's GPU time arrives a few frames later, where the adapter can measure it.
-    if h.state().state.stats.composite_measurable {
+    if h.state().state().stats.composite_measurable {
         for _ in 0..6 {
             h.render().expect("render");
             h.step();
         }
-        let gpu = h.state().state.stats.composite_gpu.summary();
+        let gpu = h.state().state().stats.composite_gpu.summary();
         assert!(
             gpu.is_some_and(|s| s.min > 0.0),
             "composite GPU time: {gpu:?}"
@@ -124,7 +127,7 @@ fn open_segment_compare_precisions_threshold_and_export() {
     }
     h.get_by_label_contains("Copy cutout").click();
     run_until(&mut h, "the copy", |app| {
-        app.state
+        app.state()
             .messages
             .iter()
             .any(|m| m.text.contains("copied to the clipboard"))
@@ -137,7 +140,7 @@ fn open_segment_compare_precisions_threshold_and_export() {
         ready_with(app, Precision::Fp16)
     });
     run_until(&mut h, "the mask comparison", |app| {
-        app.state
+        app.state()
             .current
             .as_ref()
             .is_some_and(|c| c.difference.is_some())
@@ -149,7 +152,7 @@ fn open_segment_compare_precisions_threshold_and_export() {
     let sliders: Vec<_> = h.get_all_by_role(egui::accesskit::Role::Slider).collect();
     sliders[0].set_value_accesskit(0.7);
     h.run_steps(2);
-    let settings = h.state().settings.composite;
+    let settings = h.state().settings().composite;
     assert!((settings.threshold - 0.7).abs() < 1e-6, "{settings:?}");
 
     // Export again: the file follows the new threshold, with the preview's definition.
@@ -158,7 +161,7 @@ fn open_segment_compare_precisions_threshold_and_export() {
     run_until(&mut h, "the second export", |app| {
         exported(app).is_some_and(|p| p.exists())
     });
-    let current = h.state().state.current.as_ref().unwrap();
+    let current = h.state().state().current.as_ref().unwrap();
     let expected = cutout::finish::Finisher::new()
         .composite(
             current.photo.as_ref().unwrap(),
@@ -214,18 +217,18 @@ fn a_corrupt_file_dropped_with_good_ones_fails_alone() {
             .push(Arc::new(Dropped(path)) as egui::DroppedFileHandle);
     }
     h.step();
-    assert_eq!(h.state().state.entries.len(), 3);
+    assert_eq!(h.state().state().entries.len(), 3);
     run_until(&mut h, "every photo processed", |app| {
-        app.state
+        app.state()
             .entries
             .iter()
             .all(|e| e.status != EntryStatus::Pending)
-            && app.state.current.as_ref().is_some_and(|c| !c.busy)
+            && app.state().current.as_ref().is_some_and(|c| !c.busy)
     });
     let app = h.state();
     let (done, failed) = app.counts();
     assert_eq!((done, failed), (2, 1));
-    let errors: Vec<_> = app.state.messages.iter().filter(|m| m.is_error).collect();
+    let errors: Vec<_> = app.state().messages.iter().filter(|m| m.is_error).collect();
     assert_eq!(errors.len(), 1, "one clear message: {errors:?}");
     assert!(
         errors[0].text.contains("damaged or incomplete") && errors[0].text.contains("broken.jpg"),
@@ -233,14 +236,14 @@ fn a_corrupt_file_dropped_with_good_ones_fails_alone() {
         errors[0].text
     );
     let failed_entry = app
-        .state
+        .state()
         .entries
         .iter()
         .find(|e| e.name == "broken.jpg")
         .unwrap();
     assert!(matches!(failed_entry.status, EntryStatus::Failed(_)));
     assert!(
-        app.state
+        app.state()
             .entries
             .iter()
             .filter(|e| e.thumbnail.is_some())
@@ -252,9 +255,9 @@ fn a_corrupt_file_dropped_with_good_ones_fails_alone() {
     // Export all: the two good photos are written, the broken one is skipped.
     h.state_mut().command(Command::ExportAll);
     h.step();
-    assert_eq!(h.state().state.export_progress.map(|p| p.total), Some(2));
+    assert_eq!(h.state().state().export_progress.map(|p| p.total), Some(2));
     run_until(&mut h, "export all", |app| {
-        app.state.export_progress.is_none()
+        app.state().export_progress.is_none()
     });
     let mut written: Vec<_> = std::fs::read_dir(root.path().join("exports"))
         .unwrap()
@@ -265,7 +268,7 @@ fn a_corrupt_file_dropped_with_good_ones_fails_alone() {
 }
 
 fn running_model(app: &CutoutApp) -> Option<&str> {
-    match &app.state.engine {
+    match &app.state().engine {
         EngineStatus::Ready { model, .. } => Some(model.as_str()),
         _ => None,
     }
@@ -273,7 +276,7 @@ fn running_model(app: &CutoutApp) -> Option<&str> {
 
 fn fetching(app: &CutoutApp) -> bool {
     matches!(
-        app.state.engine,
+        app.state().engine,
         EngineStatus::Configuring {
             fetch: Some(f),
             ..
@@ -298,9 +301,9 @@ fn pick_the_quality_model_fetch_cancel_fetch_again_and_export() {
     run_until(&mut h, "fetch progress", fetching);
     h.get_by_label("Cancel").click();
     run_until(&mut h, "u2netp again", |app| {
-        running_model(app) == Some("u2netp") && !app.state.current.as_ref().unwrap().busy
+        running_model(app) == Some("u2netp") && !app.state().current.as_ref().unwrap().busy
     });
-    assert_eq!(h.state().settings.model_name(), "u2netp");
+    assert_eq!(h.state().settings().model_name(), "u2netp");
     let left: Vec<_> = std::fs::read_dir(&models_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -316,7 +319,7 @@ fn pick_the_quality_model_fetch_cancel_fetch_again_and_export() {
     run_until(&mut h, "the isnet mask", |app| {
         running_model(app) == Some("isnet")
             && app
-                .state
+                .state()
                 .current
                 .as_ref()
                 .is_some_and(|c| !c.busy && c.ran.is_some_and(|r| r.input_side_px == 1024))
@@ -344,16 +347,16 @@ fn edge_passes_run_where_the_adapter_calls_for_and_follow_the_settings() {
     });
     let software = ["llvmpipe", "lavapipe", "swiftshader", "Cpu"]
         .iter()
-        .any(|s| h.state().state.adapter.contains(s));
+        .any(|s| h.state().state().adapter.contains(s));
     let on_cpu = matches!(
-        h.state().state.edges.runner,
+        h.state().state().edges.runner,
         cutout::finish::EdgeRunner::Cpu { .. }
     );
     eprintln!(
         "window adapter {}; edges: {} ({})",
-        h.state().state.adapter,
-        h.state().state.edges.runner,
-        h.state().state.edges.why
+        h.state().state().adapter,
+        h.state().state().edges.runner,
+        h.state().state().edges.why
     );
     assert_eq!(
         on_cpu, software,
@@ -361,25 +364,25 @@ fn edge_passes_run_where_the_adapter_calls_for_and_follow_the_settings() {
     );
     // Colours are on by default: the first run comes without touching anything.
     run_until(&mut h, "the first edge run", |app| {
-        !app.state.stats.edges.is_empty()
+        !app.state().stats.edges.is_empty()
     });
-    let runs = h.state().state.stats.edges.len();
+    let runs = h.state().state().stats.edges.len();
     h.get_by_label("Refine edges (guided filter)").click();
     run_until(&mut h, "the guided filter's run", |app| {
-        app.state.stats.edges.len() > runs
+        app.state().stats.edges.len() > runs
     });
     if on_cpu {
-        let bands = h.state().state.edge_bands.expect("the CPU run's bands");
+        let bands = h.state().state().edge_bands.expect("the CPU run's bands");
         assert!(bands.guided_px > 0 && bands.foreground_px > 0, "{bands:?}");
     }
     // Nothing changes: no new run.
-    let runs = h.state().state.stats.edges.len();
+    let runs = h.state().state().stats.edges.len();
     for _ in 0..10 {
         h.step();
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        h.state().state.stats.edges.len(),
+        h.state().state().stats.edges.len(),
         runs,
         "runs only on a change"
     );
@@ -419,14 +422,14 @@ fn slider_release_to_refined_preview() {
         ready_with(app, Precision::Fp32)
     });
     run_until(&mut h, "the first edge run", |app| {
-        !app.state.stats.edges.is_empty()
+        !app.state().stats.edges.is_empty()
     });
     eprintln!(
         "edges: {} ({}); photo {:?}",
-        h.state().state.edges.runner,
-        h.state().state.edges.why,
+        h.state().state().edges.runner,
+        h.state().state().edges.why,
         h.state()
-            .state
+            .state()
             .current
             .as_ref()
             .and_then(|c| c.texture_size)
@@ -437,17 +440,17 @@ fn slider_release_to_refined_preview() {
         let mut radius = 4;
         while drag_started.elapsed() < Duration::from_secs(1) {
             radius = 4 + (radius + 1) % 20;
-            h.state_mut().settings.composite.refine.radius = radius;
+            h.state_mut().settings_mut().composite.refine.radius = radius;
             h.step();
         }
         let signal = |app: &CutoutApp| {
             (
-                app.state.stats.edges.len(),
-                app.state.stats.edges.last().map(f64::to_bits),
+                app.state().stats.edges.len(),
+                app.state().stats.edges.last().map(f64::to_bits),
             )
         };
         let runs = signal(h.state());
-        h.state_mut().settings.composite.refine.radius = 30 + round;
+        h.state_mut().settings_mut().composite.refine.radius = 30 + round;
         let released = Instant::now();
         // The result for the released value is the last run to arrive once no newer run is
         // owed: wait until runs stop arriving for the final settings.
@@ -482,7 +485,7 @@ fn slider_release_to_refined_preview() {
 }
 
 fn last_message(app: &CutoutApp) -> String {
-    app.state
+    app.state()
         .messages
         .last()
         .map(|m| m.text.clone())
@@ -509,22 +512,22 @@ fn export_faults_give_one_message_and_lose_nothing() {
     assert!(chosen.join("car-1.png").is_file());
     assert!(
         h.state()
-            .state
+            .state()
             .messages
             .iter()
             .any(|m| m.text.contains("was missing and was made again")),
         "{:?}",
-        h.state().state.messages
+        h.state().state().messages
     );
 
     let read_only = root.path().join("read-only");
     let _unmount = common::mount_tmpfs(&read_only, "ro,size=1m");
     h.state_mut()
         .command(Command::SetExportFolder(read_only.clone()));
-    let before = h.state().state.messages.len();
+    let before = h.state().state().messages.len();
     h.state_mut().command(Command::Export);
     run_until(&mut h, "the failed export", |app| {
-        app.state.messages[before..].iter().any(|m| m.is_error)
+        app.state().messages[before..].iter().any(|m| m.is_error)
     });
     let error = last_message(h.state());
     assert!(error.contains("Read-only file system"), "{error}");
@@ -535,7 +538,7 @@ fn export_faults_give_one_message_and_lose_nothing() {
     );
     assert!(
         !matches!(
-            h.state().state.current_entry().unwrap().status,
+            h.state().state().current_entry().unwrap().status,
             EntryStatus::Failed(_)
         ),
         "a failed write is not the photo's fault"

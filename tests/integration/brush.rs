@@ -20,7 +20,7 @@ use egui_kittest::Harness;
 fn export_bytes(h: &mut Harness<'static, CutoutApp>, what: &str) -> Vec<u8> {
     h.state_mut().command(Command::Export);
     let exported = |app: &CutoutApp| -> Option<PathBuf> {
-        app.state.current_entry().and_then(|e| match &e.status {
+        app.state().current_entry().and_then(|e| match &e.status {
             EntryStatus::Exported(p) if p.exists() => Some(p.clone()),
             _ => None,
         })
@@ -38,8 +38,8 @@ fn rgba(png: &[u8]) -> image::RgbaImage {
 
 /// Screen position of a photo pixel on the canvas.
 fn on_screen(app: &CutoutApp, x: f32, y: f32) -> egui::Pos2 {
-    let size = app.state.current.as_ref().unwrap().texture_size.unwrap();
-    let photo = app.view.screen_rect(app.canvas(), size);
+    let size = app.state().current.as_ref().unwrap().texture_size.unwrap();
+    let photo = app.view().screen_rect(app.canvas(), size);
     photo.min + egui::vec2(x, y) * (photo.width() / size[0] as f32)
 }
 
@@ -96,10 +96,10 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
     assert!(plain.get_pixel(w / 2, ht / 2).0[3] > 200, "the car is kept");
 
     // E takes the Erase brush; the canvas paints with it.
-    h.state_mut().settings.brush.radius_pt = 12.0;
+    h.state_mut().settings_mut().brush.radius_pt = 12.0;
     h.key_press(egui::Key::E);
     h.run_steps(2);
-    assert_eq!(h.state().state.tool, Some(BrushMode::Erase));
+    assert_eq!(h.state().state().tool, Some(BrushMode::Erase));
     let path: Vec<egui::Pos2> = (0..=8)
         .map(|i| {
             on_screen(
@@ -111,7 +111,7 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
         .collect();
     let shown_before = screen_pixel(&mut h, path[4]);
     drag(&mut h, &path);
-    let strokes = h.state().state.current_edits().unwrap().strokes();
+    let strokes = h.state().state().current_edits().unwrap().strokes();
     assert_eq!(strokes.len(), 1, "one stroke in the history");
     let stroke = strokes[0].clone();
     assert_eq!(stroke.brush.mode, BrushMode::Erase);
@@ -152,7 +152,7 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
     h.run_steps(3);
     assert!(
         h.state()
-            .state
+            .state()
             .current_edits()
             .unwrap()
             .strokes()
@@ -191,7 +191,7 @@ fn a_dragged_stroke_changes_the_export_only_in_its_footprint_and_undo_restores_i
         ready_with(app, Precision::Fp16)
     });
     assert_eq!(
-        h.state().state.current_edits().unwrap().strokes(),
+        h.state().state().current_edits().unwrap().strokes(),
         vec![stroke]
     );
     let fp16 = rgba(&export_bytes(&mut h, "the FP16 export"));
@@ -231,7 +231,7 @@ fn painting_frame_times_on_a_12_mp_photo() {
         idle[50], idle[98]
     );
     for edge_aware in [false, true] {
-        h.state_mut().settings.brush.edge_aware = edge_aware;
+        h.state_mut().settings_mut().brush.edge_aware = edge_aware;
         h.state_mut()
             .command(Command::PickBrush(Some(BrushMode::Keep)));
         h.run_steps(3);
@@ -266,7 +266,7 @@ fn painting_frame_times_on_a_12_mp_photo() {
             at(0.99),
             at(1.0),
             finish_ms,
-            h.state().state.current_edits().unwrap().bytes()
+            h.state().state().current_edits().unwrap().bytes()
         );
         h.state_mut().command(Command::PickBrush(None));
         h.run_steps(2);
@@ -300,13 +300,13 @@ fn readme_before_and_after_picture() {
     std::fs::write(out.join("brush-before.png"), export_bytes(&mut h, "before")).unwrap();
     let size = h
         .state()
-        .state
+        .state()
         .current
         .as_ref()
         .unwrap()
         .texture_size
         .unwrap();
-    let scale = h.state().view.scale(h.state().canvas(), size);
+    let scale = h.state().view().scale(h.state().canvas(), size);
     h.state_mut()
         .command(Command::PickBrush(Some(BrushMode::Erase)));
     h.run_steps(2);
@@ -322,8 +322,8 @@ fn readme_before_and_after_picture() {
         (9.0, true, vec![[19.0, 245.0], [19.0, 290.0]]),
         (9.0, true, vec![[18.0, 375.0], [19.0, 440.0], [20.0, 511.0]]),
     ] {
-        h.state_mut().settings.brush.radius_pt = radius * scale;
-        h.state_mut().settings.brush.edge_aware = edge_aware;
+        h.state_mut().settings_mut().brush.radius_pt = radius * scale;
+        h.state_mut().settings_mut().brush.edge_aware = edge_aware;
         let path: Vec<egui::Pos2> = points
             .iter()
             .map(|p: &[f32; 2]| on_screen(h.state(), p[0], p[1]))

@@ -15,14 +15,14 @@ use cutout::{
 use egui_kittest::kittest::Queryable as _;
 
 fn exported(app: &CutoutApp, entry: EntryId) -> Option<PathBuf> {
-    app.state.entry(entry).and_then(|e| match &e.status {
+    app.state().entry(entry).and_then(|e| match &e.status {
         EntryStatus::Exported(p) => Some(p.clone()),
         _ => None,
     })
 }
 
 fn entry_named(app: &CutoutApp, folder: &str) -> EntryId {
-    app.state
+    app.state()
         .entries
         .iter()
         .find(|e| matches!(&e.source, cutout::app::Source::File(p) if p.parent().unwrap().ends_with(folder)))
@@ -31,7 +31,7 @@ fn entry_named(app: &CutoutApp, folder: &str) -> EntryId {
 }
 
 fn status_text(app: &CutoutApp) -> String {
-    app.state
+    app.state()
         .status_message(Instant::now())
         .map(|(m, _)| m.text.clone())
         .unwrap_or_default()
@@ -71,7 +71,7 @@ fn an_export_never_replaces_another_photos_cutout() {
 
     h.get_by_label("car-1.jpg — b").click();
     run_until(&mut h, "the second photo's mask", |app| {
-        app.state
+        app.state()
             .current
             .as_ref()
             .is_some_and(|c| c.entry == second)
@@ -103,7 +103,7 @@ fn an_export_never_replaces_another_photos_cutout() {
     // The second photo again: its own file is replaced, nothing new appears.
     h.state_mut().command(Command::Export);
     run_until(&mut h, "the second photo's export again", |app| {
-        app.state
+        app.state()
             .messages
             .iter()
             .filter(|m| m.text.contains("car-1 (2).png"))
@@ -132,10 +132,10 @@ fn a_high_threshold_keeps_the_subject_opaque() {
     let sliders: Vec<_> = h.get_all_by_role(egui::accesskit::Role::Slider).collect();
     sliders[0].set_value_accesskit(0.96);
     h.run_steps(2);
-    assert!((h.state().settings.composite.threshold - 0.96).abs() < 1e-6);
+    assert!((h.state().settings().composite.threshold - 0.96).abs() < 1e-6);
     let mask = h
         .state()
-        .state
+        .state()
         .current
         .as_ref()
         .unwrap()
@@ -143,7 +143,7 @@ fn a_high_threshold_keeps_the_subject_opaque() {
         .clone()
         .unwrap();
     h.state_mut().command(Command::Export);
-    let entry = h.state().state.current.as_ref().unwrap().entry;
+    let entry = h.state().state().current.as_ref().unwrap().entry;
     run_until(&mut h, "the export", |app| exported(app, entry).is_some());
     let png = image::open(exports.join("car-1.png")).unwrap().to_rgba8();
     let sure: Vec<u8> = png
@@ -177,19 +177,19 @@ fn a_failed_photo_shows_its_reason_and_messages_stay_with_their_photo() {
     run_until(&mut h, "both photos processed", |app| {
         ready_with(app, Precision::Fp32)
             && app
-                .state
+                .state()
                 .entries
                 .iter()
                 .all(|e| e.status != EntryStatus::Pending)
     });
-    let good = h.state().state.entries[0].id;
+    let good = h.state().state().entries[0].id;
     h.state_mut().command(Command::Export);
     run_until(&mut h, "the export", |app| exported(app, good).is_some());
     assert!(status_text(h.state()).contains("exported"));
 
     h.get_by_label("broken.jpg").click();
     run_until(&mut h, "the broken photo on screen", |app| {
-        app.state
+        app.state()
             .current
             .as_ref()
             .is_some_and(|c| c.entry != good && !c.busy)
@@ -236,11 +236,11 @@ fn without_a_file_dialog_export_says_where_and_remembers_nothing() {
     });
     h.get_by_label_contains("until you type a folder above");
     h.state_mut().command(Command::Export);
-    let entry = h.state().state.current.as_ref().unwrap().entry;
+    let entry = h.state().state().current.as_ref().unwrap().entry;
     run_until(&mut h, "the export", |app| exported(app, entry).is_some());
     assert!(default.join("car-1.png").is_file());
     assert_eq!(
-        h.state().settings.export_dir,
+        h.state().settings().export_dir,
         None,
         "a folder the user did not choose is not remembered"
     );
@@ -269,7 +269,7 @@ fn an_offline_first_start_offers_the_model_on_disk() {
         cutout::app::settings::Choice::Fixed("u2netp".to_owned());
     let mut h = harness(opts);
     run_until(&mut h, "the failed start", |app| {
-        matches!(app.state.engine, EngineStatus::Failed(_))
+        matches!(app.state().engine, EngineStatus::Failed(_))
     });
     assert!(status_text(h.state()).contains("could not"));
     h.run_steps(2);
@@ -279,7 +279,7 @@ fn an_offline_first_start_offers_the_model_on_disk() {
     run_until(
         &mut h,
         "IS-Net running",
-        |app| matches!(&app.state.engine, EngineStatus::Ready { model, .. } if model == "isnet"),
+        |app| matches!(&app.state().engine, EngineStatus::Ready { model, .. } if model == "isnet"),
     );
     let said = status_text(h.state());
     assert!(!said.contains("could not"), "{said}");
@@ -309,7 +309,7 @@ fn the_canvas_keeps_its_place_while_the_session_reloads() {
     loop {
         h.step();
         let app = h.state();
-        if matches!(app.state.engine, EngineStatus::Configuring { .. }) {
+        if matches!(app.state().engine, EngineStatus::Configuring { .. }) {
             reloading_frames += 1;
             assert_eq!(
                 app.canvas(),
@@ -334,9 +334,9 @@ fn the_colour_picker_about_and_a_pasted_thumbnail() {
     let root = tempfile::tempdir().unwrap();
     let mut h = harness(options(root.path(), Vec::new()));
     run_until(&mut h, "the engine", |app| {
-        matches!(app.state.engine, EngineStatus::Ready { .. })
+        matches!(app.state().engine, EngineStatus::Ready { .. })
     });
-    h.state_mut().settings.composite.background = cutout::image_ops::Background::Color;
+    h.state_mut().settings_mut().composite.background = cutout::image_ops::Background::Color;
     h.run_steps(2);
     h.get_by_role(egui::accesskit::Role::ColorWell).click();
     h.run_steps(3);
@@ -346,7 +346,7 @@ fn the_colour_picker_about_and_a_pasted_thumbnail() {
     h.run_steps(2);
     h.get_by_label("About cutout").click();
     h.run_steps(4);
-    assert!(h.state().state.show_about, "the About window is open");
+    assert!(h.state().state().show_about, "the About window is open");
     h.get_by_label(&format!("cutout {}", env!("CARGO_PKG_VERSION")));
     h.get_by_label_contains("ONNX Runtime: 1.");
 
@@ -356,7 +356,7 @@ fn the_colour_picker_about_and_a_pasted_thumbnail() {
         .events
         .push(egui::Event::PasteImage(std::sync::Arc::new(image)));
     h.run_steps(2);
-    let pasted = h.state().state.entries.last().unwrap();
+    let pasted = h.state().state().entries.last().unwrap();
     assert_eq!(pasted.name, "Pasted image 1");
     assert!(
         pasted.thumbnail.is_some(),

@@ -71,7 +71,7 @@ fn live_frames_drawn_on_screen_do_not_grow_memory() {
         "150 Live frames in {:.1} s: {growth_mb:+.1} MB resident, {new_code} new executable mappings",
         started.elapsed().as_secs_f64()
     );
-    assert!(h.state().state.live, "Live stayed on");
+    assert!(h.state().state().live, "Live stayed on");
     assert!(
         growth_mb < 30.0 && new_code < 10,
         "memory grows with drawn frames: {growth_mb:+.1} MB, {new_code} new executable mappings"

@@ -59,7 +59,7 @@ pub fn run_until(
         assert!(
             started.elapsed() < WAIT,
             "timed out waiting for {what}; messages: {:?}",
-            harness.state().state.messages
+            harness.state().state().messages
         );
         harness.step();
         std::thread::sleep(Duration::from_millis(10));
@@ -68,7 +68,7 @@ pub fn run_until(
 }
 
 pub fn ready_with(app: &CutoutApp, precision: Precision) -> bool {
-    app.state.current.as_ref().is_some_and(|c| {
+    app.state().current.as_ref().is_some_and(|c| {
         !c.busy && c.mask.is_some() && c.ran.is_some_and(|r| r.precision == precision)
     })
 }
