@@ -27,7 +27,7 @@ fn candidates() -> Vec<wgpu::Backends> {
 }
 
 /// A backend's name for people.
-pub fn name(backends: wgpu::Backends) -> &'static str {
+pub(super) fn name(backends: wgpu::Backends) -> &'static str {
     match backends {
         wgpu::Backends::DX12 => "Direct3D 12",
         wgpu::Backends::VULKAN => "Vulkan",
@@ -38,7 +38,7 @@ pub fn name(backends: wgpu::Backends) -> &'static str {
 }
 
 /// How the window gets its GPU objects, and the backends passed over on the way (with why).
-pub struct Choice {
+pub(super) struct Choice {
     /// For eframe.
     pub setup: egui_wgpu::WgpuSetup,
     /// `Direct3D 12: Parent device is lost`, one per backend that could not draw.
@@ -49,7 +49,7 @@ pub struct Choice {
 
 /// Tries the backends in order. OpenGL, the last resort, is left to eframe (it needs the
 /// window's display connection to start), as is everything when `WGPU_BACKEND` is set.
-pub fn choose() -> Choice {
+pub(super) fn choose() -> Choice {
     let create_new = |backends: wgpu::Backends| {
         let mut setup = egui_wgpu::WgpuSetupCreateNew::without_display_handle();
         setup.instance_descriptor.backends = backends;

@@ -378,7 +378,7 @@ impl UiCommand {
 }
 
 /// How much `[` and `]` change the brush radius.
-pub const BRUSH_STEP: f32 = 1.25;
+pub(super) const BRUSH_STEP: f32 = 1.25;
 
 /// Every key shortcut (clipboard ones aside) with its command, those with more modifiers first:
 /// egui ignores extra Shift when matching, so Ctrl+Shift+S must be tried before Ctrl+S.

@@ -40,7 +40,7 @@ struct RefineRuns {
 }
 
 /// Everything the on-screen composite needs on the GPU, created once at start-up.
-pub struct Compositor {
+pub(super) struct Compositor {
     pipeline: Pipeline,
     images: Option<ImageTextures>,
     /// Counts mask uploads, to tell masks apart.
@@ -53,7 +53,7 @@ pub struct Compositor {
 impl Compositor {
     /// Creates the pipeline for egui's target format and stores it in the renderer's callback
     /// resources.
-    pub fn install(render_state: &egui_wgpu::RenderState) {
+    pub(super) fn install(render_state: &egui_wgpu::RenderState) {
         let compositor = Self {
             pipeline: Pipeline::new(
                 &render_state.device,
@@ -74,7 +74,7 @@ impl Compositor {
     }
 
     /// Runs `f` on the installed compositor, if there is one.
-    pub fn with<R>(
+    pub(super) fn with<R>(
         render_state: &egui_wgpu::RenderState,
         f: impl FnOnce(&mut Self, &wgpu::Device, &wgpu::Queue) -> R,
     ) -> Option<R> {
@@ -84,7 +84,7 @@ impl Compositor {
     }
 
     /// Replaces the photo (and clears the mask).
-    pub fn set_photo(
+    pub(super) fn set_photo(
         &mut self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
@@ -105,7 +105,11 @@ impl Compositor {
     }
 
     /// Replaces the mask of the current photo.
-    pub fn set_mask(&mut self, queue: &wgpu::Queue, mask: &GrayImage) -> Result<(), RenderError> {
+    pub(super) fn set_mask(
+        &mut self,
+        queue: &wgpu::Queue,
+        mask: &GrayImage,
+    ) -> Result<(), RenderError> {
         self.mask_generation += 1;
         match &self.images {
             Some(images) => images.write_mask(queue, mask),
@@ -114,7 +118,7 @@ impl Compositor {
     }
 
     /// Copies `rect` of the edit layer into the edit texture.
-    pub fn write_edits(
+    pub(super) fn write_edits(
         &self,
         queue: &wgpu::Queue,
         layer: &EditLayer,
@@ -128,7 +132,11 @@ impl Compositor {
 
     /// Replaces the cutout texture with one computed on the CPU (see [`super::pack_cutout`]);
     /// the refinement passes are then not run for it.
-    pub fn write_cutout(&mut self, queue: &wgpu::Queue, rgba: &[u8]) -> Result<(), RenderError> {
+    pub(super) fn write_cutout(
+        &mut self,
+        queue: &wgpu::Queue,
+        rgba: &[u8],
+    ) -> Result<(), RenderError> {
         match &self.images {
             Some(images) => images.write_cutout(queue, rgba),
             None => Ok(()),
@@ -141,7 +149,7 @@ impl Compositor {
     /// dispatch per call, so that frames are drawn between its parts instead of waiting for all
     /// of it; a run in parts is finished before a newer one starts. Returns whether work is still
     /// owed or in flight (the caller should draw again soon).
-    pub fn refine(
+    pub(super) fn refine(
         &mut self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
@@ -199,7 +207,7 @@ impl Compositor {
 
     /// Times (milliseconds) from the first submission to the completion of refinement runs
     /// finished since the last call.
-    pub fn take_refine_ms(&self) -> Vec<f64> {
+    pub(super) fn take_refine_ms(&self) -> Vec<f64> {
         self.refine
             .finished_ms
             .lock()
@@ -208,12 +216,12 @@ impl Compositor {
     }
 
     /// Whether the composite's GPU time is measured (the adapter has timestamp queries).
-    pub fn measures_gpu_time(&self) -> bool {
+    pub(super) fn measures_gpu_time(&self) -> bool {
         self.timer.is_some()
     }
 
     /// GPU times of the composite draw (milliseconds) measured since the last call.
-    pub fn take_gpu_ms(&self) -> Vec<f64> {
+    pub(super) fn take_gpu_ms(&self) -> Vec<f64> {
         self.timer
             .as_ref()
             .map(GpuTimer::take_ms)
@@ -221,19 +229,19 @@ impl Compositor {
     }
 
     /// Forgets the photo (nothing is drawn).
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.images = None;
         self.refine.partial = None;
     }
 
     /// The GPU's largest texture side.
-    pub fn max_texture_side_px(device: &wgpu::Device) -> u32 {
+    pub(super) fn max_texture_side_px(device: &wgpu::Device) -> u32 {
         device.limits().max_texture_dimension_2d
     }
 }
 
 /// One frame's composite: only the uniforms travel with it.
-pub struct CompositeCallback {
+pub(super) struct CompositeCallback {
     /// Settings, view and preview options, packed for the shader.
     pub uniforms: Uniforms,
     /// Set (and logged once) when a composite with a mask is drawn.

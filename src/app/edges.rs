@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// What a finished CPU edge run gives the UI.
-pub struct EdgeDone {
+pub(super) struct EdgeDone {
     /// The photo and mask it was for (see [`EdgePreview::serial`]).
     pub serial: u64,
     /// The cutout texture's bytes ([`render::pack_cutout`]).
@@ -51,7 +51,7 @@ struct EdgeJob {
 
 /// The preview's edge passes: where they run, and on the CPU path the thread and what it was
 /// last asked for.
-pub struct EdgePreview {
+pub(super) struct EdgePreview {
     path: EdgePath,
     thread: Option<EdgeThread>,
     /// Counts photo and mask uploads: a result is used only for the textures it was made from.
@@ -64,7 +64,7 @@ pub struct EdgePreview {
 impl EdgePreview {
     /// Chooses the path for a window drawn by `adapter` (`None`: no wgpu renderer) and, for the
     /// CPU path, starts its thread; `wake` is called when a result is ready.
-    pub fn new(
+    pub(super) fn new(
         adapter: Option<&wgpu::AdapterInfo>,
         wake: impl Fn() + Send + 'static,
     ) -> Result<Self, AppError> {
@@ -95,17 +95,17 @@ impl EdgePreview {
     }
 
     /// Where the preview's edge passes run, and why.
-    pub fn path(&self) -> &EdgePath {
+    pub(super) fn path(&self) -> &EdgePath {
         &self.path
     }
 
     /// Whether they run on the CPU (the caller uploads [`EdgeDone::rgba`]).
-    pub fn on_cpu(&self) -> bool {
+    pub(super) fn on_cpu(&self) -> bool {
         self.thread.is_some()
     }
 
     /// A new photo on the GPU (as uploaded; its mask follows).
-    pub fn set_photo(&mut self, photo: Arc<RgbImage>) {
+    pub(super) fn set_photo(&mut self, photo: Arc<RgbImage>) {
         self.serial += 1;
         self.photo = Some(photo);
         self.mask = None;
@@ -113,7 +113,7 @@ impl EdgePreview {
 
     /// A new mask on the GPU (as uploaded). On the CPU path, returns the cutout texture's bytes
     /// without refinement, to show at once while the edge passes run.
-    pub fn set_mask(&mut self, mask: Arc<GrayImage>) -> Option<Vec<u8>> {
+    pub(super) fn set_mask(&mut self, mask: Arc<GrayImage>) -> Option<Vec<u8>> {
         self.serial += 1;
         let mask = &*self.mask.insert(mask);
         let photo = self.photo.as_ref()?;
@@ -122,7 +122,7 @@ impl EdgePreview {
     }
 
     /// Forgets the photo.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.serial += 1;
         self.photo = None;
         self.mask = None;
@@ -130,7 +130,7 @@ impl EdgePreview {
 
     /// On the CPU path: asks for the edge passes with `settings` unless they were asked for
     /// this photo and mask already. Returns whether a run was started.
-    pub fn request(&mut self, settings: &CompositeSettings) -> bool {
+    pub(super) fn request(&mut self, settings: &CompositeSettings) -> bool {
         let (Some(EdgeThread { jobs, .. }), Some(photo), Some(mask)) =
             (&self.thread, &self.photo, &self.mask)
         else {
@@ -154,7 +154,7 @@ impl EdgePreview {
     }
 
     /// Finished runs for the textures on the GPU now (older ones are dropped).
-    pub fn take_done(&self) -> Vec<EdgeDone> {
+    pub(super) fn take_done(&self) -> Vec<EdgeDone> {
         let Some(EdgeThread { done, .. }) = &self.thread else {
             return Vec::new();
         };

@@ -51,7 +51,7 @@ pub(super) struct InFlight {
 
 impl InFlight {
     /// This photo's outcome: `error`, nothing written.
-    pub fn failed(self, error: PhotoError) -> Outcome {
+    pub(super) fn failed(self, error: PhotoError) -> Outcome {
         Outcome {
             index: self.index,
             job: self.job,
@@ -62,7 +62,7 @@ impl InFlight {
     }
 
     /// `error` from the network, naming the photo.
-    pub fn network_failed(self, error: EngineError) -> Outcome {
+    pub(super) fn network_failed(self, error: EngineError) -> Outcome {
         let name = self.job.name();
         self.failed(PhotoError::Network { error, name })
     }

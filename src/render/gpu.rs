@@ -290,7 +290,7 @@ fn write(queue: &wgpu::Queue, texture: &wgpu::Texture, bytes: &[u8], bytes_per_p
 }
 
 /// RGB → RGBA with opaque alpha (GPUs have no 3-byte texture format).
-pub fn rgba_bytes(rgb: &RgbImage) -> Vec<u8> {
+pub(super) fn rgba_bytes(rgb: &RgbImage) -> Vec<u8> {
     let mut out = Vec::with_capacity(rgb.as_raw().len() / 3 * 4);
     for px in rgb.as_raw().chunks_exact(3) {
         out.extend_from_slice(&[px[0], px[1], px[2], 255]);

@@ -128,7 +128,7 @@ impl Pass {
 const BOX_CHUNK: u32 = 256;
 
 /// Format of the refined output: the subject's colours and the refined mask as alpha.
-pub const CUTOUT_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
+pub(super) const CUTOUT_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
 
 /// The uniform block of `refine.wgsl` (32 bytes).
 #[repr(C)]
@@ -153,13 +153,13 @@ enum Radius {
 }
 
 /// The compute pipelines of the refinement: created once per device.
-pub struct Refiner {
+pub(super) struct Refiner {
     pipelines: Vec<(Pass, wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
 }
 
 impl Refiner {
     /// Compiles `refine.wgsl` and builds one pipeline per pass.
-    pub fn new(device: &wgpu::Device) -> Self {
+    pub(super) fn new(device: &wgpu::Device) -> Self {
         let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("cutout refine shader"),
             source: wgpu::ShaderSource::Wgsl(include_str!("refine.wgsl").into()),
@@ -216,7 +216,7 @@ struct Step {
 }
 
 /// Intermediate textures, uniform blocks and bind groups for one photo size.
-pub struct RefineTargets {
+pub(super) struct RefineTargets {
     params: [wgpu::Buffer; 3],
     guided: Vec<Step>,
     plain: Step,
@@ -392,7 +392,7 @@ impl Binder<'_> {
 impl RefineTargets {
     /// Creates the intermediates for a photo of `photo`'s size; the passes read `photo` (RGBA8)
     /// and `mask` (R8) and write `cutout` ([`CUTOUT_FORMAT`], storage binding).
-    pub fn new(
+    pub(super) fn new(
         device: &wgpu::Device,
         refiner: &Refiner,
         photo: &wgpu::Texture,
@@ -473,7 +473,7 @@ impl RefineTargets {
     }
 
     /// How many dispatches a run for `settings` has (see [`Self::record_part`]).
-    pub fn len(&self, settings: &CompositeSettings) -> usize {
+    pub(super) fn len(&self, settings: &CompositeSettings) -> usize {
         self.steps(settings).len()
     }
 
@@ -481,7 +481,7 @@ impl RefineTargets {
     /// or a few, so that a slow adapter can run them over several submissions with frames in
     /// between). The part that starts the run writes the
     /// uniforms; the later parts must follow it, in order, with the same `settings`.
-    pub fn record_part(
+    pub(super) fn record_part(
         &self,
         refiner: &Refiner,
         queue: &wgpu::Queue,

@@ -12,7 +12,7 @@ use std::sync::{
 };
 
 /// Features the timer needs.
-pub const FEATURES: wgpu::Features =
+pub(super) const FEATURES: wgpu::Features =
     wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
 
 const FREE: u8 = 0;

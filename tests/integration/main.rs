@@ -3,8 +3,9 @@
 //! `cargo test --release --test integration app::`. They read the real models and photos from
 //! `../shared` (`common`) and drive the real binary, window, GPU adapter and files.
 
-// A test is one story from setup to the last assertion; it may be long.
-#![allow(clippy::too_many_lines)]
+// A test is one story from setup to the last assertion; it may be long. The helpers are `pub`
+// within this one test crate.
+#![allow(clippy::too_many_lines, unreachable_pub)]
 
 mod common;
 

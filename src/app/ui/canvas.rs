@@ -15,7 +15,7 @@ use crate::{
 const CHECKER_PT: f32 = 10.0;
 
 /// Draws the canvas; returns its rectangle.
-pub fn canvas_ui(
+pub(super) fn canvas_ui(
     ui: &mut egui::Ui,
     state: &AppState,
     settings: &Settings,

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Engine, composite and export controls.
-pub fn controls_ui(
+pub(super) fn controls_ui(
     ui: &mut egui::Ui,
     state: &AppState,
     settings: &mut Settings,

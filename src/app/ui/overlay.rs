@@ -12,7 +12,7 @@ const OVERLAY_WIDTH_PT: f32 = 330.0;
 
 /// Draws the overlay in the canvas's top-left corner; a click folds it to one line (and
 /// unfolds it), so that it never has to cover the subject.
-pub fn latency_overlay_ui(
+pub(super) fn latency_overlay_ui(
     ui: &mut egui::Ui,
     canvas: egui::Rect,
     state: &AppState,

@@ -8,7 +8,7 @@ use crate::app::{AppState, Command, Entry, EntryStatus, Source};
 const THUMB_PT: f32 = 48.0;
 
 /// The list of photos, with "Export all" and its progress.
-pub fn queue_ui(ui: &mut egui::Ui, state: &AppState, commands: &mut Vec<Command>) {
+pub(super) fn queue_ui(ui: &mut egui::Ui, state: &AppState, commands: &mut Vec<Command>) {
     ui.heading("Photos");
     let (done, failed) = state.counts();
     ui.label(format!(

@@ -33,7 +33,10 @@ pub(super) struct Island {
 impl Island {
     /// Finds the islands' nodes. Initializers that island nodes share with other nodes are
     /// copied, so that each side keeps its own precision.
-    pub fn plan(graph: &mut GraphProto, islands: &[[usize; 2]]) -> Result<Self, TransformError> {
+    pub(super) fn plan(
+        graph: &mut GraphProto,
+        islands: &[[usize; 2]],
+    ) -> Result<Self, TransformError> {
         let mut island = Self::default();
         if islands.is_empty() {
             return Ok(island);
@@ -118,7 +121,11 @@ impl Island {
     /// island node, float16 where an island's output leaves for a node outside. `is_float` says
     /// which tensors carry float data (integer shapes and Resize parameters do not change type).
     /// Returns how many Casts were added.
-    pub fn add_borders(&self, graph: &mut GraphProto, is_float: impl Fn(&str) -> bool) -> usize {
+    pub(super) fn add_borders(
+        &self,
+        graph: &mut GraphProto,
+        is_float: impl Fn(&str) -> bool,
+    ) -> usize {
         if self.nodes.is_empty() {
             return 0;
         }

@@ -8,7 +8,7 @@ use crate::engine::{providers::Precision, runtime::tensorrt_rtx};
 
 /// The TensorRT provider's options, decided in one place so that they can be tested.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorRtSettings {
+pub(super) struct TensorRtSettings {
     /// Where engines and timing caches are kept (`CACHE/tensorrt`).
     pub cache: std::path::PathBuf,
     /// The engine cache's file prefix: the model (its SHA-256), the input side, the precision,
@@ -24,7 +24,7 @@ pub struct TensorRtSettings {
 /// What an engine or runtime cache depends on: a file-safe key made of the model (its SHA-256),
 /// the input side, the precision, ONNX Runtime's version and the GPU's name.
 #[derive(Debug, Clone, Copy)]
-pub struct CacheKey<'a> {
+pub(super) struct CacheKey<'a> {
     /// The model's SHA-256.
     pub model_sha256: &'a str,
     /// The input side in pixels.
@@ -39,7 +39,7 @@ pub struct CacheKey<'a> {
 
 impl CacheKey<'_> {
     /// The key as a file name part (ASCII letters, digits and `_` only).
-    pub fn file_stem(&self) -> String {
+    pub(super) fn file_stem(&self) -> String {
         let gpu_tag: String = self
             .gpu
             .split(',')
@@ -69,7 +69,7 @@ impl CacheKey<'_> {
 
 impl TensorRtSettings {
     /// The options for `key` with a builder workspace cap of `workspace_bytes`.
-    pub fn new(cache_dir: &Path, key: CacheKey<'_>, workspace_bytes: usize) -> Self {
+    pub(super) fn new(cache_dir: &Path, key: CacheKey<'_>, workspace_bytes: usize) -> Self {
         Self {
             cache: cache_dir.join("tensorrt"),
             prefix: key.file_stem(),
@@ -83,7 +83,7 @@ impl TensorRtSettings {
 /// TensorRT-RTX is strongly typed: the precision is the graph's (the prepared FP16 graph for
 /// FP16), so there is no FP16 flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorRtRtxSettings {
+pub(super) struct TensorRtRtxSettings {
     /// The runtime cache folder (`CACHE/tensorrt-rtx/KEY_rtxVERSION`): kernels compiled for this
     /// GPU on the first run, reused by later processes.
     pub runtime_cache: std::path::PathBuf,
@@ -95,7 +95,7 @@ pub struct TensorRtRtxSettings {
 
 impl TensorRtRtxSettings {
     /// The options for `key` (the plugin's version joins the key: a new plugin compiles afresh).
-    pub fn new(
+    pub(super) fn new(
         cache_dir: &Path,
         key: CacheKey<'_>,
         workspace_bytes: usize,
@@ -118,7 +118,7 @@ impl TensorRtRtxSettings {
     }
 
     /// The provider options, keyed as `SessionBuilder::with_devices` takes them.
-    pub fn provider_options(&self) -> Vec<(String, String)> {
+    pub(super) fn provider_options(&self) -> Vec<(String, String)> {
         [
             (
                 "nv_runtime_cache_path",
