@@ -12,6 +12,9 @@
 #   strip -o .device/cutout-old OLD_BUILD && xz -f .device/cutout-old     (optional)
 #   cp ../shared/models/u2netp.onnx .device/
 #   cp ../shared/testdata/{rembg/fixtures,u2net/images,ecssd/images}/* .device/photos/
+#   mkdir -p .device/photos12 && for f in .device/photos/*; do convert "$f" -resize '4000x3000!' \
+#     -quality 90 ".device/photos12/$(basename "${f%.*}").jpg"; done   (used where PIL is missing;
+#     portrait photos come out 4000 x 3000 too: the same pixel count)
 # There: carry the parts one or two per call with `bash .ci/device-batch.sh stage`; the last call
 # carries the rest and runs `bash .ci/device-batch.sh run`. Results go to $OUT/batch.txt.
 set -uo pipefail
@@ -25,7 +28,7 @@ report=$OUT/batch.txt
 # 3000 x 4000) in five JPEG qualities, so that no two files are the same.
 photos=/tmp/batch100
 if [ ! -d "$photos" ]; then
-  python3 - "$photos" <<'PY'
+  if ! python3 - "$photos" <<'PY'
 import glob, os, sys
 from PIL import Image
 out = sys.argv[1]
@@ -40,6 +43,18 @@ for quality in (88, 90, 92, 94, 96):
         n += 1
 print(n, 'photos')
 PY
+  then
+    # No PIL there: the 12 MP upscales made here (.device/photos12), each five times.
+    rm -rf "$photos" && mkdir -p "$photos"
+    n=0
+    for copy in 1 2 3 4 5; do
+      for f in .device/photos12/*.jpg; do
+        cp "$f" "$(printf '%s/p%03d.jpg' "$photos" "$n")"
+        n=$((n + 1))
+      done
+    done
+    echo "$n photos (copies of .device/photos12)"
+  fi
 fi
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
