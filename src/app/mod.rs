@@ -197,7 +197,16 @@ impl CutoutApp {
     /// Creates the app: starts the worker, loads the model, installs the GPU compositor, and
     /// queues the photos given on the command line.
     pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Result<Self, AppError> {
-        let ctx = cc.egui_ctx.clone();
+        Self::start(cc.egui_ctx.clone(), cc.wgpu_render_state.clone(), options)
+    }
+
+    /// [`Self::new`] from its parts: the egui context and, when the window draws with wgpu, its
+    /// render state. Without one (unit tests) photos are not composited on the GPU.
+    fn start(
+        ctx: egui::Context,
+        render_state: Option<egui_wgpu::RenderState>,
+        options: AppOptions,
+    ) -> Result<Self, AppError> {
         install_fonts(&ctx);
         let (settings, settings_warning) = match options.settings {
             Some(s) => (s, None),
@@ -211,7 +220,6 @@ impl CutoutApp {
             what: "worker".to_owned(),
             source,
         })?;
-        let render_state = cc.wgpu_render_state.clone();
         let wake = ctx.clone();
         let edges = edges::EdgePreview::new(
             render_state
