@@ -60,6 +60,12 @@ impl CutoutApp {
             return self.state.post("open a photo first, then export it", true);
         };
         let entry = current.entry;
+        let output = output.with_embedded(
+            current
+                .embedded
+                .clone()
+                .keeping_exif(self.settings.keep_exif),
+        );
         let (Some(rgb), Some(mask)) = (current.photo.clone(), current.mask.clone()) else {
             return self.state.post_about(
                 Some(entry),
@@ -76,6 +82,7 @@ impl CutoutApp {
             settings: self.settings.composite,
             edits,
             output,
+            keep_exif: self.settings.keep_exif,
         });
     }
 
@@ -148,8 +155,16 @@ impl CutoutApp {
             if matches!(entry.status, EntryStatus::Failed(_)) {
                 continue;
             }
-            let output = Self::export_target(&dir, entry);
+            let mut output = Self::export_target(&dir, entry);
             let current = self.state.current.as_ref().filter(|c| c.entry == entry.id);
+            if let Some(current) = current {
+                output = output.with_embedded(
+                    current
+                        .embedded
+                        .clone()
+                        .keeping_exif(self.settings.keep_exif),
+                );
+            }
             let source = match (
                 current.and_then(|c| c.photo.clone()),
                 current.and_then(|c| c.mask.clone()),
@@ -180,6 +195,7 @@ impl CutoutApp {
                 settings: self.settings.composite,
                 edits,
                 output,
+                keep_exif: self.settings.keep_exif,
             });
         }
     }
@@ -271,7 +287,8 @@ impl CutoutApp {
             .state
             .current
             .as_ref()
-            .and_then(|c| Some((c.photo.clone()?, c.mask.clone()?)));
+            // The clipboard has no colour profile: it gets sRGB.
+            .and_then(|c| Some((c.display.clone()?, c.mask.clone()?)));
         match (ready, self.state.current_entry().map(|e| e.id)) {
             (Some((photo, mask)), Some(entry)) => {
                 let edits = self.edits_of(entry);

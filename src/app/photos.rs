@@ -146,6 +146,7 @@ impl CutoutApp {
                 self.install_photo(&rgb);
                 if let Some(current) = &mut self.state.current {
                     current.photo = Some(Arc::clone(&rgb));
+                    current.display = Some(Arc::clone(&rgb));
                 }
                 if self.state.current_edits().is_some_and(History::has_edits) {
                     self.paint_layer_again();
@@ -167,7 +168,8 @@ impl CutoutApp {
             return;
         };
         let entry = current.entry;
-        let Some(photo) = current.photo.clone() else {
+        // The network gets the photo in sRGB.
+        let Some(photo) = current.display.clone() else {
             // Not decoded yet (or it failed): start over from the source.
             self.select(entry);
             return;

@@ -115,7 +115,21 @@ impl CutoutApp {
             Response::ConfigureFailed { error, cancelled } => {
                 self.on_configure_failed(&error, cancelled);
             }
-            Response::Decoded { id, rgb, thumbnail } => self.on_decoded(id, &rgb, &thumbnail),
+            Response::Decoded {
+                id,
+                rgb,
+                display,
+                embedded,
+                thumbnail,
+            } => self.on_decoded(
+                id,
+                Decoded {
+                    rgb,
+                    display,
+                    embedded,
+                },
+                &thumbnail,
+            ),
             Response::Mask {
                 id,
                 mask,
@@ -333,16 +347,18 @@ impl CutoutApp {
         }
     }
 
-    pub(super) fn on_decoded(&mut self, id: JobId, rgb: &Arc<RgbImage>, thumbnail: &RgbImage) {
+    pub(super) fn on_decoded(&mut self, id: JobId, decoded: Decoded, thumbnail: &RgbImage) {
         let Some(&(entry, purpose)) = self.link.jobs.get(&id) else {
             return;
         };
         self.set_thumbnail(entry, thumbnail);
         let is_current = self.state.current.as_ref().is_some_and(|c| c.job == id);
         if purpose == Purpose::Preview && is_current {
-            self.install_photo(rgb);
+            self.install_photo(&decoded.display);
             if let Some(current) = &mut self.state.current {
-                current.photo = Some(Arc::clone(rgb));
+                current.photo = Some(decoded.rgb);
+                current.display = Some(decoded.display);
+                current.embedded = decoded.embedded;
             }
             if self.state.entry(entry).is_some_and(|e| e.edits.has_edits()) {
                 self.paint_layer_again();
@@ -406,3 +422,10 @@ impl CutoutApp {
 
 #[cfg(test)]
 mod tests;
+
+/// A decoded photo as the worker sends it (see [`Response::Decoded`]).
+pub(super) struct Decoded {
+    rgb: Arc<RgbImage>,
+    display: Arc<RgbImage>,
+    embedded: crate::image_ops::Embedded,
+}

@@ -49,6 +49,8 @@ pub struct Settings {
     pub mask_only: bool,
     /// The touch-up brush.
     pub brush: BrushSettings,
+    /// Exports keep the photo's EXIF (capture date, camera, any location), orientation upright.
+    pub keep_exif: bool,
 }
 
 /// The touch-up brush's size, hardness and edge snapping (which brush is picked is not saved).
@@ -102,6 +104,7 @@ impl Default for Settings {
             split: 0.5,
             mask_only: false,
             brush: BrushSettings::default(),
+            keep_exif: false,
         }
     }
 }

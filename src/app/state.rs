@@ -18,7 +18,7 @@ use crate::{
         segmenter::StartupTimings,
     },
     image_ops::{
-        MaskDifference, Origin,
+        Embedded, MaskDifference, Origin,
         edits::{BrushMode, EditLayer, History, Painter, PixelRect},
     },
     paths::AppDirs,
@@ -78,8 +78,13 @@ pub struct Current {
     pub job: JobId,
     /// Whether that job is still running.
     pub busy: bool,
-    /// The decoded photo, once there.
+    /// The decoded photo in its own colours, once there: what exports start from.
     pub photo: Option<Arc<RgbImage>>,
+    /// The same in sRGB (the same `Arc` when the photo is sRGB): what the screen, the clipboard
+    /// and the network get.
+    pub display: Option<Arc<RgbImage>>,
+    /// The photo's colour profile and EXIF, carried into its exports.
+    pub embedded: Embedded,
     /// The mask shown, once there.
     pub mask: Option<Arc<GrayImage>>,
     /// What produced [`Self::mask`].
@@ -118,6 +123,8 @@ impl Current {
             job,
             busy: true,
             photo: None,
+            display: None,
+            embedded: Embedded::default(),
             mask: None,
             ran: None,
             masks_by_precision: HashMap::new(),

@@ -303,7 +303,6 @@ impl Flow<'_> {
     ) {
         let prepared = lines.prepared.0.clone();
         let (pipeline, jobs) = (lines.pipeline.1.clone(), jobs.clone());
-        let limits = self.options.limits;
         spawn(scope, "cutout-decode", move || {
             let mut known = None;
             while let Some(slot) = slots.take() {
@@ -313,7 +312,7 @@ impl Flow<'_> {
                 let Ok(job) = jobs.try_recv() else { break };
                 // The first photo is decoded while the engine opens; its input needs the
                 // engine's pipeline.
-                let item = stages::prepare(job, slot, limits, || {
+                let item = stages::prepare(job, slot, &self.options, || {
                     if known.is_none() {
                         known = pipeline.recv().ok();
                     }

@@ -124,6 +124,9 @@ pub struct BatchOptions {
     pub limits: DecodeLimits,
     /// Threads for decoding and for finishing (each); 0: one per core.
     pub workers: usize,
+    /// Whether cutouts keep the photo's EXIF block (capture date, camera; also any location),
+    /// orientation set upright. Off by default.
+    pub keep_exif: bool,
 }
 
 impl BatchOptions {
@@ -145,6 +148,7 @@ impl BatchOptions {
             product,
             limits,
             workers: 0,
+            keep_exif: false,
         }
     }
 }

@@ -44,7 +44,9 @@ pub enum PlanError {
 }
 
 /// File extensions picked up when a folder is given.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"];
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "webp", "heic", "heif", "hif", "avif", "bmp", "tif", "tiff", "gif",
+];
 
 fn is_image_name(path: &Path) -> bool {
     path.extension()

@@ -12,7 +12,7 @@ use super::{BatchOptions, Job, Outcome, Photo};
 use crate::{
     engine::{EngineError, MaskPipeline, ProviderKind, StageTimings},
     finish::{Finisher, PhotoError},
-    image_ops::{self, DecodeLimits, ImageError, edits::EditLayer},
+    image_ops::{self, DecodeLimits, Embedded, ImageError, colour, edits::EditLayer},
     timing::ms_since,
 };
 
@@ -68,17 +68,19 @@ impl InFlight {
     }
 }
 
-/// Reads and decodes a job's photo (or takes the pixels it came with).
-fn read(job: &Job, limits: DecodeLimits) -> Result<(Arc<RgbImage>, f64), ImageError> {
+/// Reads and decodes a job's photo (or takes the pixels it came with), with the profile and
+/// EXIF it carries (none for pixels in memory).
+fn read(job: &Job, limits: DecodeLimits) -> Result<(Arc<RgbImage>, Embedded, f64), ImageError> {
     let started = Instant::now();
-    let rgb = match &job.photo {
-        Photo::Pixels(rgb) | Photo::Segmented { rgb, .. } => return Ok((Arc::clone(rgb), 0.0)),
+    let decoded = match &job.photo {
+        Photo::Pixels(rgb) | Photo::Segmented { rgb, .. } => {
+            return Ok((Arc::clone(rgb), Embedded::default(), 0.0));
+        }
         Photo::Read if super::is_stdio(&job.input) => read_stdin()
             .and_then(|bytes| image_ops::decode_bytes(&bytes, Path::new("standard input"), limits)),
         Photo::Read => image_ops::decode_file(&job.input, limits),
-    }?
-    .rgb;
-    Ok((Arc::new(rgb), ms_since(started)))
+    }?;
+    Ok((Arc::new(decoded.rgb), decoded.embedded, ms_since(started)))
 }
 
 /// Reads a photo from standard input (`cutout remove -`).
@@ -100,12 +102,12 @@ fn read_stdin() -> Result<Vec<u8>, ImageError> {
 pub(super) fn prepare(
     (index, job): (usize, Job),
     slot: Slot,
-    limits: DecodeLimits,
+    options: &BatchOptions,
     pipeline: impl FnOnce() -> Option<MaskPipeline>,
 ) -> Option<Result<InFlight, Outcome>> {
-    let read = read(&job, limits);
+    let read = read(&job, options.limits);
     let pipeline = pipeline()?;
-    let (rgb, decode_ms) = match read {
+    let (rgb, embedded, decode_ms) = match read {
         Ok(read) => read,
         Err(e) => {
             return Some(Err(Outcome {
@@ -134,7 +136,13 @@ pub(super) fn prepare(
         return Some(Ok(item));
     }
     let started = Instant::now();
-    Some(match pipeline.preprocess(&item.rgb) {
+    // The network sees sRGB, as it was trained on; the cutout keeps the photo's own colours
+    // and profile.
+    let input = pipeline.preprocess(&colour::to_srgb(&item.rgb, &embedded));
+    if matches!(item.job.photo, Photo::Read) {
+        item.job.output.embedded = embedded.keeping_exif(options.keep_exif);
+    }
+    Some(match input {
         Ok(input) => {
             item.mask = Mask::Input(input);
             item.timings.preprocess_ms = ms_since(started);

@@ -204,6 +204,10 @@ pub struct RemoveOptions {
     /// (zlib levels 6 and 9: a quarter smaller, many times slower).
     #[arg(long, value_enum, default_value_t = PngCompression::Fast, value_name = "LEVEL")]
     pub png_compression: PngCompression,
+    /// Keep the photo's EXIF (capture date, camera, and any location) in the cutout, with the
+    /// orientation set upright. Off by default; the colour profile is always kept.
+    #[arg(long)]
+    pub keep_exif: bool,
     /// Threads for decoding and for finishing, each (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     pub workers: usize,

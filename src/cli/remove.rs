@@ -161,6 +161,7 @@ fn select_jobs(
 fn batch_options(kind: OutputKind, args: &RemoveOptions) -> BatchOptions {
     BatchOptions {
         workers: args.workers,
+        keep_exif: args.keep_exif,
         ..BatchOptions::for_output(
             kind,
             args.refine.settings(),

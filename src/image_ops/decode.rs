@@ -5,7 +5,11 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage, metadata::Orientation};
 
-use super::ImageError;
+use super::{
+    ImageError,
+    colour::{self, Embedded},
+    heif,
+};
 
 /// Limits on what a decoder may allocate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +37,8 @@ pub struct DecodedImage {
     pub rgb: RgbImage,
     /// Whether the file had an alpha channel.
     pub had_alpha: bool,
+    /// The colour profile (pixels are kept in it, not converted) and EXIF block it came with.
+    pub embedded: Embedded,
 }
 
 /// Compressed files larger than this are refused before reading (no photo format needs 1 GiB).
@@ -64,6 +70,9 @@ pub fn decode_bytes(
 ) -> Result<DecodedImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty(name.to_owned()));
+    }
+    if let Some(kind) = heif::sniff(bytes) {
+        return heif::decode(bytes, kind, name, limits);
     }
     let format = image::guess_format(bytes).map_err(|_| ImageError::NotAnImage(name.to_owned()))?;
     if format == image::ImageFormat::Jpeg {
@@ -173,16 +182,41 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(
     let (width, height) = decoder.dimensions();
     check_size(width, height, path, limits)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let embedded = embedded(&mut decoder, path);
     let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     image.apply_orientation(orientation);
     let had_alpha = image.color().has_alpha();
     Ok(DecodedImage {
         rgb: image.into_rgb8(),
         had_alpha,
+        embedded,
     })
 }
 
-fn check_size(
+/// The decoder's ICC profile (JPEG APP2, PNG iCCP, WebP ICCP, TIFF) when it describes RGB
+/// pixels, and its EXIF block with the orientation set upright (the pixels are turned here).
+/// A profile that cannot be used is dropped with a log line: the pixels are then taken as sRGB,
+/// as every viewer would.
+fn embedded(decoder: &mut impl ImageDecoder, path: &Path) -> Embedded {
+    let icc =
+        decoder.icc_profile().ok().flatten().and_then(|icc| {
+            match colour::usable_rgb_profile(&icc) {
+                Ok(()) => Some(icc.into()),
+                Err(why) => {
+                    tracing::warn!("{why}; its colours are taken as sRGB: {}", path.display());
+                    None
+                }
+            }
+        });
+    let exif = decoder
+        .exif_metadata()
+        .ok()
+        .flatten()
+        .and_then(|mut exif| colour::set_exif_upright(&mut exif).then(|| exif.into()));
+    Embedded { icc, exif }
+}
+
+pub(crate) fn check_size(
     width: u32,
     height: u32,
     path: &Path,

@@ -2,6 +2,7 @@
 //! a failure (full disk, bad folder, crash) never leaves a partial file under the user's name.
 
 use std::{
+    borrow::Cow,
     io::Write as _,
     path::{Path, PathBuf},
     sync::Mutex,
@@ -9,7 +10,7 @@ use std::{
 
 use image::ExtendedColorType;
 
-use super::ImageError;
+use super::{Embedded, ImageError};
 
 /// Temporary files being written now, so that a process told to stop at once (a second Ctrl+C)
 /// can remove them before it exits; `closed` once it has, so that no new one starts.
@@ -133,6 +134,9 @@ pub struct Target {
     /// file. Otherwise it is replaced only when it is an earlier result of the same photo, and
     /// the first free `NAME (2).png`, `NAME (3).png`… is used instead.
     pub replace_any: bool,
+    /// The photo's colour profile (written as `iCCP` into colour PNGs, so that viewers show the
+    /// cutout's colours as the photo's) and, when kept, its EXIF block (`eXIf`).
+    pub embedded: Embedded,
 }
 
 impl Target {
@@ -142,6 +146,7 @@ impl Target {
             path,
             origin,
             replace_any: true,
+            embedded: Embedded::default(),
         }
     }
 
@@ -152,7 +157,14 @@ impl Target {
             path,
             origin: Some(origin),
             replace_any: false,
+            embedded: Embedded::default(),
         }
+    }
+
+    /// The same, carrying `embedded` into the PNG.
+    #[must_use]
+    pub fn with_embedded(self, embedded: Embedded) -> Self {
+        Self { embedded, ..self }
     }
 
     /// Whether the file at `candidate` may be replaced by this write.
@@ -238,11 +250,11 @@ pub fn is_stdio(path: &Path) -> bool {
 }
 
 /// Encodes 8-bit pixels as PNG into `writer`, naming cutout and the photo's [`Origin`] in text
-/// chunks.
+/// chunks; colour pixels carry the photo's profile and, when kept, its EXIF.
 fn encode_png(
     writer: impl std::io::Write,
     (pixels, width, height, color): Pixels<'_>,
-    origin: Option<&Origin>,
+    target: &Target,
     compression: PngCompression,
 ) -> Result<(), String> {
     let (png_color, depth) = match color {
@@ -253,7 +265,13 @@ fn encode_png(
         other => return Err(format!("cutout does not write {other:?} pixels")),
     };
     let text = |e: png::EncodingError| e.to_string();
-    let mut encoder = png::Encoder::new(writer, width, height);
+    let mut info = png::Info::with_size(width, height);
+    // An RGB profile describes colour pixels only (PNG forbids it on grey ones, such as masks).
+    if matches!(png_color, png::ColorType::Rgb | png::ColorType::Rgba) {
+        info.icc_profile = target.embedded.icc.as_deref().map(Cow::Borrowed);
+        info.exif_metadata = target.embedded.exif.as_deref().map(Cow::Borrowed);
+    }
+    let mut encoder = png::Encoder::with_info(writer, info).map_err(text)?;
     encoder.set_color(png_color);
     encoder.set_depth(depth);
     compression.apply(&mut encoder);
@@ -263,7 +281,7 @@ fn encode_png(
             format!("cutout {}", env!("CARGO_PKG_VERSION")),
         )
         .map_err(text)?;
-    if let Some(origin) = origin {
+    if let Some(origin) = &target.origin {
         encoder
             .add_text_chunk(ORIGIN_KEY.to_owned(), origin.0.clone())
             .map_err(text)?;
@@ -279,7 +297,7 @@ pub type Pixels<'a> = (&'a [u8], u32, u32, ExtendedColorType);
 /// Encodes 8-bit pixels as PNG onto standard output (`cutout remove … -o -`).
 fn write_png_stdout(
     pixels: Pixels<'_>,
-    origin: Option<&Origin>,
+    target: &Target,
     compression: PngCompression,
 ) -> Result<(), ImageError> {
     let fail = |reason: String| ImageError::Write {
@@ -287,7 +305,7 @@ fn write_png_stdout(
         reason,
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    encode_png(&mut out, pixels, origin, compression).map_err(fail)?;
+    encode_png(&mut out, pixels, target, compression).map_err(fail)?;
     out.flush().map_err(|e| fail(e.to_string()))
 }
 
@@ -299,7 +317,7 @@ pub fn write_png(
     compression: PngCompression,
 ) -> Result<PathBuf, ImageError> {
     if is_stdio(&target.path) {
-        write_png_stdout(pixels, target.origin.as_ref(), compression)?;
+        write_png_stdout(pixels, target, compression)?;
         Ok(target.path.clone())
     } else {
         write_png_atomic(target, pixels, compression)
@@ -333,7 +351,7 @@ pub fn write_png_atomic(
     let mut tmp = TempPng::create(dir).map_err(fail)?;
     {
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp.file.as_file_mut());
-        encode_png(&mut writer, pixels, target.origin.as_ref(), compression).map_err(fail)?;
+        encode_png(&mut writer, pixels, target, compression).map_err(fail)?;
         writer.flush().map_err(|e| fail(e.to_string()))?;
     }
     tmp.file

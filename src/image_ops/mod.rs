@@ -2,11 +2,13 @@
 //! post-processing, compositing the cutout, and atomic PNG export. No UI and no ONNX Runtime here.
 
 pub mod band;
+pub mod colour;
 pub mod composite;
 pub mod decode;
 pub mod edges;
 pub mod edits;
 pub mod export;
+pub mod heif;
 pub mod metrics;
 pub mod postprocess;
 pub mod preprocess;
@@ -15,8 +17,9 @@ pub mod resize;
 
 use std::path::PathBuf;
 
+pub use colour::Embedded;
 pub use composite::{Background, CompositeSettings};
-pub use decode::{DecodeLimits, decode_bytes, decode_file};
+pub use decode::{DecodeLimits, DecodedImage, decode_bytes, decode_file};
 pub use export::{Origin, PngCompression, STDIO, Target, is_stdio, write_png, write_png_atomic};
 pub use postprocess::{
     MaskDifference, cutout_rgba, mask_difference, mask_from_output, over_background,
@@ -38,8 +41,16 @@ pub enum ImageError {
     #[error("the file is empty: {}", .0.display())]
     Empty(PathBuf),
     /// Not a format cutout reads.
-    #[error("not a supported image (JPEG, PNG, WebP, BMP, TIFF or GIF): {}", .0.display())]
+    #[error("not a supported image (JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF): {}", .0.display())]
     NotAnImage(PathBuf),
+    /// A format this build cannot decode, with what to do instead.
+    #[error("{reason}: {}", .path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The header declares more pixels than allowed.
     #[error("the image is too large ({width}×{height} px; the limit is {max_side_px} px a side and {max_megapixels} megapixels): {}", .path.display())]
     TooLarge {

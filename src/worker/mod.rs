@@ -30,7 +30,7 @@ use crate::{
         EngineError, ModelChoice, Precision, ProviderKind, ProviderReport, RunStopper,
         SegmenterOptions, models::FetchStage, segmenter::StartupTimings,
     },
-    image_ops::{CompositeSettings, DecodeLimits, Target, edits::Stroke},
+    image_ops::{CompositeSettings, DecodeLimits, Embedded, Target, edits::Stroke},
     paths::AppDirs,
 };
 
@@ -137,8 +137,11 @@ pub enum Request {
         settings: CompositeSettings,
         /// The photo's touch-up strokes, painted on it before compositing (empty: none).
         edits: Vec<Stroke>,
-        /// The PNG to write, and what it may replace there.
+        /// The PNG to write, and what it may replace there (and, for a photo already decoded,
+        /// the profile and EXIF it carries).
         output: Target,
+        /// Whether a photo decoded for this export keeps its EXIF in the PNG.
+        keep_exif: bool,
     },
     /// Composites the cutout for the clipboard at full resolution (straight alpha), with the
     /// worker's finisher, whose GPU device (when the edge passes run on one) is opened once.
@@ -224,9 +227,13 @@ pub enum Response {
     Decoded {
         /// Job id.
         id: JobId,
-        /// The upright photo.
+        /// The upright photo, in its own colours (what exports start from).
         rgb: Arc<RgbImage>,
-        /// A small copy, at most [`THUMBNAIL_SIDE_PX`] a side.
+        /// The same converted to sRGB for the screen (`rgb` itself when it is sRGB already).
+        display: Arc<RgbImage>,
+        /// Its colour profile and EXIF, for exports.
+        embedded: Embedded,
+        /// A small copy of `display`, at most [`THUMBNAIL_SIDE_PX`] a side.
         thumbnail: RgbImage,
     },
     /// A mask is ready.

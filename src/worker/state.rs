@@ -170,14 +170,18 @@ impl State {
         let decoded = image_ops::decode_file(path, self.limits)?;
         let decode_ms = ms_since(started);
         let rgb = Arc::new(decoded.rgb);
-        let thumbnail = image_ops::resize::shrink_to_fit(&rgb, THUMBNAIL_SIDE_PX)?;
+        // The screen and the network see sRGB; exports keep the photo's colours and profile.
+        let display = image_ops::colour::shared_srgb(&rgb, &decoded.embedded);
+        let thumbnail = image_ops::resize::shrink_to_fit(&display, THUMBNAIL_SIDE_PX)?;
         send(Response::Decoded {
             id,
-            rgb: Arc::clone(&rgb),
+            rgb,
+            display: Arc::clone(&display),
+            embedded: decoded.embedded,
             thumbnail,
         });
         let name = path.display().to_string();
-        if let Some((mask, timings, ran)) = self.segment(id, kind, &name, &rgb)? {
+        if let Some((mask, timings, ran)) = self.segment(id, kind, &name, &display)? {
             send(Response::Mask {
                 id,
                 mask: Arc::new(mask),
@@ -275,13 +279,14 @@ impl State {
         interrupted: &dyn Fn() -> bool,
         send: &mut dyn FnMut(Response),
     ) -> Vec<Export> {
-        let Some(settings) = exports.first().map(|e| e.settings) else {
+        let Some((settings, keep_exif)) = exports.first().map(|e| (e.settings, e.keep_exif)) else {
             return Vec::new();
         };
         let jobs: Vec<batch::Job> = exports.iter().cloned().map(Export::into_job).collect();
         let options = batch::BatchOptions {
             settings,
             limits: self.limits,
+            keep_exif,
             ..batch::BatchOptions::default()
         };
         let Some(segmenter) = self.segmenter.as_mut() else {
@@ -436,7 +441,12 @@ pub(super) fn gather(
     while group.len() < super::QUEUE_DEPTH && now.is_empty() {
         let Ok(request) = queue.try_recv() else { break };
         match Export::from_request(request) {
-            Ok(export) if export.settings == group[0].settings => group.push(export),
+            Ok(export)
+                if export.settings == group[0].settings
+                    && export.keep_exif == group[0].keep_exif =>
+            {
+                group.push(export);
+            }
             Ok(export) => {
                 pending.push_back(Work::Exports(vec![export]));
                 break;
@@ -458,6 +468,7 @@ pub(super) struct Export {
     pub settings: CompositeSettings,
     pub edits: Vec<Stroke>,
     pub output: image_ops::Target,
+    pub keep_exif: bool,
 }
 
 impl Export {
@@ -470,12 +481,14 @@ impl Export {
                 settings,
                 edits,
                 output,
+                keep_exif,
             } => Ok(Self {
                 id,
                 source,
                 settings,
                 edits,
                 output,
+                keep_exif,
             }),
             other => Err(Box::new(other)),
         }

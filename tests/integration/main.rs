@@ -23,6 +23,7 @@ mod live_memory;
 mod long_batch;
 mod packaging;
 mod parity;
+mod phone_photos;
 mod refine;
 mod setup;
 mod shard;

@@ -100,6 +100,7 @@ fn a_photo_is_decoded_then_masked() {
             id: got,
             rgb,
             thumbnail,
+            ..
         }) => {
             assert_eq!(got, id);
             assert_eq!(rgb.dimensions(), (480, 360));
@@ -256,6 +257,7 @@ fn an_export_of_a_file_paints_its_touch_up_strokes_on_it() {
                 settings: CompositeSettings::default(),
                 edits,
                 output: Target::exact(out.clone(), None),
+                keep_exif: false,
             })
             .expect("send");
         match worker.recv_timeout(WAIT) {
@@ -327,6 +329,7 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
             },
             edits: Vec::new(),
             output: Target::exact(out.clone(), None),
+            keep_exif: false,
         })
         .expect("send");
     match worker.recv_timeout(WAIT) {
@@ -352,6 +355,7 @@ fn exports_are_written_atomically_and_bad_destinations_fail_cleanly() {
             settings: CompositeSettings::default(),
             edits: Vec::new(),
             output: Target::exact(missing.clone(), None),
+            keep_exif: false,
         })
         .expect("send");
     match worker.recv_timeout(WAIT) {
@@ -468,6 +472,7 @@ fn a_preview_goes_ahead_of_queued_exports_and_closing_leaves_the_queue() {
                 settings: CompositeSettings::default(),
                 edits: Vec::new(),
                 output: Target::exact(out.join(format!("big{i:02}.png")), None),
+                keep_exif: false,
             })
             .expect("the queue lane holds 16");
     }

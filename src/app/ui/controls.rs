@@ -471,7 +471,7 @@ fn touchup_ui(
 fn export_ui(
     ui: &mut egui::Ui,
     state: &AppState,
-    settings: &Settings,
+    settings: &mut Settings,
     commands: &mut Vec<Command>,
 ) {
     ui.heading("Export");
@@ -545,4 +545,9 @@ fn export_ui(
             commands.push(Command::ChooseExportFolder);
         }
     });
+    ui.checkbox(&mut settings.keep_exif, "Keep EXIF")
+        .on_hover_text(
+            "Exports keep the photo's capture date and camera (and any location it holds). \
+         The colour profile is always kept.",
+        );
 }
