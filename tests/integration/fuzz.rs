@@ -74,6 +74,24 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         picture.write_to(&mut bytes, format).unwrap();
         seeds.push((ext, bytes.into_inner()));
     }
+    // HEIC and AVIF, made with the real encoders (the README's test command installs them).
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("small.png");
+    small.to_rgb8().save(&png).unwrap();
+    for (ext, encoder, args) in [
+        ("heic", "heif-enc", &["-q", "80", "-o"][..]),
+        ("avif", "avifenc", &["-o"][..]),
+    ] {
+        let out = dir.path().join(format!("small.{ext}"));
+        let status = std::process::Command::new(encoder)
+            .args(args)
+            .arg(&out)
+            .arg(&png)
+            .status()
+            .unwrap_or_else(|e| panic!("{encoder} did not start: {e}"));
+        assert!(status.success(), "{encoder}");
+        seeds.push((ext, std::fs::read(&out).unwrap()));
+    }
     seeds
 }
 
@@ -142,6 +160,13 @@ fn edit_header(bytes: &mut [u8], rng: &mut Rng) -> &'static str {
         put_u16(bytes, 6, w as u16, false);
         put_u16(bytes, 8, h as u16, false);
         "gif size"
+    } else if bytes.get(4..8) == Some(b"ftyp") {
+        // HEIF: the image's `ispe` property (version and flags, then width and height).
+        if let Some(at) = bytes.windows(4).position(|b| b == b"ispe") {
+            put_u32_be(bytes, at + 8, w);
+            put_u32_be(bytes, at + 12, h);
+        }
+        "heif size"
     } else if bytes.starts_with(b"RIFF") {
         // VP8L: 14-bit width-1 and height-1 after the signature byte at 21.
         let packed = (w.wrapping_sub(1) & 0x3FFF) | ((h.wrapping_sub(1) & 0x3FFF) << 14);

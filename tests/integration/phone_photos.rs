@@ -592,3 +592,51 @@ fn broken_heic_and_avif_files_fail_alone_with_one_line() {
         );
     }
 }
+
+#[test]
+fn the_app_shows_a_p3_photo_in_srgb_and_exports_it_with_its_profile() {
+    use crate::common::app::{harness, options, ready_with, run_until};
+    use cutout::{
+        app::{Command, EntryStatus},
+        engine::Precision,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p3 = p3_photo(d, "car-1.jpg");
+    let root = d.join("app");
+    let mut h = harness(options(&root, vec![p3.png.clone()]));
+    run_until(&mut h, "the P3 photo segmented", |app| {
+        ready_with(app, Precision::Fp32)
+    });
+    let current = h.state().state().current.as_ref().unwrap();
+    // The screen gets sRGB pixels: lcms2's conversion within one level.
+    let shown = current.display.as_ref().unwrap();
+    let (worst, _) = difference(shown, &p3.back_to_srgb);
+    assert!(
+        worst <= 1,
+        "the preview is {worst} levels from lcms2's sRGB"
+    );
+    // Exports start from the photo's own pixels.
+    assert_eq!(
+        current.photo.as_ref().unwrap().as_raw(),
+        decode(&p3.png).rgb.as_raw()
+    );
+
+    h.state_mut().command(Command::Export);
+    run_until(&mut h, "the export", |app| {
+        app.state()
+            .current_entry()
+            .is_some_and(|e| matches!(e.status, EntryStatus::Exported(_)))
+    });
+    let Some(EntryStatus::Exported(path)) =
+        h.state().state().current_entry().map(|e| e.status.clone())
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        png_chunks(&path).0.as_deref(),
+        Some(&p3.icc[..]),
+        "{}",
+        path.display()
+    );
+}
