@@ -5,7 +5,8 @@
 //!   from the DLL; `-v` reports the process's own peak memory;
 //! - `cutout.exe remove` of the 20 shared photos, from and into folders whose names have spaces
 //!   and non-ASCII letters, matches the Linux build's cutouts to one grey level; a batch folder
-//!   with a broken file does the rest and says which file failed;
+//!   with a broken file and a HEIC (which the Windows build does not decode) does the rest and says
+//!   which files failed and why;
 //! - the MSI installs with `msiexec /i … /qn`, the installed `cutout.exe` runs from its folder
 //!   with the ONNX Runtime the MSI put beside it, and `msiexec /x … /qn` leaves no files;
 //! - the window opens under Xvfb: Wine's Direct3D 12 cannot compile shaders, so the app says so
@@ -332,7 +333,7 @@ fn the_shared_photos_come_out_as_the_linux_build_cuts_them() {
 }
 
 #[test]
-fn a_broken_file_in_a_batch_is_named_and_the_rest_are_done() {
+fn broken_and_heic_files_in_a_batch_are_named_and_the_rest_are_done() {
     let _machine = common::heavy_lock();
     let work = tempfile::tempdir().unwrap();
     let inputs = work.path().join("in");
@@ -340,6 +341,21 @@ fn a_broken_file_in_a_batch_is_named_and_the_rest_are_done() {
     std::fs::copy(common::photo("car-1.jpg"), inputs.join("a-car.jpg")).unwrap();
     std::fs::write(inputs.join("b-broken.jpg"), b"\xFF\xD8\xFF\xE0 not really").unwrap();
     std::fs::copy(common::photo("cloth-1.jpg"), inputs.join("c-cloth.jpg")).unwrap();
+    // A phone photo: the Windows build has no HEIF decoder, and says so in one line.
+    let png = work.path().join("phone.png");
+    image::open(common::photo("plants-1.jpg"))
+        .unwrap()
+        .to_rgb8()
+        .save(&png)
+        .unwrap();
+    let heic = inputs.join("d-phone.heic");
+    let encoded = std::process::Command::new("heif-enc")
+        .args(["-q", "80", "-o"])
+        .arg(&heic)
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(encoded.success());
     let out = work.path().join("out");
     let result = cutout_exe(&[
         "remove",
@@ -352,7 +368,12 @@ fn a_broken_file_in_a_batch_is_named_and_the_rest_are_done() {
     let said = text(&result);
     assert_eq!(result.status.code(), Some(1), "{said}");
     assert!(
-        said.contains("b-broken.jpg") && said.contains("2 done, 1 failed"),
+        said.contains("b-broken.jpg") && said.contains("2 done, 2 failed"),
+        "{said}"
+    );
+    assert!(
+        said.lines().any(|l| l.contains("d-phone.heic")
+            && l.contains("the Windows build of cutout does not read HEIC photos yet")),
         "{said}"
     );
     let mut written: Vec<String> = std::fs::read_dir(&out)
