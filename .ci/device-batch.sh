@@ -9,6 +9,7 @@
 #   mkdir -p .device/isnet .device/photos
 #   xz -T0 -6 -c ~/.local/share/cutout/models/isnet-general-use-fp16.onnx | split -b 58M -d - .device/isnet/part
 #   strip -o .device/cutout target/release/cutout && xz -f .device/cutout
+#   mkdir -p .device/lib && cp -L /usr/lib/x86_64-linux-gnu/{libde265.so.0,libdav1d.so.6} .device/lib/
 #   strip -o .device/cutout-old OLD_BUILD && xz -f .device/cutout-old     (optional)
 #   cp ../shared/models/u2netp.onnx .device/
 #   cp ../shared/testdata/{rembg/fixtures,u2net/images,ecssd/images}/* .device/photos/
@@ -16,7 +17,7 @@
 #     -quality 90 ".device/photos12/$(basename "${f%.*}").jpg"; done   (used where PIL is missing;
 #     portrait photos come out 4000 x 3000 too: the same pixel count)
 # There: carry the parts one or two per call with `bash .ci/device-batch.sh stage`; the last call
-# carries the rest and runs `bash .ci/device-batch.sh run`. Results go to $OUT/batch.txt.
+# carries the rest (with .device/lib) and runs `bash .ci/device-batch.sh run`. Results go to $OUT/batch.txt.
 set -uo pipefail
 # shellcheck source=.ci/device-stage.sh
 source .ci/device-stage.sh "$@"

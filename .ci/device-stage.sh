@@ -16,5 +16,7 @@ for b in cutout cutout-old; do
   if [ -f ".device/$b.xz" ]; then xz -dkf ".device/$b.xz" && chmod +x ".device/$b"; fi
 done
 export ORT_DYLIB_PATH=/tmp/ort/lib/libonnxruntime.so
-export LD_LIBRARY_PATH=/tmp/ort/lib:/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
+# .device/lib: the HEVC and AV1 decoders the binary links (libde265.so.0, libdav1d.so.6 from this
+# Debian machine; Ubuntu 24.04 there has another dav1d soname). Carry it with the binary.
+export LD_LIBRARY_PATH=/tmp/ort/lib:/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu:$PWD/.device/lib
 export CUTOUT_MODELS_DIR=/tmp/models CUTOUT_CACHE_DIR=/tmp/cutout-cache CUTOUT_DATA_DIR=/tmp/cutout-data
