@@ -343,7 +343,7 @@ fn broken_and_heic_files_in_a_batch_are_named_and_the_rest_are_done() {
     std::fs::copy(common::photo("cloth-1.jpg"), inputs.join("c-cloth.jpg")).unwrap();
     // A phone photo: the Windows build has no HEIF decoder, and says so in one line.
     let png = work.path().join("phone.png");
-    image::open(common::photo("plants-1.jpg"))
+    image::open(common::photo("anime-girl-1.jpg"))
         .unwrap()
         .to_rgb8()
         .save(&png)
