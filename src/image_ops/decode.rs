@@ -3,43 +3,14 @@
 
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage, metadata::Orientation};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, metadata::Orientation};
 
 use super::{
     ImageError,
     colour::{self, Embedded},
+    decoded::{DecodeLimits, DecodedImage, check_size},
     heif,
 };
-
-/// Limits on what a decoder may allocate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// Longest allowed side, in pixels.
-    pub max_side_px: u32,
-    /// Largest allowed area, in megapixels.
-    pub max_megapixels: u32,
-}
-
-impl Default for DecodeLimits {
-    /// 30 000 px a side and 200 MP: well beyond any camera, far below what would exhaust memory.
-    fn default() -> Self {
-        Self {
-            max_side_px: 30_000,
-            max_megapixels: 200,
-        }
-    }
-}
-
-/// A decoded photo, upright.
-#[derive(Debug, Clone)]
-pub struct DecodedImage {
-    /// The pixels, EXIF orientation applied, as 8-bit RGB (alpha, if any, dropped as rembg does).
-    pub rgb: RgbImage,
-    /// Whether the file had an alpha channel.
-    pub had_alpha: bool,
-    /// The colour profile (pixels are kept in it, not converted) and EXIF block it came with.
-    pub embedded: Embedded,
-}
 
 /// Compressed files larger than this are refused before reading (no photo format needs 1 GiB).
 const MAX_FILE_BYTES: u64 = 1 << 30;
@@ -216,34 +187,6 @@ fn embedded(decoder: &mut impl ImageDecoder, path: &Path) -> Embedded {
     Embedded { icc, exif }
 }
 
-pub(crate) fn check_size(
-    width: u32,
-    height: u32,
-    path: &Path,
-    limits: DecodeLimits,
-) -> Result<(), ImageError> {
-    if width == 0 || height == 0 {
-        return Err(ImageError::Corrupt {
-            path: path.to_owned(),
-            reason: format!("it declares {width}×{height} pixels"),
-        });
-    }
-    let area = u64::from(width) * u64::from(height);
-    if width > limits.max_side_px
-        || height > limits.max_side_px
-        || area > u64::from(limits.max_megapixels) * 1_000_000
-    {
-        return Err(ImageError::TooLarge {
-            path: path.to_owned(),
-            width,
-            height,
-            max_side_px: limits.max_side_px,
-            max_megapixels: limits.max_megapixels,
-        });
-    }
-    Ok(())
-}
-
 fn classify(e: image::ImageError, path: &Path, limits: DecodeLimits) -> ImageError {
     match e {
         image::ImageError::Limits(limit) => ImageError::Corrupt {
@@ -272,6 +215,7 @@ fn classify(e: image::ImageError, path: &Path, limits: DecodeLimits) -> ImageErr
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use image::RgbImage;
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {
         let img = RgbImage::from_fn(width, height, |x, y| {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{DecodeLimits, ImageError};
+use super::{ImageError, decoded::DecodeLimits};
 
 /// The two HEIF families cutout reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,9 @@ mod decoder {
 
     use super::{super::colour, HeifKind};
     use crate::image_ops::{
-        DecodeLimits, ImageError, colour::Embedded, decode::DecodedImage, decode::check_size,
+        ImageError,
+        colour::Embedded,
+        decoded::{DecodeLimits, DecodedImage, check_size},
     };
 
     /// Decodes the primary image of a HEIF file held in memory.
@@ -157,7 +159,7 @@ pub(crate) fn decode(
     kind: HeifKind,
     name: &Path,
     limits: DecodeLimits,
-) -> Result<super::decode::DecodedImage, ImageError> {
+) -> Result<super::decoded::DecodedImage, ImageError> {
     decoder::decode(bytes, kind, name, limits)
 }
 
@@ -169,7 +171,7 @@ pub(crate) fn decode(
     kind: HeifKind,
     name: &Path,
     _limits: DecodeLimits,
-) -> Result<super::decode::DecodedImage, ImageError> {
+) -> Result<super::decoded::DecodedImage, ImageError> {
     Err(ImageError::Unsupported {
         path: name.to_owned(),
         reason: format!(

@@ -5,6 +5,7 @@ pub mod band;
 pub mod colour;
 pub mod composite;
 pub mod decode;
+pub mod decoded;
 pub mod edges;
 pub mod edits;
 pub mod export;
@@ -19,7 +20,8 @@ use std::path::PathBuf;
 
 pub use colour::Embedded;
 pub use composite::{Background, CompositeSettings};
-pub use decode::{DecodeLimits, DecodedImage, decode_bytes, decode_file};
+pub use decode::{decode_bytes, decode_file};
+pub use decoded::{DecodeLimits, DecodedImage};
 pub use export::{Origin, PngCompression, STDIO, Target, is_stdio, write_png, write_png_atomic};
 pub use postprocess::{
     MaskDifference, cutout_rgba, mask_difference, mask_from_output, over_background,
